@@ -1,0 +1,83 @@
+"""The ``calendar-svc`` command line (click). One module per group of commands."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from calendar_svc import __version__
+from calendar_svc.cli.context import CliContext
+from calendar_svc.errors import CalendarSvcError
+
+
+class _Group(click.Group):
+    """Turns our own errors into one line on stderr and an exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CalendarSvcError as exc:
+            click.echo(f"calendar-svc: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config", "config_path", metavar="FILE", envvar="CALENDAR_SVC_CONFIG",
+    help="Config file. Default: $CALENDAR_SVC_CONFIG, else ./config.toml, "
+    "else /etc/calendar-svc/config.toml.",
+)
+@click.option(
+    "--db", "database_url", metavar="URL", envvar="CALENDAR_SVC_DATABASE_URL",
+    help="Database URL, overriding [database] url (also $CALENDAR_SVC_DATABASE_URL). "
+    "E.g. sqlite:///var/cal.sqlite3 or postgresql+psycopg://user@host/db.",
+)
+@click.version_option(__version__, prog_name="calendar-svc")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, database_url: str | None) -> None:
+    """Itinerary calendars: subscribable ICS feeds and timezone-correct reminders.
+
+    \b
+    Typical use:
+      calendar-svc import schedules/rubio-2025-09.toml   load an itinerary
+      calendar-svc list                                  see it in local times
+      calendar-svc feed-url rubio-2025-09                URL to subscribe to
+      calendar-svc run                                   daemon: reminders + feed
+    """
+    state = CliContext(config_path=config_path, database_url=database_url)
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+def _register() -> None:
+    from calendar_svc.cli import entries
+
+    for command in entries.COMMANDS:
+        cli.add_command(command)
+    for module_name, attr in (
+        ("calendar_svc.cli.feed", "COMMANDS"),
+        ("calendar_svc.cli.reminders", "COMMANDS"),
+        ("calendar_svc.cli.notify", "COMMANDS"),
+    ):
+        try:
+            module = __import__(module_name, fromlist=[attr])
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        for command in getattr(module, attr):
+            cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    cli.main(prog_name="calendar-svc")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+    sys.exit(0)

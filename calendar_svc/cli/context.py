@@ -1,0 +1,48 @@
+"""What every CLI command shares: the config and the store, loaded on first use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+from calendar_svc.config import Config, load_config
+from calendar_svc.store import Store
+
+
+@dataclass
+class CliContext:
+    config_path: str | None = None
+    database_url: str | None = None
+    _config: Config | None = field(default=None, repr=False)
+    _store: Store | None = field(default=None, repr=False)
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path, database_url=self.database_url)
+        return self._config
+
+    @property
+    def store(self) -> Store:
+        """The store, migrated to the newest schema (migrations run on every start)."""
+        if self._store is None:
+            store = Store(self.config.database.url)
+            store.migrate()
+            self._store = store
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+pass_ctx = click.make_pass_decorator(CliContext)
+
+
+def echo_json(data: Any) -> None:
+    import json
+
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))

@@ -1,0 +1,178 @@
+"""The tables, as typed SQLAlchemy 2 models.
+
+Wall time + zone is the truth of an entry; ``start_utc`` / ``end_utc`` are
+derived by ``timezones.to_utc`` whenever the wall time or zone is written, and
+every instant is stored in UTC (``TIMESTAMP WITH TIME ZONE`` on PostgreSQL, an
+ISO UTC string on SQLite, read back as an aware UTC datetime either way).
+
+All-day entries keep ``all_day = True`` with ``start_local`` / ``end_local`` at
+midnight of the first and the *last* day (inclusive); ``start_day`` /
+``last_day`` give them as dates, which is how everything outside the store
+treats them.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from calendar_svc.timezones import UTC
+
+ENTRY_STATUSES = ("confirmed", "tentative", "cancelled")
+DELIVERY_STATUSES = ("pending", "sending", "sent", "failed", "cancelled", "missed")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware datetime stored as UTC; naive values are refused on the way in."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("UTCDateTime needs an aware datetime")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[str]: JSON}
+
+
+class Calendar(Base):
+    __tablename__ = "calendars"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    timezone: Mapped[str] = mapped_column(String(64))
+    # ISO 8601 durations before start; None = the config's default offsets.
+    reminders: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    feed_token: Mapped[str] = mapped_column(String(64), unique=True)
+    # Bumped in the same transaction as every write that changes what the feed shows.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    entries: Mapped[list[Entry]] = relationship(
+        back_populates="calendar", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Entry(Base):
+    __tablename__ = "entries"
+    __table_args__ = (
+        UniqueConstraint("calendar_id", "uid", name="uq_entries_calendar_uid"),
+        Index("ix_entries_start_utc", "start_utc"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    calendar_id: Mapped[int] = mapped_column(ForeignKey("calendars.id", ondelete="CASCADE"))
+    uid: Mapped[str] = mapped_column(String(255))
+    title: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, default="")
+    location: Mapped[str] = mapped_column(Text, default="")
+    city: Mapped[str] = mapped_column(String(255), default="")
+    geo_lat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    geo_lon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    url: Mapped[str] = mapped_column(Text, default="")
+    categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(16), default="confirmed")
+    transparency: Mapped[str] = mapped_column(String(16), default="opaque")
+    # RFC 5545 SEQUENCE: rises on every edit a subscriber can see.
+    sequence: Mapped[int] = mapped_column(Integer, default=0)
+
+    all_day: Mapped[bool] = mapped_column(Boolean, default=False)
+    start_local: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+    start_tz: Mapped[str] = mapped_column(String(64))
+    start_fold: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    end_local: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+    end_tz: Mapped[str] = mapped_column(String(64))
+    end_fold: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    start_utc: Mapped[datetime] = mapped_column(UTCDateTime)
+    end_utc: Mapped[datetime] = mapped_column(UTCDateTime)
+    rrule: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    # ISO 8601 durations before start; None = the calendar's, [] = no reminders.
+    reminders: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    calendar: Mapped[Calendar] = relationship(back_populates="entries")
+
+    @property
+    def start_day(self) -> date:
+        return self.start_local.date()
+
+    @property
+    def last_day(self) -> date:
+        """Last day of an all-day entry, inclusive."""
+        return self.end_local.date()
+
+    @property
+    def cancelled(self) -> bool:
+        return self.status == "cancelled"
+
+
+class Delivery(Base):
+    """One reminder instance on one channel: the durable record of what was sent.
+
+    ``dedupe_key`` = (calendar slug, entry uid, occurrence start UTC, offset,
+    channel); the planner inserts it if absent, the dispatcher claims it with a
+    conditional UPDATE on ``status``.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        Index("ix_deliveries_status_next", "status", "next_attempt_at"),
+        Index("ix_deliveries_entry", "calendar_slug", "entry_uid"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(512), unique=True)
+    idempotency_key: Mapped[str] = mapped_column(String(64))
+    calendar_slug: Mapped[str] = mapped_column(String(64))
+    entry_uid: Mapped[str] = mapped_column(String(255))
+    occurrence_utc: Mapped[datetime] = mapped_column(UTCDateTime)
+    offset_seconds: Mapped[int] = mapped_column(Integer)
+    channel: Mapped[str] = mapped_column(String(64))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    late: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
