@@ -56,7 +56,9 @@ def read_credential(name: str, *, key: str, file: str | None = None) -> str:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(f"cannot read credential {name!r}: {reason}", file=file, key=key) from None
+        raise ConfigError(
+            f"cannot read credential {name!r}: {reason}", file=file, key=key
+        ) from None
     # Files written with `echo` end in a newline that is not part of the secret.
     value = value.rstrip("\r\n")
     if not value:
@@ -75,7 +77,8 @@ def ensure_private(path: Path | None, *, key: str) -> None:
         mode = path.stat().st_mode
     except OSError:
         return  # the file was read a moment ago; a vanished file is not our concern here
-    readers = [who for bit, who in ((stat.S_IRGRP, "group"), (stat.S_IROTH, "others")) if mode & bit]
+    bits = ((stat.S_IRGRP, "group"), (stat.S_IROTH, "others"))
+    readers = [who for bit, who in bits if mode & bit]
     if readers:
         base = key.rsplit(".", 1)[-1]
         raise ConfigError(
@@ -108,9 +111,10 @@ def resolve(
 ) -> str | None:
     """The secret ``key`` of ``table`` from inline, ``key_env`` or ``key_credential``.
 
-    None when none of the three is present. With ``allow_list`` an inline list of
-    strings is accepted and joined with ", " (Apprise URL lists). Two at once is a ConfigError, as is
-    a wrong type; an inline value also needs a private config file.
+    None when none of the three is present. Two at once is a ConfigError, as is
+    a wrong type; an inline value also needs a private config file. With
+    ``allow_list`` an inline list of strings is accepted, joined with ", "
+    (Apprise URL lists).
     """
     file = str(config_path) if config_path else None
     given = [k for k in (key, f"{key}_env", f"{key}_credential") if k in table]

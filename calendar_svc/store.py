@@ -229,7 +229,10 @@ class Store:
         target = self.find_entry(uid, calendar)
         now = self.clock()
         with self.write() as session:
-            entry = session.get(Entry, target.id, with_for_update=not self.sqlite)
+            entry = session.get(
+                Entry, target.id, options=[selectinload(Entry.calendar)],
+                with_for_update=not self.sqlite,
+            )
             if entry is None:
                 raise NotFoundError(f"no entry with uid {uid!r}")
             if entry.status == status:
@@ -238,8 +241,6 @@ class Store:
             entry.sequence += 1
             entry.updated_at = now
             self._bump(entry.calendar, now)
-            session.flush()
-            session.refresh(entry, ["calendar"])
             return entry, True
 
     def delete_entry(self, uid: str, calendar: str | None = None) -> Entry:

@@ -1,0 +1,252 @@
+"""Commands that read and edit itineraries: init, import, list, show, cancel, delete, calendars."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import click
+
+from calendar_svc.cli.context import CliContext, echo_json, pass_ctx
+from calendar_svc.db import current_revision, head_revision
+from calendar_svc.errors import InputError
+from calendar_svc.presenters import duration_text, entry_json, when_text
+from calendar_svc.schedule_files import load_file
+from calendar_svc.store import EntryFilter, ImportReport
+from calendar_svc.timezones import iso_utc
+
+
+def parse_day(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InputError(f"{option} expects a date as YYYY-MM-DD, got {value!r}") from None
+
+
+def filter_options(func):  # type: ignore[no-untyped-def]
+    """--calendar/--city/--from/--to/--category, shared by list and export."""
+    for decorator in reversed(
+        (
+            click.option("--calendar", metavar="SLUG", help="Only this calendar."),
+            click.option("--city", metavar="NAME", help="Only entries in this city (any case)."),
+            click.option("--category", metavar="NAME", help="Only entries with this category."),
+            click.option("--from", "from_", metavar="DATE",
+                         help="Only entries that end on or after this day (YYYY-MM-DD)."),
+            click.option("--to", metavar="DATE",
+                         help="Only entries that start on or before this day (YYYY-MM-DD)."),
+        )
+    ):
+        func = decorator(func)
+    return func
+
+
+def build_filter(
+    calendar: str | None, city: str | None, category: str | None, from_: str | None,
+    to: str | None,
+) -> EntryFilter:
+    start = parse_day(from_, "--from")
+    end = parse_day(to, "--to")
+    if start and end and end < start:
+        raise InputError(f"--to {end} is before --from {start}")
+    return EntryFilter(calendar=calendar, city=city, category=category, start=start, end=end)
+
+
+@click.command()
+@pass_ctx
+def init(ctx: CliContext) -> None:
+    """Create the database, or bring its schema up to date (safe to run again)."""
+    store = ctx.store  # migrates
+    click.echo(
+        f"database ready at schema {current_revision(store.engine)} (newest {head_revision()}): "
+        f"{_safe_url(ctx.config.database.url)}"
+    )
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@click.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
+@click.option("--prune", is_flag=True,
+              help="Delete entries of these calendars that the files no longer contain.")
+@pass_ctx
+def import_(ctx: CliContext, files: tuple[Path, ...], dry_run: bool, prune: bool) -> None:
+    """Load itinerary FILES (TOML) into the database.
+
+    Entries are matched by (calendar slug, uid): new ones are created, changed
+    ones updated (their SEQUENCE rises so subscribers see the edit), the rest
+    left alone. All FILES are one transaction: one bad entry anywhere and
+    nothing is written.
+
+    \b
+    Examples:
+      calendar-svc import schedules/rubio-2025-09.toml
+      calendar-svc import --dry-run --prune schedules/*.toml
+    """
+    specs = [load_file(path) for path in files]
+    report = ctx.store.import_specs(specs, prune=prune, dry_run=dry_run)
+    print_import_report(report)
+
+
+def print_import_report(report: ImportReport) -> None:
+    verb = "would be " if report.dry_run else ""
+    for cal in report.calendars:
+        head = f"{cal.slug}:"
+        if cal.calendar_created:
+            head += f" calendar {verb}created;"
+        totals = ", ".join(
+            f"{len(getattr(cal, name))} {verb}{name}"
+            for name in ("created", "updated", "unchanged", "pruned")
+        )
+        click.echo(f"{head} {totals}")
+        for name, sign in (("created", "+"), ("updated", "~"), ("pruned", "-")):
+            for uid in getattr(cal, name):
+                click.echo(f"  {sign} {uid}")
+    if report.dry_run:
+        click.echo("dry run: nothing was written")
+
+
+@click.command("list")
+@filter_options
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+@pass_ctx
+def list_(
+    ctx: CliContext, calendar: str | None, city: str | None, category: str | None,
+    from_: str | None, to: str | None, as_json: bool,
+) -> None:
+    """List entries in their local times, with zone abbreviation and UTC offset.
+
+    \b
+    Examples:
+      calendar-svc list
+      calendar-svc list --city Quito
+      calendar-svc list --from 2025-09-03 --to 2025-09-03 --json
+    """
+    entries = ctx.store.entries(build_filter(calendar, city, category, from_, to))
+    if as_json:
+        echo_json([entry_json(e) for e in entries])
+        return
+    if not entries:
+        click.echo("no entries match")
+        return
+    many = len({e.calendar.slug for e in entries}) > 1
+    rows = [
+        (
+            when_text(e),
+            duration_text(e),
+            e.uid + (" [cancelled]" if e.cancelled else ""),
+            e.title,
+            e.city or e.location,
+            e.calendar.slug if many else "",
+        )
+        for e in entries
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for row in rows:
+        line = "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3]))
+        extra = f" — {row[4]}" if row[4] else ""
+        cal = f"  ({row[5]})" if row[5] else ""
+        click.echo(f"{line}  {row[3]}{extra}{cal}".rstrip())
+
+
+@click.command()
+@click.argument("uid")
+@click.option("--calendar", metavar="SLUG", help="Calendar of the entry, if the uid is in several.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def show(ctx: CliContext, uid: str, calendar: str | None, as_json: bool) -> None:
+    """Show one entry in full."""
+    entry = ctx.store.find_entry(uid, calendar)
+    data = entry_json(entry)
+    if as_json:
+        echo_json(data)
+        return
+    click.echo(f"{entry.title}")
+    click.echo(f"  when:       {when_text(entry)}")
+    click.echo(f"  utc:        {data['start_utc']} → {data['end_utc']}")
+    for key in ("calendar", "uid", "status", "location", "city", "url", "description"):
+        if data[key]:
+            click.echo(f"  {key + ':':<11} {data[key]}")
+    if data["categories"]:
+        click.echo(f"  categories: {', '.join(data['categories'])}")
+    reminders = data["reminders"]
+    click.echo(
+        "  reminders:  "
+        + ("calendar default" if reminders is None else ", ".join(reminders) or "none")
+    )
+    click.echo(f"  sequence:   {entry.sequence} (updated {iso_utc(entry.updated_at)})")
+
+
+@click.command()
+@click.argument("uid")
+@click.option("--calendar", metavar="SLUG", help="Calendar of the entry, if the uid is in several.")
+@pass_ctx
+def cancel(ctx: CliContext, uid: str, calendar: str | None) -> None:
+    """Mark an entry cancelled: it stays in feeds as STATUS:CANCELLED and its reminders stop."""
+    entry, changed = ctx.store.set_status(uid, "cancelled", calendar)
+    if changed:
+        click.echo(f"cancelled {entry.calendar.slug}/{uid} (sequence {entry.sequence})")
+    else:
+        click.echo(f"{entry.calendar.slug}/{uid} was already cancelled")
+
+
+@click.command()
+@click.argument("uid")
+@click.option("--calendar", metavar="SLUG", help="Calendar of the entry, if the uid is in several.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+def delete(ctx: CliContext, uid: str, calendar: str | None, yes: bool) -> None:
+    """Delete an entry: it disappears from feeds and its reminders stop.
+
+    Prefer `cancel` for a meeting that was called off: subscribers then see it
+    struck through instead of silently gone. If the entry is still in a
+    schedule file, the next import brings it back.
+    """
+    entry = ctx.store.find_entry(uid, calendar)
+    if not yes:
+        click.confirm(f"delete {entry.calendar.slug}/{uid} ({entry.title})?", abort=True)
+    ctx.store.delete_entry(uid, calendar)
+    click.echo(f"deleted {entry.calendar.slug}/{uid}")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def calendars(ctx: CliContext, as_json: bool) -> None:
+    """List calendars with their entry counts and versions (tokens are not shown)."""
+    store = ctx.store
+    stats = store.calendar_stats()
+    rows = []
+    for cal in store.calendars():
+        s = stats.get(cal.slug, {})
+        rows.append({
+            "slug": cal.slug,
+            "name": cal.name,
+            "timezone": cal.timezone,
+            "entries": s.get("entries", 0),
+            "first_start": iso_utc(s["first_start"]) if s.get("first_start") else None,
+            "last_end": iso_utc(s["last_end"]) if s.get("last_end") else None,
+            "version": cal.version,
+            "reminders": cal.reminders,
+            "updated": iso_utc(cal.updated_at),
+        })
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("no calendars yet: calendar-svc import FILE.toml")
+        return
+    for row in rows:
+        click.echo(
+            f"{row['slug']}  {row['name']}  ({row['entries']} entries, {row['timezone']}, "
+            f"version {row['version']})"
+        )
+
+
+COMMANDS = [init, import_, list_, show, cancel, delete, calendars]

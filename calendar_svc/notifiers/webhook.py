@@ -1,0 +1,157 @@
+"""``webhook``: a signed JSON POST per reminder, following Standard Webhooks.
+
+Headers (https://www.standardwebhooks.com/): ``webhook-id`` = the idempotency
+key (the same on every retry, so receivers can drop duplicates),
+``webhook-timestamp`` (Unix seconds) and ``webhook-signature`` =
+``v1,`` + base64 HMAC-SHA256 over ``id.timestamp.body`` with the secret in
+its ``whsec_<base64>`` form. Any Standard Webhooks library verifies it.
+
+A webhook URL comes from config, but it is still the classic server-side
+request forgery hole: URLs resolving to loopback, private, link-local or cloud
+metadata addresses are refused unless the channel sets ``allow_private = true``.
+Redirects are not followed for the same reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import ipaddress
+import json
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+
+from calendar_svc import __version__
+from calendar_svc.notifiers import _http
+from calendar_svc.notifiers.base import Key, Notifier, Reminder, message_id_token
+from calendar_svc.timezones import iso_utc, now_utc
+
+SECRET_PREFIX = "whsec_"
+_RESERVED_HEADERS = {"content-type", "content-length", "host", "webhook-id",
+                     "webhook-timestamp", "webhook-signature"}
+
+
+def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` value: ``v1,<base64 HMAC-SHA256 of id.timestamp.body>``."""
+    digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode("ascii")
+
+
+class WebhookNotifier(Notifier):
+    """POSTs ``{"type": "reminder.due", "timestamp": …, "data": {…}}`` as JSON.
+
+    Keys: ``url``, ``secret`` (secret: ``secret_env`` / ``secret_credential``,
+    ``whsec_<base64>``; without one requests are unsigned), ``headers`` (table),
+    ``timeout`` (seconds, default 15), ``allow_private`` (default false).
+    2xx is sent; 408, 429 and 5xx are retried (``Retry-After`` honoured); 410
+    means the endpoint is gone; other statuses are permanent failures.
+    """
+
+    keys: ClassVar = {
+        "url": Key(str),
+        "secret": Key(str, None, secret=True),
+        "headers": Key(dict, {}),
+        "timeout": Key(float, 15.0),
+        "allow_private": Key(bool, False),
+    }
+
+    def __init__(
+        self,
+        name: str,
+        table: Any,
+        *,
+        config_path: Path | None = None,
+        clock: Callable[[], datetime] = now_utc,
+    ) -> None:
+        super().__init__(name, table, config_path=config_path)
+        s = self.settings
+        self.clock = clock
+        try:
+            self.url = httpx.URL(s["url"])
+        except httpx.InvalidURL as exc:
+            raise self.config_error("url", f"not a URL: {exc}") from None
+        if self.url.scheme not in ("http", "https") or not self.url.host:
+            raise self.config_error("url", "expected an http:// or https:// URL with a host")
+        # Chat webhook URLs (Slack, Discord, …) carry their token in the path.
+        if self.url.raw_path not in (b"", b"/"):
+            self.hide(self.url.raw_path.decode("ascii"))
+        self.allow_private: bool = s["allow_private"]
+        self._check_literal_host()
+        self.key = self._signing_key(s["secret"])
+        if s["timeout"] <= 0:
+            raise self.config_error("timeout", "must be more than 0 seconds")
+        bad = sorted(h for h in s["headers"] if h.lower() in _RESERVED_HEADERS)
+        if bad:
+            raise self.config_error("headers", f"{bad[0]!r} is set by the notifier itself")
+        self.client = httpx.Client(
+            timeout=s["timeout"],
+            follow_redirects=False,
+            headers={"user-agent": f"{_http.USER_AGENT}/{__version__}", **s["headers"]},
+        )
+
+    def _check_literal_host(self) -> None:
+        try:
+            address = ipaddress.ip_address(self.url.host)
+        except ValueError:
+            return  # a name: checked on every send, since what it resolves to can change
+        if not self.allow_private and not _http.is_public(address):
+            raise self.config_error(
+                "url", f"{address} is not a public address; set allow_private = true "
+                "if this is intended"
+            )
+
+    def _signing_key(self, secret: str | None) -> bytes | None:
+        if secret is None:
+            return None
+        encoded = secret.removeprefix(SECRET_PREFIX)
+        try:
+            key = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+        if len(key) < 16:
+            # Never echo the value.
+            raise self.config_error(
+                "secret", "expected whsec_ followed by base64 of at least 16 random bytes "
+                "(e.g. python -c \"import base64,os; print('whsec_' + "
+                "base64.b64encode(os.urandom(32)).decode())\")"
+            )
+        return key
+
+    def payload(self, reminder: Reminder) -> bytes:
+        title, body = self.render(reminder)
+        data = {
+            "type": "reminder.due",
+            "timestamp": iso_utc(self.clock()),
+            "data": reminder.to_json(title=title, body=body),
+        }
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    def headers(self, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+        headers = {
+            "content-type": "application/json; charset=utf-8",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(timestamp),
+        }
+        if self.key is not None:
+            headers["webhook-signature"] = sign(self.key, msg_id, timestamp, body)
+        return headers
+
+    def send(self, reminder: Reminder) -> None:
+        if not self.allow_private:
+            _http.check_public_host(self, self.url)
+        now = self.clock()
+        body = self.payload(reminder)
+        key = reminder.idempotency_key
+        # A header value must be printable ASCII; other keys are mapped to a stable digest.
+        msg_id = key if key.isascii() and key.isprintable() else message_id_token(key)
+        headers = self.headers(msg_id, int(now.timestamp()), body)
+        _http.post(self, self.client, self.url, content=body, headers=headers, now=now)
+
+    def close(self) -> None:
+        self.client.close()

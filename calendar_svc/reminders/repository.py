@@ -1,0 +1,311 @@
+"""The SQL of the deliveries table (and the entry reads the planner needs), portable across
+SQLite and PostgreSQL.
+
+Every write that decides who sends what is one conditional statement, so that
+the table, not any process's memory, is the truth:
+
+* plan: insert-if-absent on ``dedupe_key`` (a cancelled row is revived when its
+  reminder is wanted again, e.g. an entry moved back);
+* claim: ``pending -> sending`` only where the row is still pending and due
+  (on PostgreSQL ``FOR UPDATE SKIP LOCKED``, so several daemons split a burst
+  instead of queueing on each other's row locks);
+* finish/release: only rows still ``sending`` *and* claimed by this process;
+* lease recovery: ``sending`` rows whose lease ran out go back to ``pending``.
+
+Write transactions go through ``store.write()`` (``BEGIN IMMEDIATE`` on SQLite).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Text, bindparam, cast, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, contains_eager
+
+from calendar_svc.durations import parse_duration
+from calendar_svc.models import Calendar, Delivery, Entry
+from calendar_svc.reminders.rules import PlannedReminder
+from calendar_svc.store import Store
+
+T = Delivery.__table__.c
+TABLE = Delivery.__table__
+# Rows per multi-row INSERT: well under SQLite's bound-parameter limit.
+INSERT_CHUNK = 400
+
+
+@dataclass(frozen=True)
+class ClaimedRow:
+    id: int
+    dedupe_key: str
+    idempotency_key: str
+    calendar_slug: str
+    entry_uid: str
+    occurrence_utc: datetime
+    offset: timedelta
+    channel: str
+    due_at: datetime
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one claimed delivery ended; ``attempts_delta`` = -1 gives back an unfinished attempt."""
+
+    id: int
+    status: str
+    next_attempt_at: datetime
+    last_error: str | None = None
+    sent_at: datetime | None = None
+    late: bool = False
+    attempts_delta: int = 0
+
+
+# --- entries ---------------------------------------------------------------------------
+
+
+def entries_for_window(session: Session, start: datetime, end: datetime) -> list[Entry]:
+    """Entries that may have reminders due in ``[start, end - lead]`` (calendar loaded).
+
+    ``end`` already includes the longest lead time; recurring entries are all
+    returned, their occurrences are found by the rules.
+    """
+    query = (
+        select(Entry)
+        .join(Entry.calendar)
+        .options(contains_eager(Entry.calendar))
+        .where(or_(Entry.start_utc.between(start, end), Entry.rrule.is_not(None)))
+        .order_by(Entry.start_utc)
+    )
+    return list(session.scalars(query).unique())
+
+
+def entries_by_key(session: Session, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Entry]:
+    wanted = set(keys)
+    if not wanted:
+        return {}
+    query = (
+        select(Entry)
+        .join(Entry.calendar)
+        .options(contains_eager(Entry.calendar))
+        .where(Calendar.slug.in_({s for s, _ in wanted}), Entry.uid.in_({u for _, u in wanted}))
+    )
+    found = {(e.calendar.slug, e.uid): e for e in session.scalars(query).unique()}
+    return {key: entry for key, entry in found.items() if key in wanted}
+
+
+def longest_offset(session: Session, defaults: Sequence[timedelta]) -> timedelta:
+    """The largest offset any entry can have: config, calendar and entry overrides."""
+    texts: set[str] = set()
+    for raw in session.scalars(select(Calendar.reminders)):
+        texts.update(raw or [])
+    # Few distinct override lists exist; compare them as text (PostgreSQL's json has no "=").
+    for raw in session.scalars(select(cast(Entry.reminders, Text)).distinct()):
+        texts.update((json.loads(raw) if raw else None) or [])
+    return max([parse_duration(t) for t in texts] + list(defaults), default=timedelta(0))
+
+
+# --- planning --------------------------------------------------------------------------
+
+
+def existing_states(session: Session, keys: Sequence[str]) -> dict[str, str]:
+    """``dedupe_key -> status`` of the rows that exist among ``keys``."""
+    found: dict[str, str] = {}
+    for start in range(0, len(keys), INSERT_CHUNK):
+        chunk = keys[start:start + INSERT_CHUNK]
+        found.update(session.execute(
+            select(T.dedupe_key, T.status).where(T.dedupe_key.in_(chunk))
+        ).tuples())
+    return found
+
+
+def insert_planned(session: Session, planned: Sequence[PlannedReminder], now: datetime) -> None:
+    """Insert-if-absent; a concurrent planner's row wins silently."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    for start in range(0, len(planned), INSERT_CHUNK):
+        rows = [_row(p, now) for p in planned[start:start + INSERT_CHUNK]]
+        if rows:
+            session.execute(
+                insert(TABLE).values(rows).on_conflict_do_nothing(index_elements=["dedupe_key"])
+            )
+
+
+def revive(session: Session, keys: Sequence[str], now: datetime) -> None:
+    """Cancelled rows wanted again become fresh pending rows (attempts start over)."""
+    for start in range(0, len(keys), INSERT_CHUNK):
+        session.execute(
+            update(TABLE)
+            .where(T.dedupe_key.in_(keys[start:start + INSERT_CHUNK]), T.status == "cancelled")
+            .values(status="pending", attempts=0, next_attempt_at=T.due_at, last_error=None,
+                    claimed_by=None, claimed_at=None, lease_until=None, late=False,
+                    updated_at=now)
+        )
+
+
+def _row(p: PlannedReminder, now: datetime) -> dict[str, Any]:
+    return {
+        "dedupe_key": p.dedupe_key, "idempotency_key": p.idempotency_key,
+        "calendar_slug": p.calendar_slug, "entry_uid": p.entry_uid,
+        "occurrence_utc": p.occurrence_utc, "offset_seconds": int(p.offset.total_seconds()),
+        "channel": p.channel, "due_at": p.due_at, "status": "pending", "attempts": 0,
+        "next_attempt_at": p.due_at, "late": False, "created_at": now, "updated_at": now,
+    }
+
+
+def pending_rows(session: Session, until: datetime) -> list[tuple[int, str, datetime]]:
+    """``(id, dedupe_key, due_at)`` of pending rows due up to ``until``."""
+    query = select(T.id, T.dedupe_key, T.due_at).where(T.status == "pending", T.due_at <= until)
+    return list(session.execute(query).tuples())
+
+
+def oldest_pending_due(session: Session) -> datetime | None:
+    value: datetime | None = session.scalar(
+        select(func.min(T.due_at)).where(T.status == "pending")
+    )
+    return value
+
+
+def cancel(session: Session, ids: Sequence[int], now: datetime, reason: str) -> int:
+    count = 0
+    for start in range(0, len(ids), INSERT_CHUNK):
+        result = session.execute(
+            update(TABLE)
+            .where(T.id.in_(ids[start:start + INSERT_CHUNK]), T.status == "pending")
+            .values(status="cancelled", last_error=reason, updated_at=now)
+        )
+        count += result.rowcount  # type: ignore[attr-defined]
+    return count
+
+
+# --- dispatching -----------------------------------------------------------------------
+
+
+def claim_due(
+    store: Store, *, now: datetime, limit: int, claimer: str, lease: timedelta
+) -> list[ClaimedRow]:
+    """Claim up to ``limit`` due pending rows for ``claimer``; only claimed rows may be sent."""
+    if limit <= 0:
+        return []
+    due = (
+        select(T.id)
+        .where(T.status == "pending", T.next_attempt_at <= now)
+        .order_by(T.next_attempt_at, T.id)
+        .limit(limit)
+    )
+    if not store.sqlite:
+        due = due.with_for_update(skip_locked=True)
+    stmt = (
+        update(TABLE)
+        .where(T.id.in_(due.scalar_subquery()), T.status == "pending")
+        .values(status="sending", claimed_by=claimer, claimed_at=now, lease_until=now + lease,
+                attempts=T.attempts + 1, updated_at=now)
+        .returning(T.id, T.dedupe_key, T.idempotency_key, T.calendar_slug, T.entry_uid,
+                   T.occurrence_utc, T.offset_seconds, T.channel, T.due_at, T.attempts)
+    )
+    with store.write() as session:
+        rows = session.execute(stmt).all()
+    claimed = [
+        ClaimedRow(id=r.id, dedupe_key=r.dedupe_key, idempotency_key=r.idempotency_key,
+                   calendar_slug=r.calendar_slug, entry_uid=r.entry_uid,
+                   occurrence_utc=r.occurrence_utc, offset=timedelta(seconds=r.offset_seconds),
+                   channel=r.channel, due_at=r.due_at, attempts=r.attempts)
+        for r in rows
+    ]
+    claimed.sort(key=lambda c: (c.due_at, c.id))
+    return claimed
+
+
+_FINISH = (
+    update(TABLE)
+    .where(T.id == bindparam("b_id"), T.status == "sending", T.claimed_by == bindparam("b_claimer"))
+    .values(
+        status=bindparam("b_status"),
+        next_attempt_at=bindparam("b_next"),
+        last_error=bindparam("b_error"),
+        sent_at=bindparam("b_sent"),
+        late=bindparam("b_late"),
+        attempts=T.attempts + bindparam("b_delta"),
+        lease_until=None,
+        updated_at=bindparam("b_now"),
+    )
+)
+
+
+def finish(store: Store, outcomes: Sequence[Outcome], *, claimer: str, now: datetime) -> int:
+    """Record outcomes of rows this process claimed; returns how many rows it still owned."""
+    if not outcomes:
+        return 0
+    params = [
+        {"b_id": o.id, "b_claimer": claimer, "b_status": o.status, "b_next": o.next_attempt_at,
+         "b_error": o.last_error, "b_sent": o.sent_at, "b_late": o.late,
+         "b_delta": o.attempts_delta, "b_now": now}
+        for o in outcomes
+    ]
+    with store.write() as session:
+        result = session.connection().execute(_FINISH, params)
+    return int(result.rowcount)
+
+
+def recover_expired(store: Store, now: datetime) -> list[int]:
+    """Rows left ``sending`` past their lease (their daemon died) become pending again."""
+    stmt = (
+        update(TABLE)
+        .where(T.status == "sending", T.lease_until < now)
+        .values(status="pending", next_attempt_at=now, lease_until=None, updated_at=now,
+                last_error="lease expired: the claiming daemon stopped or hung")
+        .returning(T.id)
+    )
+    with store.write() as session:
+        return list(session.scalars(stmt))
+
+
+def recover_all_sending(store: Store, now: datetime) -> list[int]:
+    """Every ``sending`` row back to pending: only for the one daemon of a SQLite file,
+    which holds the daemon lock, so no other process can be sending them."""
+    stmt = (
+        update(TABLE)
+        .where(T.status == "sending")
+        .values(status="pending", next_attempt_at=now, lease_until=None, updated_at=now,
+                last_error="the previous daemon stopped while sending")
+        .returning(T.id)
+    )
+    with store.write() as session:
+        return list(session.scalars(stmt))
+
+
+def schedule_of_pending(store: Store, until: datetime) -> dict[int, datetime]:
+    """``id -> next attempt`` of pending rows whose next attempt is before ``until``."""
+    query = select(T.id, T.next_attempt_at).where(
+        T.status == "pending", T.next_attempt_at <= until
+    )
+    with store.read() as session:
+        return dict(session.execute(query).tuples())
+
+
+# --- reporting -------------------------------------------------------------------------
+
+
+def counts_by_status(store: Store) -> dict[str, int]:
+    with store.read() as session:
+        rows = session.execute(select(T.status, func.count()).group_by(T.status)).tuples()
+        return {status: int(count) for status, count in rows}
+
+
+def deliveries(
+    store: Store, *, statuses: Sequence[str], newest_first: bool, limit: int,
+    order_by: str = "due_at",
+) -> list[Delivery]:
+    column = getattr(Delivery, order_by)
+    query = (
+        select(Delivery)
+        .where(Delivery.status.in_(statuses))
+        .order_by(column.desc() if newest_first else column, Delivery.id)
+        .limit(limit)
+    )
+    with store.read() as session:
+        return list(session.scalars(query))

@@ -1,0 +1,187 @@
+"""Which reminders an entry has, when they are due, and where they go. Pure: no database, no clock.
+
+* Offsets: the entry's own list if it has one, else its calendar's, else the
+  config's ``reminders.offsets``. An empty list means no reminders at all.
+* Cancelled entries have no reminders.
+* A timed entry is reminded ``offset`` before each occurrence's start.
+* An all-day entry gets ONE reminder, at ``reminders.all_day_time`` local time
+  on the day before its first day, in its own zone ("tomorrow: …"): an
+  "1 hour before midnight" reminder would wake people up for nothing.
+* Occurrences: the entry itself, or every RRULE occurrence, expanded in wall
+  time and then converted with the entry's zone, so a weekly 10:00 meeting
+  stays at 10:00 local across a DST change.
+* Channels: the first ``[[reminders.routes]]`` whose calendar (``*`` = any) and
+  optional category match, else ``reminders.channels``.
+
+The dedupe key (calendar, uid, occurrence start UTC, offset, channel) names
+one delivery; the idempotency key is a short digest of it that notifiers pass
+on (webhook-id, Message-ID), the same on every attempt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from typing import Protocol
+
+from dateutil.rrule import rrulestr
+
+from calendar_svc.config import RemindersConfig
+from calendar_svc.durations import parse_duration
+from calendar_svc.timezones import UTC, to_local, to_utc
+
+# An all-day reminder is at most about a day before the day starts; two days of
+# look-ahead covers it together with any zone offset.
+ALL_DAY_LEAD = timedelta(days=2)
+
+
+class EntryLike(Protocol):
+    """What the rules read of an entry (``models.Entry`` has it all)."""
+
+    uid: str
+    status: str
+    all_day: bool
+    start_local: datetime
+    start_tz: str
+    start_fold: int | None
+    start_utc: datetime
+    rrule: str | None
+    reminders: list[str] | None
+    categories: list[str]
+
+
+@dataclass(frozen=True)
+class PlannedReminder:
+    """One reminder instance on one channel: what the planner writes as a delivery row."""
+
+    calendar_slug: str
+    entry_uid: str
+    occurrence_utc: datetime
+    offset: timedelta
+    channel: str
+    due_at: datetime
+    all_day: bool
+    dedupe_key: str
+    idempotency_key: str
+    start_tz: str = field(compare=False)
+
+
+def dedupe_key(slug: str, uid: str, occurrence_utc: datetime, offset: timedelta, channel: str) -> str:
+    stamp = occurrence_utc.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{slug}|{uid}|{stamp}|{int(offset.total_seconds())}|{channel}"
+
+
+def idempotency_key(dedupe: str) -> str:
+    """``rem-`` + 28 hex digits: stable for the dedupe key, safe as a header or Message-ID token."""
+    return "rem-" + hashlib.sha256(dedupe.encode("utf-8")).hexdigest()[:28]
+
+
+def offsets_for(
+    entry_reminders: Sequence[str] | None,
+    calendar_reminders: Sequence[str] | None,
+    config: RemindersConfig,
+) -> tuple[timedelta, ...]:
+    """The entry's offsets, inherited as described above; duplicates removed, largest first."""
+    if entry_reminders is not None:
+        chosen: Sequence[timedelta] = [parse_duration(text) for text in entry_reminders]
+    elif calendar_reminders is not None:
+        chosen = [parse_duration(text) for text in calendar_reminders]
+    else:
+        chosen = config.offsets
+    return tuple(sorted(set(chosen), reverse=True))
+
+
+def channels_for(slug: str, categories: Sequence[str], config: RemindersConfig) -> tuple[str, ...]:
+    wanted = {c.casefold() for c in categories}
+    for route in config.routes:
+        if route.calendar not in ("*", slug):
+            continue
+        if route.category is not None and route.category.casefold() not in wanted:
+            continue
+        return route.channels
+    return config.channels
+
+
+def all_day_due(day_local: datetime, zone: str, at: time) -> datetime:
+    """The reminder instant of an all-day occurrence starting on ``day_local``'s date."""
+    eve = datetime.combine(day_local.date() - timedelta(days=1), at)
+    # fold=0: a reminder time inside a DST gap or fold is read with the earlier offset.
+    return to_utc(eve, zone, fold=0)
+
+
+def lead_time(offsets: Sequence[timedelta], all_day: bool) -> timedelta:
+    """How long before an occurrence's start its earliest reminder can be due."""
+    if all_day:
+        return ALL_DAY_LEAD
+    return max(offsets, default=timedelta(0))
+
+
+def occurrences(entry: EntryLike, start: datetime, end: datetime) -> Iterator[datetime]:
+    """Start instants (UTC) of the entry's occurrences within ``[start, end]``."""
+    if not entry.rrule:
+        if start <= entry.start_utc <= end:
+            yield entry.start_utc
+        return
+    # Expand in wall time; one day of margin on both sides covers any UTC offset.
+    wall_from = to_local(start, entry.start_tz).replace(tzinfo=None) - timedelta(days=1)
+    wall_to = to_local(end, entry.start_tz).replace(tzinfo=None) + timedelta(days=1)
+    rule = rrulestr(_naive_until(entry.rrule, entry.start_tz), dtstart=entry.start_local)
+    for wall in rule.between(wall_from, wall_to, inc=True):
+        fold = entry.start_fold if wall == entry.start_local else None
+        instant = to_utc(wall, entry.start_tz, fold=0 if fold is None else fold)
+        if start <= instant <= end:
+            yield instant
+
+
+_UNTIL_UTC = re.compile(r"UNTIL=(\d{8}T\d{6})Z", re.IGNORECASE)
+
+
+def _naive_until(rule: str, zone: str) -> str:
+    """An RRULE whose UTC ``UNTIL`` is rewritten as wall time, to match the naive DTSTART."""
+
+    def local(match: re.Match[str]) -> str:
+        instant = datetime.strptime(match.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+        return "UNTIL=" + to_local(instant, zone).strftime("%Y%m%dT%H%M%S")
+
+    return _UNTIL_UTC.sub(local, rule)
+
+
+def reminders_between(
+    entry: EntryLike,
+    calendar_slug: str,
+    calendar_reminders: Sequence[str] | None,
+    config: RemindersConfig,
+    start: datetime,
+    end: datetime,
+) -> list[PlannedReminder]:
+    """Every reminder of ``entry`` due within ``[start, end]``, sorted by due time."""
+    if entry.status == "cancelled":
+        return []
+    offsets = offsets_for(entry.reminders, calendar_reminders, config)
+    if not offsets:
+        return []
+    channels = channels_for(calendar_slug, entry.categories or [], config)
+    found: list[PlannedReminder] = []
+    for occurrence in occurrences(entry, start, end + lead_time(offsets, entry.all_day)):
+        if entry.all_day:
+            due_at = all_day_due(to_local(occurrence, entry.start_tz), entry.start_tz,
+                                 config.all_day_time)
+            dues = [(occurrence - due_at, due_at)]
+        else:
+            dues = [(offset, occurrence - offset) for offset in offsets]
+        for offset, due_at in dues:
+            if not start <= due_at <= end:
+                continue
+            for channel in channels:
+                key = dedupe_key(calendar_slug, entry.uid, occurrence, offset, channel)
+                found.append(PlannedReminder(
+                    calendar_slug=calendar_slug, entry_uid=entry.uid,
+                    occurrence_utc=occurrence, offset=offset, channel=channel, due_at=due_at,
+                    all_day=entry.all_day, dedupe_key=key, idempotency_key=idempotency_key(key),
+                    start_tz=entry.start_tz,
+                ))
+    found.sort(key=lambda r: (r.due_at, r.entry_uid, -r.offset, r.channel))
+    return found

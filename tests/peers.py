@@ -1,0 +1,357 @@
+"""Real peers on loopback for the notifier tests: an HTTP receiver, SMTP servers, MQTT.
+
+Every server binds 127.0.0.1 on a free port, records what it received, and is
+shut down by its context manager. Waiting is done on conditions with
+deadlines, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import trustme
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+
+LOOPBACK = "127.0.0.1"
+MOSQUITTO_PORT = 1883
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (connections to it are refused)."""
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "it") -> None:
+    """Poll ``predicate`` until true or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        threading.Event().wait(0.01)
+
+
+# --- HTTP ---------------------------------------------------------------------------------
+
+@dataclass
+class HttpRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    def json(self) -> Any:
+        return json.loads(self.body.decode("utf-8"))
+
+
+# A responder returns (status, headers, body) for a request.
+Response = tuple[int, dict[str, str], bytes]
+Responder = Callable[[HttpRequest], Response]
+
+
+def ok(_request: HttpRequest) -> Response:
+    return 200, {"content-type": "application/json"}, b"{}"
+
+
+class HttpReceiver:
+    """A threaded HTTP server recording every request; ``responder`` decides the answer."""
+
+    def __init__(self, responder: Responder = ok) -> None:
+        self.responder = responder
+        self.requests: list[HttpRequest] = []
+        self._changed = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                request = HttpRequest(
+                    method=self.command,
+                    path=self.path,
+                    headers={k.lower(): v for k, v in self.headers.items()},
+                    body=self.rfile.read(length),
+                )
+                with receiver._changed:
+                    receiver.requests.append(request)
+                    receiver._changed.notify_all()
+                status, headers, body = receiver.responder(request)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_POST = do_PUT = do_GET = _handle
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # keep test output clean
+
+        self.server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
+        self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
+        self.url = f"http://{LOOPBACK}:{self.port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> HttpReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(5)
+
+    def wait_for(self, count: int = 1, timeout: float = 5.0) -> list[HttpRequest]:
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(self.requests) >= count, timeout):
+                raise AssertionError(f"expected {count} request(s), got {len(self.requests)}")
+            return list(self.requests)
+
+
+# --- SMTP ---------------------------------------------------------------------------------
+
+@dataclass
+class ReceivedMail:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+
+@dataclass
+class SmtpRecorder:
+    """aiosmtpd handler: records messages, refuses recipients at ``@invalid.example``."""
+
+    messages: list[ReceivedMail] = field(default_factory=list)
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+    async def handle_RCPT(
+        self, server: Any, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if address.endswith("@invalid.example"):
+            return "550 5.1.1 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
+        mail = ReceivedMail(
+            mail_from=str(envelope.mail_from),
+            rcpt_tos=list(envelope.rcpt_tos),
+            data=bytes(envelope.original_content or b""),
+        )
+        with self.changed:
+            self.messages.append(mail)
+            self.changed.notify_all()
+        return "250 Message accepted for delivery"
+
+    def wait_for(self, count: int = 1, timeout: float = 5.0) -> list[ReceivedMail]:
+        with self.changed:
+            if not self.changed.wait_for(lambda: len(self.messages) >= count, timeout):
+                raise AssertionError(f"expected {count} mail(s), got {len(self.messages)}")
+            return list(self.messages)
+
+
+@dataclass
+class Tls:
+    """A throwaway CA (trustme) and a certificate for 127.0.0.1 / localhost signed by it."""
+
+    ca_file: Path
+    server_context: ssl.SSLContext
+
+
+def make_tls(folder: Path) -> Tls:
+    ca = trustme.CA()
+    cert = ca.issue_cert(LOOPBACK, "localhost")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    ca_file = folder / "test-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return Tls(ca_file=ca_file, server_context=context)
+
+
+class _Authenticator:
+    def __init__(self, username: str, password: str) -> None:
+        self.username, self.password = username.encode(), password.encode()
+
+    def __call__(self, server: Any, session: Any, envelope: Any, mechanism: str,
+                 auth_data: Any) -> AuthResult:
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login == self.username
+            and auth_data.password == self.password
+        )
+        return AuthResult(success=ok, handled=False)
+
+
+@contextlib.contextmanager
+def smtp_server(
+    *,
+    starttls: ssl.SSLContext | None = None,
+    implicit_tls: ssl.SSLContext | None = None,
+    login: tuple[str, str] | None = None,
+) -> Iterator[tuple[SmtpRecorder, int]]:
+    """An aiosmtpd server on loopback: plain, STARTTLS (required) or implicit TLS."""
+    recorder = SmtpRecorder()
+    kwargs: dict[str, Any] = {}
+    if starttls is not None:
+        kwargs.update(tls_context=starttls, require_starttls=True)
+    if implicit_tls is not None:
+        kwargs.update(ssl_context=implicit_tls)
+    if login is not None:
+        kwargs.update(
+            authenticator=_Authenticator(*login),
+            auth_require_tls=starttls is not None or implicit_tls is not None,
+        )
+    port = free_port()
+    controller = Controller(recorder, hostname=LOOPBACK, port=port, ready_timeout=5, **kwargs)
+    controller.start()
+    try:
+        yield recorder, port
+    finally:
+        controller.stop()
+
+
+# --- MQTT ---------------------------------------------------------------------------------
+
+def broker_answers(host: str = LOOPBACK, port: int = MOSQUITTO_PORT) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+class MqttSubscriber:
+    """Subscribes (QoS 1) to a fresh topic on a broker and records what arrives."""
+
+    def __init__(self, host: str = LOOPBACK, port: int = MOSQUITTO_PORT) -> None:
+        self.topic = f"calendar-svc-test/{uuid.uuid4().hex}"
+        self.messages: list[mqtt.MQTTMessage] = []
+        self._changed = threading.Condition()
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sub-{uuid.uuid4().hex[:8]}")
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda *_args: self._subscribed.set()
+        self.client.on_message = self._on_message
+        self.host, self.port = host, port
+
+    def _on_connect(self, client: mqtt.Client, *_args: Any) -> None:
+        client.subscribe(self.topic, qos=1)
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        with self._changed:
+            self.messages.append(message)
+            self._changed.notify_all()
+
+    def __enter__(self) -> MqttSubscriber:
+        self.client.connect(self.host, self.port, keepalive=30)
+        self.client.loop_start()
+        if not self._subscribed.wait(5):
+            self.__exit__()
+            raise AssertionError("the broker did not acknowledge the subscription")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def wait_for(self, count: int = 1, timeout: float = 5.0) -> list[mqtt.MQTTMessage]:
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(self.messages) >= count, timeout):
+                raise AssertionError(f"expected {count} MQTT message(s), got {len(self.messages)}")
+            return list(self.messages)
+
+
+@contextlib.contextmanager
+def mosquitto_with_login(folder: Path, username: str, password: str) -> Iterator[int]:
+    """A private Mosquitto on a free loopback port that requires a login; yields the port."""
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    passwd = shutil.which("mosquitto_passwd")
+    if not Path(binary).exists() or passwd is None:
+        import pytest
+
+        pytest.skip("mosquitto / mosquitto_passwd not installed: cannot run a broker with logins")
+    password_file = folder / "passwords"
+    subprocess.run([passwd, "-b", "-c", str(password_file), username, password], check=True,
+                   capture_output=True, timeout=10)
+    password_file.chmod(0o600)
+    port = free_port()
+    config = folder / "mosquitto.conf"
+    config.write_text(
+        f"listener {port} {LOOPBACK}\nallow_anonymous false\npassword_file {password_file}\n"
+        "persistence false\nlog_dest none\nuser root\n"
+    )
+    process = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: broker_answers(LOOPBACK, port) or process.poll() is not None,
+                   timeout=5, what="the private mosquitto to listen")
+        if process.poll() is not None:
+            raise AssertionError(f"mosquitto exited with {process.returncode}")
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+@contextlib.contextmanager
+def silent_mqtt_broker() -> Iterator[int]:
+    """A TCP peer that accepts an MQTT connection (CONNACK) but never acknowledges a publish.
+
+    Mosquitto always acknowledges, so this stands in for a broker that is stuck.
+    """
+    server = socket.create_server((LOOPBACK, 0))
+    port = int(server.getsockname()[1])
+    stop = threading.Event()
+    connections: list[socket.socket] = []
+
+    def serve() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            connections.append(conn)
+            conn.settimeout(2)
+            with contextlib.suppress(OSError):
+                conn.recv(1024)  # CONNECT
+                conn.sendall(b"\x20\x02\x00\x00")  # CONNACK, accepted
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield port
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()
+        for conn in connections:
+            conn.close()

@@ -1,0 +1,91 @@
+"""The itinerary commands as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from click.testing import Result
+
+
+def test_init_is_idempotent(run_cli: Callable[..., Result], workdir: Path) -> None:
+    first = run_cli("init")
+    assert first.exit_code == 0 and "database ready at schema 0002" in first.output
+    assert (workdir / "var" / "calendar.sqlite3").exists()
+    assert run_cli("init").exit_code == 0
+
+
+def test_import_summary_and_reimport(run_cli: Callable[..., Result]) -> None:
+    first = run_cli("import", "schedules/rubio-2025-09.toml")
+    assert "rubio-2025-09: calendar created; 11 created, 0 updated, 0 unchanged, 0 pruned" in first.output
+    second = run_cli("import", "schedules/rubio-2025-09.toml")
+    assert "0 created, 0 updated, 11 unchanged, 0 pruned" in second.output
+
+
+def test_dry_run_prints_changes_and_writes_nothing(run_cli: Callable[..., Result], workdir: Path) -> None:
+    run_cli("import", "schedules/rubio-2025-09.toml")
+    path = workdir / "schedules" / "rubio-2025-09.toml"
+    path.write_text(path.read_text().replace("2025-09-02T10:00:00", "2025-09-02T10:30:00"))
+    dry = run_cli("import", "--dry-run", str(path))
+    assert "1 would be updated" in dry.output and "~ sheinbaum-bilateral" in dry.output
+    assert "dry run: nothing was written" in dry.output
+    shown = json.loads(run_cli("show", "sheinbaum-bilateral", "--json").output)
+    assert shown["start"] == "2025-09-02T10:00:00-06:00"
+
+
+def test_list_table_shows_local_time_zone_and_offset(run_cli: Callable[..., Result]) -> None:
+    run_cli("import", "schedules/rubio-2025-09.toml")
+    out = run_cli("list").output
+    assert "Tue 2025-09-02 10:00 CST (UTC-06:00) → 11:30" in out
+    assert "Thu 2025-09-04 10:00 -05 (UTC-05:00)" in out
+    assert "→ Wed 2025-09-03 18:45 -05 (UTC-05:00)" in out  # flight lands in another zone
+    assert run_cli("list", "--city", "Atlantis").output.strip() == "no entries match"
+
+
+def test_bad_filter_dates(run_cli: Callable[..., Result]) -> None:
+    run_cli("import", "schedules/rubio-2025-09.toml")
+    bad = run_cli("list", "--from", "2025-09-31")
+    assert bad.exit_code == 2 and "--from expects a date as YYYY-MM-DD" in bad.output
+    reversed_ = run_cli("list", "--from", "2025-09-04", "--to", "2025-09-02")
+    assert reversed_.exit_code == 2 and "before --from" in reversed_.output
+
+
+def test_show_cancel_delete(run_cli: Callable[..., Result]) -> None:
+    run_cli("import", "schedules/rubio-2025-09.toml")
+    shown = run_cli("show", "noboa-meeting").output
+    assert "Meeting with President Daniel Noboa" in shown and "2025-09-04T15:00:00Z" in shown
+    assert "cancelled rubio-2025-09/noboa-meeting (sequence 1)" in run_cli("cancel", "noboa-meeting").output
+    assert "already cancelled" in run_cli("cancel", "noboa-meeting").output
+    assert json.loads(run_cli("show", "noboa-meeting", "--json").output)["status"] == "cancelled"
+    refused = run_cli("delete", "embassy-quito", input="n\n")
+    assert refused.exit_code == 1
+    assert run_cli("delete", "embassy-quito", "--yes").exit_code == 0
+    missing = run_cli("show", "embassy-quito")
+    assert missing.exit_code == 2 and "no entry with uid 'embassy-quito'" in missing.output
+
+
+def test_calendars_json(run_cli: Callable[..., Result]) -> None:
+    assert "no calendars yet" in run_cli("calendars").output
+    run_cli("import", "schedules/rubio-2025-09.toml")
+    rows = json.loads(run_cli("calendars", "--json").output)
+    assert rows[0]["slug"] == "rubio-2025-09" and rows[0]["entries"] == 11
+    assert rows[0]["first_start"] == "2025-09-02T06:00:00Z"
+    assert "feed_token" not in rows[0]
+
+
+def test_help_teaches(run_cli: Callable[..., Result]) -> None:
+    top = run_cli("--help").output
+    for command in ("init", "import", "list", "show", "cancel", "delete", "calendars"):
+        assert command in top
+    assert "calendar-svc import --dry-run --prune" in run_cli("import", "--help").output
+
+
+def test_python_dash_m_works(workdir: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "calendar_svc", "--version"], cwd=workdir,
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0 and "calendar-svc" in result.stdout

@@ -1,0 +1,176 @@
+"""The store, on SQLite and on PostgreSQL: upserts, versions, filters, one transaction."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from calendar_svc.db import current_revision, head_revision
+from calendar_svc.errors import InputError, NotFoundError
+from calendar_svc.models import Calendar
+from calendar_svc.schedule_files import CalendarSpec, load_file
+from calendar_svc.store import EntryFilter, Store
+from calendar_svc.timezones import UTC
+
+from conftest import FakeClock
+
+
+def trip(trip_path: Path) -> CalendarSpec:
+    return load_file(trip_path)
+
+
+def version(store: Store, slug: str = "rubio-2025-09") -> int:
+    return store.get_calendar(slug).version
+
+
+def test_migrations_are_idempotent_and_reach_head(store: Store) -> None:
+    assert store.migrate() is False
+    assert current_revision(store.engine) == head_revision()
+
+
+def test_models_match_migrations(store: Store) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from calendar_svc.models import Base
+
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_import_is_idempotent(store: Store, trip_path: Path) -> None:
+    first = store.import_specs([trip(trip_path)])
+    assert first.totals()["created"] == 11
+    v = version(store)
+    second = store.import_specs([trip(trip_path)])
+    assert second.totals() == {"created": 0, "updated": 0, "unchanged": 11, "pruned": 0}
+    assert not second.changed
+    assert version(store) == v
+
+
+def test_instants_round_trip_as_utc(trip_store: Store) -> None:
+    entry = trip_store.find_entry("sheinbaum-bilateral")
+    assert entry.start_utc == datetime(2025, 9, 2, 16, 0, tzinfo=UTC)
+    assert entry.start_utc.tzinfo is not None and entry.start_utc.utcoffset() == timedelta(0)
+    assert entry.start_local == datetime(2025, 9, 2, 10, 0)
+    flight = trip_store.find_entry("flight-mex-uio")
+    assert (flight.start_tz, flight.end_tz) == ("America/Mexico_City", "America/Guayaquil")
+
+
+def test_edit_bumps_sequence_and_version(trip_store: Store, trip_path: Path, clock: FakeClock) -> None:
+    spec = trip(trip_path)
+    before = trip_store.find_entry("sheinbaum-bilateral")
+    v = version(trip_store)
+    clock.advance(timedelta(minutes=5))
+    moved = [
+        dataclasses.replace(e, start_local=e.start_local + timedelta(hours=1),
+                            start_utc=e.start_utc + timedelta(hours=1),
+                            end_local=e.end_local + timedelta(hours=1),
+                            end_utc=e.end_utc + timedelta(hours=1))
+        if e.uid == "sheinbaum-bilateral" else e
+        for e in spec.entries
+    ]
+    report = trip_store.import_specs([dataclasses.replace(spec, entries=tuple(moved))])
+    assert report.totals()["updated"] == 1
+    after = trip_store.find_entry("sheinbaum-bilateral")
+    assert after.sequence == before.sequence + 1
+    assert after.updated_at == clock.now
+    assert after.created_at == before.created_at
+    assert version(trip_store) == v + 1
+
+
+def test_prune_and_dry_run(trip_store: Store, trip_path: Path) -> None:
+    spec = trip(trip_path)
+    fewer = dataclasses.replace(spec, entries=spec.entries[:-1])
+    dry = trip_store.import_specs([fewer], prune=True, dry_run=True)
+    assert dry.totals()["pruned"] == 1 and dry.dry_run
+    assert len(trip_store.entries()) == 11  # nothing written
+    trip_store.import_specs([fewer])  # without --prune nothing is deleted
+    assert len(trip_store.entries()) == 11
+    v = version(trip_store)
+    real = trip_store.import_specs([fewer], prune=True)
+    assert real.calendars[0].pruned == ["flight-uio-was"]
+    assert len(trip_store.entries()) == 10
+    assert version(trip_store) == v + 1
+
+
+def test_same_slug_twice_is_refused(trip_store: Store, trip_path: Path) -> None:
+    spec = trip(trip_path)
+    with pytest.raises(InputError, match="also defined in"):
+        trip_store.import_specs([spec, dataclasses.replace(spec, source="c.toml")])
+
+
+def test_import_is_one_transaction(
+    trip_store: Store, trip_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure while writing the second calendar undoes the first one too."""
+    spec = trip(trip_path)
+    first = dataclasses.replace(spec, slug="second-cal", source="b.toml")
+    second = dataclasses.replace(spec, slug="third-cal", source="c.toml")
+    real = Store._import_one
+
+    def failing(self: Store, session, item: CalendarSpec, **kw):  # type: ignore[no-untyped-def]
+        if item.slug == "third-cal":
+            raise RuntimeError("disk full")
+        return real(self, session, item, **kw)
+
+    monkeypatch.setattr(Store, "_import_one", failing)
+    with pytest.raises(RuntimeError, match="disk full"):
+        trip_store.import_specs([first, second])
+    assert [c.slug for c in trip_store.calendars()] == ["rubio-2025-09"]
+    assert len(trip_store.entries()) == 11
+
+
+def test_cancel_delete_rotate_bump_version(trip_store: Store) -> None:
+    v = version(trip_store)
+    entry, changed = trip_store.set_status("press-mexico-city", "cancelled")
+    assert changed and entry.status == "cancelled" and entry.sequence == 1
+    assert version(trip_store) == v + 1
+    _, again = trip_store.set_status("press-mexico-city", "cancelled")
+    assert not again and version(trip_store) == v + 1
+    trip_store.delete_entry("embassy-quito")
+    assert version(trip_store) == v + 2
+    with pytest.raises(NotFoundError):
+        trip_store.find_entry("embassy-quito")
+    old = trip_store.get_calendar("rubio-2025-09").feed_token
+    new = trip_store.rotate_token("rubio-2025-09")
+    assert new != old and len(new) >= 43
+    assert version(trip_store) == v + 3
+
+
+def test_change_counter_rises_on_every_write(trip_store: Store) -> None:
+    seen = [trip_store.change_counter()]
+    trip_store.set_status("press-mexico-city", "cancelled")
+    seen.append(trip_store.change_counter())
+    trip_store.delete_entry("embassy-quito")
+    seen.append(trip_store.change_counter())
+    assert seen == sorted(set(seen))
+
+
+def test_filters(trip_store: Store) -> None:
+    uids = lambda **kw: [e.uid for e in trip_store.entries(EntryFilter(**kw))]  # noqa: E731
+    assert uids(city="quito") == ["noboa-meeting", "embassy-quito", "flight-uio-was"]
+    assert uids(category="flight") == ["flight-was-mex", "flight-mex-uio", "flight-uio-was"]
+    # Days are local to each entry: the 21:30 EDT landing on the 4th is 01:30Z on the 5th.
+    on_4th = uids(start=date(2025, 9, 4), end=date(2025, 9, 4))
+    assert on_4th == ["trip-overview", "noboa-meeting", "embassy-quito", "flight-uio-was"]
+    assert "flight-uio-was" not in uids(start=date(2025, 9, 5))
+    on_3rd = uids(start=date(2025, 9, 3), end=date(2025, 9, 3))
+    assert on_3rd[0] == "trip-overview" and "sheinbaum-bilateral" not in on_3rd
+    trip_store.set_status("noboa-meeting", "cancelled")
+    assert "noboa-meeting" not in uids(include_cancelled=False)
+    with pytest.raises(NotFoundError, match="no calendar 'nope'"):
+        trip_store.entries(EntryFilter(calendar="nope"))
+
+
+def test_feed_tokens_are_unique_and_unguessable(store: Store, trip_path: Path) -> None:
+    spec = trip(trip_path)
+    store.import_specs([spec, dataclasses.replace(spec, slug="copy", source="b.toml")])
+    with store.read() as session:
+        tokens = list(session.scalars(select(Calendar.feed_token)))
+    assert len(set(tokens)) == 2 and all(len(t) >= 43 for t in tokens)
