@@ -49,7 +49,8 @@ class FeedConfig:
 
 @dataclass(frozen=True)
 class Route:
-    """Reminders of ``calendar`` (``*`` = any), optionally only of ``category``, go to ``channels``."""
+    """Reminders of ``calendar`` (``*`` = any), optionally only of ``category``, go to
+    ``channels``."""
 
     calendar: str
     category: str | None
@@ -119,6 +120,7 @@ class Config:
 
 # --- validation helpers -----------------------------------------------------------------
 
+
 class _Reader:
     """Walks one TOML table, converting values and naming the dotted key on error."""
 
@@ -180,14 +182,26 @@ class _Reader:
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {str: "a string", int: "an integer", bool: "true or false", list: "a list",
-             dict: "a table", float: "a number"}
+    names = {
+        str: "a string",
+        int: "an integer",
+        bool: "true or false",
+        list: "a list",
+        dict: "a table",
+        float: "a number",
+    }
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
 def _type_name(value: Any) -> str:
-    return {str: "string", int: "integer", bool: "boolean", list: "list", dict: "table",
-            float: "number"}.get(type(value), type(value).__name__)
+    return {
+        str: "string",
+        int: "integer",
+        bool: "boolean",
+        list: "list",
+        dict: "table",
+        float: "number",
+    }.get(type(value), type(value).__name__)
 
 
 def _zone(value: Any) -> str:
@@ -204,7 +218,7 @@ def _clock_time(value: Any) -> time:
     if isinstance(value, str) and re.fullmatch(r"\d{1,2}:\d{2}", value):
         hours, minutes = (int(part) for part in value.split(":"))
         return time(hours, minutes)
-    raise ValueError(f"expected a local time such as \"09:00\", got {value!r}")
+    raise ValueError(f'expected a local time such as "09:00", got {value!r}')
 
 
 def _sqlite_url(url: str, base: Path) -> str:
@@ -222,6 +236,7 @@ SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
 # --- loading -----------------------------------------------------------------------------
+
 
 def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
     """The config file to use, or ConfigError listing where we looked."""
@@ -293,17 +308,15 @@ def parse_config(
         include_alarms=feed_r.get("include_alarms", bool, d_feed.include_alarms),
     )
     if not re.match(r"^https?://", feed.public_url):
-        raise feed_r.fail("public_url", f"must start with http:// or https://, got {feed.public_url!r}")
+        raise feed_r.fail(
+            "public_url", f"must start with http:// or https://, got {feed.public_url!r}"
+        )
     feed_r.done()
 
     rem_r = _Reader(file, top.get("reminders", dict, {}), "reminders.")
     d_rem = RemindersConfig()
-    offsets = rem_r.convert(
-        "offsets", d_rem.offsets, lambda v: _offsets(v)
-    )
-    routes = tuple(
-        _route(file, i, table) for i, table in enumerate(rem_r.get("routes", list, []))
-    )
+    offsets = rem_r.convert("offsets", d_rem.offsets, lambda v: _offsets(v))
+    routes = tuple(_route(file, i, table) for i, table in enumerate(rem_r.get("routes", list, [])))
     max_attempts = rem_r.get("max_attempts", int, d_rem.max_attempts)
     if max_attempts < 1:
         raise rem_r.fail("max_attempts", "must be at least 1")
@@ -338,7 +351,7 @@ def parse_config(
         raise log_r.fail("level", f"expected debug, info, warning or error, got {level!r}")
     fmt = log_r.get("format", str, "text").lower()
     if fmt not in ("text", "json"):
-        raise log_r.fail("format", f"expected \"text\" or \"json\", got {fmt!r}")
+        raise log_r.fail("format", f'expected "text" or "json", got {fmt!r}')
     log_r.done()
 
     notifiers_raw = top.get("notifiers", dict, {"console": {"type": "console"}})
@@ -348,8 +361,9 @@ def parse_config(
             raise ConfigError("expected a table", file=file, key=f"notifiers.{name}")
         if not isinstance(table.get("type"), str):
             raise ConfigError(
-                "missing the notifier's type (e.g. type = \"console\")",
-                file=file, key=f"notifiers.{name}.type",
+                'missing the notifier\'s type (e.g. type = "console")',
+                file=file,
+                key=f"notifiers.{name}.type",
             )
         notifiers[name] = dict(table)
     top.done()
@@ -359,14 +373,16 @@ def parse_config(
             raise ConfigError(
                 f"channel {channel!r} has no [notifiers.{channel}] table "
                 f"(configured: {', '.join(sorted(notifiers)) or 'none'})",
-                file=file, key="reminders.channels",
+                file=file,
+                key="reminders.channels",
             )
     for i, route in enumerate(reminders.routes):
         for channel in route.channels:
             if channel not in notifiers:
                 raise ConfigError(
                     f"channel {channel!r} has no [notifiers.{channel}] table",
-                    file=file, key=f"reminders.routes[{i}].channels",
+                    file=file,
+                    key=f"reminders.routes[{i}].channels",
                 )
 
     return Config(

@@ -20,7 +20,7 @@ def parse_duration(text: object) -> timedelta:
         raise ValueError(
             f"{text!r} is not an ISO 8601 duration (examples: 'PT15M', 'PT1H', 'P1D', 'P1W')"
         )
-    value = vDuration.from_ical(candidate)
+    value = vDuration.from_ical(candidate)  # type: ignore[no-untyped-call]
     if not isinstance(value, timedelta):  # pragma: no cover - icalendar returns timedelta here
         raise ValueError(f"{text!r} is not a fixed-length duration")
     return value
@@ -30,16 +30,23 @@ def format_duration(value: timedelta) -> str:
     """``timedelta(hours=1)`` -> ``"PT1H"`` (the canonical RFC 5545 form)."""
     if value < timedelta(0):
         raise ValueError("durations here are never negative")
-    return vDuration(value).to_ical().decode("ascii")
+    text: bytes = vDuration(value).to_ical()  # type: ignore[no-untyped-call]
+    return text.decode("ascii")
 
 
 def humanize(value: timedelta) -> str:
-    """``timedelta(hours=1)`` -> ``"1 hour"``, ``timedelta(minutes=90)`` -> ``"1 hour 30 minutes"``."""
+    """``timedelta(minutes=90)`` -> ``"1 hour 30 minutes"``."""
     seconds = int(value.total_seconds())
     if seconds == 0:
         return "now"
     parts = []
-    for size, unit in ((86400 * 7, "week"), (86400, "day"), (3600, "hour"), (60, "minute"), (1, "second")):
+    for size, unit in (
+        (86400 * 7, "week"),
+        (86400, "day"),
+        (3600, "hour"),
+        (60, "minute"),
+        (1, "second"),
+    ):
         count, seconds = divmod(seconds, size)
         if count:
             parts.append(f"{count} {unit}{'s' if count != 1 else ''}")

@@ -36,7 +36,9 @@ class HealthState:
             return {
                 "scheduler_running": self.scheduler_running,
                 "scheduler_stuck": stuck,
-                "last_planner_run": iso_utc(self.last_planner_run) if self.last_planner_run else None,
+                "last_planner_run": iso_utc(self.last_planner_run)
+                if self.last_planner_run
+                else None,
                 "last_loop_tick": iso_utc(self.last_loop_tick) if self.last_loop_tick else None,
                 "next_reminder": iso_utc(self.next_reminder) if self.next_reminder else None,
                 "failing_channels": dict(self.failing_channels),

@@ -39,9 +39,25 @@ UID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$")
 STATUSES = ("confirmed", "tentative", "cancelled")
 CALENDAR_KEYS = {"slug", "name", "description", "timezone", "reminders"}
 ENTRY_KEYS = {
-    "uid", "title", "start", "end", "duration", "timezone", "end_timezone", "fold", "end_fold",
-    "location", "city", "geo", "url", "categories", "status", "description", "reminders",
-    "transparency", "rrule",
+    "uid",
+    "title",
+    "start",
+    "end",
+    "duration",
+    "timezone",
+    "end_timezone",
+    "fold",
+    "end_fold",
+    "location",
+    "city",
+    "geo",
+    "url",
+    "categories",
+    "status",
+    "description",
+    "reminders",
+    "transparency",
+    "rrule",
 }
 
 
@@ -153,12 +169,15 @@ def parse_schedule(data: dict[str, Any], *, source: str) -> CalendarSpec:
     slug = cal.get("slug")
     if not isinstance(slug, str) or not SLUG_RE.match(slug):
         raise cal_fail(
-            "slug", f"must be lowercase letters, digits and dashes (e.g. 'rubio-2025-09'), got {slug!r}"
+            "slug",
+            f"must be lowercase letters, digits and dashes (e.g. 'rubio-2025-09'), got {slug!r}",
         )
     cal_name = _text(cal, "name", required=True, fail=cal_fail)
     zone = cal.get("timezone")
     if not isinstance(zone, str):
-        raise cal_fail("timezone", "required: the IANA zone of the entries, e.g. 'America/Mexico_City'")
+        raise cal_fail(
+            "timezone", "required: the IANA zone of the entries, e.g. 'America/Mexico_City'"
+        )
     try:
         get_zone(zone)
     except InputError as exc:
@@ -176,7 +195,9 @@ def parse_schedule(data: dict[str, Any], *, source: str) -> CalendarSpec:
             raise InputError(
                 f"duplicate uid: also used by entry #{seen[spec.uid]}; every uid in a "
                 "calendar must be unique",
-                file=source, entry=f"{spec.uid} (#{index})", field="uid",
+                file=source,
+                entry=f"{spec.uid} (#{index})",
+                field="uid",
             )
         seen[spec.uid] = index
         entries.append(spec)
@@ -208,7 +229,7 @@ def _offsets(value: Any, fail: Any) -> tuple[str, ...] | None:
     if value is None:
         return None
     if not isinstance(value, list):
-        raise fail(f"expected a list of ISO 8601 durations such as [\"PT1H\"], got {value!r}")
+        raise fail(f'expected a list of ISO 8601 durations such as ["PT1H"], got {value!r}')
     out = []
     for item in value:
         try:
@@ -228,7 +249,9 @@ def _entry(raw: Any, *, index: int, source: str, default_zone: str) -> EntrySpec
     if not isinstance(uid, str) or not UID_RE.match(uid):
         raise InputError(
             f"must be letters, digits and . _ : @ + - (no spaces), got {uid!r}",
-            file=source, entry=label, field="uid",
+            file=source,
+            entry=label,
+            field="uid",
         )
     label = uid
 
@@ -239,8 +262,8 @@ def _entry(raw: Any, *, index: int, source: str, default_zone: str) -> EntrySpec
         raise fail(key, f"unknown key (known: {', '.join(sorted(ENTRY_KEYS))})")
     title = _text(raw, "title", required=True, fail=fail)
 
-    zone = raw.get("timezone", default_zone)
-    end_zone = raw.get("end_timezone", zone)
+    zone: str = raw.get("timezone", default_zone)
+    end_zone: str = raw.get("end_timezone", zone)
     for key, value in (("timezone", zone), ("end_timezone", end_zone)):
         if not isinstance(value, str):
             raise fail(key, f"expected an IANA zone name, got {value!r}")
@@ -289,10 +312,17 @@ def _entry(raw: Any, *, index: int, source: str, default_zone: str) -> EntrySpec
             f"{start_local:%Y-%m-%d %H:%M} {zone})",
         )
     return EntrySpec(
-        uid=uid, title=title, all_day=False,
-        start_local=start_local, start_tz=zone, start_fold=fold,
-        end_local=end_local, end_tz=end_zone, end_fold=end_fold,
-        start_utc=start_utc, end_utc=end_utc,
+        uid=uid,
+        title=title,
+        all_day=False,
+        start_local=start_local,
+        start_tz=zone,
+        start_fold=fold,
+        end_local=end_local,
+        end_tz=end_zone,
+        end_fold=end_fold,
+        start_utc=start_utc,
+        end_utc=end_utc,
         **_common(raw, fail),
     )
 
@@ -302,7 +332,9 @@ def _fold(raw: dict[str, Any], key: str, fail: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or value not in (0, 1):
-        raise fail(key, f"must be 0 (first occurrence / offset before the change) or 1, got {value!r}")
+        raise fail(
+            key, f"must be 0 (first occurrence / offset before the change) or 1, got {value!r}"
+        )
     return int(value)
 
 
@@ -343,9 +375,15 @@ def _all_day(
     if end < start:
         raise fail("end", f"last day {end} is before the first day {start}")
     return EntrySpec(
-        uid=uid, title=title, all_day=True,
-        start_local=datetime.combine(start, time()), start_tz=zone, start_fold=None,
-        end_local=datetime.combine(end, time()), end_tz=zone, end_fold=None,
+        uid=uid,
+        title=title,
+        all_day=True,
+        start_local=datetime.combine(start, time()),
+        start_tz=zone,
+        start_fold=None,
+        end_local=datetime.combine(end, time()),
+        end_tz=zone,
+        end_fold=None,
         start_utc=day_start_utc(start, zone),
         end_utc=day_start_utc(end + timedelta(days=1), zone),
         **_common(raw, fail),
@@ -370,7 +408,8 @@ def _common(raw: dict[str, Any], fail: Any) -> dict[str, Any]:
     lat = lon = None
     if geo is not None:
         if (
-            not isinstance(geo, list) or len(geo) != 2
+            not isinstance(geo, list)
+            or len(geo) != 2
             or not all(isinstance(g, int | float) and not isinstance(g, bool) for g in geo)
             or not (-90 <= geo[0] <= 90 and -180 <= geo[1] <= 180)
         ):
@@ -401,7 +440,9 @@ def _rrule(value: Any, fail: Any) -> str:
     from icalendar import vRecur
 
     if not isinstance(value, str) or not value.strip():
-        raise fail("rrule", f"expected an RFC 5545 RRULE such as 'FREQ=DAILY;COUNT=3', got {value!r}")
+        raise fail(
+            "rrule", f"expected an RFC 5545 RRULE such as 'FREQ=DAILY;COUNT=3', got {value!r}"
+        )
     text = value.strip().removeprefix("RRULE:")
     try:
         parsed = vRecur.from_ical(text)

@@ -28,9 +28,25 @@ Clock = Callable[[], datetime]
 
 # Entry fields an import compares and copies; a difference in any is an edit.
 ENTRY_FIELDS = (
-    "title", "description", "location", "city", "geo_lat", "geo_lon", "url", "status",
-    "transparency", "all_day", "start_local", "start_tz", "start_fold", "end_local", "end_tz",
-    "end_fold", "start_utc", "end_utc", "rrule",
+    "title",
+    "description",
+    "location",
+    "city",
+    "geo_lat",
+    "geo_lon",
+    "url",
+    "status",
+    "transparency",
+    "all_day",
+    "start_local",
+    "start_tz",
+    "start_fold",
+    "end_local",
+    "end_tz",
+    "end_fold",
+    "start_utc",
+    "end_utc",
+    "rrule",
 )
 
 
@@ -63,7 +79,10 @@ class CalendarReport:
     @property
     def changed(self) -> bool:
         return bool(
-            self.created or self.updated or self.pruned or self.calendar_created
+            self.created
+            or self.updated
+            or self.pruned
+            or self.calendar_created
             or self.calendar_updated
         )
 
@@ -91,7 +110,9 @@ class Store:
         self.engine = engine or make_engine(url)
         self.sqlite = is_sqlite(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        writer = self.engine.execution_options(sqlite_begin="IMMEDIATE") if self.sqlite else self.engine
+        writer = (
+            self.engine.execution_options(sqlite_begin="IMMEDIATE") if self.sqlite else self.engine
+        )
         self._writers = sessionmaker(writer, expire_on_commit=False)
 
     # -- lifecycle -------------------------------------------------------------------
@@ -195,9 +216,10 @@ class Store:
         if flt.end:
             query = query.where(Entry.start_utc < day_start_utc(_next_day(flt.end), "Etc/GMT+12"))
         with self.read() as session:
-            if flt.calendar and session.scalar(
-                select(Calendar.id).where(Calendar.slug == flt.calendar)
-            ) is None:
+            if (
+                flt.calendar
+                and session.scalar(select(Calendar.id).where(Calendar.slug == flt.calendar)) is None
+            ):
                 raise NotFoundError(f"no calendar {flt.calendar!r} ({self._known_slugs()})")
             rows = list(session.scalars(query))
         return [entry for entry in rows if _matches(entry, flt)]
@@ -230,7 +252,9 @@ class Store:
         now = self.clock()
         with self.write() as session:
             entry = session.get(
-                Entry, target.id, options=[selectinload(Entry.calendar)],
+                Entry,
+                target.id,
+                options=[selectinload(Entry.calendar)],
                 with_for_update=not self.sqlite,
             )
             if entry is None:
@@ -276,7 +300,8 @@ class Store:
                 raise InputError(
                     f"calendar {spec.slug!r} is also defined in {by_slug[spec.slug].source}; "
                     "one calendar per file",
-                    file=spec.source, field="calendar.slug",
+                    file=spec.source,
+                    field="calendar.slug",
                 )
             by_slug[spec.slug] = spec
         now = self.clock()
@@ -303,30 +328,49 @@ class Store:
         reminders = list(spec.reminders) if spec.reminders is not None else None
         if calendar is None:
             calendar = Calendar(
-                slug=spec.slug, name=spec.name, description=spec.description,
-                timezone=spec.timezone, reminders=reminders, feed_token=new_feed_token(),
-                version=1, created_at=now, updated_at=now,
+                slug=spec.slug,
+                name=spec.name,
+                description=spec.description,
+                timezone=spec.timezone,
+                reminders=reminders,
+                feed_token=new_feed_token(),
+                version=1,
+                created_at=now,
+                updated_at=now,
             )
             session.add(calendar)
             session.flush()
             report.calendar_created = True
             existing: dict[str, Entry] = {}
         else:
-            meta = {"name": spec.name, "description": spec.description,
-                    "timezone": spec.timezone, "reminders": reminders}
+            meta = {
+                "name": spec.name,
+                "description": spec.description,
+                "timezone": spec.timezone,
+                "reminders": reminders,
+            }
             if any(getattr(calendar, k) != v for k, v in meta.items()):
                 for key, value in meta.items():
                     setattr(calendar, key, value)
                 report.calendar_updated = True
             existing = {
-                e.uid: e for e in session.scalars(select(Entry).where(Entry.calendar_id == calendar.id))
+                e.uid: e
+                for e in session.scalars(select(Entry).where(Entry.calendar_id == calendar.id))
             }
         for item in spec.entries:
             values = _entry_values(item)
             entry = existing.get(item.uid)
             if entry is None:
-                session.add(Entry(calendar_id=calendar.id, uid=item.uid, sequence=0,
-                                  created_at=now, updated_at=now, **values))
+                session.add(
+                    Entry(
+                        calendar_id=calendar.id,
+                        uid=item.uid,
+                        sequence=0,
+                        created_at=now,
+                        updated_at=now,
+                        **values,
+                    )
+                )
                 report.created.append(item.uid)
             elif any(_differs(getattr(entry, k), v) for k, v in values.items()):
                 for key, value in values.items():
@@ -358,9 +402,12 @@ def _entry_values(item: EntrySpec) -> dict[str, Any]:
 
 
 def _differs(current: Any, new: Any) -> bool:
-    if isinstance(current, datetime) and isinstance(new, datetime):
-        if (current.tzinfo is None) != (new.tzinfo is None):
-            return True
+    if (
+        isinstance(current, datetime)
+        and isinstance(new, datetime)
+        and (current.tzinfo is None) != (new.tzinfo is None)
+    ):
+        return True
     return bool(current != new)
 
 
@@ -373,10 +420,10 @@ def _next_day(day: date) -> date:
 def _matches(entry: Entry, flt: EntryFilter) -> bool:
     if flt.category and flt.category.lower() not in {c.lower() for c in entry.categories or []}:
         return False
-    if flt.start and entry.end_utc <= day_start_utc(flt.start, entry.start_tz):
+    if flt.start:
+        day_start = day_start_utc(flt.start, entry.start_tz)
         # An instantaneous entry at exactly the boundary still belongs to that day.
-        if not (entry.end_utc == entry.start_utc == day_start_utc(flt.start, entry.start_tz)):
+        instant_at_start = entry.end_utc == entry.start_utc == day_start
+        if entry.end_utc <= day_start and not instant_at_start:
             return False
     return not (flt.end and entry.start_utc >= day_start_utc(_next_day(flt.end), entry.start_tz))
-
-

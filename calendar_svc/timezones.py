@@ -15,7 +15,8 @@ Rules (see DESIGN.md, "Time"):
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from datetime import UTC as UTC
+from datetime import date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 from typing import Literal
 
@@ -26,8 +27,6 @@ from calendar_svc.errors import (
     NonexistentTimeError,
     UnknownTimezoneError,
 )
-
-UTC = timezone.utc
 
 Kind = Literal["ok", "gap", "fold"]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
 import socket
 import ssl
@@ -18,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from email.header import decode_header, make_header
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -355,3 +357,68 @@ def silent_mqtt_broker() -> Iterator[int]:
         server.close()
         for conn in connections:
             conn.close()
+
+
+# --- ntfy ---------------------------------------------------------------------------------
+
+_NTFY_TOPIC = re.compile(r"^/([-_A-Za-z0-9]{1,64})$")
+_NTFY_PRIORITIES = {"1", "2", "3", "4", "5", "min", "low", "default", "high", "max", "urgent"}
+_NTFY_SEQUENCE = re.compile(r"^[-_A-Za-z0-9]{1,64}$")
+
+
+def _decode_header(value: str) -> str:
+    """What ntfy does with a header value: RFC 2047 encoded words are decoded."""
+    return str(make_header(decode_header(value)))
+
+
+class NtfyServer:
+    """Checks each request the way ntfy's publish API defines it (https://docs.ntfy.sh/publish/).
+
+    ``POST``/``PUT`` to ``/<topic>``, body = message, ``Title``/``Priority``/``Tags``/
+    ``Click``/``X-Sequence-ID`` headers (and their short aliases), optional bearer
+    token. Answers 200 with the message JSON, or ntfy's JSON error.
+    """
+
+    def __init__(self, topic: str, token: str | None = None) -> None:
+        self.topic = topic
+        self.token = token
+        self.published: list[dict[str, Any]] = []
+        self.failure: tuple[int, dict[str, str]] | None = None  # forced (status, headers)
+
+    @staticmethod
+    def _error(status: int, code: int, text: str) -> Response:
+        body = json.dumps({"code": code, "http": status, "error": text}).encode()
+        return status, {"content-type": "application/json"}, body
+
+    def respond(self, request: HttpRequest) -> Response:
+        if self.failure is not None:
+            status, headers = self.failure
+            return status, headers, b'{"error": "forced"}'
+        match = _NTFY_TOPIC.match(request.path)
+        if request.method not in ("POST", "PUT") or not match:
+            return self._error(404, 40401, "page not found")
+        if self.token is not None and request.header("authorization") != f"Bearer {self.token}":
+            return self._error(403, 40301, "forbidden")
+        def first(*names: str) -> str | None:
+            return next((v for n in names if (v := request.header(n)) is not None), None)
+        priority = first("x-priority", "priority", "prio", "p")
+        if priority is not None and priority not in _NTFY_PRIORITIES:
+            return self._error(400, 40007, "invalid priority")
+        sequence = first("x-sequence-id", "sequence-id", "sid")
+        if sequence is not None and not _NTFY_SEQUENCE.match(sequence):
+            return self._error(400, 40049, "invalid sequence ID")
+        title = first("x-title", "title", "t")
+        tags = first("x-tags", "tags", "tag", "ta")
+        message = {
+            "id": uuid.uuid4().hex[:12],
+            "event": "message",
+            "topic": match.group(1),
+            "message": request.body.decode("utf-8"),
+            "title": _decode_header(title) if title else None,
+            "priority": priority,
+            "tags": _decode_header(tags).split(",") if tags else [],
+            "click": first("x-click", "click"),
+            "sequence_id": sequence,
+        }
+        self.published.append(message)
+        return 200, {"content-type": "application/json"}, json.dumps(message).encode()

@@ -20,12 +20,17 @@ def test_init_is_idempotent(run_cli: Callable[..., Result], workdir: Path) -> No
 
 def test_import_summary_and_reimport(run_cli: Callable[..., Result]) -> None:
     first = run_cli("import", "schedules/rubio-2025-09.toml")
-    assert "rubio-2025-09: calendar created; 11 created, 0 updated, 0 unchanged, 0 pruned" in first.output
+    assert (
+        "rubio-2025-09: calendar created; 11 created, 0 updated, 0 unchanged, 0 pruned"
+        in first.output
+    )
     second = run_cli("import", "schedules/rubio-2025-09.toml")
     assert "0 created, 0 updated, 11 unchanged, 0 pruned" in second.output
 
 
-def test_dry_run_prints_changes_and_writes_nothing(run_cli: Callable[..., Result], workdir: Path) -> None:
+def test_dry_run_prints_changes_and_writes_nothing(
+    run_cli: Callable[..., Result], workdir: Path
+) -> None:
     run_cli("import", "schedules/rubio-2025-09.toml")
     path = workdir / "schedules" / "rubio-2025-09.toml"
     path.write_text(path.read_text().replace("2025-09-02T10:00:00", "2025-09-02T10:30:00"))
@@ -57,7 +62,10 @@ def test_show_cancel_delete(run_cli: Callable[..., Result]) -> None:
     run_cli("import", "schedules/rubio-2025-09.toml")
     shown = run_cli("show", "noboa-meeting").output
     assert "Meeting with President Daniel Noboa" in shown and "2025-09-04T15:00:00Z" in shown
-    assert "cancelled rubio-2025-09/noboa-meeting (sequence 1)" in run_cli("cancel", "noboa-meeting").output
+    assert (
+        "cancelled rubio-2025-09/noboa-meeting (sequence 1)"
+        in run_cli("cancel", "noboa-meeting").output
+    )
     assert "already cancelled" in run_cli("cancel", "noboa-meeting").output
     assert json.loads(run_cli("show", "noboa-meeting", "--json").output)["status"] == "cancelled"
     refused = run_cli("delete", "embassy-quito", input="n\n")
@@ -85,7 +93,11 @@ def test_help_teaches(run_cli: Callable[..., Result]) -> None:
 
 def test_python_dash_m_works(workdir: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "calendar_svc", "--version"], cwd=workdir,
-        capture_output=True, text=True, timeout=60, check=False,
+        [sys.executable, "-m", "calendar_svc", "--version"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0 and "calendar-svc" in result.stdout

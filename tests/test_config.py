@@ -35,13 +35,18 @@ def test_shipped_config_loads_with_the_documented_defaults() -> None:
     assert [p.name for p in config.schedule_files()] == ["rubio-2025-09.toml"]
 
 
-def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_relative_paths_resolve_against_the_config_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "etc").mkdir()
-    conf = write(tmp_path / "etc" / "c.toml", """\
+    conf = write(
+        tmp_path / "etc" / "c.toml",
+        """\
         schedules = ["plans/*.toml"]
         [database]
         url = "sqlite:///data/x.sqlite3"
-        """)
+        """,
+    )
     (tmp_path / "etc" / "plans").mkdir()
     (tmp_path / "etc" / "plans" / "a.toml").write_text("")
     monkeypatch.chdir(tmp_path)
@@ -51,9 +56,9 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path, monkey
 
 
 def test_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    explicit = write(tmp_path / "explicit.toml", '[feed]\nport = 1111\n')
-    from_env = write(tmp_path / "env.toml", '[feed]\nport = 2222\n')
-    write(tmp_path / "config.toml", '[feed]\nport = 3333\n')
+    explicit = write(tmp_path / "explicit.toml", "[feed]\nport = 1111\n")
+    from_env = write(tmp_path / "env.toml", "[feed]\nport = 2222\n")
+    write(tmp_path / "config.toml", "[feed]\nport = 3333\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CALENDAR_SVC_CONFIG", str(from_env))
     assert load_config(explicit).feed.port == 1111
@@ -62,12 +67,14 @@ def test_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_config().feed.port == 3333
 
 
-def test_missing_config_says_where_it_looked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_config_says_where_it_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("CALENDAR_SVC_CONFIG", raising=False)
     if Path("/etc/calendar-svc/config.toml").exists():
         pytest.skip("this machine has /etc/calendar-svc/config.toml")
-    with pytest.raises(ConfigError, match="no config file found.*--config"):
+    with pytest.raises(ConfigError, match=r"no config file found.*--config"):
         load_config()
 
 
@@ -75,17 +82,24 @@ def test_database_url_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     conf = write(tmp_path / "c.toml", '[database]\nurl = "sqlite:///a.sqlite3"\n')
     monkeypatch.setenv("CALENDAR_SVC_DATABASE_URL", "sqlite:///from-env.sqlite3")
     assert load_config(conf).database.url.endswith("/from-env.sqlite3")
-    assert load_config(conf, database_url="postgresql+psycopg://u@h/db").database.url == "postgresql+psycopg://u@h/db"
+    assert (
+        load_config(conf, database_url="postgresql+psycopg://u@h/db").database.url
+        == "postgresql+psycopg://u@h/db"
+    )
 
 
 BAD = [
-    ('[feed]\nprot = 8080\n', "feed.prot", "unknown key"),
+    ("[feed]\nprot = 8080\n", "feed.prot", "unknown key"),
     ('colour = "blue"\n', "colour", "unknown key"),
     ('[feed]\nport = "8080"\n', "feed.port", "expected an integer"),
-    ('[feed]\nport = 99999\n', "feed.port", "between 0 and 65535"),
+    ("[feed]\nport = 99999\n", "feed.port", "between 0 and 65535"),
     ('[feed]\ninclude_alarms = "yes"\n', "feed.include_alarms", "expected true or false"),
     ('[reminders]\nhorizon = "6 hours"\n', "reminders.horizon", "not an ISO 8601 duration"),
-    ('[reminders]\noffsets = ["PT1H", "15m"]\n', "reminders.offsets", "'15m' is not an ISO 8601 duration"),
+    (
+        '[reminders]\noffsets = ["PT1H", "15m"]\n',
+        "reminders.offsets",
+        "'15m' is not an ISO 8601 duration",
+    ),
     ('[reminders]\nall_day_time = "9am"\n', "reminders.all_day_time", "local time"),
     ('[reminders]\nchannels = ["email"]\n', "reminders.channels", "no [notifiers.email] table"),
     ('[display]\ntimezone = "America/Quito"\n', "display.timezone", "America/Guayaquil"),
@@ -96,7 +110,9 @@ BAD = [
 
 
 @pytest.mark.parametrize(("text", "key", "message"), BAD, ids=[b[1] for b in BAD])
-def test_each_mistake_is_one_error_naming_file_and_key(tmp_path: Path, text: str, key: str, message: str) -> None:
+def test_each_mistake_is_one_error_naming_file_and_key(
+    tmp_path: Path, text: str, key: str, message: str
+) -> None:
     conf = write(tmp_path / "config.toml", text)
     with pytest.raises(ConfigError) as info:
         load_config(conf)

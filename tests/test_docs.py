@@ -63,7 +63,10 @@ def quick_start_commands() -> list[str]:
 
 def test_quick_start_has_exactly_two_commands() -> None:
     commands = quick_start_commands()
-    assert commands == ["pip install -e . && calendar-svc run", "pip install -e '.[test]' && pytest"]
+    assert commands == [
+        "pip install -e . && calendar-svc run",
+        "pip install -e '.[test]' && pytest",
+    ]
 
 
 def test_ci_runs_the_readme_test_command() -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import peers
 import pytest
 from standardwebhooks import Webhook
 
@@ -26,7 +27,9 @@ from calendar_svc.messages import build_reminder
 from calendar_svc.notifiers import build_notifier
 from calendar_svc.notifiers.base import Notifier, Reminder
 from calendar_svc.timezones import to_utc
-from tests import peers
+
+# Apprise loads its plugins with `imghdr` (deprecated since Python 3.11), nothing we can change.
+pytestmark = pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")
 
 TYPES = ["console", "smtp", "webhook", "ntfy", "mqtt", "apprise"]
 KEY = "rem-7f3a9c-sheinbaum-PT1H"
@@ -139,9 +142,7 @@ def webhook_channel(**_: Any) -> Iterator[Channel]:
 
 
 def ntfy_channel(**_: Any) -> Iterator[Channel]:
-    from tests.test_notifier_ntfy import NtfyServer
-
-    server = NtfyServer(topic=NTFY_TOPIC, token=NTFY_TOKEN)
+    server = peers.NtfyServer(topic=NTFY_TOPIC, token=NTFY_TOKEN)
     with peers.HttpReceiver(server.respond) as receiver:
         table = {"type": "ntfy", "server": receiver.url, "topic": NTFY_TOPIC,
                  "token": NTFY_TOKEN, "timeout": 3}

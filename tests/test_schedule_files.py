@@ -94,33 +94,104 @@ def test_fold_in_file_picks_the_occurrence() -> None:
 
 # (name, file body, entry, field, message fragment)
 BAD_INPUTS = [
-    ("unknown zone", '[[entries]]\nuid = "q"\ntitle = "Q"\nstart = 2025-09-04T10:00:00\ntimezone = "America/Quito"\n',
-     "q", "timezone", "use 'America/Guayaquil'"),
-    ("end before start", '[[entries]]\nuid = "e"\ntitle = "E"\nstart = 2025-09-02T10:00:00\nend = 2025-09-02T09:00:00\n',
-     "e", "end", "ends before it starts"),
-    ("missing title", '[[entries]]\nuid = "t"\nstart = 2025-09-02T10:00:00\n', "t", "title", "required"),
-    ("missing uid", '[[entries]]\ntitle = "No uid"\nstart = 2025-09-02T10:00:00\n', "#1", "uid", "required"),
-    ("duplicate uid",
-     '[[entries]]\nuid = "d"\ntitle = "1"\nstart = 2025-09-02T10:00:00\n[[entries]]\nuid = "d"\ntitle = "2"\nstart = 2025-09-02T11:00:00\n',
-     "d (#2)", "uid", "duplicate uid"),
-    ("bad duration", '[[entries]]\nuid = "r"\ntitle = "R"\nstart = 2025-09-02T10:00:00\nreminders = ["1 hour"]\n',
-     "r", "reminders", "not an ISO 8601 duration"),
-    ("gap without fold", '[[entries]]\nuid = "g"\ntitle = "G"\nstart = 2025-03-09T02:30:00\ntimezone = "America/New_York"\n',
-     "g", "start", "does not exist"),
-    ("fold without fold", '[[entries]]\nuid = "f"\ntitle = "F"\nstart = 2025-11-02T01:30:00\ntimezone = "America/New_York"\n',
-     "f", "start", "happens twice"),
-    ("impossible date", '[[entries]]\nuid = "feb"\ntitle = "Feb"\nstart = 2025-02-30T10:00:00\n',
-     "feb", "start", "TOML syntax error"),
-    ("bad status", '[[entries]]\nuid = "s"\ntitle = "S"\nstart = 2025-09-02T10:00:00\nstatus = "postponed"\n',
-     "s", "status", "expected one of confirmed, tentative, cancelled"),
-    ("unknown key", '[[entries]]\nuid = "k"\ntitle = "K"\nstart = 2025-09-02T10:00:00\nlocaton = "typo"\n',
-     "k", "locaton", "unknown key"),
-    ("date end for timed", '[[entries]]\nuid = "m"\ntitle = "M"\nstart = 2025-09-02T10:00:00\nend = 2025-09-03\n',
-     "m", "end", "a date, but start is a date-time"),
-    ("bad geo", '[[entries]]\nuid = "geo"\ntitle = "G"\nstart = 2025-09-02T10:00:00\ngeo = [200, 0]\n',
-     "geo", "geo", "latitude, longitude"),
-    ("uid with spaces", '[[entries]]\nuid = "a b"\ntitle = "A"\nstart = 2025-09-02T10:00:00\n',
-     "#1", "uid", "no spaces"),
+    (
+        "unknown zone",
+        '[[entries]]\nuid = "q"\ntitle = "Q"\nstart = 2025-09-04T10:00:00\ntimezone = "America/Quito"\n',
+        "q",
+        "timezone",
+        "use 'America/Guayaquil'",
+    ),
+    (
+        "end before start",
+        '[[entries]]\nuid = "e"\ntitle = "E"\nstart = 2025-09-02T10:00:00\nend = 2025-09-02T09:00:00\n',
+        "e",
+        "end",
+        "ends before it starts",
+    ),
+    (
+        "missing title",
+        '[[entries]]\nuid = "t"\nstart = 2025-09-02T10:00:00\n',
+        "t",
+        "title",
+        "required",
+    ),
+    (
+        "missing uid",
+        '[[entries]]\ntitle = "No uid"\nstart = 2025-09-02T10:00:00\n',
+        "#1",
+        "uid",
+        "required",
+    ),
+    (
+        "duplicate uid",
+        '[[entries]]\nuid = "d"\ntitle = "1"\nstart = 2025-09-02T10:00:00\n[[entries]]\nuid = "d"\ntitle = "2"\nstart = 2025-09-02T11:00:00\n',
+        "d (#2)",
+        "uid",
+        "duplicate uid",
+    ),
+    (
+        "bad duration",
+        '[[entries]]\nuid = "r"\ntitle = "R"\nstart = 2025-09-02T10:00:00\nreminders = ["1 hour"]\n',
+        "r",
+        "reminders",
+        "not an ISO 8601 duration",
+    ),
+    (
+        "gap without fold",
+        '[[entries]]\nuid = "g"\ntitle = "G"\nstart = 2025-03-09T02:30:00\ntimezone = "America/New_York"\n',
+        "g",
+        "start",
+        "does not exist",
+    ),
+    (
+        "fold without fold",
+        '[[entries]]\nuid = "f"\ntitle = "F"\nstart = 2025-11-02T01:30:00\ntimezone = "America/New_York"\n',
+        "f",
+        "start",
+        "happens twice",
+    ),
+    (
+        "impossible date",
+        '[[entries]]\nuid = "feb"\ntitle = "Feb"\nstart = 2025-02-30T10:00:00\n',
+        "feb",
+        "start",
+        "TOML syntax error",
+    ),
+    (
+        "bad status",
+        '[[entries]]\nuid = "s"\ntitle = "S"\nstart = 2025-09-02T10:00:00\nstatus = "postponed"\n',
+        "s",
+        "status",
+        "expected one of confirmed, tentative, cancelled",
+    ),
+    (
+        "unknown key",
+        '[[entries]]\nuid = "k"\ntitle = "K"\nstart = 2025-09-02T10:00:00\nlocaton = "typo"\n',
+        "k",
+        "locaton",
+        "unknown key",
+    ),
+    (
+        "date end for timed",
+        '[[entries]]\nuid = "m"\ntitle = "M"\nstart = 2025-09-02T10:00:00\nend = 2025-09-03\n',
+        "m",
+        "end",
+        "a date, but start is a date-time",
+    ),
+    (
+        "bad geo",
+        '[[entries]]\nuid = "geo"\ntitle = "G"\nstart = 2025-09-02T10:00:00\ngeo = [200, 0]\n',
+        "geo",
+        "geo",
+        "latitude, longitude",
+    ),
+    (
+        "uid with spaces",
+        '[[entries]]\nuid = "a b"\ntitle = "A"\nstart = 2025-09-02T10:00:00\n',
+        "#1",
+        "uid",
+        "no spaces",
+    ),
     ("missing start", '[[entries]]\nuid = "ns"\ntitle = "A"\n', "ns", "start", "required"),
 ]
 
@@ -130,16 +201,26 @@ def snapshot(db: Path) -> list[str]:
         return list(conn.iterdump())
 
 
-@pytest.mark.parametrize(("name", "body", "entry", "field", "fragment"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+@pytest.mark.parametrize(
+    ("name", "body", "entry", "field", "fragment"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS]
+)
 def test_bad_input_is_one_clear_error_and_changes_nothing(
-    run_cli: Callable[..., Result], workdir: Path,
-    name: str, body: str, entry: str, field: str, fragment: str,
+    run_cli: Callable[..., Result],
+    workdir: Path,
+    name: str,
+    body: str,
+    entry: str,
+    field: str,
+    fragment: str,
 ) -> None:
     assert run_cli("import", "schedules/rubio-2025-09.toml").exit_code == 0
     db = workdir / "var" / "calendar.sqlite3"
     before = snapshot(db)
     good = workdir / "good.toml"
-    good.write_text(HEADER.replace("test-cal", "other-cal") + '[[entries]]\nuid = "ok"\ntitle = "OK"\nstart = 2025-09-02T10:00:00\n')
+    good.write_text(
+        HEADER.replace("test-cal", "other-cal")
+        + '[[entries]]\nuid = "ok"\ntitle = "OK"\nstart = 2025-09-02T10:00:00\n'
+    )
     bad = workdir / "bad.toml"
     bad.write_text(HEADER + body, encoding="utf-8")
 
@@ -158,7 +239,11 @@ def test_bad_input_is_one_clear_error_and_changes_nothing(
 
 def test_non_utf8_file(run_cli: Callable[..., Result], workdir: Path) -> None:
     bad = workdir / "latin1.toml"
-    bad.write_bytes((HEADER + '[[entries]]\nuid = "x"\ntitle = "Reunión"\nstart = 2025-09-02T10:00:00\n').encode("latin-1"))
+    bad.write_bytes(
+        (
+            HEADER + '[[entries]]\nuid = "x"\ntitle = "Reunión"\nstart = 2025-09-02T10:00:00\n'
+        ).encode("latin-1")
+    )
     result = run_cli("import", str(bad))
     assert result.exit_code == 2
     assert "not UTF-8" in result.output and "line 7" in result.output and str(bad) in result.output
@@ -173,7 +258,9 @@ def test_toml_syntax_error_names_line(run_cli: Callable[..., Result], workdir: P
     assert "entry x" in result.output
 
 
-def test_same_calendar_in_two_files_is_refused(run_cli: Callable[..., Result], workdir: Path) -> None:
+def test_same_calendar_in_two_files_is_refused(
+    run_cli: Callable[..., Result], workdir: Path
+) -> None:
     copy = workdir / "copy.toml"
     copy.write_text((workdir / "schedules" / "rubio-2025-09.toml").read_text())
     result = run_cli("import", "schedules/rubio-2025-09.toml", str(copy))
@@ -197,8 +284,23 @@ def test_list_json_after_import(run_cli: Callable[..., Result]) -> None:
     data = json.loads(run_cli("list", "--json").output)
     assert len(data) == 11
     by_uid = {row["uid"]: row for row in data}
-    required = {"calendar", "uid", "title", "start", "end", "timezone", "end_timezone", "start_utc",
-                "end_utc", "all_day", "location", "city", "status", "categories", "reminders"}
+    required = {
+        "calendar",
+        "uid",
+        "title",
+        "start",
+        "end",
+        "timezone",
+        "end_timezone",
+        "start_utc",
+        "end_utc",
+        "all_day",
+        "location",
+        "city",
+        "status",
+        "categories",
+        "reminders",
+    }
     assert all(required <= set(row) for row in data)
     assert by_uid["sheinbaum-bilateral"]["start"] == "2025-09-02T10:00:00-06:00"
     assert by_uid["sheinbaum-bilateral"]["start_utc"] == "2025-09-02T16:00:00Z"

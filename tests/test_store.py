@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import FakeClock
 from sqlalchemy import select
 
 from calendar_svc.db import current_revision, head_revision
@@ -15,8 +16,6 @@ from calendar_svc.models import Calendar
 from calendar_svc.schedule_files import CalendarSpec, load_file
 from calendar_svc.store import EntryFilter, Store
 from calendar_svc.timezones import UTC
-
-from conftest import FakeClock
 
 
 def trip(trip_path: Path) -> CalendarSpec:
@@ -62,17 +61,23 @@ def test_instants_round_trip_as_utc(trip_store: Store) -> None:
     assert (flight.start_tz, flight.end_tz) == ("America/Mexico_City", "America/Guayaquil")
 
 
-def test_edit_bumps_sequence_and_version(trip_store: Store, trip_path: Path, clock: FakeClock) -> None:
+def test_edit_bumps_sequence_and_version(
+    trip_store: Store, trip_path: Path, clock: FakeClock
+) -> None:
     spec = trip(trip_path)
     before = trip_store.find_entry("sheinbaum-bilateral")
     v = version(trip_store)
     clock.advance(timedelta(minutes=5))
     moved = [
-        dataclasses.replace(e, start_local=e.start_local + timedelta(hours=1),
-                            start_utc=e.start_utc + timedelta(hours=1),
-                            end_local=e.end_local + timedelta(hours=1),
-                            end_utc=e.end_utc + timedelta(hours=1))
-        if e.uid == "sheinbaum-bilateral" else e
+        dataclasses.replace(
+            e,
+            start_local=e.start_local + timedelta(hours=1),
+            start_utc=e.start_utc + timedelta(hours=1),
+            end_local=e.end_local + timedelta(hours=1),
+            end_utc=e.end_utc + timedelta(hours=1),
+        )
+        if e.uid == "sheinbaum-bilateral"
+        else e
         for e in spec.entries
     ]
     report = trip_store.import_specs([dataclasses.replace(spec, entries=tuple(moved))])

@@ -46,8 +46,12 @@ def test_new_york_is_edt_in_september_2025() -> None:
 
 def test_mexico_city_kept_dst_until_2022() -> None:
     # The tz data must know both the old rule and its end.
-    assert tz.to_local(datetime(2021, 9, 2, 15, tzinfo=UTC), "America/Mexico_City").utcoffset() == timedelta(hours=-5)
-    assert tz.to_local(datetime(2023, 9, 2, 15, tzinfo=UTC), "America/Mexico_City").utcoffset() == timedelta(hours=-6)
+    assert tz.to_local(
+        datetime(2021, 9, 2, 15, tzinfo=UTC), "America/Mexico_City"
+    ).utcoffset() == timedelta(hours=-5)
+    assert tz.to_local(
+        datetime(2023, 9, 2, 15, tzinfo=UTC), "America/Mexico_City"
+    ).utcoffset() == timedelta(hours=-6)
 
 
 def test_gap_is_rejected_unless_fold_given() -> None:
@@ -88,10 +92,22 @@ def test_day_start_in_a_midnight_gap_is_the_transition() -> None:
 
 
 ZONES = [
-    "America/Mexico_City", "America/Guayaquil", "America/New_York", "Europe/London",
-    "Europe/Berlin", "Australia/Lord_Howe", "Pacific/Chatham", "Asia/Kolkata",
-    "America/Santiago", "Africa/Casablanca", "America/St_Johns", "Asia/Tehran",
-    "Pacific/Apia", "Europe/Dublin", "America/Havana", "UTC",
+    "America/Mexico_City",
+    "America/Guayaquil",
+    "America/New_York",
+    "Europe/London",
+    "Europe/Berlin",
+    "Australia/Lord_Howe",
+    "Pacific/Chatham",
+    "Asia/Kolkata",
+    "America/Santiago",
+    "Africa/Casablanca",
+    "America/St_Johns",
+    "Asia/Tehran",
+    "Pacific/Apia",
+    "Europe/Dublin",
+    "America/Havana",
+    "UTC",
 ]
 
 
@@ -131,7 +147,9 @@ def test_no_code_builds_a_datetime_with_a_pytz_tzinfo() -> None:
             if isinstance(node, ast.Call):
                 for kw in node.keywords:
                     if kw.arg == "tzinfo" and ast.unparse(kw.value) not in SAFE_TZINFO:
-                        offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: {ast.unparse(node)}")
+                        offenders.append(
+                            f"{path.relative_to(PACKAGE)}:{node.lineno}: {ast.unparse(node)}"
+                        )
     assert not offenders, "tzinfo= with something other than UTC:\n" + "\n".join(offenders)
 
 

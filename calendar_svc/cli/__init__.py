@@ -25,12 +25,18 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "--config", "config_path", metavar="FILE", envvar="CALENDAR_SVC_CONFIG",
+    "--config",
+    "config_path",
+    metavar="FILE",
+    envvar="CALENDAR_SVC_CONFIG",
     help="Config file. Default: $CALENDAR_SVC_CONFIG, else ./config.toml, "
     "else /etc/calendar-svc/config.toml.",
 )
 @click.option(
-    "--db", "database_url", metavar="URL", envvar="CALENDAR_SVC_DATABASE_URL",
+    "--db",
+    "database_url",
+    metavar="URL",
+    envvar="CALENDAR_SVC_DATABASE_URL",
     help="Database URL, overriding [database] url (also $CALENDAR_SVC_DATABASE_URL). "
     "E.g. sqlite:///var/cal.sqlite3 or postgresql+psycopg://user@host/db.",
 )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -25,17 +27,27 @@ def parse_day(value: str | None, option: str) -> date | None:
         raise InputError(f"{option} expects a date as YYYY-MM-DD, got {value!r}") from None
 
 
-def filter_options(func):  # type: ignore[no-untyped-def]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def filter_options(func: F) -> F:
     """--calendar/--city/--from/--to/--category, shared by list and export."""
     for decorator in reversed(
         (
             click.option("--calendar", metavar="SLUG", help="Only this calendar."),
             click.option("--city", metavar="NAME", help="Only entries in this city (any case)."),
             click.option("--category", metavar="NAME", help="Only entries with this category."),
-            click.option("--from", "from_", metavar="DATE",
-                         help="Only entries that end on or after this day (YYYY-MM-DD)."),
-            click.option("--to", metavar="DATE",
-                         help="Only entries that start on or before this day (YYYY-MM-DD)."),
+            click.option(
+                "--from",
+                "from_",
+                metavar="DATE",
+                help="Only entries that end on or after this day (YYYY-MM-DD).",
+            ),
+            click.option(
+                "--to",
+                metavar="DATE",
+                help="Only entries that start on or before this day (YYYY-MM-DD).",
+            ),
         )
     ):
         func = decorator(func)
@@ -43,7 +55,10 @@ def filter_options(func):  # type: ignore[no-untyped-def]
 
 
 def build_filter(
-    calendar: str | None, city: str | None, category: str | None, from_: str | None,
+    calendar: str | None,
+    city: str | None,
+    category: str | None,
+    from_: str | None,
     to: str | None,
 ) -> EntryFilter:
     start = parse_day(from_, "--from")
@@ -73,8 +88,11 @@ def _safe_url(url: str) -> str:
 @click.command("import")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
-@click.option("--prune", is_flag=True,
-              help="Delete entries of these calendars that the files no longer contain.")
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="Delete entries of these calendars that the files no longer contain.",
+)
 @pass_ctx
 def import_(ctx: CliContext, files: tuple[Path, ...], dry_run: bool, prune: bool) -> None:
     """Load itinerary FILES (TOML) into the database.
@@ -117,8 +135,13 @@ def print_import_report(report: ImportReport) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 @pass_ctx
 def list_(
-    ctx: CliContext, calendar: str | None, city: str | None, category: str | None,
-    from_: str | None, to: str | None, as_json: bool,
+    ctx: CliContext,
+    calendar: str | None,
+    city: str | None,
+    category: str | None,
+    from_: str | None,
+    to: str | None,
+    as_json: bool,
 ) -> None:
     """List entries in their local times, with zone abbreviation and UTC offset.
 
@@ -225,17 +248,19 @@ def calendars(ctx: CliContext, as_json: bool) -> None:
     rows = []
     for cal in store.calendars():
         s = stats.get(cal.slug, {})
-        rows.append({
-            "slug": cal.slug,
-            "name": cal.name,
-            "timezone": cal.timezone,
-            "entries": s.get("entries", 0),
-            "first_start": iso_utc(s["first_start"]) if s.get("first_start") else None,
-            "last_end": iso_utc(s["last_end"]) if s.get("last_end") else None,
-            "version": cal.version,
-            "reminders": cal.reminders,
-            "updated": iso_utc(cal.updated_at),
-        })
+        rows.append(
+            {
+                "slug": cal.slug,
+                "name": cal.name,
+                "timezone": cal.timezone,
+                "entries": s.get("entries", 0),
+                "first_start": iso_utc(s["first_start"]) if s.get("first_start") else None,
+                "last_end": iso_utc(s["last_end"]) if s.get("last_end") else None,
+                "version": cal.version,
+                "reminders": cal.reminders,
+                "updated": iso_utc(cal.updated_at),
+            }
+        )
     if as_json:
         echo_json(rows)
         return

@@ -9,6 +9,7 @@ store or ``ca_file``.
 
 from __future__ import annotations
 
+import base64
 import smtplib
 import ssl
 from collections.abc import Callable
@@ -159,7 +160,7 @@ class SmtpNotifier(Notifier):
                 client.starttls(context=self.ssl_context())
                 client.ehlo()
             if self.settings["username"]:
-                client.login(self.settings["username"], self.settings["password"])
+                self._login(client)
             refused = client.send_message(msg)
         if refused:
             # Delivered to the others already: a retry would send them a duplicate.
@@ -167,6 +168,21 @@ class SmtpNotifier(Notifier):
                 f"{host}:{self.port} refused some recipients: "
                 + ", ".join(f"{addr} ({code})" for addr, (code, _) in refused.items())
             )
+
+    def _login(self, client: smtplib.SMTP) -> None:
+        username, password = self.settings["username"], self.settings["password"]
+        if username.isascii() and password.isascii():
+            client.login(username, password)
+            return
+        # smtplib encodes credentials as ASCII; RFC 4954 AUTH PLAIN carries UTF-8.
+        if "plain" not in client.esmtp_features.get("auth", "").lower().split():
+            raise self.permanent(
+                "non-ASCII username or password need AUTH PLAIN, which the server does not offer"
+            )
+        token = base64.b64encode(f"\0{username}\0{password}".encode()).decode("ascii")
+        code, reply = client.docmd("AUTH", f"PLAIN {token}")
+        if code != 235:
+            raise smtplib.SMTPAuthenticationError(code, reply)
 
 
 def _reply(exc: smtplib.SMTPResponseException) -> str:

@@ -1,0 +1,151 @@
+"""The planner: turns the entries into pending delivery rows for the near horizon.
+
+Each pass, in ONE write transaction:
+
+1. work out every reminder due in ``[now - grace, now + horizon]`` (plus, for
+   entries that have not started, the latest one that came due while no daemon
+   ran: it goes out late, once, instead of never);
+2. insert the missing rows (insert-if-absent on the dedupe key; a cancelled row
+   wanted again is revived);
+3. cancel pending rows that no rule produces any more: the entry moved, was
+   cancelled or deleted, or its offset or channel went away.
+
+Reading the entries inside the write transaction is what keeps an edit and a
+pass from crossing: on SQLite ``BEGIN IMMEDIATE`` excludes other writers, and
+on PostgreSQL a transaction-scoped advisory lock serialises the planners of
+several daemons, so a pass working from an old snapshot cannot resurrect a
+reminder that a newer pass cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from calendar_svc.config import RemindersConfig
+from calendar_svc.logs import log_event
+from calendar_svc.metrics import REMINDERS
+from calendar_svc.reminders import repository as repo
+from calendar_svc.reminders.rules import ALL_DAY_LEAD, PlannedReminder, reminders_between
+from calendar_svc.store import Store
+from calendar_svc.timezones import iso_utc
+
+log = logging.getLogger(__name__)
+
+# Arbitrary constant ("remplan"): the advisory lock that serialises planner passes on PostgreSQL.
+_PG_PLANNER_LOCK = 0x72656D706C616E
+# How far ahead ``next_reminder`` looks for the first reminder beyond the horizon.
+NEXT_LOOKAHEAD = timedelta(days=400)
+
+
+@dataclass
+class PlanReport:
+    start: datetime
+    end: datetime
+    wanted: int = 0
+    planned: list[PlannedReminder] = field(default_factory=list)
+    cancelled: list[tuple[int, str]] = field(default_factory=list)
+
+
+class Planner:
+    def __init__(self, store: Store, config: RemindersConfig):
+        self.store = store
+        self.config = config
+
+    def plan(self, now: datetime | None = None) -> PlanReport:
+        """One pass; logs one line per planned and per cancelled reminder."""
+        now = now or self.store.clock()
+        start, end = now - self.config.grace, now + self.config.horizon
+        report = PlanReport(start=start, end=end)
+        with self.store.write() as session:
+            if not self.store.sqlite:
+                session.execute(select(func.pg_advisory_xact_lock(_PG_PLANNER_LOCK)))
+            oldest = repo.oldest_pending_due(session)
+            scan_from = min(start, oldest) if oldest else start
+            known = self._reminders(session, scan_from, end)
+            report.wanted = len(known)
+            wanted = _to_plan(known, now=now, start=start)
+            states = repo.existing_states(session, [r.dedupe_key for r in wanted])
+            new = [r for r in wanted if r.dedupe_key not in states]
+            revived = [r for r in wanted if states.get(r.dedupe_key) == "cancelled"]
+            repo.insert_planned(session, new, now)
+            repo.revive(session, [r.dedupe_key for r in revived], now)
+            report.planned = sorted(new + revived, key=lambda r: (r.due_at, r.dedupe_key))
+            keys = {r.dedupe_key for r in known}
+            stale = [(i, k) for i, k, _ in repo.pending_rows(session, end) if k not in keys]
+            repo.cancel(session, [i for i, _ in stale], now,
+                        "the entry moved, was cancelled or deleted, or its offset or channel changed")
+            report.cancelled = stale
+        self._log(report, now)
+        return report
+
+    def schedule(self, start: datetime, end: datetime) -> list[PlannedReminder]:
+        """Every reminder due in ``[start, end]``, without writing anything (``calendar-svc reminders``)."""
+        with self.store.read() as session:
+            return [r for r in self._reminders(session, start, end) if r.due_at >= start]
+
+    def next_reminder(self, after: datetime) -> PlannedReminder | None:
+        """The first reminder due after ``after`` (within ``NEXT_LOOKAHEAD``), planned or not."""
+        with self.store.read() as session:
+            found = self._reminders(session, after, after + NEXT_LOOKAHEAD)
+        return next((r for r in found if r.due_at > after), None)
+
+    def _reminders(self, session: Session, start: datetime, end: datetime) -> list[PlannedReminder]:
+        """Reminders due up to ``end`` of entries starting from ``start`` on, sorted by due time.
+
+        An entry's reminders are all due before it starts, so the entries that
+        matter start in ``[start, end + longest lead]``; their reminders due
+        before ``start`` are kept, because the planner needs them for late
+        catch-up and for recognising old pending rows as still wanted.
+        """
+        lead = max(repo.longest_offset(session, self.config.offsets), ALL_DAY_LEAD)
+        found: list[PlannedReminder] = []
+        for entry in repo.entries_for_window(session, start, end + lead):
+            found.extend(reminders_between(
+                entry, entry.calendar.slug, entry.calendar.reminders, self.config,
+                start - lead, end,
+            ))
+        found.sort(key=lambda r: (r.due_at, r.dedupe_key))
+        return found
+
+    def _log(self, report: PlanReport, now: datetime) -> None:
+        for r in report.planned:
+            REMINDERS.labels("planned", r.channel).inc()
+            log_event(log, "reminder.planned", uid=r.entry_uid, calendar=r.calendar_slug,
+                      channel=r.channel, due=iso_utc(r.due_at),
+                      offset=int(r.offset.total_seconds()),
+                      in_seconds=round((r.due_at - now).total_seconds()))
+        for row_id, key in report.cancelled:
+            slug, uid, _, _, channel = key.split("|", 4)
+            REMINDERS.labels("cancelled", channel).inc()
+            log_event(log, "reminder.cancelled", uid=uid, calendar=slug, channel=channel,
+                      delivery=row_id)
+
+
+def _to_plan(known: list[PlannedReminder], *, now: datetime, start: datetime) -> list[PlannedReminder]:
+    """The reminders to have as rows: due in the window, plus one late catch-up per occurrence.
+
+    For an entry that has not started, only the *latest* of its reminders that
+    came due before the window is kept: after downtime, "Late: in 15 minutes"
+    alone is worth sending, "Late: in 1 hour" before it would be noise.
+    """
+    chosen: dict[str, PlannedReminder] = {}
+    catch_up: dict[tuple[str, str, datetime, str], PlannedReminder] = {}
+    for r in known:
+        if r.due_at >= start:
+            chosen[r.dedupe_key] = r
+        elif r.occurrence_utc > now:
+            slot = (r.calendar_slug, r.entry_uid, r.occurrence_utc, r.channel)
+            if slot not in catch_up or catch_up[slot].due_at < r.due_at:
+                catch_up[slot] = r
+    # No catch-up when a reminder of the same occurrence is already due in the window.
+    due_now = {(c.calendar_slug, c.entry_uid, c.occurrence_utc, c.channel)
+               for c in chosen.values() if c.due_at <= now}
+    for slot, r in catch_up.items():
+        if slot not in due_now:
+            chosen[r.dedupe_key] = r
+    return list(chosen.values())
