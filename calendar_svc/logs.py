@@ -31,7 +31,8 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
 
 def _quote(value: Any) -> str:
     text = value.isoformat() if isinstance(value, datetime) else str(value)
-    if text == "" or any(c in text for c in ' "=\n\t'):
+    # Quote anything a reader could misparse, including control characters (CR, ESC).
+    if text == "" or any(c in text for c in ' "=') or not text.isprintable():
         return json.dumps(text, ensure_ascii=False)
     return text
 
@@ -83,4 +84,6 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
 
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log ``event`` with ``fields`` as structured extras."""
-    logger.log(level, event, extra=fields)
+    # A field named like a LogRecord attribute ("name", "msg") would make logging raise.
+    extra = {(f"{k}_" if k in _RESERVED else k): v for k, v in fields.items()}
+    logger.log(level, event, extra=extra, stacklevel=2)

@@ -301,10 +301,6 @@ def test_a_redacted_token_does_not_reach_the_log(
     assert token not in line
 
 
-# --- known gaps (see the report on issue 6); remove the marks once logs.py is fixed ---------
-
-
-@pytest.mark.xfail(strict=True, reason="_quote leaves control characters (CR, ESC) unquoted")
 def test_text_quotes_control_characters(
     logger: logging.Logger, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -315,11 +311,6 @@ def test_text_quotes_control_characters(
     assert "\x1b" not in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason="a field named like a LogRecord attribute (name, module...) raises",
-)
 def test_fields_named_like_record_attributes(
     logger: logging.Logger, capsys: pytest.CaptureFixture[str]
 ) -> None:

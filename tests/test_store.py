@@ -179,3 +179,16 @@ def test_feed_tokens_are_unique_and_unguessable(store: Store, trip_path: Path) -
     with store.read() as session:
         tokens = list(session.scalars(select(Calendar.feed_token)))
     assert len(set(tokens)) == 2 and all(len(t) >= 43 for t in tokens)
+
+
+def test_sqlite_pragmas_let_readers_and_a_writer_share_the_file(sqlite_store: Store) -> None:
+    with sqlite_store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+
+
+def test_deleting_a_calendar_cascades_to_its_entries(trip_store: Store) -> None:
+    with trip_store.write() as session:
+        session.delete(session.scalar(select(Calendar)))
+    assert trip_store.entries() == []
