@@ -114,7 +114,10 @@ class HttpReceiver:
         self.server.daemon_threads = True
         self.port = int(self.server.server_address[1])
         self.url = f"http://{LOOPBACK}:{self.port}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # A short poll interval: shutdown() waits for the loop to notice it.
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
 
     def __enter__(self) -> HttpReceiver:
         self._thread.start()
@@ -422,3 +425,38 @@ class NtfyServer:
         }
         self.published.append(message)
         return 200, {"content-type": "application/json"}, json.dumps(message).encode()
+
+
+# --- a sample reminder --------------------------------------------------------------------
+
+def sheinbaum_entry(**overrides: Any) -> Any:
+    """The first entry of the trip, with just the attributes ``build_reminder`` reads."""
+    from types import SimpleNamespace
+
+    fields = {
+        "uid": "sheinbaum-bilateral", "title": "Bilateral meeting with President Claudia Sheinbaum",
+        "location": "Palacio Nacional", "city": "Mexico City", "url": "",
+        "start_tz": "America/Mexico_City", "all_day": False, "description": "",
+        "categories": ["meeting"],
+    }
+    fields.update(overrides)
+    return SimpleNamespace(**fields)
+
+
+def sheinbaum_reminder(**overrides: Any) -> Any:
+    """In 1 hour: Bilateral meeting with President Claudia Sheinbaum (displayed for Washington)."""
+    from datetime import datetime, timedelta
+
+    from calendar_svc.config import DisplayConfig
+    from calendar_svc.messages import build_reminder
+    from calendar_svc.timezones import to_utc
+
+    start = to_utc(datetime(2025, 9, 2, 10, 0), "America/Mexico_City")
+    args: dict[str, Any] = {
+        "idempotency_key": "rem-sample", "calendar_slug": "rubio-2025-09",
+        "entry": sheinbaum_entry(), "start_utc": start, "offset": timedelta(hours=1),
+        "due_at": start - timedelta(hours=1), "late": False,
+        "display": DisplayConfig(timezone="America/New_York", label="Washington"),
+    }
+    args.update(overrides)
+    return build_reminder(**args)

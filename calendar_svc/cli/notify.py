@@ -55,7 +55,8 @@ def _store_entry(ctx: CliContext, now: datetime) -> Any | None:
     except Exception:  # a sample is only a nicety: any store trouble falls back to ours
         return None
     upcoming = [entry for entry in entries if entry.start_utc >= now]
-    return (upcoming or entries or [None])[0]
+    chosen = upcoming or entries
+    return chosen[0] if chosen else None
 
 
 def sample_reminder(config: Config, entry: EntryLike | None, now: datetime) -> Reminder:

@@ -53,7 +53,7 @@ class AppriseNotifier(Notifier):
 
     def send(self, reminder: Reminder) -> None:
         title, body = self.render(reminder)
-        with apprise.LogCapture(level=logging.INFO) as captured:
+        with apprise.LogCapture(level=logging.INFO) as captured:  # type: ignore[no-untyped-call]
             result = self.apprise.notify(body=body, title=title)
         if result:
             return

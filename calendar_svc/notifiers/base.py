@@ -371,7 +371,7 @@ class _Redactor(logging.Filter):
     """
 
     # A filter on a logger sees only records logged to that very logger, not its children.
-    LOGGERS = ("httpx", "apprise", "paho", "calendar_svc")
+    LOGGERS = ("httpx", "apprise", "paho")
 
     def __init__(self) -> None:
         super().__init__()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from calendar_svc.notifiers.base import Key, Notifier, Reminder
@@ -84,7 +85,7 @@ class MqttNotifier(Notifier):
     def _client(self) -> mqtt.Client:
         s = self.settings
         client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             client_id=f"{s['client_id']}-{uuid.uuid4().hex[:8]}",
             clean_session=True,
             reconnect_on_failure=False,
@@ -100,7 +101,8 @@ class MqttNotifier(Notifier):
         s = self.settings
         where = f"{s['host']}:{self.port}"
         payload = self.payload(reminder)
-        deadline = time.monotonic() + s["timeout"]
+        timeout: float = s["timeout"]
+        deadline = time.monotonic() + timeout
 
         def remaining() -> float:
             return max(0.0, deadline - time.monotonic())
@@ -108,9 +110,17 @@ class MqttNotifier(Notifier):
         connected = threading.Event()
         connack: list[ReasonCode] = []
         puback: list[ReasonCode] = []
+
+        def on_connect(_c: Any, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
+            connack.append(reason)
+            connected.set()
+
+        def on_publish(_c: Any, _u: Any, _mid: Any, reason: ReasonCode, _p: Any) -> None:
+            puback.append(reason)
+
         client = self._client()
-        client.on_connect = lambda _c, _u, _f, reason, _p: (connack.append(reason), connected.set())
-        client.on_publish = lambda _c, _u, _mid, reason, _p: puback.append(reason)
+        client.on_connect = on_connect
+        client.on_publish = on_publish
         try:
             client.connect(s["host"], self.port, keepalive=60)
         except ssl.SSLCertVerificationError as exc:
@@ -122,7 +132,7 @@ class MqttNotifier(Notifier):
         client.loop_start()
         try:
             if not connected.wait(remaining()):
-                raise self.retryable(f"{where}: no answer to CONNECT within {s['timeout']:g} s")
+                raise self.retryable(f"{where}: no answer to CONNECT within {timeout:g} s")
             self._check_reason(connack[0], f"{where} refused the connection")
             info = client.publish(s["topic"], payload, qos=1, retain=s["retain"])
             try:
@@ -132,7 +142,7 @@ class MqttNotifier(Notifier):
                 raise self.retryable(f"{where}: publish failed: {exc}") from None
             if not published:
                 raise self.retryable(
-                    f"{where}: the broker did not acknowledge within {s['timeout']:g} s"
+                    f"{where}: the broker did not acknowledge within {timeout:g} s"
                 )
             if puback:
                 self._check_reason(puback[0], f"{where} refused the message")

@@ -1,0 +1,182 @@
+"""webhook notifier against a real HTTP receiver that verifies Standard Webhooks signatures."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta
+from email.utils import format_datetime
+from types import SimpleNamespace
+from typing import Any
+
+import peers
+import pytest
+from standardwebhooks import Webhook
+
+from calendar_svc.config import DisplayConfig
+from calendar_svc.errors import ConfigError, PermanentNotifierError, RetryableNotifierError
+from calendar_svc.messages import build_reminder
+from calendar_svc.notifiers import _http
+from calendar_svc.notifiers.base import Reminder
+from calendar_svc.notifiers.webhook import WebhookNotifier
+from calendar_svc.timezones import UTC, now_utc, to_utc
+
+SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
+
+
+def reminder(key: str = "rem-1") -> Reminder:
+    entry = SimpleNamespace(
+        uid="sheinbaum", title="Reunión", location="Palacio Nacional", city="Mexico City",
+        url="", start_tz="America/Mexico_City", all_day=False, description="", categories=[],
+    )
+    start = to_utc(datetime(2025, 9, 2, 10, 0), "America/Mexico_City")
+    return build_reminder(
+        idempotency_key=key, calendar_slug="trip", entry=entry, start_utc=start,
+        offset=timedelta(hours=1), due_at=start - timedelta(hours=1), late=True,
+        display=DisplayConfig(),
+    )
+
+
+def verifying(request: peers.HttpRequest) -> peers.Response:
+    try:
+        Webhook(SECRET).verify(request.body, request.headers)
+    except Exception as exc:
+        return 401, {}, str(exc).encode()
+    return 200, {}, b"ok"
+
+
+_open: list[WebhookNotifier] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_notifiers() -> Any:
+    yield
+    while _open:
+        _open.pop().close()
+
+
+def notifier(url: str, **overrides: Any) -> WebhookNotifier:
+    table = {"type": "webhook", "url": url, "secret": SECRET, "allow_private": True,
+             "timeout": 2, **overrides}
+    built = WebhookNotifier("hook", table)
+    _open.append(built)
+    return built
+
+
+def test_signed_json_that_standardwebhooks_verifies() -> None:
+    with peers.HttpReceiver(verifying) as receiver:
+        n = notifier(f"{receiver.url}/in", headers={"X-Team": "ops"})
+        n.send(reminder())
+        n.close()
+        [request] = receiver.wait_for(1)
+    assert request.method == "POST" and request.path == "/in"
+    assert request.header("webhook-id") == "rem-1"
+    assert request.header("x-team") == "ops"
+    assert request.header("content-type").startswith("application/json")
+    event = Webhook(SECRET).verify(request.body, request.headers)
+    assert event["type"] == "reminder.due"
+    data = event["data"]
+    assert data["idempotency_key"] == "rem-1"
+    assert data["late"] is True
+    assert data["title"].startswith("Late: Reunión")
+    assert data["start"] == "2025-09-02T10:00:00-06:00"
+    assert data["start_utc"] == "2025-09-02T16:00:00Z"
+    assert data["offset"] == "PT1H"
+    assert data["entry"]["location"] == "Palacio Nacional"
+
+
+def test_a_wrong_secret_fails_verification() -> None:
+    other = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"
+    with peers.HttpReceiver(verifying) as receiver, pytest.raises(
+        PermanentNotifierError, match="401"
+    ):
+        notifier(receiver.url, secret=other).send(reminder())
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "error", "attrs"),
+    [
+        (410, {}, PermanentNotifierError, {"gone": True}),
+        (404, {}, PermanentNotifierError, {"gone": False}),
+        (302, {"location": "http://127.0.0.1:1/elsewhere"}, PermanentNotifierError, {}),
+        (503, {}, RetryableNotifierError, {"retry_after": None}),
+        (408, {}, RetryableNotifierError, {}),
+        (429, {"retry-after": "120"}, RetryableNotifierError, {"retry_after": 120.0}),
+    ],
+)
+def test_status_mapping(
+    status: int, headers: dict[str, str], error: type[Exception], attrs: dict[str, Any]
+) -> None:
+    with peers.HttpReceiver(lambda _r: (status, headers, b"")) as receiver:
+        with pytest.raises(error) as caught:
+            notifier(receiver.url).send(reminder())
+        assert len(receiver.requests) == 1  # a redirect is not followed
+    for name, value in attrs.items():
+        assert getattr(caught.value, name) == value
+
+
+def test_retry_after_as_http_date() -> None:
+    now = datetime(2025, 9, 2, 15, 0, tzinfo=UTC)
+    later = format_datetime(now + timedelta(seconds=90), usegmt=True)
+    assert _http.parse_retry_after(later, now) == 90
+    assert _http.parse_retry_after("soon", now) is None
+
+
+def test_timeout_is_retryable() -> None:
+    release = threading.Event()
+
+    def slow(_request: peers.HttpRequest) -> peers.Response:
+        release.wait(5)
+        return 200, {}, b""
+
+    with peers.HttpReceiver(slow) as receiver:
+        try:
+            with pytest.raises(RetryableNotifierError, match="timed out"):
+                notifier(receiver.url, timeout=0.2).send(reminder())
+        finally:
+            release.set()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1/hook", "http://10.0.0.5/hook", "http://169.254.169.254/latest/meta-data",
+     "http://[::1]/hook", "http://[::ffff:192.168.1.1]/hook", "http://100.100.100.200/"],
+)
+def test_private_literal_addresses_are_refused_at_start(url: str) -> None:
+    with pytest.raises(ConfigError, match="allow_private") as caught:
+        notifier(url, allow_private=False)
+    assert caught.value.key == "notifiers.hook.url"
+
+
+def test_names_resolving_to_private_addresses_are_refused_at_send() -> None:
+    with peers.HttpReceiver() as receiver:
+        n = notifier(f"http://localhost:{receiver.port}/hook", allow_private=False)
+        with pytest.raises(PermanentNotifierError, match="non-public"):
+            n.send(reminder())
+        assert receiver.requests == []
+
+
+@pytest.mark.parametrize("secret", ["hunter2", "whsec_not-base64!!", "whsec_c2hvcnQ="])
+def test_bad_secret_is_a_config_error_without_the_value(secret: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        notifier("https://example.org/hook", secret=secret)
+    assert secret not in str(caught.value)
+    assert caught.value.key == "notifiers.hook.secret"
+
+
+def test_reserved_headers_cannot_be_overridden() -> None:
+    with pytest.raises(ConfigError, match=r"(?i)webhook-id"):
+        notifier("https://example.org/hook", headers={"Webhook-Id": "x"})
+
+
+def test_url_path_is_not_shown_in_errors() -> None:
+    port = peers.free_port()
+    with pytest.raises(RetryableNotifierError) as caught:
+        notifier(f"http://127.0.0.1:{port}/services/T000/B000/XXXXSECRET").send(reminder())
+    assert "XXXXSECRET" not in str(caught.value)
+
+
+def test_signature_timestamp_is_current() -> None:
+    with peers.HttpReceiver() as receiver:
+        notifier(receiver.url).send(reminder())
+        [request] = receiver.wait_for(1)
+    assert abs(int(request.header("webhook-timestamp")) - now_utc().timestamp()) < 60
