@@ -238,18 +238,22 @@ SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 # --- loading -----------------------------------------------------------------------------
 
 
+def _missing(path: Path) -> str:
+    return "is a directory, not a file" if path.is_dir() else "does not exist"
+
+
 def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
     """The config file to use, or ConfigError listing where we looked."""
     if explicit:
         path = Path(explicit)
         if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist (given with --config)")
+            raise ConfigError(f"config file {str(path)!r} {_missing(path)} (given with --config)")
         return path
     from_env = os.environ.get(ENV_CONFIG)
     if from_env:
         path = Path(from_env)
         if not path.is_file():
-            raise ConfigError(f"config file {from_env!r} does not exist (from ${ENV_CONFIG})")
+            raise ConfigError(f"config file {from_env!r} {_missing(path)} (from ${ENV_CONFIG})")
         return path
     for candidate in DEFAULT_LOCATIONS:
         if candidate.is_file():
@@ -266,7 +270,7 @@ def load_config(
     """Find, read and validate the config; ``database_url`` (``--db``) wins over everything."""
     path = find_config(explicit).resolve()
     try:
-        raw = path.read_bytes().decode("utf-8")
+        raw = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"not UTF-8 text (byte {exc.start})", file=str(path)) from None
     except OSError as exc:
@@ -291,7 +295,7 @@ def parse_config(
     db = _Reader(file, top.get("database", dict, {}), "database.")
     url = db.get("url", str, "sqlite:///var/calendar-svc.sqlite3")
     db.done()
-    url = _sqlite_url(database_url or url, base)
+    url = _sqlite_url(database_url, Path.cwd()) if database_url else _sqlite_url(url, base)
 
     feed_r = _Reader(file, top.get("feed", dict, {}), "feed.")
     d_feed = FeedConfig()
@@ -359,9 +363,15 @@ def parse_config(
     for name, table in notifiers_raw.items():
         if not isinstance(table, dict):
             raise ConfigError("expected a table", file=file, key=f"notifiers.{name}")
-        if not isinstance(table.get("type"), str):
+        if "type" not in table:
             raise ConfigError(
                 'missing the notifier\'s type (e.g. type = "console")',
+                file=file,
+                key=f"notifiers.{name}.type",
+            )
+        if not isinstance(table["type"], str):
+            raise ConfigError(
+                f"expected a string naming a notifier type, got {table['type']!r}",
                 file=file,
                 key=f"notifiers.{name}.type",
             )

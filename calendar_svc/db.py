@@ -19,7 +19,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from calendar_svc.errors import ConfigError, StoreError
 
@@ -32,6 +32,21 @@ BUSY_TIMEOUT_MS = 30_000
 _PG_MIGRATION_LOCK = 0x63616C_737663
 
 
+def first_line(exc: BaseException) -> str:
+    """The driver's own message, first line only (SQLAlchemy appends SQL and a link)."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    return lines[0] if lines else type(orig).__name__
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password masked, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<invalid URL>"
+
+
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
@@ -41,31 +56,44 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise ConfigError(f"not a database URL: {url!r}", key="database.url") from None
+        raise ConfigError(
+            f"not a database URL: {url!r} (expected sqlite:///FILE or "
+            "postgresql+psycopg://user@host/db)",
+            key="database.url",
+        ) from None
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-        try:
+            folder = Path(database).parent
+            # Create the database's own folder (./var), not a whole invented path.
+            if not folder.parent.is_dir():
+                raise ConfigError(
+                    f"folder {str(folder.parent)!r} does not exist (database {url!r})",
+                    key="database.url",
+                )
+            folder.mkdir(exist_ok=True)
+    try:
+        if parsed.get_backend_name() == "sqlite":
             engine = create_engine(
                 parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}, **kwargs
             )
-        except NoSuchModuleError:
-            raise ConfigError(f"unsupported database URL {url!r}", key="database.url") from None
-        _tune_sqlite(engine)
-        return engine
-    try:
+            _tune_sqlite(engine)
+            return engine
         return create_engine(parsed, pool_pre_ping=True, **kwargs)
     except NoSuchModuleError:
         raise ConfigError(
-            f"no driver for {parsed.drivername!r}; for PostgreSQL use "
-            "postgresql+psycopg://... and pip install 'calendar-svc[postgres]'",
+            f"unsupported database {parsed.drivername!r}: use sqlite:///FILE or "
+            "postgresql+psycopg://user@host/db",
             key="database.url",
         ) from None
     except ModuleNotFoundError as exc:
+        hint = (
+            " (pip install 'calendar-svc[postgres]')"
+            if parsed.get_backend_name() == "postgresql"
+            else ""
+        )
         raise ConfigError(
-            f"the driver for {parsed.drivername!r} is not installed ({exc.name}); "
-            "pip install 'calendar-svc[postgres]'",
+            f"the driver for {parsed.drivername!r} is not installed ({exc.name}){hint}",
             key="database.url",
         ) from None
 
@@ -120,7 +148,11 @@ def migrate(engine: Engine) -> bool:
             command.upgrade(cfg, "head")
             log.info("database.migrated", extra={"from_revision": before, "to": head_revision()})
             return True
+    except OperationalError as exc:
+        raise StoreError(
+            f"cannot open the database {safe_url(str(engine.url))}: {first_line(exc)}"
+        ) from exc
     except Exception as exc:
         if isinstance(exc, StoreError | ConfigError):
             raise
-        raise StoreError(f"cannot migrate the database: {exc}") from exc
+        raise StoreError(f"cannot migrate the database: {first_line(exc)}") from exc

@@ -70,7 +70,7 @@ class Calendar(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
-    name: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(Text)
     description: Mapped[str] = mapped_column(Text, default="")
     timezone: Mapped[str] = mapped_column(String(64))
     # ISO 8601 durations before start; None = the config's default offsets.
@@ -99,7 +99,7 @@ class Entry(Base):
     title: Mapped[str] = mapped_column(Text)
     description: Mapped[str] = mapped_column(Text, default="")
     location: Mapped[str] = mapped_column(Text, default="")
-    city: Mapped[str] = mapped_column(String(255), default="")
+    city: Mapped[str] = mapped_column(Text, default="")
     geo_lat: Mapped[float | None] = mapped_column(Float, nullable=True)
     geo_lon: Mapped[float | None] = mapped_column(Float, nullable=True)
     url: Mapped[str] = mapped_column(Text, default="")
@@ -122,6 +122,10 @@ class Entry(Base):
 
     # ISO 8601 durations before start; None = the calendar's, [] = no reminders.
     reminders: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    # Hash of the schedule-file entry as last imported. An import changes the entry only
+    # when the file's version changed, so a `cancel` from the CLI survives re-imports of
+    # an unchanged file (the daemon re-imports on every start).
+    source_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

@@ -44,6 +44,8 @@ def entry_json(entry: Entry) -> dict[str, Any]:
         "categories": list(entry.categories or []),
         "description": entry.description,
         "reminders": list(entry.reminders) if entry.reminders is not None else None,
+        "rrule": entry.rrule,
+        "transparency": entry.transparency,
         "sequence": entry.sequence,
         "updated": iso_utc(entry.updated_at),
     }

@@ -108,7 +108,7 @@ def load_file(path: str | Path) -> CalendarSpec:
     except OSError as exc:
         raise InputError(f"cannot read the file: {exc.strerror}", file=name) from None
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise InputError(
@@ -344,7 +344,7 @@ def _wall(
     """(wall time, UTC instant, fold) of a TOML date-time in ``zone``."""
     if value.tzinfo is not None:
         # An instant: keep the wall time it is in the entry's zone.
-        instant = ensure_utc(value)
+        instant = ensure_utc(value).replace(microsecond=0)
         local, derived_fold = wall_time(instant, zone)
         return local, instant, derived_fold
     naive = value.replace(microsecond=0)
@@ -398,8 +398,6 @@ def _common(raw: dict[str, Any], fail: Any) -> dict[str, Any]:
     if transparency not in ("opaque", "transparent"):
         raise fail("transparency", f"expected opaque or transparent, got {transparency!r}")
     categories = raw.get("categories", [])
-    if isinstance(categories, str):
-        categories = [categories]
     if not isinstance(categories, list) or not all(
         isinstance(c, str) and c.strip() for c in categories
     ):

@@ -8,18 +8,21 @@ The clock is injected (``clock``) so tests can move time.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, delete, func, or_, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from calendar_svc.db import is_sqlite, make_engine, migrate
-from calendar_svc.errors import InputError, NotFoundError
+from calendar_svc.db import first_line, is_sqlite, make_engine, migrate
+from calendar_svc.errors import InputError, NotFoundError, StoreError
 from calendar_svc.models import Calendar, Entry
 from calendar_svc.schedule_files import CalendarSpec, EntrySpec
 from calendar_svc.timezones import day_start_utc, now_utc
@@ -206,13 +209,17 @@ class Store:
         )
         if flt.calendar:
             query = query.where(Calendar.slug == flt.calendar)
-        if flt.city:
-            query = query.where(func.lower(Entry.city) == flt.city.lower())
         if not flt.include_cancelled:
             query = query.where(Entry.status != "cancelled")
         # Day bounds depend on each entry's zone: widen by 14 h in SQL, then filter exactly.
         if flt.start:
-            query = query.where(Entry.end_utc >= day_start_utc(flt.start, "Etc/GMT-14"))
+            # A recurring entry's later occurrences end after its first one: keep it for now.
+            query = query.where(
+                or_(
+                    Entry.rrule.is_not(None),
+                    Entry.end_utc >= day_start_utc(flt.start, "Etc/GMT-14"),
+                )
+            )
         if flt.end:
             query = query.where(Entry.start_utc < day_start_utc(_next_day(flt.end), "Etc/GMT+12"))
         with self.read() as session:
@@ -315,6 +322,9 @@ class Store:
                     session.rollback()
                 else:
                     session.commit()
+            except SQLAlchemyError as exc:
+                session.rollback()
+                raise StoreError(f"the database refused the import: {first_line(exc)}") from exc
             except BaseException:
                 session.rollback()
                 raise
@@ -359,6 +369,7 @@ class Store:
             }
         for item in spec.entries:
             values = _entry_values(item)
+            digest = _values_hash(values)
             entry = existing.get(item.uid)
             if entry is None:
                 session.add(
@@ -366,19 +377,25 @@ class Store:
                         calendar_id=calendar.id,
                         uid=item.uid,
                         sequence=0,
+                        source_hash=digest,
                         created_at=now,
                         updated_at=now,
                         **values,
                     )
                 )
                 report.created.append(item.uid)
+            elif entry.source_hash == digest:
+                # The file says what it said last time: keep edits made since (e.g. cancel).
+                report.unchanged.append(item.uid)
             elif any(_differs(getattr(entry, k), v) for k, v in values.items()):
                 for key, value in values.items():
                     setattr(entry, key, value)
+                entry.source_hash = digest
                 entry.sequence += 1
                 entry.updated_at = now
                 report.updated.append(item.uid)
             else:
+                entry.source_hash = digest
                 report.unchanged.append(item.uid)
         if prune:
             wanted = {item.uid for item in spec.entries}
@@ -401,6 +418,11 @@ def _entry_values(item: EntrySpec) -> dict[str, Any]:
     return values
 
 
+def _values_hash(values: dict[str, Any]) -> str:
+    text = json.dumps(values, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def _differs(current: Any, new: Any) -> bool:
     if (
         isinstance(current, datetime)
@@ -412,14 +434,17 @@ def _differs(current: Any, new: Any) -> bool:
 
 
 def _next_day(day: date) -> date:
-    from datetime import timedelta
-
     return day + timedelta(days=1)
 
 
 def _matches(entry: Entry, flt: EntryFilter) -> bool:
+    # casefold in Python: SQLite's lower() only folds ASCII ("Łódź" would never match).
+    if flt.city and (entry.city or "").casefold() != flt.city.casefold():
+        return False
     if flt.category and flt.category.lower() not in {c.lower() for c in entry.categories or []}:
         return False
+    if entry.rrule and (flt.start or flt.end):
+        return _recurs_within(entry, flt)
     if flt.start:
         day_start = day_start_utc(flt.start, entry.start_tz)
         # An instantaneous entry at exactly the boundary still belongs to that day.
@@ -427,3 +452,17 @@ def _matches(entry: Entry, flt: EntryFilter) -> bool:
         if entry.end_utc <= day_start and not instant_at_start:
             return False
     return not (flt.end and entry.start_utc >= day_start_utc(_next_day(flt.end), entry.start_tz))
+
+
+def _recurs_within(entry: Entry, flt: EntryFilter) -> bool:
+    """Whether any occurrence of a recurring entry overlaps the filter's days."""
+    from calendar_svc.reminders.rules import occurrences
+
+    length = entry.end_utc - entry.start_utc
+    lower = day_start_utc(flt.start, entry.start_tz) - length if flt.start else entry.start_utc
+    upper = (
+        day_start_utc(_next_day(flt.end), entry.start_tz) - timedelta(microseconds=1)
+        if flt.end
+        else lower + timedelta(days=3660)
+    )
+    return any(True for _ in occurrences(entry, max(lower, entry.start_utc), upper))

@@ -192,3 +192,33 @@ def test_deleting_a_calendar_cascades_to_its_entries(trip_store: Store) -> None:
     with trip_store.write() as session:
         session.delete(session.scalar(select(Calendar)))
     assert trip_store.entries() == []
+
+
+def test_cli_cancel_survives_reimport_of_an_unchanged_file(
+    trip_store: Store, trip_path: Path, clock: FakeClock
+) -> None:
+    """The daemon re-imports schedule files on start: a cancel must not be undone by that."""
+    trip_store.set_status("press-mexico-city", "cancelled")
+    report = trip_store.import_specs([trip(trip_path)])
+    assert report.totals()["updated"] == 0
+    assert trip_store.find_entry("press-mexico-city").status == "cancelled"
+    # When the file itself changes that entry, the file wins again.
+    spec = trip(trip_path)
+    edited = [
+        dataclasses.replace(e, title="Joint press statement (moved)")
+        if e.uid == "press-mexico-city"
+        else e
+        for e in spec.entries
+    ]
+    clock.advance(timedelta(minutes=1))
+    trip_store.import_specs([dataclasses.replace(spec, entries=tuple(edited))])
+    entry = trip_store.find_entry("press-mexico-city")
+    assert (entry.title, entry.status) == ("Joint press statement (moved)", "confirmed")
+
+
+def test_long_text_fields_import_on_every_backend(store: Store, trip_path: Path) -> None:
+    spec = trip(trip_path)
+    long_city = "Ciudad " * 100
+    entries = tuple(dataclasses.replace(e, city=long_city) for e in spec.entries)
+    store.import_specs([dataclasses.replace(spec, name="N" * 500, entries=entries)])
+    assert store.find_entry("noboa-meeting").city == long_city

@@ -6,9 +6,11 @@ import sys
 from typing import Any
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from calendar_svc import __version__
 from calendar_svc.cli.context import CliContext
+from calendar_svc.db import first_line
 from calendar_svc.errors import CalendarSvcError
 
 
@@ -21,6 +23,10 @@ class _Group(click.Group):
         except CalendarSvcError as exc:
             click.echo(f"calendar-svc: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except SQLAlchemyError as exc:
+            # A database that went away mid-command: say so in one line, not a traceback.
+            click.echo(f"calendar-svc: error: database error: {first_line(exc)}", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,7 +34,6 @@ class _Group(click.Group):
     "--config",
     "config_path",
     metavar="FILE",
-    envvar="CALENDAR_SVC_CONFIG",
     help="Config file. Default: $CALENDAR_SVC_CONFIG, else ./config.toml, "
     "else /etc/calendar-svc/config.toml.",
 )
@@ -36,7 +41,6 @@ class _Group(click.Group):
     "--db",
     "database_url",
     metavar="URL",
-    envvar="CALENDAR_SVC_DATABASE_URL",
     help="Database URL, overriding [database] url (also $CALENDAR_SVC_DATABASE_URL). "
     "E.g. sqlite:///var/cal.sqlite3 or postgresql+psycopg://user@host/db.",
 )

@@ -71,7 +71,16 @@ def build_filter(
 @click.command()
 @pass_ctx
 def init(ctx: CliContext) -> None:
-    """Create the database, or bring its schema up to date (safe to run again)."""
+    """Create the database, or bring its schema up to date (safe to run again).
+
+    Every command also migrates on start; run this to do it explicitly, e.g.
+    after an upgrade or before pointing several daemons at a new PostgreSQL.
+
+    \b
+    Examples:
+      calendar-svc init
+      calendar-svc --db postgresql+psycopg://cal@db.internal/calendar init
+    """
     store = ctx.store  # migrates
     click.echo(
         f"database ready at schema {current_revision(store.engine)} (newest {head_revision()}): "
@@ -107,7 +116,8 @@ def import_(ctx: CliContext, files: tuple[Path, ...], dry_run: bool, prune: bool
       calendar-svc import schedules/rubio-2025-09.toml
       calendar-svc import --dry-run --prune schedules/*.toml
     """
-    specs = [load_file(path) for path in files]
+    unique = list(dict.fromkeys(path.resolve() for path in files))
+    specs = [load_file(path) for path in unique]
     report = ctx.store.import_specs(specs, prune=prune, dry_run=dry_run)
     print_import_report(report)
 
@@ -160,13 +170,16 @@ def list_(
         return
     many = len({e.calendar.slug for e in entries}) > 1
     rows = [
-        (
-            when_text(e),
-            duration_text(e),
-            e.uid + (" [cancelled]" if e.cancelled else ""),
-            e.title,
-            e.city or e.location,
-            e.calendar.slug if many else "",
+        tuple(
+            _one_line(cell)
+            for cell in (
+                when_text(e),
+                duration_text(e),
+                e.uid + (" [cancelled]" if e.cancelled else ""),
+                e.title,
+                e.city or e.location,
+                e.calendar.slug if many else "",
+            )
         )
         for e in entries
     ]
@@ -178,13 +191,24 @@ def list_(
         click.echo(f"{line}  {row[3]}{extra}{cal}".rstrip())
 
 
+def _one_line(text: str) -> str:
+    """A table cell on one line, whatever newlines a title holds."""
+    return " ".join(text.split()) if "\n" in text or "\r" in text else text
+
+
 @click.command()
 @click.argument("uid")
 @click.option("--calendar", metavar="SLUG", help="Calendar of the entry, if the uid is in several.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def show(ctx: CliContext, uid: str, calendar: str | None, as_json: bool) -> None:
-    """Show one entry in full."""
+    """Show one entry in full: local and UTC times, status, reminders, sequence.
+
+    \b
+    Examples:
+      calendar-svc show sheinbaum-bilateral
+      calendar-svc show noboa-meeting --json
+    """
     entry = ctx.store.find_entry(uid, calendar)
     data = entry_json(entry)
     if as_json:
@@ -193,7 +217,7 @@ def show(ctx: CliContext, uid: str, calendar: str | None, as_json: bool) -> None
     click.echo(f"{entry.title}")
     click.echo(f"  when:       {when_text(entry)}")
     click.echo(f"  utc:        {data['start_utc']} → {data['end_utc']}")
-    for key in ("calendar", "uid", "status", "location", "city", "url", "description"):
+    for key in ("calendar", "uid", "status", "location", "city", "url", "rrule", "description"):
         if data[key]:
             click.echo(f"  {key + ':':<11} {data[key]}")
     if data["categories"]:
@@ -211,7 +235,15 @@ def show(ctx: CliContext, uid: str, calendar: str | None, as_json: bool) -> None
 @click.option("--calendar", metavar="SLUG", help="Calendar of the entry, if the uid is in several.")
 @pass_ctx
 def cancel(ctx: CliContext, uid: str, calendar: str | None) -> None:
-    """Mark an entry cancelled: it stays in feeds as STATUS:CANCELLED and its reminders stop."""
+    """Mark an entry cancelled: it stays in feeds as STATUS:CANCELLED and its reminders stop.
+
+    The cancel holds until the entry's schedule file itself changes that entry;
+    to make it permanent, also set status = "cancelled" in the file.
+
+    \b
+    Example:
+      calendar-svc cancel press-mexico-city
+    """
     entry, changed = ctx.store.set_status(uid, "cancelled", calendar)
     if changed:
         click.echo(f"cancelled {entry.calendar.slug}/{uid} (sequence {entry.sequence})")
@@ -230,6 +262,10 @@ def delete(ctx: CliContext, uid: str, calendar: str | None, yes: bool) -> None:
     Prefer `cancel` for a meeting that was called off: subscribers then see it
     struck through instead of silently gone. If the entry is still in a
     schedule file, the next import brings it back.
+
+    \b
+    Example:
+      calendar-svc delete embassy-quito --yes
     """
     entry = ctx.store.find_entry(uid, calendar)
     if not yes:
@@ -242,7 +278,13 @@ def delete(ctx: CliContext, uid: str, calendar: str | None, yes: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def calendars(ctx: CliContext, as_json: bool) -> None:
-    """List calendars with their entry counts and versions (tokens are not shown)."""
+    """List calendars with their entry counts and versions (tokens are not shown).
+
+    \b
+    Examples:
+      calendar-svc calendars
+      calendar-svc calendars --json
+    """
     store = ctx.store
     stats = store.calendar_stats()
     rows = []

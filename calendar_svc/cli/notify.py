@@ -54,8 +54,10 @@ def _store_entry(ctx: CliContext, now: datetime) -> Any | None:
         entries = ctx.store.entries(EntryFilter(include_cancelled=False))
     except Exception:  # a sample is only a nicety: any store trouble falls back to ours
         return None
-    upcoming = [entry for entry in entries if entry.start_utc >= now]
-    chosen = upcoming or entries
+    # A timed entry reads like a real reminder ("In 1 hour: ..."); prefer the next one.
+    timed = [entry for entry in entries if not entry.all_day]
+    upcoming = [entry for entry in timed if entry.start_utc >= now]
+    chosen = upcoming or timed
     return chosen[0] if chosen else None
 
 
@@ -92,7 +94,8 @@ def notify_test(ctx: CliContext, channel: str, sample: bool) -> None:
     if table is None:
         raise ConfigError(
             f"no channel {channel!r} (configured: {', '.join(sorted(config.notifiers)) or 'none'})",
-            file=str(config.path) if config.path else None, key=f"notifiers.{channel}",
+            file=str(config.path) if config.path else None,
+            key=f"notifiers.{channel}",
         )
     now = now_utc()
     entry = None if sample else _store_entry(ctx, now)

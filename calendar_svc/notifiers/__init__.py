@@ -67,19 +67,22 @@ def notifier_class(type_name: str, *, key: str = "type", file: str | None = None
     if ep is None:
         raise ConfigError(
             f"unknown notifier type {type_name!r} (available: {', '.join(sorted(registered))})",
-            file=file, key=key,
+            file=file,
+            key=key,
         )
     try:
         cls = ep.load()
     except ImportError as exc:
         raise ConfigError(
             f"notifier type {type_name!r} ({ep.value}) cannot be imported: {exc}",
-            file=file, key=key,
+            file=file,
+            key=key,
         ) from None
     if not (isinstance(cls, type) and issubclass(cls, Notifier)):
         raise ConfigError(
             f"notifier type {type_name!r} ({ep.value}) is not a calendar_svc Notifier class",
-            file=file, key=key,
+            file=file,
+            key=key,
         )
     return cls
 
@@ -92,8 +95,9 @@ def build_notifier(
     type_name = table.get("type")
     if not isinstance(type_name, str):
         raise ConfigError(
-            "missing the notifier's type (e.g. type = \"console\")",
-            file=file, key=f"notifiers.{name}.type",
+            'missing the notifier\'s type (e.g. type = "console")',
+            file=file,
+            key=f"notifiers.{name}.type",
         )
     cls = notifier_class(type_name, key=f"notifiers.{name}.type", file=file)
     return cls(name, table, config_path=config_path)

@@ -38,35 +38,37 @@ from calendar_svc.errors import ConfigError, PermanentNotifierError, RetryableNo
 from calendar_svc.timezones import UTC, iso_utc
 
 # Variables a title_template / body_template may use ($name or ${name}); values are text.
-TEMPLATE_VARIABLES: Mapping[str, str] = MappingProxyType({
-    "default_title": "the built-in title: 'In 1 hour: Bilateral meeting with …'",
-    "default_body": "the built-in body: 'Tue 2 Sep 2025, 10:00 CST (UTC-06:00) — …'",
-    "late": "'Late: ' when the reminder is sent after its due time, else ''",
-    "lead": "'In 1 hour' ('Now' at the start time)",
-    "offset": "how long before the start, in words: '1 hour', '15 minutes'",
-    "title": "the entry's title",
-    "description": "the entry's description",
-    "location": "the entry's location ('Palacio Nacional')",
-    "city": "the entry's city ('Mexico City')",
-    "where": "location and city joined without repeating the city",
-    "url": "the entry's URL ('' when none)",
-    "uid": "the entry's stable UID",
-    "categories": "the entry's categories, comma separated",
-    "calendar": "the calendar's slug",
-    "when": "start in the entry's zone: 'Tue 2 Sep 2025, 10:00 CST (UTC-06:00)' "
-            "(the date only for all-day entries)",
-    "date": "start date: 'Tue 2 Sep 2025'",
-    "time": "start wall time: '10:00' ('' for all-day entries)",
-    "zone": "zone abbreviation: 'CST' ('' when the zone has none)",
-    "utc_offset": "'UTC-06:00'",
-    "timezone": "IANA zone of the entry: 'America/Mexico_City'",
-    "display_time": "start in the [display] zone: '12:00 EDT in Washington' ('' when not "
-                    "configured, same as the entry's zone, or all-day)",
-    "start_utc": "start as ISO 8601 UTC: '2025-09-02T16:00:00Z'",
-    "due_utc": "when the reminder was due, ISO 8601 UTC",
-    "feed_url": "the calendar's feed page ('' when unknown)",
-    "idempotency_key": "the delivery's idempotency key",
-})
+TEMPLATE_VARIABLES: Mapping[str, str] = MappingProxyType(
+    {
+        "default_title": "the built-in title: 'In 1 hour: Bilateral meeting with …'",
+        "default_body": "the built-in body: 'Tue 2 Sep 2025, 10:00 CST (UTC-06:00) — …'",
+        "late": "'Late: ' when the reminder is sent after its due time, else ''",
+        "lead": "'In 1 hour' ('Now' at the start time)",
+        "offset": "how long before the start, in words: '1 hour', '15 minutes'",
+        "title": "the entry's title",
+        "description": "the entry's description",
+        "location": "the entry's location ('Palacio Nacional')",
+        "city": "the entry's city ('Mexico City')",
+        "where": "location and city joined without repeating the city",
+        "url": "the entry's URL ('' when none)",
+        "uid": "the entry's stable UID",
+        "categories": "the entry's categories, comma separated",
+        "calendar": "the calendar's slug",
+        "when": "start in the entry's zone: 'Tue 2 Sep 2025, 10:00 CST (UTC-06:00)' "
+        "(the date only for all-day entries)",
+        "date": "start date: 'Tue 2 Sep 2025'",
+        "time": "start wall time: '10:00' ('' for all-day entries)",
+        "zone": "zone abbreviation: 'CST' ('' when the zone has none)",
+        "utc_offset": "'UTC-06:00'",
+        "timezone": "IANA zone of the entry: 'America/Mexico_City'",
+        "display_time": "start in the [display] zone: '12:00 EDT in Washington' ('' when not "
+        "configured, same as the entry's zone, or all-day)",
+        "start_utc": "start as ISO 8601 UTC: '2025-09-02T16:00:00Z'",
+        "due_utc": "when the reminder was due, ISO 8601 UTC",
+        "feed_url": "the calendar's feed page ('' when unknown)",
+        "idempotency_key": "the delivery's idempotency key",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -128,8 +130,11 @@ class Reminder:
             "idempotency_key": self.idempotency_key,
             "calendar": self.calendar_slug,
             "entry": {
-                "uid": entry.uid, "title": entry.title, "location": entry.location,
-                "city": entry.city, "url": entry.url or None,
+                "uid": entry.uid,
+                "title": entry.title,
+                "location": entry.location,
+                "city": entry.city,
+                "url": entry.url or None,
                 "categories": list(entry.categories),
             },
             "start": self.start.date().isoformat() if self.all_day else self.start.isoformat(),
@@ -163,6 +168,8 @@ class Key:
     default: Any = _REQUIRED
     secret: bool = False
     choices: tuple[Any, ...] | None = None
+    # Inclusive bounds for an int or float key, e.g. (1, 65535) for a port.
+    bounds: tuple[float, float] | None = None
 
     @property
     def required(self) -> bool:
@@ -243,11 +250,11 @@ class Notifier(ABC):
         variables.setdefault("default_body", reminder.body)
         title = (
             self.title_template.safe_substitute(variables)
-            if self.title_template else reminder.title
+            if self.title_template
+            else reminder.title
         )
         body = (
-            self.body_template.safe_substitute(variables)
-            if self.body_template else reminder.body
+            self.body_template.safe_substitute(variables) if self.body_template else reminder.body
         )
         return title, body
 
@@ -296,7 +303,10 @@ class Notifier(ABC):
         for key, spec in declared.items():
             if spec.secret:
                 value = secrets.resolve(
-                    table, key, table_name=self.table_name, config_path=self.config_path,
+                    table,
+                    key,
+                    table_name=self.table_name,
+                    config_path=self.config_path,
                     allow_list=spec.kind is list,
                 )
                 self.hide(value)
@@ -311,6 +321,14 @@ class Notifier(ABC):
                     hint = f" (or {key}_env / {key}_credential)" if spec.secret else ""
                     raise self.config_error(key, f"missing required key{hint}")
                 value = spec.default
+            elif (
+                spec.bounds is not None
+                and value is not None
+                and not spec.bounds[0] <= value <= spec.bounds[1]
+            ):
+                raise self.config_error(
+                    key, f"must be between {spec.bounds[0]:g} and {spec.bounds[1]:g}, got {value!r}"
+                )
             elif spec.choices is not None and value not in spec.choices:
                 raise self.config_error(
                     key, f"expected one of {', '.join(map(repr, spec.choices))}, got {value!r}"
@@ -328,9 +346,14 @@ class Notifier(ABC):
         if ok and kind is dict:
             ok = all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
         if not ok:
-            expected = {str: "a string", int: "an integer", float: "a number",
-                        bool: "true or false", list: "a list of strings",
-                        dict: "a table of strings"}.get(kind, kind.__name__)
+            expected = {
+                str: "a string",
+                int: "an integer",
+                float: "a number",
+                bool: "true or false",
+                list: "a list of strings",
+                dict: "a table of strings",
+            }.get(kind, kind.__name__)
             shown = "" if spec.secret else f" {value!r}"
             raise self.config_error(key, f"expected {expected}, got {type(value).__name__}{shown}")
 

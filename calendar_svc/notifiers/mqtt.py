@@ -25,8 +25,13 @@ from calendar_svc.timezones import iso_utc, now_utc
 
 # CONNACK / PUBACK reasons that retrying with the same config cannot fix.
 _PERMANENT_REASONS = {
-    "Bad user name or password", "Not authorized", "Client identifier not valid",
-    "Bad authentication method", "Banned", "Topic Name invalid", "Payload format invalid",
+    "Bad user name or password",
+    "Not authorized",
+    "Client identifier not valid",
+    "Bad authentication method",
+    "Banned",
+    "Topic Name invalid",
+    "Payload format invalid",
     "Unsupported protocol version",
 }
 
@@ -40,7 +45,7 @@ class MqttNotifier(Notifier):
 
     keys: ClassVar = {
         "host": Key(str),
-        "port": Key(int, None),
+        "port": Key(int, None, bounds=(1, 65535)),
         "topic": Key(str),
         "retain": Key(bool, False),
         "username": Key(str, None),

@@ -118,7 +118,9 @@ class NtfyNotifier(Notifier):
         title, body = self.render(reminder)
         now = self.clock()
         _http.post(
-            self, self.client, self.url,
+            self,
+            self.client,
+            self.url,
             content=body.encode("utf-8"),
             headers={"content-type": "text/plain; charset=utf-8", **self.headers(reminder, title)},
             now=now,

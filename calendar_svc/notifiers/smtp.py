@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 from email.errors import HeaderParseError
 from email.headerregistry import Address
+from email.utils import parseaddr
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
@@ -38,7 +39,7 @@ class SmtpNotifier(Notifier):
 
     keys: ClassVar = {
         "host": Key(str),
-        "port": Key(int, None),
+        "port": Key(int, None, bounds=(1, 65535)),
         "security": Key(str, "starttls", choices=("starttls", "tls", "plain")),
         "username": Key(str, None),
         "password": Key(str, None, secret=True),
@@ -67,8 +68,8 @@ class SmtpNotifier(Notifier):
         self.recipients = [self._address("to", item) for item in s["to"]]
         if (s["username"] is None) != (s["password"] is None):
             raise self.config_error(
-                "username", "set both username and password (password_env / "
-                "password_credential), or neither"
+                "username",
+                "set both username and password (password_env / password_credential), or neither",
             )
         if s["timeout"] <= 0:
             raise self.config_error("timeout", "must be more than 0 seconds")
@@ -83,8 +84,10 @@ class SmtpNotifier(Notifier):
             self.ca_file = None
 
     def _address(self, key: str, text: str) -> Address:
+        # Accept "Name <user@example.org>" as well as a bare address.
+        display, spec = parseaddr(text)
         try:
-            address = Address(addr_spec=text.strip())
+            address = Address(display_name=display, addr_spec=(spec or text).strip())
         except (ValueError, IndexError, HeaderParseError) as exc:
             raise self.config_error(key, f"{text!r} is not an e-mail address ({exc})") from None
         if not address.username or not address.domain:
@@ -155,7 +158,7 @@ class SmtpNotifier(Notifier):
                 if not client.has_extn("starttls"):
                     raise self.permanent(
                         f"{host}:{self.port} does not offer STARTTLS; refusing to send in "
-                        "plaintext (set security = \"plain\" only for a trusted local relay)"
+                        'plaintext (set security = "plain" only for a trusted local relay)'
                     )
                 client.starttls(context=self.ssl_context())
                 client.ehlo()
@@ -194,4 +197,3 @@ def _reply(exc: smtplib.SMTPResponseException) -> str:
 
 def _refusals(exc: smtplib.SMTPRecipientsRefused) -> str:
     return ", ".join(f"{addr} ({code})" for addr, (code, _) in exc.recipients.items())
-

@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import re
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -33,8 +34,15 @@ from calendar_svc.notifiers.base import Key, Notifier, Reminder, message_id_toke
 from calendar_svc.timezones import iso_utc, now_utc
 
 SECRET_PREFIX = "whsec_"
-_RESERVED_HEADERS = {"content-type", "content-length", "host", "webhook-id",
-                     "webhook-timestamp", "webhook-signature"}
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_RESERVED_HEADERS = {
+    "content-type",
+    "content-length",
+    "host",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+}
 
 
 def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -89,6 +97,16 @@ class WebhookNotifier(Notifier):
         bad = sorted(h for h in s["headers"] if h.lower() in _RESERVED_HEADERS)
         if bad:
             raise self.config_error("headers", f"{bad[0]!r} is set by the notifier itself")
+        for name, value in s["headers"].items():
+            # Caught here, a typo is a config error at start instead of a send that
+            # fails (and is retried) for ever.
+            if not _HEADER_NAME.fullmatch(name):
+                raise self.config_error("headers", f"{name!r} is not a valid HTTP header name")
+            if not value.isascii() or not value.isprintable():
+                raise self.config_error(
+                    "headers",
+                    f"the value of {name!r} must be printable ASCII (no newlines or accents)",
+                )
         self.client = httpx.Client(
             timeout=s["timeout"],
             follow_redirects=False,
@@ -102,8 +120,8 @@ class WebhookNotifier(Notifier):
             return  # a name: checked on every send, since what it resolves to can change
         if not self.allow_private and not _http.is_public(address):
             raise self.config_error(
-                "url", f"{address} is not a public address; set allow_private = true "
-                "if this is intended"
+                "url",
+                f"{address} is not a public address; set allow_private = true if this is intended",
             )
 
     def _signing_key(self, secret: str | None) -> bytes | None:
@@ -117,9 +135,10 @@ class WebhookNotifier(Notifier):
         if len(key) < 16:
             # Never echo the value.
             raise self.config_error(
-                "secret", "expected whsec_ followed by base64 of at least 16 random bytes "
+                "secret",
+                "expected whsec_ followed by base64 of at least 16 random bytes "
                 "(e.g. python -c \"import base64,os; print('whsec_' + "
-                "base64.b64encode(os.urandom(32)).decode())\")"
+                'base64.b64encode(os.urandom(32)).decode())")',
             )
         return key
 
