@@ -75,6 +75,8 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     root.setLevel(level.upper())
     # APScheduler logs every job run at INFO; ours already says what happened.
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
+    # Alembic announces its context at INFO on every start; migrations we log ourselves.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True

@@ -77,22 +77,31 @@ class Planner:
             report.planned = sorted(new + revived, key=lambda r: (r.due_at, r.dedupe_key))
             keys = {r.dedupe_key for r in known}
             stale = [(i, k) for i, k, _ in repo.pending_rows(session, end) if k not in keys]
-            repo.cancel(session, [i for i, _ in stale], now,
-                        "the entry moved, was cancelled or deleted, or its offset or channel changed")
+            repo.cancel(
+                session,
+                [i for i, _ in stale],
+                now,
+                "the entry moved, was cancelled or deleted, or its offset or channel changed",
+            )
             report.cancelled = stale
         self._log(report, now)
         return report
 
     def schedule(self, start: datetime, end: datetime) -> list[PlannedReminder]:
-        """Every reminder due in ``[start, end]``, without writing anything (``calendar-svc reminders``)."""
+        """Every reminder due in ``[start, end]``; writes nothing (``calendar-svc reminders``)."""
         with self.store.read() as session:
             return [r for r in self._reminders(session, start, end) if r.due_at >= start]
 
     def next_reminder(self, after: datetime) -> PlannedReminder | None:
         """The first reminder due after ``after`` (within ``NEXT_LOOKAHEAD``), planned or not."""
+        # Widening windows: a big calendar is not read whole to find tomorrow's reminder.
         with self.store.read() as session:
-            found = self._reminders(session, after, after + NEXT_LOOKAHEAD)
-        return next((r for r in found if r.due_at > after), None)
+            for days in (1, 7, 31, NEXT_LOOKAHEAD.days):
+                found = self._reminders(session, after, after + timedelta(days=days))
+                upcoming = next((r for r in found if r.due_at > after), None)
+                if upcoming is not None:
+                    return upcoming
+        return None
 
     def _reminders(self, session: Session, start: datetime, end: datetime) -> list[PlannedReminder]:
         """Reminders due up to ``end`` of entries starting from ``start`` on, sorted by due time.
@@ -102,31 +111,47 @@ class Planner:
         before ``start`` are kept, because the planner needs them for late
         catch-up and for recognising old pending rows as still wanted.
         """
-        lead = max(repo.longest_offset(session, self.config.offsets), ALL_DAY_LEAD)
+        lead = repo.longest_offset(session, self.config.offsets)
+        entries = repo.entries_for_window(session, start, end, lead=lead, all_day_lead=ALL_DAY_LEAD)
         found: list[PlannedReminder] = []
-        for entry in repo.entries_for_window(session, start, end + lead):
-            found.extend(reminders_between(
-                entry, entry.calendar.slug, entry.calendar.reminders, self.config,
-                start - lead, end,
-            ))
+        for entry in entries:
+            found.extend(
+                reminders_between(
+                    entry,
+                    entry.calendar.slug,
+                    entry.calendar.reminders,
+                    self.config,
+                    start - max(lead, ALL_DAY_LEAD),
+                    end,
+                )
+            )
         found.sort(key=lambda r: (r.due_at, r.dedupe_key))
         return found
 
     def _log(self, report: PlanReport, now: datetime) -> None:
         for r in report.planned:
             REMINDERS.labels("planned", r.channel).inc()
-            log_event(log, "reminder.planned", uid=r.entry_uid, calendar=r.calendar_slug,
-                      channel=r.channel, due=iso_utc(r.due_at),
-                      offset=int(r.offset.total_seconds()),
-                      in_seconds=round((r.due_at - now).total_seconds()))
+            log_event(
+                log,
+                "reminder.planned",
+                uid=r.entry_uid,
+                calendar=r.calendar_slug,
+                channel=r.channel,
+                due=iso_utc(r.due_at),
+                offset=int(r.offset.total_seconds()),
+                in_seconds=round((r.due_at - now).total_seconds()),
+            )
         for row_id, key in report.cancelled:
             slug, uid, _, _, channel = key.split("|", 4)
             REMINDERS.labels("cancelled", channel).inc()
-            log_event(log, "reminder.cancelled", uid=uid, calendar=slug, channel=channel,
-                      delivery=row_id)
+            log_event(
+                log, "reminder.cancelled", uid=uid, calendar=slug, channel=channel, delivery=row_id
+            )
 
 
-def _to_plan(known: list[PlannedReminder], *, now: datetime, start: datetime) -> list[PlannedReminder]:
+def _to_plan(
+    known: list[PlannedReminder], *, now: datetime, start: datetime
+) -> list[PlannedReminder]:
     """The reminders to have as rows: due in the window, plus one late catch-up per occurrence.
 
     For an entry that has not started, only the *latest* of its reminders that
@@ -143,8 +168,11 @@ def _to_plan(known: list[PlannedReminder], *, now: datetime, start: datetime) ->
             if slot not in catch_up or catch_up[slot].due_at < r.due_at:
                 catch_up[slot] = r
     # No catch-up when a reminder of the same occurrence is already due in the window.
-    due_now = {(c.calendar_slug, c.entry_uid, c.occurrence_utc, c.channel)
-               for c in chosen.values() if c.due_at <= now}
+    due_now = {
+        (c.calendar_slug, c.entry_uid, c.occurrence_utc, c.channel)
+        for c in chosen.values()
+        if c.due_at <= now
+    }
     for slot, r in catch_up.items():
         if slot not in due_now:
             chosen[r.dedupe_key] = r

@@ -1,4 +1,4 @@
-"""When a claimed reminder is sent, marked late or recorded as missed, and how retries back off. Pure.
+"""When a claimed reminder is sent, marked late or recorded missed; how retries back off. Pure.
 
 A reminder sent well after its due time (the daemon was down, the machine was
 suspended) is still useful while its entry has not started ("Late: in 1 hour:
@@ -48,6 +48,7 @@ def retry_delay(
     """
     if retry_after is not None and retry_after >= 0:
         return min(timedelta(seconds=retry_after), cap)
-    step = min(cap, base * (2 ** max(0, attempts - 1)))
-    factor = (rng or random).uniform(0.5, 1.0)
+    # The exponent is bounded so that a large attempt count cannot overflow timedelta.
+    step = min(cap, base * (1 << min(max(0, attempts - 1), 32)))
+    factor: float = (rng or random).uniform(0.5, 1.0)
     return step * factor

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, bindparam, cast, func, or_, select, update
+from sqlalchemy import Text, and_, bindparam, cast, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, contains_eager
 
@@ -32,8 +32,8 @@ from calendar_svc.models import Calendar, Delivery, Entry
 from calendar_svc.reminders.rules import PlannedReminder
 from calendar_svc.store import Store
 
-T = Delivery.__table__.c
-TABLE = Delivery.__table__
+TABLE = Delivery.metadata.tables["deliveries"]
+T = TABLE.c
 # Rows per multi-row INSERT: well under SQLite's bound-parameter limit.
 INSERT_CHUNK = 400
 
@@ -68,23 +68,34 @@ class Outcome:
 # --- entries ---------------------------------------------------------------------------
 
 
-def entries_for_window(session: Session, start: datetime, end: datetime) -> list[Entry]:
-    """Entries that may have reminders due in ``[start, end - lead]`` (calendar loaded).
+def entries_for_window(
+    session: Session, start: datetime, end: datetime, *, lead: timedelta, all_day_lead: timedelta
+) -> list[Entry]:
+    """Entries that may have reminders due in ``[start, end]`` (calendar loaded).
 
-    ``end`` already includes the longest lead time; recurring entries are all
+    A timed entry's reminders are due at most ``lead`` before it starts, an
+    all-day entry's at most ``all_day_lead``; recurring entries are all
     returned, their occurrences are found by the rules.
     """
     query = (
         select(Entry)
         .join(Entry.calendar)
         .options(contains_eager(Entry.calendar))
-        .where(or_(Entry.start_utc.between(start, end), Entry.rrule.is_not(None)))
+        .where(
+            or_(
+                and_(Entry.all_day.is_(False), Entry.start_utc.between(start, end + lead)),
+                and_(Entry.all_day.is_(True), Entry.start_utc.between(start, end + all_day_lead)),
+                Entry.rrule.is_not(None),
+            )
+        )
         .order_by(Entry.start_utc)
     )
     return list(session.scalars(query).unique())
 
 
-def entries_by_key(session: Session, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Entry]:
+def entries_by_key(
+    session: Session, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], Entry]:
     wanted = set(keys)
     if not wanted:
         return {}
@@ -101,8 +112,8 @@ def entries_by_key(session: Session, keys: Iterable[tuple[str, str]]) -> dict[tu
 def longest_offset(session: Session, defaults: Sequence[timedelta]) -> timedelta:
     """The largest offset any entry can have: config, calendar and entry overrides."""
     texts: set[str] = set()
-    for raw in session.scalars(select(Calendar.reminders)):
-        texts.update(raw or [])
+    for offsets in session.scalars(select(Calendar.reminders)):
+        texts.update(offsets or [])
     # Few distinct override lists exist; compare them as text (PostgreSQL's json has no "=").
     for raw in session.scalars(select(cast(Entry.reminders, Text)).distinct()):
         texts.update((json.loads(raw) if raw else None) or [])
@@ -116,23 +127,22 @@ def existing_states(session: Session, keys: Sequence[str]) -> dict[str, str]:
     """``dedupe_key -> status`` of the rows that exist among ``keys``."""
     found: dict[str, str] = {}
     for start in range(0, len(keys), INSERT_CHUNK):
-        chunk = keys[start:start + INSERT_CHUNK]
-        found.update(session.execute(
-            select(T.dedupe_key, T.status).where(T.dedupe_key.in_(chunk))
-        ).tuples())
+        chunk = keys[start : start + INSERT_CHUNK]
+        rows = session.execute(select(T.dedupe_key, T.status).where(T.dedupe_key.in_(chunk)))
+        found.update({key: status for key, status in rows})
     return found
 
 
 def insert_planned(session: Session, planned: Sequence[PlannedReminder], now: datetime) -> None:
     """Insert-if-absent; a concurrent planner's row wins silently."""
+    if not planned:
+        return
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    for start in range(0, len(planned), INSERT_CHUNK):
-        rows = [_row(p, now) for p in planned[start:start + INSERT_CHUNK]]
-        if rows:
-            session.execute(
-                insert(TABLE).values(rows).on_conflict_do_nothing(index_elements=["dedupe_key"])
-            )
+    # One statement, many parameter sets: SQLAlchemy batches them ("insertmanyvalues")
+    # and compiles the statement once, not once per distinct row count.
+    stmt = insert(TABLE).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    session.connection().execute(stmt, [_row(p, now) for p in planned])
 
 
 def revive(session: Session, keys: Sequence[str], now: datetime) -> None:
@@ -140,33 +150,48 @@ def revive(session: Session, keys: Sequence[str], now: datetime) -> None:
     for start in range(0, len(keys), INSERT_CHUNK):
         session.execute(
             update(TABLE)
-            .where(T.dedupe_key.in_(keys[start:start + INSERT_CHUNK]), T.status == "cancelled")
-            .values(status="pending", attempts=0, next_attempt_at=T.due_at, last_error=None,
-                    claimed_by=None, claimed_at=None, lease_until=None, late=False,
-                    updated_at=now)
+            .where(T.dedupe_key.in_(keys[start : start + INSERT_CHUNK]), T.status == "cancelled")
+            .values(
+                status="pending",
+                attempts=0,
+                next_attempt_at=T.due_at,
+                last_error=None,
+                claimed_by=None,
+                claimed_at=None,
+                lease_until=None,
+                late=False,
+                updated_at=now,
+            )
         )
 
 
 def _row(p: PlannedReminder, now: datetime) -> dict[str, Any]:
     return {
-        "dedupe_key": p.dedupe_key, "idempotency_key": p.idempotency_key,
-        "calendar_slug": p.calendar_slug, "entry_uid": p.entry_uid,
-        "occurrence_utc": p.occurrence_utc, "offset_seconds": int(p.offset.total_seconds()),
-        "channel": p.channel, "due_at": p.due_at, "status": "pending", "attempts": 0,
-        "next_attempt_at": p.due_at, "late": False, "created_at": now, "updated_at": now,
+        "dedupe_key": p.dedupe_key,
+        "idempotency_key": p.idempotency_key,
+        "calendar_slug": p.calendar_slug,
+        "entry_uid": p.entry_uid,
+        "occurrence_utc": p.occurrence_utc,
+        "offset_seconds": int(p.offset.total_seconds()),
+        "channel": p.channel,
+        "due_at": p.due_at,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": p.due_at,
+        "late": False,
+        "created_at": now,
+        "updated_at": now,
     }
 
 
 def pending_rows(session: Session, until: datetime) -> list[tuple[int, str, datetime]]:
     """``(id, dedupe_key, due_at)`` of pending rows due up to ``until``."""
     query = select(T.id, T.dedupe_key, T.due_at).where(T.status == "pending", T.due_at <= until)
-    return list(session.execute(query).tuples())
+    return list(session.execute(query))
 
 
 def oldest_pending_due(session: Session) -> datetime | None:
-    value: datetime | None = session.scalar(
-        select(func.min(T.due_at)).where(T.status == "pending")
-    )
+    value: datetime | None = session.scalar(select(func.min(T.due_at)).where(T.status == "pending"))
     return value
 
 
@@ -175,7 +200,7 @@ def cancel(session: Session, ids: Sequence[int], now: datetime, reason: str) -> 
     for start in range(0, len(ids), INSERT_CHUNK):
         result = session.execute(
             update(TABLE)
-            .where(T.id.in_(ids[start:start + INSERT_CHUNK]), T.status == "pending")
+            .where(T.id.in_(ids[start : start + INSERT_CHUNK]), T.status == "pending")
             .values(status="cancelled", last_error=reason, updated_at=now)
         )
         count += result.rowcount  # type: ignore[attr-defined]
@@ -202,18 +227,42 @@ def claim_due(
     stmt = (
         update(TABLE)
         .where(T.id.in_(due.scalar_subquery()), T.status == "pending")
-        .values(status="sending", claimed_by=claimer, claimed_at=now, lease_until=now + lease,
-                attempts=T.attempts + 1, updated_at=now)
-        .returning(T.id, T.dedupe_key, T.idempotency_key, T.calendar_slug, T.entry_uid,
-                   T.occurrence_utc, T.offset_seconds, T.channel, T.due_at, T.attempts)
+        .values(
+            status="sending",
+            claimed_by=claimer,
+            claimed_at=now,
+            lease_until=now + lease,
+            attempts=T.attempts + 1,
+            updated_at=now,
+        )
+        .returning(
+            T.id,
+            T.dedupe_key,
+            T.idempotency_key,
+            T.calendar_slug,
+            T.entry_uid,
+            T.occurrence_utc,
+            T.offset_seconds,
+            T.channel,
+            T.due_at,
+            T.attempts,
+        )
     )
     with store.write() as session:
         rows = session.execute(stmt).all()
     claimed = [
-        ClaimedRow(id=r.id, dedupe_key=r.dedupe_key, idempotency_key=r.idempotency_key,
-                   calendar_slug=r.calendar_slug, entry_uid=r.entry_uid,
-                   occurrence_utc=r.occurrence_utc, offset=timedelta(seconds=r.offset_seconds),
-                   channel=r.channel, due_at=r.due_at, attempts=r.attempts)
+        ClaimedRow(
+            id=r.id,
+            dedupe_key=r.dedupe_key,
+            idempotency_key=r.idempotency_key,
+            calendar_slug=r.calendar_slug,
+            entry_uid=r.entry_uid,
+            occurrence_utc=r.occurrence_utc,
+            offset=timedelta(seconds=r.offset_seconds),
+            channel=r.channel,
+            due_at=r.due_at,
+            attempts=r.attempts,
+        )
         for r in rows
     ]
     claimed.sort(key=lambda c: (c.due_at, c.id))
@@ -241,9 +290,17 @@ def finish(store: Store, outcomes: Sequence[Outcome], *, claimer: str, now: date
     if not outcomes:
         return 0
     params = [
-        {"b_id": o.id, "b_claimer": claimer, "b_status": o.status, "b_next": o.next_attempt_at,
-         "b_error": o.last_error, "b_sent": o.sent_at, "b_late": o.late,
-         "b_delta": o.attempts_delta, "b_now": now}
+        {
+            "b_id": o.id,
+            "b_claimer": claimer,
+            "b_status": o.status,
+            "b_next": o.next_attempt_at,
+            "b_error": o.last_error,
+            "b_sent": o.sent_at,
+            "b_late": o.late,
+            "b_delta": o.attempts_delta,
+            "b_now": now,
+        }
         for o in outcomes
     ]
     with store.write() as session:
@@ -256,8 +313,13 @@ def recover_expired(store: Store, now: datetime) -> list[int]:
     stmt = (
         update(TABLE)
         .where(T.status == "sending", T.lease_until < now)
-        .values(status="pending", next_attempt_at=now, lease_until=None, updated_at=now,
-                last_error="lease expired: the claiming daemon stopped or hung")
+        .values(
+            status="pending",
+            next_attempt_at=now,
+            lease_until=None,
+            updated_at=now,
+            last_error="lease expired: the claiming daemon stopped or hung",
+        )
         .returning(T.id)
     )
     with store.write() as session:
@@ -270,8 +332,13 @@ def recover_all_sending(store: Store, now: datetime) -> list[int]:
     stmt = (
         update(TABLE)
         .where(T.status == "sending")
-        .values(status="pending", next_attempt_at=now, lease_until=None, updated_at=now,
-                last_error="the previous daemon stopped while sending")
+        .values(
+            status="pending",
+            next_attempt_at=now,
+            lease_until=None,
+            updated_at=now,
+            last_error="the previous daemon stopped while sending",
+        )
         .returning(T.id)
     )
     with store.write() as session:
@@ -280,11 +347,9 @@ def recover_all_sending(store: Store, now: datetime) -> list[int]:
 
 def schedule_of_pending(store: Store, until: datetime) -> dict[int, datetime]:
     """``id -> next attempt`` of pending rows whose next attempt is before ``until``."""
-    query = select(T.id, T.next_attempt_at).where(
-        T.status == "pending", T.next_attempt_at <= until
-    )
+    query = select(T.id, T.next_attempt_at).where(T.status == "pending", T.next_attempt_at <= until)
     with store.read() as session:
-        return dict(session.execute(query).tuples())
+        return {row_id: when for row_id, when in session.execute(query)}
 
 
 # --- reporting -------------------------------------------------------------------------
@@ -292,12 +357,16 @@ def schedule_of_pending(store: Store, until: datetime) -> dict[int, datetime]:
 
 def counts_by_status(store: Store) -> dict[str, int]:
     with store.read() as session:
-        rows = session.execute(select(T.status, func.count()).group_by(T.status)).tuples()
+        rows = session.execute(select(T.status, func.count()).group_by(T.status))
         return {status: int(count) for status, count in rows}
 
 
 def deliveries(
-    store: Store, *, statuses: Sequence[str], newest_first: bool, limit: int,
+    store: Store,
+    *,
+    statuses: Sequence[str],
+    newest_first: bool,
+    limit: int,
     order_by: str = "due_at",
 ) -> list[Delivery]:
     column = getattr(Delivery, order_by)

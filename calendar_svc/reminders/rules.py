@@ -42,6 +42,7 @@ class EntryLike(Protocol):
     """What the rules read of an entry (``models.Entry`` has it all)."""
 
     uid: str
+    title: str
     status: str
     all_day: bool
     start_local: datetime
@@ -67,9 +68,12 @@ class PlannedReminder:
     dedupe_key: str
     idempotency_key: str
     start_tz: str = field(compare=False)
+    title: str = field(default="", compare=False)
 
 
-def dedupe_key(slug: str, uid: str, occurrence_utc: datetime, offset: timedelta, channel: str) -> str:
+def dedupe_key(
+    slug: str, uid: str, occurrence_utc: datetime, offset: timedelta, channel: str
+) -> str:
     stamp = occurrence_utc.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"{slug}|{uid}|{stamp}|{int(offset.total_seconds())}|{channel}"
 
@@ -167,8 +171,9 @@ def reminders_between(
     found: list[PlannedReminder] = []
     for occurrence in occurrences(entry, start, end + lead_time(offsets, entry.all_day)):
         if entry.all_day:
-            due_at = all_day_due(to_local(occurrence, entry.start_tz), entry.start_tz,
-                                 config.all_day_time)
+            due_at = all_day_due(
+                to_local(occurrence, entry.start_tz), entry.start_tz, config.all_day_time
+            )
             dues = [(occurrence - due_at, due_at)]
         else:
             dues = [(offset, occurrence - offset) for offset in offsets]
@@ -177,11 +182,20 @@ def reminders_between(
                 continue
             for channel in channels:
                 key = dedupe_key(calendar_slug, entry.uid, occurrence, offset, channel)
-                found.append(PlannedReminder(
-                    calendar_slug=calendar_slug, entry_uid=entry.uid,
-                    occurrence_utc=occurrence, offset=offset, channel=channel, due_at=due_at,
-                    all_day=entry.all_day, dedupe_key=key, idempotency_key=idempotency_key(key),
-                    start_tz=entry.start_tz,
-                ))
+                found.append(
+                    PlannedReminder(
+                        calendar_slug=calendar_slug,
+                        entry_uid=entry.uid,
+                        occurrence_utc=occurrence,
+                        offset=offset,
+                        channel=channel,
+                        due_at=due_at,
+                        all_day=entry.all_day,
+                        dedupe_key=key,
+                        idempotency_key=idempotency_key(key),
+                        start_tz=entry.start_tz,
+                        title=entry.title,
+                    )
+                )
     found.sort(key=lambda r: (r.due_at, r.entry_uid, -r.offset, r.channel))
     return found

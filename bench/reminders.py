@@ -1,0 +1,385 @@
+"""Reminder engine benchmark: start-up over a big calendar, a 1,000-reminder burst, the naive peer.
+
+    python bench/reminders.py            # 100,000 entries (about 2-3 minutes)
+    python bench/reminders.py --quick    # 10,000 entries, smaller peer runs
+
+Parts (each in its own process, so each peak RSS is its own):
+
+1. ``start``: 100,000 entries over 30 days with two reminders each (bulk
+   inserted into SQLite), then a real ``calendar-svc run``: seconds from exec
+   to ``daemon.ready`` (migrated, horizon planned, alarms set) and peak RSS.
+2. ``burst``: 1,000 reminders due in the same second on that database, through
+   the real planner, APScheduler alarms and dispatcher, into a recording
+   notifier: lateness p50 / p99 / max versus the due time.
+3. ``peer``: APScheduler 3 with a SQLAlchemyJobStore on SQLite, one job per
+   reminder: add rate on a running scheduler (extrapolated to all reminders),
+   start time and peak RSS of a fresh process over a full job table, and how
+   many of 1,000 jobs due at the same instant it runs with the default 1 s
+   misfire grace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ZONES = ("America/Mexico_City", "America/Guayaquil", "America/New_York")
+
+
+def peak_rss_mb(pid: int | str = "self") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def child(part: str, *args: str) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, __file__, "--part", part, *args],
+                         capture_output=True, text=True, timeout=900)
+    if out.returncode:
+        raise SystemExit(f"part {part} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# --- part 1: start-up over a big calendar ----------------------------------------------
+
+
+def fill(db: Path, entries: int) -> dict[str, Any]:
+    from sqlalchemy import insert
+
+    from calendar_svc.models import Calendar, Entry
+    from calendar_svc.store import Store, new_feed_token
+    from calendar_svc.timezones import to_local, to_utc
+
+    store = Store(f"sqlite:///{db}")
+    store.migrate()
+    now = datetime.now(UTC)
+    started = time.perf_counter()
+    rng = random.Random(7)
+    with store.write() as session:
+        cal_id = session.execute(insert(Calendar).values(
+            slug="big", name="Big", description="", timezone=ZONES[0],
+            reminders=["PT1H", "PT15M"], feed_token=new_feed_token(), version=1,
+            created_at=now, updated_at=now).returning(Calendar.id)).scalar_one()
+        rows = []
+        for i in range(entries):
+            zone = ZONES[i % 3]
+            # Whole minutes over the next 30 days, as wall time in the entry's zone.
+            instant = now + timedelta(minutes=rng.randrange(30 * 24 * 60))
+            wall = to_local(instant, zone).replace(tzinfo=None, second=0, microsecond=0)
+            start_utc = to_utc(wall, zone, fold=0)
+            rows.append({
+                "calendar_id": cal_id, "uid": f"e{i:06d}", "title": f"Entry {i}",
+                "description": "", "location": "Somewhere", "city": "", "url": "",
+                "categories": [], "status": "confirmed", "transparency": "opaque",
+                "sequence": 0, "all_day": False, "start_local": wall, "start_tz": zone,
+                "end_local": wall + timedelta(hours=1), "end_tz": zone,
+                "start_utc": start_utc, "end_utc": start_utc + timedelta(hours=1),
+                "reminders": None, "created_at": now, "updated_at": now,
+            })
+            if len(rows) == 5000:
+                session.execute(insert(Entry), rows)
+                rows = []
+        if rows:
+            session.execute(insert(Entry), rows)
+    store.close()
+    return {"entries": entries, "insert_s": round(time.perf_counter() - started, 2)}
+
+
+def run_daemon(folder: Path, db: Path) -> dict[str, Any]:
+    config = folder / "config.toml"
+    config.write_text(textwrap.dedent(f"""\
+        schedules = []
+        [database]
+        url = "sqlite:///{db}"
+        [feed]
+        enabled = false
+        [notifiers.console]
+        type = "console"
+        stream = "stderr"
+        """))
+    log = folder / "daemon.log"
+    started = time.perf_counter()
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "calendar_svc", "--config", str(config), "run"],
+            stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    ready_s = None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if b"msg=daemon.ready" in log.read_bytes():
+            ready_s = time.perf_counter() - started
+            break
+        time.sleep(0.02)
+    rss = peak_rss_mb(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(30)
+    return {"ready_s": round(ready_s, 2) if ready_s else None, "rss_mb": round(rss, 1),
+            "planned_rows": _planned(db), "exit": proc.returncode}
+
+
+def _planned(db: Path) -> int:
+    import sqlite3
+
+    con = sqlite3.connect(db, timeout=30)
+    try:
+        return int(con.execute("select count(*) from deliveries").fetchone()[0])
+    finally:
+        con.close()
+
+
+# --- part 2: 1,000 reminders in the same second ----------------------------------------
+
+
+def burst(db: Path, count: int) -> dict[str, Any]:
+    from sqlalchemy import insert, select
+
+    from calendar_svc.config import parse_config
+    from calendar_svc.models import Calendar, Entry
+    from calendar_svc.notifiers.base import Notifier, Reminder
+    from calendar_svc.reminders import repository as repo
+    from calendar_svc.reminders.alarms import Alarms
+    from calendar_svc.reminders.dispatcher import Dispatcher
+    from calendar_svc.reminders.planner import Planner
+    from calendar_svc.store import Store
+
+    class Recording(Notifier):
+        keys = {}  # noqa: RUF012
+
+        def __init__(self) -> None:
+            super().__init__("rec", {"type": "recording"})
+            self.times: list[float] = []
+            self.lock = threading.Lock()
+
+        def send(self, reminder: Reminder) -> None:
+            if not reminder.entry.uid.startswith("burst"):
+                return  # a reminder of the big calendar that happens to fall due now
+            with self.lock:
+                self.times.append(time.time())
+
+    store = Store(f"sqlite:///{db}")
+    store.migrate()
+    now = datetime.now(UTC)
+    due = (now + timedelta(seconds=6)).replace(microsecond=0)
+    with store.write() as session:
+        cal_id = session.scalar(select(Calendar.id).where(Calendar.slug == "big"))
+        session.execute(insert(Entry), [{
+            "calendar_id": cal_id, "uid": f"burst{i:04d}", "title": "Burst", "description": "",
+            "location": "", "city": "", "url": "", "categories": [], "status": "confirmed",
+            "transparency": "opaque", "sequence": 0, "all_day": False,
+            "start_local": due.replace(tzinfo=None), "start_tz": "UTC",
+            "end_local": due.replace(tzinfo=None), "end_tz": "UTC", "start_utc": due,
+            "end_utc": due, "reminders": ["PT0S"], "created_at": now, "updated_at": now,
+        } for i in range(count)])
+        # Bump the version, as every store write does, so a daemon would notice.
+        calendar = session.get(Calendar, cal_id)
+        assert calendar is not None
+        calendar.version += 1
+    config = parse_config({
+        "database": {"url": f"sqlite:///{db}"},
+        "reminders": {"channels": ["rec"]},
+        "notifiers": {"rec": {"type": "console"}},
+    }, path=None)
+    recorder = Recording()
+    planner = Planner(store, config.reminders)
+    dispatcher = Dispatcher(store, config, {"rec": recorder})
+    alarms = Alarms(wake=dispatcher.wake, tick=dispatcher.wake,
+                    tick_every=config.reminders.poll_interval)
+    planner.plan()
+    alarms.sync(repo.schedule_of_pending(store, now + config.reminders.horizon))
+    dispatcher.start()
+    alarms.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with recorder.lock:
+            if len(recorder.times) >= count:
+                break
+        time.sleep(0.05)
+    time.sleep(0.5)
+    alarms.shutdown()
+    dispatcher.stop(5)
+    store.close()
+    late = sorted(t - due.timestamp() for t in recorder.times)
+    q = statistics.quantiles(late, n=100) if len(late) > 1 else [float("nan")] * 99
+    return {
+        "reminders": count, "sent": len(late),
+        "p50_s": round(statistics.median(late), 3), "p99_s": round(q[98], 3),
+        "max_s": round(late[-1], 3), "within_3s": sum(1 for x in late if x <= 3.0),
+        "rss_mb": round(peak_rss_mb(), 1),
+    }
+
+
+# --- part 3: the naive peer ------------------------------------------------------------
+
+
+def _noop(key: int) -> None:
+    FIRED.append((key, time.time()))
+
+
+FIRED: list[tuple[int, float]] = []
+
+
+def peer_add(db: Path, jobs: int, total: int) -> dict[str, Any]:
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    scheduler = BackgroundScheduler(jobstores={"default": SQLAlchemyJobStore(f"sqlite:///{db}")},
+                                    timezone=UTC)
+    scheduler.start()
+    base = datetime.now(UTC) + timedelta(days=1)
+    started = time.perf_counter()
+    for i in range(jobs):
+        scheduler.add_job(_noop, "date", run_date=base + timedelta(minutes=i), args=[i],
+                          id=f"r{i}")
+    took = time.perf_counter() - started
+    scheduler.shutdown(wait=False)
+    rate = jobs / took
+    return {"jobs_added": jobs, "add_s": round(took, 2), "jobs_per_s": round(rate),
+            "extrapolated_add_all_s": round(total / rate), "total_jobs": total}
+
+
+def peer_fill(db: Path, total: int) -> dict[str, Any]:
+    """A full job table, written directly (adding one by one would take many minutes)."""
+    from apscheduler.job import Job
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.triggers.date import DateTrigger
+
+    store = SQLAlchemyJobStore(f"sqlite:///{db}")
+    scheduler = BackgroundScheduler(jobstores={"default": store}, timezone=UTC)
+    scheduler.start(paused=True)
+    base = datetime.now(UTC) + timedelta(days=1)
+    rows = []
+    started = time.perf_counter()
+    for i in range(total):
+        run = base + timedelta(seconds=13 * i)
+        job = Job(scheduler, id=f"r{i}", func=_noop, args=[i], kwargs={},
+                  trigger=DateTrigger(run_date=run, timezone=UTC), executor="default",
+                  misfire_grace_time=1, coalesce=True, max_instances=1, next_run_time=run,
+                  name="reminder")
+        rows.append({"id": job.id, "next_run_time": run.timestamp(),
+                     "job_state": pickle.dumps(job.__getstate__(), store.pickle_protocol)})
+        if len(rows) == 10000:
+            with store.engine.begin() as conn:
+                conn.execute(store.jobs_t.insert(), rows)
+            rows = []
+    if rows:
+        with store.engine.begin() as conn:
+            conn.execute(store.jobs_t.insert(), rows)
+    scheduler.shutdown(wait=False)
+    return {"filled": total, "fill_s": round(time.perf_counter() - started, 1)}
+
+
+def peer_start(db: Path) -> dict[str, Any]:
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    started = time.perf_counter()
+    scheduler = BackgroundScheduler(jobstores={"default": SQLAlchemyJobStore(f"sqlite:///{db}")},
+                                    timezone=UTC)
+    scheduler.start()
+    start_s = time.perf_counter() - started
+    loaded = time.perf_counter()
+    jobs = len(scheduler.get_jobs())  # what listing or rescheduling them costs
+    load_s = time.perf_counter() - loaded
+    scheduler.shutdown(wait=False)
+    return {"start_s": round(start_s, 2), "get_jobs_s": round(load_s, 2), "jobs": jobs,
+            "rss_mb": round(peak_rss_mb(), 1)}
+
+
+def peer_fire(db: Path, count: int) -> dict[str, Any]:
+    from apscheduler.events import EVENT_JOB_MISSED
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    missed: list[str] = []
+    scheduler = BackgroundScheduler(jobstores={"default": SQLAlchemyJobStore(f"sqlite:///{db}")},
+                                    timezone=UTC)  # default misfire_grace_time: 1 s
+    scheduler.add_listener(lambda e: missed.append(e.job_id), EVENT_JOB_MISSED)
+    scheduler.start()
+    due = (datetime.now(UTC) + timedelta(seconds=15)).replace(microsecond=0)
+    for i in range(count):
+        scheduler.add_job(_noop, "date", run_date=due, args=[i], id=f"b{i}")
+    if datetime.now(UTC) >= due:
+        raise SystemExit("adding the jobs took longer than the lead time")
+    deadline = time.monotonic() + (due - datetime.now(UTC)).total_seconds() + 30
+    while time.monotonic() < deadline and len(FIRED) + len(missed) < count:
+        time.sleep(0.1)
+    scheduler.shutdown(wait=False)
+    late = sorted(t - due.timestamp() for _, t in FIRED)
+    return {"due": count, "fired": len(FIRED), "skipped_as_misfire": len(missed),
+            "fired_max_late_s": round(late[-1], 3) if late else None}
+
+
+# --- orchestration ---------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10,000 entries, smaller peer runs")
+    parser.add_argument("--part", help=argparse.SUPPRESS)
+    parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+    opts = parser.parse_args()
+    if opts.part:
+        parts = {"fill": lambda a: fill(Path(a[0]), int(a[1])),
+                 "start": lambda a: run_daemon(Path(a[0]), Path(a[1])),
+                 "burst": lambda a: burst(Path(a[0]), int(a[1])),
+                 "peer-add": lambda a: peer_add(Path(a[0]), int(a[1]), int(a[2])),
+                 "peer-fill": lambda a: peer_fill(Path(a[0]), int(a[1])),
+                 "peer-start": lambda a: peer_start(Path(a[0])),
+                 "peer-fire": lambda a: peer_fire(Path(a[0]), int(a[1]))}
+        print(json.dumps(parts[opts.part](opts.args)))
+        return
+
+    entries = 10_000 if opts.quick else 100_000
+    reminders = entries * 2
+    with tempfile.TemporaryDirectory(prefix="cs-bench-") as tmp:
+        folder = Path(tmp)
+        db = folder / "big.sqlite3"
+        print(f"calendar-svc reminders benchmark: {entries:,} entries x 2 reminders, "
+              f"{os.cpu_count()} CPUs, {datetime.now(UTC):%Y-%m-%d %H:%M}Z", flush=True)
+        filled = child("fill", str(db), str(entries))
+        print(f"  filled {filled['entries']:,} entries in {filled['insert_s']} s", flush=True)
+        start = child("start", str(folder), str(db))
+        print(f"ours / start: ready in {start['ready_s']} s, peak RSS {start['rss_mb']} MB, "
+              f"{start['planned_rows']:,} deliveries planned for the 6 h horizon "
+              f"(targets: < 5 s, < 250 MB)", flush=True)
+        b = child("burst", str(db), "1000")
+        print(f"ours / burst: {b['sent']}/{b['reminders']} sent; lateness p50 {b['p50_s']} s, "
+              f"p99 {b['p99_s']} s, max {b['max_s']} s; {b['within_3s']} within 3 s "
+              f"(targets: p99 < 1 s, all within 3 s)", flush=True)
+
+        peer_db = folder / "peer.sqlite3"
+        add = child("peer-add", str(peer_db), str(500 if opts.quick else 3000), str(reminders))
+        print(f"peer / add: {add['jobs_per_s']} jobs/s one by one on a running scheduler -> "
+              f"~{add['extrapolated_add_all_s']} s for {reminders:,} jobs", flush=True)
+        full_db = folder / "peer-full.sqlite3"
+        fill_info = child("peer-fill", str(full_db), str(reminders))
+        peer = child("peer-start", str(full_db))
+        print(f"peer / start over {peer['jobs']:,} jobs (table written directly in "
+              f"{fill_info['fill_s']} s): start {peer['start_s']} s, get_jobs "
+              f"{peer['get_jobs_s']} s, peak RSS {peer['rss_mb']} MB", flush=True)
+        fire = child("peer-fire", str(folder / "peer-fire.sqlite3"), "1000")
+        print(f"peer / burst: {fire['fired']}/{fire['due']} fired, "
+              f"{fire['skipped_as_misfire']} skipped as misfires (default 1 s grace)", flush=True)
+        print(json.dumps({"entries": entries, "start": start, "burst": b, "peer_add": add,
+                          "peer_start": peer, "peer_fire": fire}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""APScheduler 3 as an alarm clock: one date job per pending delivery of the horizon, plus the tick.
+
+APScheduler holds only the near horizon, in a memory job store: the
+deliveries table is the durable record and decides what was sent (a date job
+is removed from APScheduler *before* it runs, so APScheduler's own memory
+cannot tell whether a reminder went out). A firing job just wakes the
+dispatcher, which claims the row in the table.
+
+The traps of APScheduler 3 are set deliberately here:
+
+* ``misfire_grace_time=None``: the default (1 s) silently skips jobs that
+  start late, e.g. 1,000 reminders due in the same second, or all of them after
+  a SIGSTOP; a late reminder is still the table's to judge (late or missed).
+* ``coalesce=False`` for date jobs (each is its own reminder) and True for the
+  tick (ten missed ticks are one).
+* ``shutdown(wait=False)``: its ``wait=True`` joins the executor without a bound;
+  the daemon bounds the wait itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from calendar_svc.timezones import UTC
+
+log = logging.getLogger(__name__)
+
+TICK_JOB = "tick"
+
+
+class Alarms:
+    def __init__(
+        self, *, wake: Callable[[], None], tick: Callable[[], None], tick_every: timedelta
+    ):
+        self._wake = wake
+        self._known: dict[int, datetime] = {}
+        self._lock = threading.Lock()
+        self.scheduler = BackgroundScheduler(
+            jobstores={"default": MemoryJobStore()},
+            # The jobs are tiny (a wake-up, or the tick); sends run on the dispatcher's pool.
+            executors={"default": ThreadPoolExecutor(max_workers=4)},
+            job_defaults={"misfire_grace_time": None, "coalesce": False, "max_instances": 1},
+            timezone=UTC,
+        )
+        self.scheduler.add_job(
+            tick,
+            IntervalTrigger(seconds=tick_every.total_seconds(), timezone=UTC),
+            id=TICK_JOB,
+            coalesce=True,
+            max_instances=1,
+        )
+
+    def start(self) -> None:
+        self.scheduler.start()
+
+    def shutdown(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    def set(self, delivery_id: int, when: datetime) -> None:
+        """(Re)schedule the alarm of one delivery (job id = delivery id)."""
+        with self._lock:
+            if self._known.get(delivery_id) == when:
+                return
+            self._known[delivery_id] = when
+        self.scheduler.add_job(
+            self._fire,
+            DateTrigger(run_date=when, timezone=UTC),
+            args=[delivery_id],
+            id=str(delivery_id),
+            replace_existing=True,
+        )
+
+    def sync(self, schedule: Mapping[int, datetime]) -> tuple[int, int]:
+        """Make the alarms match ``schedule`` (id -> next attempt); returns (added, removed)."""
+        with self._lock:
+            gone = [i for i in self._known if i not in schedule]
+            changed = {i: w for i, w in schedule.items() if self._known.get(i) != w}
+        for delivery_id in gone:
+            with self._lock:
+                self._known.pop(delivery_id, None)
+            with contextlib.suppress(JobLookupError):  # it fired meanwhile
+                self.scheduler.remove_job(str(delivery_id))
+        for delivery_id, when in changed.items():
+            self.set(delivery_id, when)
+        return len(changed), len(gone)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._known)
+
+    def _fire(self, delivery_id: int) -> None:
+        with self._lock:
+            self._known.pop(delivery_id, None)
+        self._wake()

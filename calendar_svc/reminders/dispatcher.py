@@ -1,0 +1,397 @@
+"""The dispatcher: claims due deliveries, sends them through their notifier, records outcomes.
+
+One *pump* thread does every write (claim, outcomes) so that a burst costs a
+handful of transactions rather than two per reminder, and sends run on a
+bounded pool of worker threads. The pump wakes when an APScheduler date job
+of a delivery fires (``wake()``), when a send finishes, and at least every
+``IDLE_WAIT`` anyway, so due work is found even without a job in memory (a
+row planned by another daemon, a retry, a clock jump).
+
+It claims no more rows than it can start sending soon (``capacity``): a
+claimed row is leased, and one waiting in a long local queue would outlive its
+lease and be sent again by another daemon.
+
+Only rows this process claimed are sent, and each outcome is written with a
+condition on ``claimed_by``: if the lease ran out and another daemon took the
+row over, this one's late result is ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from calendar_svc.config import Config
+from calendar_svc.errors import PermanentNotifierError, RetryableNotifierError
+from calendar_svc.health import STATE
+from calendar_svc.logs import log_event
+from calendar_svc.messages import build_reminder
+from calendar_svc.metrics import LATENESS_SECONDS, REMINDERS, SEND_SECONDS
+from calendar_svc.models import Entry
+from calendar_svc.notifiers.base import Notifier, Reminder
+from calendar_svc.reminders import repository as repo
+from calendar_svc.reminders.policy import Timing, retry_delay, timing
+from calendar_svc.reminders.repository import ClaimedRow, Outcome
+from calendar_svc.reminders.rules import reminders_between
+from calendar_svc.reminders.workers import WorkerPool
+from calendar_svc.store import Store
+from calendar_svc.timezones import iso_utc
+
+log = logging.getLogger(__name__)
+
+IDLE_WAIT = 1.0
+WORKERS = 16
+# Rows claimed per worker: enough to keep workers busy between pump rounds.
+QUEUE_PER_WORKER = 4
+
+
+def default_claimer() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        notifiers: Mapping[str, Notifier],
+        *,
+        claimer: str | None = None,
+        workers: int = WORKERS,
+        on_retry: Callable[[int, datetime], None] | None = None,
+    ):
+        self.store = store
+        self.config = config
+        self.notifiers = dict(notifiers)
+        self.claimer = claimer or default_claimer()
+        self.capacity = workers * QUEUE_PER_WORKER
+        self.on_retry = on_retry
+        self._pool = WorkerPool(workers)
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._inflight: set[int] = set()
+        self._outcomes: list[tuple[Outcome, ClaimedRow]] = []
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._pump: threading.Thread | None = None
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._pump = threading.Thread(target=self._run_pump, name="dispatch-pump", daemon=True)
+        self._pump.start()
+
+    def wake(self) -> None:
+        """Due work may be waiting (a date job fired, a send finished, a rescan)."""
+        self._wake.set()
+
+    def replace(self, config: Config, notifiers: Mapping[str, Notifier]) -> dict[str, Notifier]:
+        """Use a new config and notifiers from now on; returns the old notifiers (to close)."""
+        with self._lock:
+            old, self.notifiers, self.config = self.notifiers, dict(notifiers), config
+        return old
+
+    def stop(self, timeout: float) -> list[int]:
+        """Stop claiming, let sends in flight finish within ``timeout`` seconds, and put the
+        rows of unfinished ones back to pending. Returns their ids."""
+        deadline = time.monotonic() + timeout
+        self._stopping.set()
+        self._wake.set()
+        if self._pump is not None:
+            self._pump.join(max(0.0, deadline - time.monotonic()))
+        self.wait_idle(max(0.0, deadline - time.monotonic()))
+        self.flush()
+        with self._lock:
+            unfinished = sorted(self._inflight)
+        if unfinished:
+            now = self.store.clock()
+            repo.finish(
+                self.store,
+                [
+                    Outcome(
+                        id=i,
+                        status="pending",
+                        next_attempt_at=now,
+                        attempts_delta=-1,
+                        last_error="the daemon stopped while sending; sent again later",
+                    )
+                    for i in unfinished
+                ],
+                claimer=self.claimer,
+                now=now,
+            )
+            for row_id in unfinished:
+                log_event(log, "reminder.released", logging.WARNING, delivery=row_id)
+        self._pool.shutdown()
+        return unfinished
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no send is in flight; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._inflight:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    @property
+    def inflight(self) -> int:
+        with self._lock:
+            return len(self._inflight)
+
+    # --- the pump ---------------------------------------------------------------------
+
+    def _run_pump(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(IDLE_WAIT)
+            self._wake.clear()
+            if self._stopping.is_set():
+                break
+            try:
+                while self.run_once():
+                    pass
+            except Exception:  # the database may be briefly away; try again next round
+                log.exception("dispatcher.round_failed")
+                time.sleep(IDLE_WAIT)
+
+    def run_once(self) -> int:
+        """Write finished outcomes, then claim and start what is due; returns rows claimed.
+
+        Tests call it directly (with ``wait_idle`` and ``flush``) instead of the pump.
+        """
+        self.flush()
+        if self._stopping.is_set():
+            return 0
+        with self._lock:
+            room = self.capacity - len(self._inflight)
+            config, notifiers = self.config, self.notifiers
+        now = self.store.clock()
+        claimed = repo.claim_due(
+            self.store, now=now, limit=room, claimer=self.claimer, lease=config.reminders.lease
+        )
+        if not claimed:
+            return 0
+        with self.store.read() as session:
+            entries = repo.entries_by_key(
+                session, {(c.calendar_slug, c.entry_uid) for c in claimed}
+            )
+        superseded = _superseded(claimed, now, config)
+        for row in claimed:
+            self._start(
+                row,
+                entries.get((row.calendar_slug, row.entry_uid)),
+                now,
+                config,
+                notifiers,
+                superseded,
+            )
+        self.flush()
+        return len(claimed)
+
+    def _start(
+        self,
+        row: ClaimedRow,
+        entry: Entry | None,
+        now: datetime,
+        config: Config,
+        notifiers: Mapping[str, Notifier],
+        superseded: set[int],
+    ) -> None:
+        """Decide what to do with one claimed row: skip it, or hand it to a worker."""
+        rem = config.reminders
+        if entry is None or not _still_wanted(row, entry, config):
+            self._done(
+                row,
+                Outcome(
+                    id=row.id,
+                    status="cancelled",
+                    next_attempt_at=now,
+                    last_error="no longer wanted: the entry changed or is gone",
+                ),
+            )
+            return
+        when = timing(now, row.due_at, row.occurrence_utc, rem.grace)
+        if when is Timing.MISSED or row.id in superseded:
+            reason = (
+                "superseded by a later reminder of the same occurrence"
+                if row.id in superseded
+                else "too late: the entry started and grace ran out"
+            )
+            self._done(
+                row, Outcome(id=row.id, status="missed", next_attempt_at=now, last_error=reason)
+            )
+            return
+        notifier = notifiers.get(row.channel)
+        if notifier is None:
+            self._done(
+                row,
+                Outcome(
+                    id=row.id,
+                    status="failed",
+                    next_attempt_at=now,
+                    last_error=f"no notifier for channel {row.channel!r}",
+                ),
+            )
+            return
+        late = when is Timing.LATE
+        reminder = build_reminder(
+            idempotency_key=row.idempotency_key,
+            calendar_slug=row.calendar_slug,
+            entry=entry,
+            start_utc=row.occurrence_utc,
+            offset=row.offset,
+            due_at=row.due_at,
+            late=late,
+            display=config.display,
+        )
+        with self._lock:
+            self._inflight.add(row.id)
+        self._pool.submit(lambda: self._send(row, reminder, notifier, late, config))
+
+    def _send(
+        self, row: ClaimedRow, reminder: Reminder, notifier: Notifier, late: bool, config: Config
+    ) -> None:
+        started = time.monotonic()
+        try:
+            notifier.send(reminder)
+        except PermanentNotifierError as exc:
+            outcome = self._failed(row, str(exc), gone=exc.gone)
+        except RetryableNotifierError as exc:
+            outcome = self._retry(row, str(exc), exc.retry_after, config)
+        except Exception as exc:  # a notifier bug: retried, as the Notifier contract says
+            log.exception("notifier.bug", extra={"channel": row.channel, "delivery": row.id})
+            outcome = self._retry(row, f"{type(exc).__name__}: {exc}", None, config)
+        else:
+            now = self.store.clock()
+            outcome = Outcome(id=row.id, status="sent", next_attempt_at=now, sent_at=now, late=late)
+            with STATE.lock:
+                STATE.failing_channels.pop(row.channel, None)
+        finally:
+            SEND_SECONDS.labels(row.channel).observe(time.monotonic() - started)
+        self._done(row, outcome)
+
+    def _retry(
+        self, row: ClaimedRow, error: str, retry_after: float | None, config: Config
+    ) -> Outcome:
+        rem = config.reminders
+        if row.attempts >= rem.max_attempts:
+            return self._failed(row, f"gave up after {row.attempts} attempts: {error}")
+        now = self.store.clock()
+        delay = retry_delay(row.attempts, rem.retry_base, rem.retry_max, retry_after=retry_after)
+        return Outcome(id=row.id, status="pending", next_attempt_at=now + delay, last_error=error)
+
+    def _failed(self, row: ClaimedRow, error: str, *, gone: bool = False) -> Outcome:
+        with STATE.lock:
+            STATE.failing_channels[row.channel] = "gone" if gone else error[:200]
+        return Outcome(
+            id=row.id, status="failed", next_attempt_at=self.store.clock(), last_error=error
+        )
+
+    def _done(self, row: ClaimedRow, outcome: Outcome) -> None:
+        with self._lock:
+            self._outcomes.append((outcome, row))
+            self._inflight.discard(row.id)
+            if not self._inflight:
+                self._idle.notify_all()
+        _log_outcome(row, outcome, self.store.clock())
+        self._wake.set()
+
+    def flush(self) -> None:
+        """Write the outcomes gathered since the last flush, in one transaction."""
+        with self._lock:
+            batch, self._outcomes = self._outcomes, []
+        if not batch:
+            return
+        now = self.store.clock()
+        try:
+            owned = repo.finish(self.store, [o for o, _ in batch], claimer=self.claimer, now=now)
+        except Exception:
+            with self._lock:  # keep them for the next round rather than lose them
+                self._outcomes[:0] = batch
+            raise
+        if owned != len(batch):
+            log_event(
+                log,
+                "dispatcher.lease_lost",
+                logging.WARNING,
+                lost=len(batch) - owned,
+                hint="a send outlived reminders.lease and another daemon took the row over",
+            )
+        if self.on_retry is not None:
+            for outcome, _ in batch:
+                if outcome.status == "pending" and outcome.attempts_delta == 0:
+                    self.on_retry(outcome.id, outcome.next_attempt_at)
+
+
+def _still_wanted(row: ClaimedRow, entry: Entry, config: Config) -> bool:
+    """Whether the rules still produce this row's reminder (the planner may not have run yet)."""
+    around = timedelta(seconds=1)
+    found = reminders_between(
+        entry,
+        entry.calendar.slug,
+        entry.calendar.reminders,
+        config.reminders,
+        row.due_at - around,
+        row.due_at + around,
+    )
+    return any(r.dedupe_key == row.dedupe_key for r in found)
+
+
+def _superseded(rows: list[ClaimedRow], now: datetime, config: Config) -> set[int]:
+    """Late rows of one occurrence and channel claimed together: all but the latest-due one."""
+    latest: dict[tuple[str, str, datetime, str], ClaimedRow] = {}
+    late = [
+        r
+        for r in rows
+        if timing(now, r.due_at, r.occurrence_utc, config.reminders.grace) is not Timing.ON_TIME
+    ]
+    for r in late:
+        slot = (r.calendar_slug, r.entry_uid, r.occurrence_utc, r.channel)
+        if slot not in latest or latest[slot].due_at < r.due_at:
+            latest[slot] = r
+    keep = {r.id for r in latest.values()}
+    return {r.id for r in late if r.id not in keep}
+
+
+def _log_outcome(row: ClaimedRow, outcome: Outcome, now: datetime) -> None:
+    delay = round((now - row.due_at).total_seconds(), 3)
+    fields: dict[str, Any] = {
+        "uid": row.entry_uid,
+        "calendar": row.calendar_slug,
+        "channel": row.channel,
+        "due": iso_utc(row.due_at),
+        "delay": delay,
+        "attempt": row.attempts,
+        "delivery": row.id,
+    }
+    if outcome.status == "sent":
+        LATENESS_SECONDS.observe(max(0.0, delay))
+        REMINDERS.labels("sent", row.channel).inc()
+        log_event(log, "reminder.sent", late=outcome.late, **fields)
+    elif outcome.status == "pending":
+        REMINDERS.labels("retried", row.channel).inc()
+        log_event(
+            log,
+            "reminder.retry",
+            logging.WARNING,
+            error=outcome.last_error,
+            next=iso_utc(outcome.next_attempt_at),
+            **fields,
+        )
+    elif outcome.status == "failed":
+        REMINDERS.labels("failed", row.channel).inc()
+        log_event(log, "reminder.failed", logging.ERROR, error=outcome.last_error, **fields)
+    elif outcome.status == "missed":
+        REMINDERS.labels("missed", row.channel).inc()
+        log_event(log, "reminder.missed", logging.WARNING, reason=outcome.last_error, **fields)
+    else:
+        REMINDERS.labels("cancelled", row.channel).inc()
+        log_event(log, "reminder.cancelled", reason=outcome.last_error, **fields)

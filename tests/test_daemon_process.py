@@ -1,0 +1,549 @@
+"""Real ``calendar-svc run`` processes, real time, a real HTTP receiver behind the webhook notifier.
+
+Every wait polls with a deadline; the only sleeps are the scenario itself (how
+long a daemon stays SIGSTOPped, how long the receiver stays down).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from calendar_svc.models import Delivery, Entry
+from calendar_svc.reminders.rules import dedupe_key, idempotency_key
+from calendar_svc.schedule_files import parse_schedule
+from calendar_svc.store import Store
+from calendar_svc.timezones import UTC, now_utc
+
+pytestmark = pytest.mark.slow
+
+CHANNEL = "hook"
+
+
+# --- a real receiver ------------------------------------------------------------------
+
+
+class Receiver:
+    """An HTTP server recording each webhook it answered 200, by ``webhook-id``.
+
+    ``mode``: ``ok``; ``fail`` (HTTP 500); ``slow`` (answers after 1.5 s, past the
+    notifier's timeout); ``hang`` (holds the request until ``release``). Entries
+    whose uid starts with ``reject`` always get HTTP 400.
+    """
+
+    def __init__(self) -> None:
+        self.mode = "ok"
+        self.got: list[tuple[str, str, float]] = []
+        self.requests: Counter[str] = Counter()
+        self.hanging = 0
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                key = self.headers["webhook-id"]
+                uid = json.loads(body)["data"]["entry"]["uid"]
+                with receiver.lock:
+                    receiver.requests[key] += 1
+                    mode = receiver.mode
+                if uid.startswith("reject"):
+                    return self._answer(400)
+                if mode == "fail":
+                    return self._answer(500)
+                if mode == "slow":
+                    time.sleep(1.5)
+                    return self._answer(200)
+                if mode == "hang":
+                    with receiver.lock:
+                        receiver.hanging += 1
+                    receiver.release.wait(60)
+                    return self._answer(503)
+                with receiver.lock:
+                    receiver.got.append((key, uid, time.time()))
+                self._answer(200)
+
+            def _answer(self, status: int) -> None:
+                try:
+                    self.send_response(status)
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                except OSError:
+                    pass  # the daemon gave up on us (timeout) or went away
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def keys(self) -> Counter[str]:
+        with self.lock:
+            return Counter(key for key, _, _ in self.got)
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+# --- daemons --------------------------------------------------------------------------
+
+
+LIVE: list[DaemonProcess] = []  # daemons of the running test, whose logs a timeout shows
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, step: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            logs = "".join(f"\n--- {d.log_path.name}\n{d.log()[-4000:]}" for d in LIVE)
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{logs}")
+        time.sleep(step)
+
+
+class DaemonProcess:
+    def __init__(self, config: Path, name: str = "daemon"):
+        self.config = config
+        self.name = name
+        self.runs = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path: Path = config.parent / f"{name}.log"
+
+    def start(self) -> DaemonProcess:
+        self.runs += 1
+        self.log_path = self.config.parent / f"{self.name}-{self.runs}.log"
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "calendar_svc", "--config", str(self.config), "run"],
+                stdout=subprocess.DEVNULL, stderr=log, cwd=self.config.parent, env=_env(),
+            )
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 30) -> DaemonProcess:
+        def ready() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited early:\n{self.log()}")
+            return "msg=daemon.ready" in self.log()
+
+        wait_for(ready, timeout, f"{self.name} to be ready")
+        return self
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout: float) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALENDAR_SVC_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture
+def daemons(tmp_path: Path) -> Iterator[list[DaemonProcess]]:
+    started = LIVE
+    started.clear()
+    yield started
+    for d in started:
+        d.kill()
+    started.clear()
+
+
+def write_config(folder: Path, db_url: str, receiver: Receiver, *, schedules: bool = True,
+                 timeout: float = 2.0, **reminders: str) -> Path:
+    settings = {
+        "channels": f'["{CHANNEL}"]', "poll_interval": '"PT1S"', "rescan_interval": '"PT5S"',
+        "retry_base": '"PT1S"', "retry_max": '"PT2S"', "max_attempts": "30",
+        "lease": '"PT30S"', "stop_timeout": '"PT3S"', "grace": '"PT10M"',
+    }
+    settings.update({k: f'"{v}"' if not v.isdigit() else v for k, v in reminders.items()})
+    lines = "\n".join(f"{k} = {v}" for k, v in settings.items())
+    path = folder / "config.toml"
+    path.write_text(textwrap.dedent(f"""\
+        schedules = [{'"schedules/*.toml"' if schedules else ''}]
+
+        [database]
+        url = "{db_url}"
+
+        [feed]
+        enabled = false
+
+        [reminders]
+        """) + lines + textwrap.dedent(f"""
+
+        [notifiers.{CHANNEL}]
+        type = "webhook"
+        url = "{receiver.url}"
+        allow_private = true
+        timeout = {timeout}
+        """))
+    (folder / "schedules").mkdir(exist_ok=True)
+    return path
+
+
+def toml_instant(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def schedule_text(slug: str, starts: dict[str, datetime]) -> str:
+    """A calendar in UTC whose entries remind at their start (PT0S)."""
+    parts = [f'[calendar]\nslug = "{slug}"\nname = "{slug}"\ntimezone = "UTC"\n'
+             'reminders = ["PT0S"]\n']
+    for uid, start in starts.items():
+        parts.append(f'[[entries]]\nuid = "{uid}"\ntitle = "Entry {uid}"\n'
+                     f'start = {toml_instant(start)}\nduration = "PT30M"\n')
+    return "\n".join(parts)
+
+
+def key_of(slug: str, uid: str, start: datetime) -> str:
+    return idempotency_key(dedupe_key(slug, uid, start.replace(microsecond=0), timedelta(0),
+                                      CHANNEL))
+
+
+def spread(count: int, first: datetime, seconds: float, prefix: str = "e") -> dict[str, datetime]:
+    step = seconds / max(1, count - 1)
+    return {f"{prefix}{i:04d}": (first + timedelta(seconds=int(i * step))) for i in range(count)}
+
+
+def soon(seconds: float) -> datetime:
+    return (now_utc() + timedelta(seconds=seconds)).replace(microsecond=0)
+
+
+def statuses(url: str) -> Counter[str]:
+    store = Store(url)
+    try:
+        with store.read() as session:
+            rows = session.execute(select(Delivery.status, func.count()).group_by(Delivery.status))
+            return Counter({status: count for status, count in rows})
+    finally:
+        store.close()
+
+
+def sqlite_url(folder: Path) -> str:
+    return f"sqlite:///{folder / 'var' / 'cal.sqlite3'}"
+
+
+# --- the scenarios --------------------------------------------------------------------
+
+
+def test_edits_while_running(tmp_path: Path, receiver: Receiver, daemons) -> None:
+    """Move, cancel and delete entries while the daemon runs: old reminders never fire."""
+    url = sqlite_url(tmp_path)
+    config = write_config(tmp_path, url, receiver)
+    t = soon(14)
+    starts = {"keep": t, "moveme": t, "cancelme": t, "deleteme": t}
+    file = tmp_path / "schedules" / "edits.toml"
+    file.write_text(schedule_text("edits", starts))
+    daemon = DaemonProcess(config)
+    daemons.append(daemon.start().wait_ready())
+
+    moved_to = t + timedelta(seconds=5)
+    file.write_text(schedule_text("edits", {**starts, "moveme": moved_to}))
+    wait_for(lambda: "updated=1" in daemon.log(), 10, "the edited file to be re-imported")
+    cli = [sys.executable, "-m", "calendar_svc", "--config", str(config)]
+    for args in (["cancel", "cancelme"], ["delete", "deleteme", "--yes"]):
+        done = subprocess.run(cli + args, capture_output=True, env=_env(), timeout=30)
+        assert done.returncode == 0, done.stderr
+    assert now_utc() < t, "the edits took too long to test anything"
+
+    wait_for(lambda: len(receiver.keys()) >= 2, 30, "the two remaining reminders")
+    time.sleep(1.5)  # a stray old reminder would fire right after the new one
+    assert receiver.keys() == Counter({key_of("edits", "keep", t): 1,
+                                       key_of("edits", "moveme", moved_to): 1})
+    log = daemon.log()
+    assert log.count("msg=reminder.cancelled") == 3  # old moveme, cancelme, deleteme
+
+
+def test_kill_9_during_a_burst_then_restart(tmp_path: Path, receiver: Receiver, daemons) -> None:
+    """500 reminders due within 3 s; kill -9 mid-burst; a restart delivers the rest."""
+    url = sqlite_url(tmp_path)
+    config = write_config(tmp_path, url, receiver)
+    starts = spread(500, soon(6), 3)
+    (tmp_path / "schedules" / "burst.toml").write_text(schedule_text("burst", starts))
+    expected = {key_of("burst", uid, start) for uid, start in starts.items()}
+    daemon = DaemonProcess(config)
+    daemons.append(daemon.start().wait_ready())
+
+    wait_for(lambda: len(receiver.keys()) >= 150, 30, "the burst to be under way")
+    daemon.signal(signal.SIGKILL)
+    daemon.wait_exit(10)
+    at_kill = len(receiver.keys())
+    assert at_kill < 500, "the burst was over before the kill; nothing was tested"
+
+    daemon.start().wait_ready()
+    wait_for(lambda: set(receiver.keys()) >= expected, 60, "every reminder after the restart")
+    time.sleep(1)
+    keys = receiver.keys()
+    assert set(keys) == expected
+    # Duplicates only for sends in flight at the kill, and then with the same key.
+    duplicates = {k: n for k, n in keys.items() if n > 1}
+    assert len(duplicates) <= 64 and all(n == 2 for n in duplicates.values()), duplicates
+    assert statuses(url) == Counter({"sent": 500})
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_several_daemons_on_postgresql_send_each_reminder_once(
+    tmp_path: Path, receiver: Receiver, daemons, pg_url: str, count: int
+) -> None:
+    """2,000 reminders due within 20 s, 2 or 3 daemons on one PostgreSQL schema.
+
+    The daemons start on an empty schema and the reminders are written while they
+    run, so each daemon also has to notice the change and plan."""
+    store = Store(pg_url)
+    store.migrate()
+    config = write_config(tmp_path, pg_url, receiver, schedules=False)
+    for i in range(count):
+        daemons.append(DaemonProcess(config, f"daemon{i}").start())
+    for d in daemons:
+        d.wait_ready()
+
+    first = soon(8)
+    starts = spread(2000, first, 20)
+    entries = [{"uid": uid, "title": uid, "start": start.replace(tzinfo=None),
+                "duration": "PT30M"} for uid, start in starts.items()]
+    store.import_specs([parse_schedule({
+        "calendar": {"slug": "many", "name": "Many", "timezone": "UTC", "reminders": ["PT0S"]},
+        "entries": entries}, source="test")])
+    store.close()
+    assert now_utc() < first, "writing the entries took too long to test anything"
+    expected = {key_of("many", uid, start) for uid, start in starts.items()}
+
+    wait_for(lambda: set(receiver.keys()) >= expected, 90, "all 2,000 reminders")
+    time.sleep(2)  # room for a duplicate to show up
+    keys = receiver.keys()
+    assert set(keys) == expected
+    assert max(keys.values()) == 1, [k for k, n in keys.items() if n > 1][:10]
+    assert statuses(pg_url) == Counter({"sent": 2000})
+    store = Store(pg_url)
+    with store.read() as session:
+        claimers = set(session.scalars(select(Delivery.claimed_by).distinct()))
+    store.close()
+    assert len(claimers) >= 2, claimers  # the work was shared, not done by one
+
+
+def test_notifier_down_then_back(tmp_path: Path, receiver: Receiver, daemons) -> None:
+    """500s, then timeouts, then recovery: all delivered once, attempts recorded;
+    a permanently rejected reminder ends failed without holding up the others."""
+    url = sqlite_url(tmp_path)
+    config = write_config(tmp_path, url, receiver, timeout=1.0)
+    starts = spread(20, soon(5), 2)
+    starts["reject-me"] = starts["e0000"]
+    (tmp_path / "schedules" / "down.toml").write_text(schedule_text("down", starts))
+    receiver.mode = "fail"
+    daemon = DaemonProcess(config)
+    daemons.append(daemon.start().wait_ready())
+
+    wait_for(lambda: sum(receiver.requests.values()) >= 40, 30, "retries against HTTP 500")
+    receiver.mode = "slow"
+    wait_for(lambda: "timed out" in daemon.log(), 30, "a timed-out attempt")
+    receiver.mode = "ok"
+    expected = {key_of("down", uid, s) for uid, s in starts.items() if uid != "reject-me"}
+    wait_for(lambda: set(receiver.keys()) >= expected, 30, "delivery after recovery")
+    time.sleep(1)
+    assert receiver.keys() == Counter(dict.fromkeys(expected, 1))
+    store = Store(url)
+    with store.read() as session:
+        rows = {r.entry_uid: r for r in session.scalars(select(Delivery))}
+    store.close()
+    assert rows["reject-me"].status == "failed" and rows["reject-me"].attempts == 1
+    assert "400" in (rows["reject-me"].last_error or "")
+    sent = [r for uid, r in rows.items() if uid != "reject-me"]
+    assert all(r.status == "sent" and r.attempts >= 2 for r in sent)
+    assert "msg=reminder.retry" in daemon.log() and "msg=reminder.failed" in daemon.log()
+
+
+def test_sigstop_across_due_times(tmp_path: Path, receiver: Receiver, daemons) -> None:
+    """Stopped across every due time, the daemon sends all overdue reminders once on SIGCONT.
+
+    The stop lasts 8 s, not the issue's 60 s: what is tested is that nothing is
+    skipped as a misfire and that overdue work is found right after SIGCONT, which
+    does not depend on the length (a stop past a minute only adds the "Late:" mark,
+    tested in test_dispatcher).
+    """
+    url = sqlite_url(tmp_path)
+    config = write_config(tmp_path, url, receiver)
+    starts = spread(30, soon(5), 3)
+    (tmp_path / "schedules" / "stop.toml").write_text(schedule_text("stop", starts))
+    daemon = DaemonProcess(config)
+    daemons.append(daemon.start().wait_ready())
+    assert now_utc() < min(starts.values())
+    daemon.signal(signal.SIGSTOP)
+    time.sleep(max(0.0, (max(starts.values()) - now_utc()).total_seconds()) + 3)
+    assert receiver.keys() == Counter()
+    resumed = time.time()
+    daemon.signal(signal.SIGCONT)
+    expected = {key_of("stop", uid, s) for uid, s in starts.items()}
+    wait_for(lambda: set(receiver.keys()) >= expected, 30, "the overdue reminders")
+    time.sleep(1)
+    assert receiver.keys() == Counter(dict.fromkeys(expected, 1))
+    assert max(t for _, _, t in receiver.got) - resumed < 30
+
+
+def test_sigterm_while_the_notifier_hangs(tmp_path: Path, receiver: Receiver, daemons) -> None:
+    url = sqlite_url(tmp_path)
+    config = write_config(tmp_path, url, receiver, timeout=30.0, stop_timeout="PT2S")
+    start = soon(4)
+    (tmp_path / "schedules" / "hang.toml").write_text(schedule_text("hang", {"hung": start}))
+    receiver.mode = "hang"
+    daemon = DaemonProcess(config)
+    daemons.append(daemon.start().wait_ready())
+    wait_for(lambda: receiver.hanging >= 1, 20, "the send to hang")
+
+    asked = time.monotonic()
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait_exit(10) == 0
+    assert time.monotonic() - asked < 2 + 1.5  # stop_timeout plus process teardown
+    assert statuses(url) == Counter({"pending": 1})
+    assert "msg=reminder.released" in daemon.log()
+
+    receiver.mode = "ok"
+    receiver.release.set()
+    daemon.start().wait_ready()
+    wait_for(lambda: receiver.keys(), 20, "the reminder after the restart")
+    time.sleep(1)
+    assert receiver.keys() == Counter({key_of("hang", "hung", start): 1})
+    assert statuses(url) == Counter({"sent": 1})
+
+
+def test_three_cli_writers_while_the_daemon_runs_on_sqlite(
+    tmp_path: Path, receiver: Receiver, daemons
+) -> None:
+    """No "database is locked" reaches a user, and no write is lost."""
+    url = sqlite_url(tmp_path)
+    config = write_config(tmp_path, url, receiver)
+    # The daemon is busy too: reminders come due while the writers write.
+    (tmp_path / "schedules" / "busy.toml").write_text(
+        schedule_text("busy", spread(100, soon(4), 8)))
+    daemon = DaemonProcess(config)
+    daemons.append(daemon.start().wait_ready())
+
+    rounds = 4
+    script = textwrap.dedent(f"""\
+        import subprocess, sys
+        from datetime import datetime, timedelta, timezone
+        writer, rounds = sys.argv[1], {rounds}
+        base = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=3)
+        for n in range(1, rounds + 1):
+            path = f"{tmp_path}/w{{writer}}.toml"
+            lines = ['[calendar]', f'slug = "w{{writer}}"', 'name = "w"', 'timezone = "UTC"',
+                     'reminders = ["PT0S"]']
+            for i in range(n):
+                start = (base + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ")
+                lines += ['[[entries]]', f'uid = "u{{i}}"', 'title = "t"', f'start = {{start}}']
+            open(path, "w").write("\\n".join(lines) + "\\n")
+            done = subprocess.run([sys.executable, "-m", "calendar_svc", "--config",
+                                   "{config}", "import", path], capture_output=True, text=True)
+            sys.stderr.write(done.stderr)
+            if done.returncode:
+                sys.exit(done.returncode)
+            done = subprocess.run([sys.executable, "-m", "calendar_svc", "--config",
+                                   "{config}", "cancel", f"u{{n - 1}}", "--calendar",
+                                   f"w{{writer}}"], capture_output=True, text=True)
+            sys.stderr.write(done.stderr)
+            if done.returncode:
+                sys.exit(done.returncode)
+        """)
+    writers = [subprocess.Popen([sys.executable, "-c", script, str(i)], env=_env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for i in range(3)]
+    results = [w.communicate(timeout=120) for w in writers]
+    for w, (_, err) in zip(writers, results, strict=True):
+        assert w.returncode == 0, err
+        assert "locked" not in err.lower()
+    store = Store(url)
+    with store.read() as session:
+        uids = list(session.execute(select(Entry.uid, Entry.status).where(Entry.uid.like("u%"))))
+    store.close()
+    # Every entry each writer imported is there, and each writer's last write (cancel u3) held.
+    assert len(uids) == 3 * rounds
+    last = f"u{rounds - 1}"
+    assert [status for uid, status in uids if uid == last] == ["cancelled"] * 3
+    assert "locked" not in daemon.log().lower()
+    assert daemon.proc is not None and daemon.proc.poll() is None
+
+
+def test_a_second_daemon_on_one_sqlite_file_is_refused(
+    tmp_path: Path, receiver: Receiver, daemons
+) -> None:
+    url = sqlite_url(tmp_path)
+    config = write_config(tmp_path, url, receiver)
+    first = DaemonProcess(config, "first")
+    daemons.append(first.start().wait_ready())
+    second = DaemonProcess(config, "second")
+    daemons.append(second.start())
+    assert second.wait_exit(20) == 1
+    assert "only one daemon may run per SQLite database" in second.log()
+    assert f"pid {first.proc.pid}" in second.log()  # type: ignore[union-attr]
+    assert first.proc is not None and first.proc.poll() is None
+
+
+def test_sighup_reloads_and_a_broken_config_keeps_the_old_one(
+    tmp_path: Path, receiver: Receiver, daemons
+) -> None:
+    url = sqlite_url(tmp_path)
+    config = write_config(tmp_path, url, receiver)
+    good = config.read_text()
+    daemon = DaemonProcess(config)
+    daemons.append(daemon.start().wait_ready())
+
+    config.write_text(good.replace('type = "webhook"', 'type = "carrier-pigeon"'))
+    daemon.signal(signal.SIGHUP)
+    wait_for(lambda: "msg=config.reload_failed" in daemon.log(), 10, "the failed reload")
+    assert "unknown notifier type 'carrier-pigeon'" in daemon.log()
+
+    other = Receiver()
+    try:
+        config.write_text(good.replace(receiver.url, other.url))
+        daemon.signal(signal.SIGHUP)
+        wait_for(lambda: "msg=config.reloaded" in daemon.log(), 10, "the reload")
+        start = soon(3)
+        (tmp_path / "schedules" / "hup.toml").write_text(schedule_text("hup", {"after": start}))
+        wait_for(lambda: other.keys(), 20, "the reminder through the reloaded channel")
+        assert other.keys() == Counter({key_of("hup", "after", start): 1})
+        assert receiver.keys() == Counter()
+    finally:
+        other.close()
+    assert daemon.proc is not None and daemon.proc.poll() is None

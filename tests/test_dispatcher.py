@@ -1,0 +1,328 @@
+"""The dispatcher on SQLite and PostgreSQL with an injected clock: claim once, retry, fail,
+late-or-missed, lease recovery, stop."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+import pytest
+from sqlalchemy import select
+
+from calendar_svc.config import Config, default_config
+from calendar_svc.errors import PermanentNotifierError, RetryableNotifierError
+from calendar_svc.models import Delivery
+from calendar_svc.notifiers.base import Notifier, Reminder
+from calendar_svc.reminders import repository as repo
+from calendar_svc.reminders.dispatcher import Dispatcher
+from calendar_svc.reminders.planner import Planner
+from calendar_svc.store import Store
+
+
+def Z(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+class Recorder(Notifier):
+    """A test channel: records what it got; ``behaviour(reminder)`` may raise."""
+
+    keys: ClassVar = {}
+
+    def __init__(self, behaviour: Callable[[Reminder], None] | None = None):
+        super().__init__("console", {"type": "recorder"})
+        self.behaviour = behaviour
+        self.got: list[Reminder] = []
+        self.lock = threading.Lock()
+
+    def send(self, reminder: Reminder) -> None:
+        if self.behaviour is not None:
+            self.behaviour(reminder)
+        with self.lock:
+            self.got.append(reminder)
+
+
+def rows(store: Store, uid: str | None = None) -> list[Delivery]:
+    query = select(Delivery).order_by(Delivery.due_at, Delivery.id)
+    if uid:
+        query = query.where(Delivery.entry_uid == uid)
+    with store.read() as session:
+        return list(session.scalars(query))
+
+
+def drain(dispatcher: Dispatcher) -> None:
+    """Claim and send everything due now, synchronously (the pump thread is not started)."""
+    while True:
+        claimed = dispatcher.run_once()
+        assert dispatcher.wait_idle(10)
+        dispatcher.flush()
+        if not claimed:
+            return
+
+
+@pytest.fixture
+def config(store: Store) -> Config:
+    base = default_config(store.url)
+    return dataclasses.replace(
+        base, reminders=dataclasses.replace(base.reminders, retry_base=timedelta(seconds=30),
+                                            retry_max=timedelta(minutes=10), max_attempts=4,
+                                            lease=timedelta(minutes=5)),
+    )
+
+
+@pytest.fixture
+def planned(trip_store: Store, clock, config: Config) -> Store:
+    """The trip with the bilateral's two reminders (15:00Z, 15:45Z) planned at 12:00Z."""
+    clock.set(Z("2025-09-02T12:00:00Z"))
+    Planner(trip_store, config.reminders).plan()
+    return trip_store
+
+
+@pytest.fixture
+def make() -> Iterator[Callable[..., Dispatcher]]:
+    made: list[Dispatcher] = []
+
+    def build(store: Store, config: Config, notifier: Notifier, **kwargs: Any) -> Dispatcher:
+        d = Dispatcher(store, config, {"console": notifier}, workers=4, **kwargs)
+        made.append(d)
+        return d
+
+    yield build
+    for d in made:
+        d.stop(1)
+
+
+def test_nothing_is_sent_before_its_time(planned: Store, clock, config, make) -> None:
+    recorder = Recorder()
+    drain(make(planned, config, recorder))
+    assert recorder.got == []
+    assert {r.status for r in rows(planned)} == {"pending"}
+
+
+def test_due_reminder_is_sent_once_with_its_key(planned: Store, clock, config, make) -> None:
+    recorder = Recorder()
+    dispatcher = make(planned, config, recorder)
+    clock.set(Z("2025-09-02T15:00:00.5Z"))
+    drain(dispatcher)
+    drain(dispatcher)
+    assert [r.entry.uid for r in recorder.got] == ["sheinbaum-bilateral"]
+    sent, pending = rows(planned)
+    assert (sent.status, sent.attempts, sent.late) == ("sent", 1, False)
+    assert sent.sent_at == clock.now and sent.claimed_by == dispatcher.claimer
+    assert recorder.got[0].idempotency_key == sent.idempotency_key
+    assert recorder.got[0].title == "In 1 hour: Bilateral meeting with President Claudia Sheinbaum"
+    assert "10:00 CST (UTC-06:00)" in recorder.got[0].body
+    assert pending.status == "pending"
+
+
+def test_two_dispatchers_racing_send_each_row_once(store: Store, clock, config, make) -> None:
+    """200 rows due at once, two daemons' dispatchers claiming concurrently."""
+    from calendar_svc.schedule_files import parse_schedule
+
+    entries = [{"uid": f"e{i:03d}", "title": f"Entry {i}", "start": datetime(2025, 9, 2, 10, 0),
+                "reminders": ["PT0S"]} for i in range(200)]
+    store.import_specs([parse_schedule({
+        "calendar": {"slug": "burst", "name": "Burst", "timezone": "America/Mexico_City"},
+        "entries": entries}, source="test")])
+    clock.set(Z("2025-09-02T15:59:00Z"))
+    Planner(store, config.reminders).plan()
+    clock.set(Z("2025-09-02T16:00:00Z"))
+    recorders = [Recorder(), Recorder()]
+    dispatchers = [make(store, config, r, claimer=f"host:{i}") for i, r in enumerate(recorders)]
+    threads = [threading.Thread(target=drain, args=(d,)) for d in dispatchers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    keys = [r.idempotency_key for rec in recorders for r in rec.got]
+    assert len(keys) == len(set(keys)) == 200
+    assert {r.status for r in rows(store)} == {"sent"}
+
+
+def test_retry_with_backoff_then_success(planned: Store, clock, config, make) -> None:
+    failures = iter([RetryableNotifierError("HTTP 503"), RetryableNotifierError("timed out")])
+
+    def flaky(_: Reminder) -> None:
+        error = next(failures, None)
+        if error:
+            raise error
+
+    recorder = Recorder(flaky)
+    retried: list[tuple[int, datetime]] = []
+    dispatcher = make(planned, config, recorder, on_retry=lambda i, w: retried.append((i, w)))
+    clock.set(Z("2025-09-02T15:00:00Z"))
+    drain(dispatcher)
+    row = rows(planned)[0]
+    assert (row.status, row.attempts, row.last_error) == ("pending", 1, "HTTP 503")
+    # First retry 15-30 s later (base 30 s with 50-100 % jitter), and its alarm was set.
+    assert timedelta(seconds=15) <= row.next_attempt_at - clock.now <= timedelta(seconds=30)
+    assert retried == [(row.id, row.next_attempt_at)]
+    drain(dispatcher)
+    assert rows(planned)[0].attempts == 1  # not due again yet
+    clock.set(row.next_attempt_at)
+    drain(dispatcher)
+    row = rows(planned)[0]
+    assert (row.status, row.attempts) == ("pending", 2)
+    assert timedelta(seconds=30) <= row.next_attempt_at - clock.now <= timedelta(seconds=60)
+    clock.set(row.next_attempt_at)
+    drain(dispatcher)
+    row = rows(planned)[0]
+    assert (row.status, row.attempts, row.sent_at) == ("sent", 3, clock.now)
+    assert len(recorder.got) == 1
+
+
+def test_retry_after_from_the_peer_wins(planned: Store, clock, config, make) -> None:
+    def busy(_: Reminder) -> None:
+        raise RetryableNotifierError("HTTP 429", retry_after=120)
+
+    dispatcher = make(planned, config, Recorder(busy))
+    clock.set(Z("2025-09-02T15:00:00Z"))
+    drain(dispatcher)
+    assert rows(planned)[0].next_attempt_at == clock.now + timedelta(seconds=120)
+
+
+def test_max_attempts_ends_in_failed(planned: Store, clock, config, make) -> None:
+    def down(_: Reminder) -> None:
+        raise RetryableNotifierError("HTTP 500")
+
+    dispatcher = make(planned, config, Recorder(down))
+    clock.set(Z("2025-09-02T15:00:00Z"))
+    for _ in range(config.reminders.max_attempts):
+        drain(dispatcher)
+        clock.set(max(clock.now, rows(planned)[0].next_attempt_at))
+    row = rows(planned)[0]
+    assert (row.status, row.attempts) == ("failed", 4)
+    assert row.last_error.startswith("gave up after 4 attempts: HTTP 500")
+
+
+def test_permanent_error_fails_one_without_blocking_others(planned: Store, clock, config, make
+                                                           ) -> None:
+    def picky(reminder: Reminder) -> None:
+        if reminder.offset == timedelta(hours=1):
+            raise PermanentNotifierError("HTTP 400: bad payload")
+
+    recorder = Recorder(picky)
+    dispatcher = make(planned, config, recorder)
+    clock.set(Z("2025-09-02T15:45:00Z"))  # both due now (the first 45 min late, entry not started)
+    drain(dispatcher)
+    first, second = rows(planned)
+    assert (first.status, first.attempts, first.last_error) == ("failed", 1, "HTTP 400: bad payload")
+    assert second.status == "sent"
+    assert [r.offset for r in recorder.got] == [timedelta(minutes=15)]
+
+
+def test_a_notifier_bug_is_retried_not_fatal(planned: Store, clock, config, make) -> None:
+    def buggy(_: Reminder) -> None:
+        raise KeyError("oops")
+
+    dispatcher = make(planned, config, Recorder(buggy))
+    clock.set(Z("2025-09-02T15:00:00Z"))
+    drain(dispatcher)
+    row = rows(planned)[0]
+    assert (row.status, row.last_error) == ("pending", "KeyError: 'oops'")
+
+
+def test_late_reminder_is_sent_marked_late(planned: Store, clock, config, make) -> None:
+    # The daemon was down from 14:55Z to 15:30Z: the 1-hour reminder is 30 min late but the
+    # meeting (16:00Z) has not started, so it goes out, marked late.
+    recorder = Recorder()
+    clock.set(Z("2025-09-02T15:30:00Z"))
+    drain(make(planned, config, recorder))
+    first = rows(planned)[0]
+    assert (first.status, first.late) == ("sent", True)
+    assert recorder.got[0].late and recorder.got[0].title.startswith("Late: ")
+
+
+def test_missed_when_the_entry_started_and_grace_ran_out(planned: Store, clock, config, make
+                                                         ) -> None:
+    recorder = Recorder()
+    clock.set(Z("2025-09-02T16:20:00Z"))  # both reminders late, entry started 20 min ago
+    drain(make(planned, config, recorder))
+    assert [r.status for r in rows(planned)] == ["missed", "missed"]
+    assert recorder.got == []
+
+
+def test_late_burst_sends_only_the_latest_of_an_occurrence(planned: Store, clock, config, make
+                                                           ) -> None:
+    # Down until 15:50Z: both reminders of the 16:00Z meeting are overdue; one message is enough.
+    recorder = Recorder()
+    clock.set(Z("2025-09-02T15:50:00Z"))
+    drain(make(planned, config, recorder))
+    assert [(r.offset_seconds, r.status) for r in rows(planned)] == [(3600, "missed"),
+                                                                     (900, "sent")]
+    assert [r.offset for r in recorder.got] == [timedelta(minutes=15)]
+
+
+def test_entry_cancelled_before_the_planner_ran_again(planned: Store, clock, config, make) -> None:
+    planned.set_status("sheinbaum-bilateral", "cancelled")
+    recorder = Recorder()
+    clock.set(Z("2025-09-02T15:00:00Z"))
+    drain(make(planned, config, recorder))
+    assert recorder.got == []
+    assert rows(planned)[0].status == "cancelled"
+
+
+def test_lease_recovery_resends_with_the_same_idempotency_key(planned: Store, clock, config, make
+                                                              ) -> None:
+    clock.set(Z("2025-09-02T15:00:00Z"))
+    # A daemon claims the row, then dies (kill -9) without recording anything.
+    claimed = repo.claim_due(planned, now=clock.now, limit=10, claimer="dead-host:1",
+                             lease=config.reminders.lease)
+    assert [c.entry_uid for c in claimed] == ["sheinbaum-bilateral"]
+    recorder = Recorder()
+    dispatcher = make(planned, config, recorder)
+    drain(dispatcher)
+    assert recorder.got == []  # still leased
+    assert repo.recover_expired(planned, clock.now) == []
+    clock.advance(config.reminders.lease + timedelta(seconds=1))
+    assert repo.recover_expired(planned, clock.now) == [claimed[0].id]
+    drain(dispatcher)
+    row = rows(planned)[0]
+    assert (row.status, row.attempts, row.claimed_by) == ("sent", 2, dispatcher.claimer)
+    assert [r.idempotency_key for r in recorder.got] == [claimed[0].idempotency_key]
+
+
+def test_a_stale_owner_cannot_overwrite_a_row_taken_over(planned: Store, clock, config) -> None:
+    clock.set(Z("2025-09-02T15:00:00Z"))
+    [row] = repo.claim_due(planned, now=clock.now, limit=1, claimer="slow:1",
+                           lease=timedelta(seconds=5))
+    clock.advance(timedelta(seconds=6))
+    repo.recover_expired(planned, clock.now)
+    [again] = repo.claim_due(planned, now=clock.now, limit=1, claimer="fast:2",
+                             lease=timedelta(seconds=5))
+    assert again.id == row.id
+    owned = repo.finish(planned, [repo.Outcome(id=row.id, status="failed",
+                                               next_attempt_at=clock.now)],
+                        claimer="slow:1", now=clock.now)
+    assert owned == 0
+    assert rows(planned)[0].status == "sending"
+
+
+def test_stop_puts_a_hung_send_back_to_pending(planned: Store, clock, config, make) -> None:
+    release = threading.Event()
+    recorder = Recorder(lambda _: release.wait(10))
+    dispatcher = make(planned, config, recorder)
+    clock.set(Z("2025-09-02T15:00:00Z"))
+    dispatcher.run_once()
+    assert rows(planned)[0].status == "sending"
+    assert dispatcher.stop(0.2) == [rows(planned)[0].id]
+    row = rows(planned)[0]
+    assert (row.status, row.attempts, row.next_attempt_at) == ("pending", 0, clock.now)
+    release.set()
+    # A later daemon sends it, once.
+    fresh = Recorder()
+    drain(make(planned, config, fresh))
+    assert len(fresh.got) == 1 and rows(planned)[0].status == "sent"
+
+
+def test_unknown_channel_fails_with_a_reason(planned: Store, clock, config) -> None:
+    dispatcher = Dispatcher(planned, config, {}, workers=1)
+    clock.set(Z("2025-09-02T15:00:00Z"))
+    try:
+        drain(dispatcher)
+    finally:
+        dispatcher.stop(1)
+    row = rows(planned)[0]
+    assert (row.status, row.last_error) == ("failed", "no notifier for channel 'console'")

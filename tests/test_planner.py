@@ -1,0 +1,240 @@
+"""The planner on SQLite and PostgreSQL, with an injected clock: rows in, stale rows cancelled."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from calendar_svc.config import RemindersConfig
+from calendar_svc.models import Delivery
+from calendar_svc.reminders.planner import Planner
+from calendar_svc.schedule_files import CalendarSpec, load_file
+from calendar_svc.store import Store
+from calendar_svc.timezones import UTC, to_utc
+
+
+def Z(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def rows(store: Store, uid: str | None = None) -> list[Delivery]:
+    query = select(Delivery).order_by(Delivery.due_at, Delivery.channel)
+    if uid:
+        query = query.where(Delivery.entry_uid == uid)
+    with store.read() as session:
+        return list(session.scalars(query))
+
+
+def summary(store: Store, uid: str) -> list[tuple[str, str, str]]:
+    return [(r.due_at.strftime("%H:%M"), str(r.offset_seconds), r.status) for r in rows(store, uid)]
+
+
+def moved(spec: CalendarSpec, uid: str, **changes: object) -> CalendarSpec:
+    """``spec`` with entry ``uid`` changed (wall time changes re-derive the UTC start)."""
+    entries = []
+    for entry in spec.entries:
+        if entry.uid == uid:
+            entry = dataclasses.replace(entry, **changes)  # type: ignore[arg-type]
+            if "start_local" in changes:
+                length = entry.end_utc - entry.start_utc
+                start = to_utc(entry.start_local, entry.start_tz)
+                entry = dataclasses.replace(entry, start_utc=start, end_utc=start + length,
+                                            end_local=entry.start_local + length)
+        entries.append(entry)
+    return dataclasses.replace(spec, entries=tuple(entries))
+
+
+def test_plans_the_horizon_once(trip_store: Store, clock) -> None:
+    clock.set(Z("2025-09-02T12:00:00Z"))
+    planner = Planner(trip_store, RemindersConfig())
+    report = planner.plan()
+    # Window [11:50Z, 18:00Z]: only the bilateral's (16:00Z start); the embassy's start at 18:30Z.
+    assert [(r.entry_uid, r.due_at) for r in report.planned] == [
+        ("sheinbaum-bilateral", Z("2025-09-02T15:00:00Z")),
+        ("sheinbaum-bilateral", Z("2025-09-02T15:45:00Z")),
+    ]
+    again = planner.plan()
+    assert again.planned == [] and again.cancelled == []
+    assert len(rows(trip_store)) == 2
+    row = rows(trip_store)[0]
+    assert row.status == "pending" and row.attempts == 0 and row.next_attempt_at == row.due_at
+    assert row.idempotency_key.startswith("rem-")
+
+
+def test_time_moving_on_plans_more(trip_store: Store, clock) -> None:
+    clock.set(Z("2025-09-02T12:00:00Z"))
+    planner = Planner(trip_store, RemindersConfig())
+    planner.plan()
+    clock.advance(timedelta(hours=3))
+    report = planner.plan()
+    # Now [14:50Z, 21:00Z]: the window's end is inclusive (security's 1-hour reminder is 21:00Z).
+    assert [r.entry_uid for r in report.planned] == ["embassy-mexico-city"] * 2 + [
+        "security-working-session"
+    ]
+
+
+def test_moving_an_entry_cancels_the_old_rows_and_back_revives_them(
+    trip_store: Store, clock, trip_path
+) -> None:
+    clock.set(Z("2025-09-02T12:00:00Z"))
+    planner = Planner(trip_store, RemindersConfig())
+    planner.plan()
+    first_ids = [r.id for r in rows(trip_store, "sheinbaum-bilateral")]
+    spec = load_file(trip_path)
+
+    trip_store.import_specs([moved(spec, "sheinbaum-bilateral",
+                                   start_local=datetime(2025, 9, 2, 11, 0))])
+    report = planner.plan()
+    assert len(report.cancelled) == 2 and len(report.planned) == 2
+    assert summary(trip_store, "sheinbaum-bilateral") == [
+        ("15:00", "3600", "cancelled"), ("15:45", "900", "cancelled"),
+        ("16:00", "3600", "pending"), ("16:45", "900", "pending"),
+    ]
+
+    trip_store.import_specs([spec])  # back to 10:00
+    planner.plan()
+    assert summary(trip_store, "sheinbaum-bilateral") == [
+        ("15:00", "3600", "pending"), ("15:45", "900", "pending"),
+        ("16:00", "3600", "cancelled"), ("16:45", "900", "cancelled"),
+    ]
+    assert [r.id for r in rows(trip_store, "sheinbaum-bilateral")][:2] == first_ids
+
+
+def test_cancel_and_delete_cancel_pending_rows(trip_store: Store, clock) -> None:
+    clock.set(Z("2025-09-02T12:00:00Z"))
+    planner = Planner(trip_store, RemindersConfig(horizon=timedelta(hours=12)))
+    planner.plan()
+    trip_store.set_status("sheinbaum-bilateral", "cancelled")
+    trip_store.delete_entry("embassy-mexico-city")
+    planner.plan()
+    assert {r.status for r in rows(trip_store, "sheinbaum-bilateral")} == {"cancelled"}
+    assert {r.status for r in rows(trip_store, "embassy-mexico-city")} == {"cancelled"}
+    assert {r.status for r in rows(trip_store, "security-working-session")} == {"pending"}
+
+
+def test_offset_or_channel_going_away_cancels_only_those_rows(
+    trip_store: Store, clock, trip_path
+) -> None:
+    clock.set(Z("2025-09-02T12:00:00Z"))
+    config = RemindersConfig(channels=("console", "phone"))
+    Planner(trip_store, config).plan()
+    assert len(rows(trip_store)) == 4
+    spec = dataclasses.replace(load_file(trip_path), reminders=("PT15M",))
+    trip_store.import_specs([spec])
+    Planner(trip_store, RemindersConfig(channels=("console",))).plan()
+    live = [(r.offset_seconds, r.channel) for r in rows(trip_store) if r.status == "pending"]
+    assert live == [(900, "console")]
+
+
+def test_sent_rows_are_never_planned_again(trip_store: Store, clock) -> None:
+    clock.set(Z("2025-09-02T12:00:00Z"))
+    planner = Planner(trip_store, RemindersConfig())
+    planner.plan()
+    with trip_store.write() as session:
+        for row in session.scalars(select(Delivery)):
+            row.status = "sent"
+    assert planner.plan().planned == []
+    assert {r.status for r in rows(trip_store)} == {"sent"}
+
+
+def test_downtime_catch_up_plans_only_the_latest_passed_reminder(trip_store: Store, clock) -> None:
+    # No daemon ran before 15:50Z: the 15:00Z reminder is 50 min old (grace is 10 min) and
+    # the entry starts at 16:00Z. The 15:45Z one is in the window and due: it alone is planned.
+    clock.set(Z("2025-09-02T15:50:00Z"))
+    Planner(trip_store, RemindersConfig()).plan()
+    assert summary(trip_store, "sheinbaum-bilateral") == [("15:45", "900", "pending")]
+
+
+def test_downtime_catch_up_when_nothing_else_is_due(trip_store: Store, clock) -> None:
+    # At 15:20Z the 1-hour reminder is 20 min late and the entry has not started:
+    # it is planned (to go out late), and the 15-minute one as usual.
+    clock.set(Z("2025-09-02T15:20:00Z"))
+    Planner(trip_store, RemindersConfig()).plan()
+    assert summary(trip_store, "sheinbaum-bilateral") == [
+        ("15:00", "3600", "pending"), ("15:45", "900", "pending"),
+    ]
+
+
+def test_started_entries_get_no_catch_up(trip_store: Store, clock) -> None:
+    clock.set(Z("2025-09-02T16:30:00Z"))
+    Planner(trip_store, RemindersConfig()).plan()
+    assert rows(trip_store, "sheinbaum-bilateral") == []
+
+
+def test_schedule_reads_without_writing(trip_store: Store) -> None:
+    planner = Planner(trip_store, RemindersConfig())
+    found = planner.schedule(Z("2025-09-02T00:00:00Z"), Z("2025-09-05T00:00:00Z"))
+    assert len(found) == 17
+    assert rows(trip_store) == []
+    nxt = planner.next_reminder(Z("2025-09-03T17:00:00Z"))
+    assert nxt is not None and (nxt.entry_uid, nxt.due_at) == (
+        "flight-mex-uio", Z("2025-09-03T18:00:00Z"))
+    assert planner.next_reminder(Z("2025-09-05T00:00:00Z")) is None
+
+
+def test_recurring_entries_are_planned_per_occurrence(store: Store, clock) -> None:
+    from calendar_svc.schedule_files import parse_schedule
+
+    spec = parse_schedule({
+        "calendar": {"slug": "standup", "name": "Standup", "timezone": "America/New_York"},
+        "entries": [{"uid": "daily", "title": "Standup", "start": datetime(2025, 11, 1, 9, 0),
+                     "duration": "PT15M", "rrule": "FREQ=DAILY", "reminders": ["PT10M"]}],
+    }, source="test")
+    store.import_specs([spec])
+    clock.set(datetime(2025, 11, 1, 0, 0, tzinfo=UTC))
+    report = Planner(store, RemindersConfig(horizon=timedelta(days=3))).plan()
+    # 1 Nov EDT (13:00Z start), 2 and 3 Nov EST (14:00Z): wall time 09:00 every day.
+    assert [r.due_at for r in report.planned] == [
+        Z("2025-11-01T12:50:00Z"), Z("2025-11-02T13:50:00Z"), Z("2025-11-03T13:50:00Z"),
+    ]
+
+
+# --- the CLI: `reminders` and `status` -----------------------------------------------------
+
+
+def test_cli_reminders_shows_the_trip_at_the_right_instants(run_cli) -> None:
+    import json
+
+    assert run_cli("import", "schedules/rubio-2025-09.toml").exit_code == 0
+    result = run_cli("reminders", "--from", "2025-09-02", "--to", "2025-09-04", "--json")
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output)
+    assert len(found) == 17
+    bilateral = [r for r in found if r["uid"] == "sheinbaum-bilateral"]
+    assert [(r["due_utc"], r["due_local"], r["offset"]) for r in bilateral] == [
+        ("2025-09-02T15:00:00Z", "2025-09-02T09:00:00-06:00", "PT1H"),
+        ("2025-09-02T15:45:00Z", "2025-09-02T09:45:00-06:00", "PT15M"),
+    ]
+    assert bilateral[0]["due_display"] == "2025-09-02T11:00:00-04:00"  # Washington, EDT
+    noboa = [r["due_local"] for r in found if r["uid"] == "noboa-meeting"]
+    assert noboa == ["2025-09-04T09:00:00-05:00", "2025-09-04T09:45:00-05:00"]
+
+    table = run_cli("reminders", "--from", "2025-09-02T15:00", "--to", "2025-09-02T16:00")
+    assert table.exit_code == 0
+    assert "2025-09-02T15:00:00Z  Tue 2025-09-02 09:00 CST (UTC-06:00)" in table.output
+    assert "2 reminder(s)" in table.output
+
+
+def test_cli_reminders_says_when_nothing_is_due(run_cli) -> None:
+    run_cli("import", "schedules/rubio-2025-09.toml")
+    result = run_cli("reminders", "--from", "2030-01-01", "--to", "2030-01-02")
+    assert result.exit_code == 0
+    assert "No reminders due" in result.output
+    assert "rubio-2025-09: entries from 2025-09-02" in result.output
+    bad = run_cli("reminders", "--from", "tomorrow")
+    assert bad.exit_code == 2 and "--from expects" in bad.output
+
+
+def test_cli_status(run_cli) -> None:
+    import json
+
+    run_cli("import", "schedules/rubio-2025-09.toml")
+    result = run_cli("status", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["daemon"]["running"] is False
+    assert data["counts"]["pending"] == 0 and data["next"] == []
+    text = run_cli("status")
+    assert "Daemon: not running" in text.output and "Deliveries:" in text.output
