@@ -18,6 +18,8 @@ from typing import Any
 from calendar_svc.timezones import UTC
 
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+# Extras other libraries attach that say nothing new (uvicorn's ANSI-coloured copy of msg).
+_DROPPED = {"color_message"}
 
 
 def redact_token(token: str) -> str:
@@ -26,7 +28,11 @@ def redact_token(token: str) -> str:
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in vars(record).items() if k not in _RESERVED and not k.startswith("_")}
+    return {
+        k: v
+        for k, v in vars(record).items()
+        if k not in _RESERVED and k not in _DROPPED and not k.startswith("_")
+    }
 
 
 def _quote(value: Any) -> str:
