@@ -1,0 +1,208 @@
+"""Feed commands: export, serve, feed-url, rotate-token."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import click
+
+from calendar_svc.cli.context import CliContext, pass_ctx
+from calendar_svc.errors import InputError
+from calendar_svc.feed.cache import parse_filter, render_feed
+from calendar_svc.ics import FeedOptions
+from calendar_svc.store import EntryFilter, Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _filter_options(func: F) -> F:
+    """--city/--category/--from/--to: the same filters as the feed URL's query."""
+    for decorator in reversed(
+        (
+            click.option("--city", metavar="NAME", help="Only entries in this city (any case)."),
+            click.option("--category", metavar="NAME", help="Only entries with this category."),
+            click.option(
+                "--from",
+                "from_",
+                metavar="DATE",
+                help="Only entries that end on or after this day (YYYY-MM-DD).",
+            ),
+            click.option(
+                "--to",
+                metavar="DATE",
+                help="Only entries that start on or before this day (YYYY-MM-DD).",
+            ),
+        )
+    ):
+        func = decorator(func)
+    return func
+
+
+def _filter(
+    city: str | None, category: str | None, from_: str | None, to: str | None
+) -> EntryFilter:
+    return parse_filter(city=city, category=category, from_=from_, to=to, names=("--from", "--to"))
+
+
+def _pick_calendar(store: Store, slug: str | None) -> str:
+    """``slug``, or the only calendar there is; otherwise an error listing them."""
+    if slug:
+        return store.get_calendar(slug).slug
+    slugs = [calendar.slug for calendar in store.calendars()]
+    if len(slugs) == 1:
+        return slugs[0]
+    if not slugs:
+        raise InputError("the database has no calendars yet (calendar-svc import FILE.toml)")
+    raise InputError(f"several calendars ({', '.join(slugs)}): name one with --calendar SLUG")
+
+
+def feed_urls(
+    public_url: str, token: str, slug: str, flt: EntryFilter | None = None
+) -> tuple[str, str]:
+    """The feed's http(s) URL and its ``webcal://`` form (which calendar apps open to subscribe)."""
+    query = ""
+    if flt is not None:
+        pairs = [
+            ("city", flt.city),
+            ("category", flt.category),
+            ("from", flt.start.isoformat() if flt.start else None),
+            ("to", flt.end.isoformat() if flt.end else None),
+        ]
+        query = urlencode([(k, v) for k, v in pairs if v])
+    base = urlsplit(public_url.rstrip("/"))
+    path = f"{base.path}/feeds/{token}/{slug}.ics"
+    http = urlunsplit((base.scheme, base.netloc, path, query, ""))
+    webcal = urlunsplit(("webcal", base.netloc, path, query, ""))
+    return http, webcal
+
+
+@click.command()
+@click.option(
+    "--calendar", metavar="SLUG", help="Calendar to export (needed if there are several)."
+)
+@_filter_options
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Write to FILE instead of standard output.",
+)
+@pass_ctx
+def export(
+    ctx: CliContext,
+    calendar: str | None,
+    city: str | None,
+    category: str | None,
+    from_: str | None,
+    to: str | None,
+    output: Path | None,
+) -> None:
+    """Write a calendar as an .ics file: exactly the bytes its feed serves.
+
+    The filters are the feed URL's (?city=, ?category=, ?from=, ?to=), so
+    `export --city Quito` gives what `/feeds/<token>/<slug>.ics?city=Quito`
+    serves, byte for byte.
+
+    \b
+    Examples:
+      calendar-svc export > trip.ics
+      calendar-svc export --calendar rubio-2025-09 -o trip.ics
+      calendar-svc export --city Quito --from 2025-09-04 --to 2025-09-04
+    """
+    flt = _filter(city, category, from_, to)
+    slug = _pick_calendar(ctx.store, calendar)
+    feed = render_feed(ctx.store, FeedOptions.from_config(ctx.config), slug, flt)
+    if output is None:
+        click.get_binary_stream("stdout").write(feed.body)
+        return
+    output.write_bytes(feed.body)
+    click.echo(f"wrote {output} ({feed.entries} entries, {len(feed.body)} bytes)", err=True)
+
+
+@click.command()
+@click.option("--host", metavar="HOST", help="Address to listen on (overrides [feed] host).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    metavar="PORT",
+    help="Port to listen on, 0 for any free one (overrides [feed] port).",
+)
+@pass_ctx
+def serve(ctx: CliContext, host: str | None, port: int | None) -> None:
+    """Serve the ICS feeds over HTTP, alone (no reminders), until SIGINT or SIGTERM.
+
+    `calendar-svc run` serves the same feeds inside the daemon; use `serve`
+    for a feed-only host (several can share one PostgreSQL database). Routes:
+    /feeds/<token>/<slug>.ics, /healthz, /metrics. Logs go to stderr; feed
+    tokens never appear in them.
+
+    \b
+    Examples:
+      calendar-svc serve
+      calendar-svc serve --host 0.0.0.0 --port 8080
+      calendar-svc feed-url        # the URL to give subscribers
+    """
+    from calendar_svc.feed.server import FeedServer
+    from calendar_svc.logs import setup_logging
+
+    config = ctx.config
+    setup_logging(config.logging.level, config.logging.format)
+    FeedServer(ctx.store, config, host=host, port=port).serve_forever()
+
+
+@click.command("feed-url")
+@click.argument("slug", required=False)
+@_filter_options
+@pass_ctx
+def feed_url(
+    ctx: CliContext,
+    slug: str | None,
+    city: str | None,
+    category: str | None,
+    from_: str | None,
+    to: str | None,
+) -> None:
+    """Print the URL to subscribe to a calendar, and its webcal:// form.
+
+    The URL is built from [feed] public_url; it holds the calendar's secret
+    token, so share it only with subscribers (`rotate-token` revokes it).
+    SLUG may be left out when there is only one calendar. Filters become the
+    URL's query.
+
+    \b
+    Examples:
+      calendar-svc feed-url rubio-2025-09
+      calendar-svc feed-url rubio-2025-09 --city Quito
+    """
+    flt = _filter(city, category, from_, to)
+    calendar = ctx.store.get_calendar(_pick_calendar(ctx.store, slug))
+    http, webcal = feed_urls(ctx.config.feed.public_url, calendar.feed_token, calendar.slug, flt)
+    click.echo(http)
+    click.echo(webcal)
+
+
+@click.command("rotate-token")
+@click.argument("slug")
+@pass_ctx
+def rotate_token(ctx: CliContext, slug: str) -> None:
+    """Give a calendar a new feed token: the old URL stops working at once.
+
+    Use it when a feed URL leaked. Every subscriber must then subscribe again
+    with the new URL, which this prints (http(s) and webcal://).
+
+    \b
+    Example:
+      calendar-svc rotate-token rubio-2025-09
+    """
+    token = ctx.store.rotate_token(slug)
+    http, webcal = feed_urls(ctx.config.feed.public_url, token, slug)
+    click.echo(f"new feed token for {slug}; the old URL no longer works. Subscribe with:")
+    click.echo(http)
+    click.echo(webcal)
+
+
+COMMANDS = [export, serve, feed_url, rotate_token]

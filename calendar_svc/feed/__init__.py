@@ -1,0 +1,11 @@
+"""The ICS feed over HTTP: the Starlette app, its render cache and the uvicorn runner.
+
+``build_app(store, config)`` gives the ASGI app; ``FeedServer`` runs it in a
+background thread (``start``/``stop``) or in the foreground (``serve_forever``).
+"""
+
+from calendar_svc.feed.app import build_app
+from calendar_svc.feed.cache import FeedCache, RenderedFeed, parse_filter, render_feed
+from calendar_svc.feed.server import FeedServer
+
+__all__ = ["FeedCache", "FeedServer", "RenderedFeed", "build_app", "parse_filter", "render_feed"]

@@ -1,0 +1,308 @@
+"""The feed HTTP app (Starlette): ``/feeds/{token}/{slug}.ics``, ``/healthz``, ``/metrics``.
+
+The feed route is a plain ASGI endpoint rather than a request/response
+function: a subscriber's poll answered 304 is the hot path, and skipping
+Starlette's Request/Response objects and building headers once per rendered
+feed keeps it a dictionary lookup plus one indexed SELECT.
+
+Security: the token is compared with ``hmac.compare_digest`` (also against a
+dummy when the slug is unknown, so both cost the same); a wrong or missing
+token, an unknown slug and an unknown path all get the same 404; tokens are
+never logged (``logs.redact_token``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from calendar_svc import __version__, health, metrics
+from calendar_svc.config import Config
+from calendar_svc.errors import InputError, StoreError
+from calendar_svc.feed.cache import (
+    CalendarHead,
+    CalendarLookup,
+    FeedCache,
+    RenderedFeed,
+    filter_key,
+    parse_filter,
+)
+from calendar_svc.ics import FeedOptions
+from calendar_svc.logs import log_event, redact_token
+from calendar_svc.metrics import FEED_REQUESTS
+from calendar_svc.store import EntryFilter, Store
+
+log = logging.getLogger("calendar_svc.feed")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+
+NOT_FOUND_BODY = b"Not Found\n"
+_NOT_FOUND_HEADERS: Headers = [
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"content-length", str(len(NOT_FOUND_BODY)).encode()),
+]
+# Compared against when the slug is unknown, so that answer costs what a wrong token does.
+_DUMMY_TOKEN = b"x" * 43
+_STATUS = {code: FEED_REQUESTS.labels(status=str(code)) for code in (200, 304, 400, 404, 503)}
+
+
+class _Variant:
+    """One encoding of a rendered feed: body and the headers of its 200 and 304 answers."""
+
+    __slots__ = ("body", "etag", "headers_200", "headers_304")
+
+    def __init__(self, feed: RenderedFeed, body: bytes, *, gzip: bool, max_age: int):
+        self.body = body
+        # A different encoding is a different representation: its strong ETag differs.
+        self.etag = f'"{feed.etag}-gz"' if gzip else f'"{feed.etag}"'
+        common: Headers = [
+            (b"etag", self.etag.encode()),
+            (b"last-modified", feed.last_modified_http.encode()),
+            (b"cache-control", f"private, max-age={max_age}".encode()),
+            (b"vary", b"Accept-Encoding"),
+        ]
+        self.headers_304 = common
+        self.headers_200 = [
+            (b"content-type", b"text/calendar; charset=utf-8"),
+            (b"content-disposition", f'inline; filename="{feed.slug}.ics"'.encode()),
+            (b"content-length", str(len(body)).encode()),
+            *common,
+            *([(b"content-encoding", b"gzip")] if gzip else []),
+        ]
+
+
+class _Prepared:
+    """A rendered feed's two variants, headers built once (kept on ``feed.http``).
+
+    It holds no reference back to the feed, so feed and headers form no cycle
+    and go as soon as the cache drops the feed.
+    """
+
+    __slots__ = ("gzip", "identity", "max_age")
+
+    def __init__(self, feed: RenderedFeed, max_age: int):
+        self.max_age = max_age
+        self.identity = _Variant(feed, feed.body, gzip=False, max_age=max_age)
+        self.gzip: _Variant | None = None
+
+    def gzipped(self, feed: RenderedFeed) -> _Variant:
+        if self.gzip is None:
+            self.gzip = _Variant(feed, feed.gzipped(), gzip=True, max_age=self.max_age)
+        return self.gzip
+
+
+class FeedEndpoint:
+    """ASGI endpoint of ``GET``/``HEAD /feeds/{token}/{slug}.ics``."""
+
+    def __init__(self, store: Store, config: Config):
+        self.cache = FeedCache(store, FeedOptions.from_config(config))
+        self.lookup = CalendarLookup(store)
+        self.max_age = int(config.feed.refresh_interval.total_seconds())
+
+    def close(self) -> None:
+        self.lookup.close()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        params = scope["path_params"]
+        token: str = params["token"]
+        slug: str = params["slug"]
+        try:
+            head = self.lookup.get(slug)
+        except StoreError:
+            log_event(log, "feed.database_unavailable", logging.WARNING, slug=slug)
+            await _plain(send, 503, b"Service Unavailable: database unreachable\n")
+            return
+        if not _token_ok(head, token):
+            log_event(log, "feed.not_found", logging.DEBUG, slug=slug, token=redact_token(token))
+            await _not_found(send)
+            return
+        assert head is not None
+        try:
+            flt = _query_filter(scope.get("query_string", b""))
+        except InputError as exc:
+            await _plain(send, 400, f"Bad Request: {exc}\n".encode())
+            return
+        feed, prepared = await self._prepare(head, flt)
+        request_headers = _headers(scope)
+        variant = prepared.identity
+        if _accepts_gzip(request_headers.get(b"accept-encoding")):
+            if prepared.gzip is None:
+                await run_in_threadpool(prepared.gzipped, feed)
+            variant = prepared.gzipped(feed)
+        if _not_modified(request_headers, feed):
+            _STATUS[304].inc()
+            await send({"type": "http.response.start", "status": 304,
+                        "headers": variant.headers_304})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        _STATUS[200].inc()
+        await send({"type": "http.response.start", "status": 200, "headers": variant.headers_200})
+        body = b"" if scope["method"] == "HEAD" else variant.body
+        await send({"type": "http.response.body", "body": body})
+
+    async def _prepare(
+        self, head: CalendarHead, flt: EntryFilter
+    ) -> tuple[RenderedFeed, _Prepared]:
+        feed = self.cache.get(head, filter_key(flt))
+        if feed is None:
+            feed = await run_in_threadpool(self.cache.render, head.id, flt)
+            log_event(log, "feed.rendered", slug=head.slug, version=feed.version,
+                      entries=feed.entries, bytes=len(feed.body))
+        prepared = feed.http
+        if prepared is None:
+            # Kept on the feed itself, so it goes when the cache drops the feed.
+            prepared = feed.http = _Prepared(feed, self.max_age)
+        assert isinstance(prepared, _Prepared)
+        return feed, prepared
+
+
+def _token_ok(head: CalendarHead | None, token: str) -> bool:
+    given = token.encode("utf-8", "surrogateescape")
+    expected = head.token.encode() if head is not None else _DUMMY_TOKEN
+    same = hmac.compare_digest(given, expected)
+    return head is not None and same
+
+
+def _query_filter(query_string: bytes) -> EntryFilter:
+    if not query_string:
+        return EntryFilter()
+    values = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=False))
+    return parse_filter(
+        city=values.get("city"), category=values.get("category"),
+        from_=values.get("from"), to=values.get("to"),
+    )
+
+
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    return {name: value for name, value in scope["headers"]}
+
+
+def _accepts_gzip(value: bytes | None) -> bool:
+    if not value:
+        return False
+    for part in value.decode("latin-1").lower().split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip() in ("gzip", "*"):
+            q = params.strip().removeprefix("q=").strip() if "q=" in params else "1"
+            try:
+                return float(q) > 0
+            except ValueError:
+                return False
+    return False
+
+
+def _not_modified(headers: dict[bytes, bytes], feed: RenderedFeed) -> bool:
+    """RFC 9110: If-None-Match decides when present; else If-Modified-Since."""
+    match = headers.get(b"if-none-match")
+    if match is not None:
+        for tag in match.decode("latin-1").split(","):
+            tag = tag.strip().removeprefix("W/").strip('"').removesuffix("-gz")
+            if tag == "*" or tag == feed.etag:
+                return True
+        return False
+    since = headers.get(b"if-modified-since")
+    if since is None:
+        return False
+    try:
+        when = parsedate_to_datetime(since.decode("latin-1"))
+    except (TypeError, ValueError):
+        return False
+    if when.tzinfo is None:
+        return False
+    # HTTP dates have whole seconds.
+    return feed.last_modified.replace(microsecond=0) <= when
+
+
+async def _plain(send: Send, status: int, body: bytes) -> None:
+    if status in _STATUS:
+        _STATUS[status].inc()
+    await send({
+        "type": "http.response.start", "status": status,
+        "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode())],
+    })
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _not_found(send: Send) -> None:
+    _STATUS[404].inc()
+    await send({"type": "http.response.start", "status": 404, "headers": _NOT_FOUND_HEADERS})
+    await send({"type": "http.response.body", "body": NOT_FOUND_BODY})
+
+
+def not_found_response() -> Response:
+    """The one 404 every unknown path gets, byte for byte the feed's own."""
+    response = Response(NOT_FOUND_BODY, status_code=404)
+    response.raw_headers = list(_NOT_FOUND_HEADERS)
+    return response
+
+
+class FeedApp(Starlette):
+    """Starlette, with feed requests handed straight to the feed endpoint.
+
+    A subscriber's poll is the hot path: matching it here skips the middleware
+    stack and the router's regexes (a third of a 304's cost); anything else,
+    or any path that does not look like a feed, goes through Starlette.
+    """
+
+    feed_endpoint: FeedEndpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            parts = scope["path"].split("/")
+            # ["", "feeds", token, "<slug>.ics"]
+            if (len(parts) == 4 and parts[1] == "feeds" and parts[2]
+                    and parts[3].endswith(".ics") and len(parts[3]) > 4):
+                scope["path_params"] = {"token": parts[2], "slug": parts[3][:-4]}
+                await self.feed_endpoint(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)  # type: ignore[arg-type]
+
+
+def build_app(store: Store, config: Config) -> Starlette:
+    """The feed app for ``store``; ``app.state.feed`` is the endpoint (``close()`` it when done)."""
+    endpoint = FeedEndpoint(store, config)
+
+    async def healthz(request: Request) -> Response:
+        reachable = await run_in_threadpool(store.ping)
+        state = health.STATE.snapshot(store.clock())
+        ok = reachable and not state["scheduler_stuck"]
+        body = {"status": "ok" if ok else "unavailable", "database": reachable,
+                "version": __version__, **state}
+        return Response(json.dumps(body, sort_keys=True) + "\n", status_code=200 if ok else 503,
+                        media_type="application/json",
+                        headers={"cache-control": "no-store"})
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4",
+                        headers={"cache-control": "no-store"})
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return not_found_response()
+
+    app = FeedApp(
+        routes=[
+            Route("/feeds/{token}/{slug}.ics", endpoint, methods=["GET", "HEAD"]),
+            Route("/healthz", healthz, methods=["GET", "HEAD"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+        ],
+        exception_handlers={404: not_found},
+    )
+    app.state.feed = endpoint
+    app.feed_endpoint = endpoint
+    return app

@@ -1,0 +1,151 @@
+"""Runs the feed app under uvicorn in a background thread.
+
+``calendar-svc run`` (the daemon) calls ``start()`` and ``stop()``;
+``calendar-svc serve`` calls ``serve_forever()``. The socket is bound here,
+before uvicorn starts, so a port taken or refused fails ``start()`` at once
+with a clear error, and ``port`` is the real port when the config says 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+from types import FrameType
+
+import uvicorn
+
+from calendar_svc.config import Config
+from calendar_svc.errors import CalendarSvcError
+from calendar_svc.feed.app import build_app
+from calendar_svc.logs import log_event
+from calendar_svc.store import Store
+
+log = logging.getLogger("calendar_svc.feed")
+
+_START_TIMEOUT = 15.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server that says when it is ready or has given up starting."""
+
+    def __init__(self, config: uvicorn.Config):
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().startup(sockets)
+        finally:
+            self.ready.set()
+
+
+class FeedServer:
+    """The feed app on ``host:port`` (default: ``[feed]`` in the config)."""
+
+    def __init__(
+        self, store: Store, config: Config, *, host: str | None = None, port: int | None = None
+    ):
+        self.store = store
+        self.config = config
+        self.host = host if host is not None else config.feed.host
+        self._requested_port = port if port is not None else config.feed.port
+        self.port: int = self._requested_port
+        self.app = build_app(store, config)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
+
+    @property
+    def url(self) -> str:
+        """The local URL the server listens on (not the public one: see ``feed.public_url``)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Bind, start serving in a background thread, and return once requests are answered."""
+        if self._thread is not None:
+            raise RuntimeError("FeedServer.start() called twice")
+        self._socket = _bind(self.host, self._requested_port)
+        self.port = int(self._socket.getsockname()[1])
+        uv_config = uvicorn.Config(
+            self.app,
+            log_config=None,  # our logging (logs.setup_logging) stays as configured
+            access_log=False,  # request paths hold feed tokens
+            lifespan="off",
+            server_header=False,
+            timeout_graceful_shutdown=5,
+        )
+        self._server = _Server(uv_config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]},
+            name="calendar-svc-feed", daemon=True,
+        )
+        self._thread.start()
+        if not self._server.ready.wait(_START_TIMEOUT) or not self._server.started:
+            self.stop(timeout=2.0)
+            raise CalendarSvcError(f"the feed server did not start on {self.url}")
+        log_event(log, "feed.listening", url=self.url, host=self.host, port=self.port)
+
+    def stop(self, timeout: float) -> None:
+        """Stop taking connections, let requests in flight finish for up to ``timeout`` s."""
+        server, thread = self._server, self._thread
+        if server is not None and thread is not None:
+            server.should_exit = True
+            thread.join(timeout)
+            if thread.is_alive():
+                server.force_exit = True
+                thread.join(2.0)
+            log_event(log, "feed.stopped", url=self.url)
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+        self.app.state.feed.close()
+        self._server = None
+        self._thread = None
+
+    def serve_forever(self, stop_timeout: float = 10.0) -> None:
+        """Serve until SIGINT or SIGTERM, then stop cleanly (``calendar-svc serve``).
+
+        uvicorn's own handlers would re-raise the signal after shutting down
+        (the process would then die by it); here the main thread owns the
+        signals and the server runs in its thread, so the command exits 0.
+        """
+        stopping = threading.Event()
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            log_event(log, "feed.signal", signal=signal.Signals(signum).name)
+            stopping.set()
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.start()
+            while not stopping.wait(0.5):
+                if not self.running:
+                    raise CalendarSvcError("the feed server stopped unexpectedly")
+        finally:
+            self.stop(stop_timeout)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise CalendarSvcError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+            "(set [feed] host/port, or --host/--port)"
+        ) from None
+    sock.set_inheritable(True)
+    return sock

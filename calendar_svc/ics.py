@@ -1,0 +1,283 @@
+"""Entries -> ``icalendar.Calendar`` -> bytes. Pure: no database, no network, no clock.
+
+Everything a subscriber's app sees is built here with the icalendar library:
+
+* ``build_calendar`` gives the whole feed as one ``icalendar.Calendar`` (the
+  reference output; ``render`` serialises it).
+* ``header_bytes`` / ``timezone_bytes`` / ``event_bytes`` / ``assemble`` give
+  the same bytes in pieces, so ``feed.cache`` can keep each serialised VEVENT
+  and rebuild a feed after one edit by joining. ``Calendar.to_ical`` is the
+  header's lines, then each subcomponent's ``to_ical`` in order, then
+  ``END:VCALENDAR``: joining the pieces is byte-identical (a test checks).
+
+Output is deterministic: timestamps come from the entries (never "now"),
+properties are sorted (``to_ical(sorted=True)``), entries keep the order given
+(the store's: start, calendar, uid) and VTIMEZONEs are sorted by TZID.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from icalendar import Alarm, Event, vCategory, vRecur, vText
+from icalendar import Calendar as ICalendar
+
+from calendar_svc.durations import format_duration, parse_duration
+from calendar_svc.models import Calendar, Entry
+from calendar_svc.timezones import UTC, to_local
+
+if TYPE_CHECKING:
+    from calendar_svc.config import Config
+
+PRODID = "-//calendar-svc//calendar-svc//EN"
+FOOTER = b"END:VCALENDAR\r\n"
+_HEADER_END = b"END:VCALENDAR\r\n"
+_STATUS = {"confirmed": "CONFIRMED", "tentative": "TENTATIVE", "cancelled": "CANCELLED"}
+_TRANSP = {"opaque": "OPAQUE", "transparent": "TRANSPARENT"}
+# Any instant does: a VTIMEZONE covers icalendar's whole default range.
+_PROBE_INSTANT = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+# RFC 5545 TEXT has no form for control characters other than TAB and the
+# line break; dropping them is the only way every parser reads the value back.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_NEWLINES = re.compile("\r\n?|[\x85\u2028\u2029]")
+
+
+@dataclass(frozen=True)
+class FeedOptions:
+    """What a feed looks like beyond its data: from the ``[feed]`` and ``[reminders]`` config."""
+
+    domain: str = "calendar-svc.local"
+    refresh_interval: timedelta = timedelta(hours=1)
+    include_alarms: bool = True
+    # Reminder offsets of entries whose entry and calendar both inherit.
+    default_offsets: tuple[timedelta, ...] = (timedelta(hours=1), timedelta(minutes=15))
+
+    @classmethod
+    def from_config(cls, config: Config) -> FeedOptions:
+        return cls(
+            domain=config.feed.domain,
+            refresh_interval=config.feed.refresh_interval,
+            include_alarms=config.feed.include_alarms,
+            default_offsets=tuple(config.reminders.offsets),
+        )
+
+
+def clean_text(value: str) -> str:
+    """The text a parser gives back for ``value``: one newline form, no control characters.
+
+    CR LF, a lone CR and the Unicode line separators become ``\\n`` (some
+    parsers split lines on them); other C0 controls are dropped.
+    """
+    return _CONTROL.sub("", _NEWLINES.sub("\n", value))
+
+
+class _Text(vText):
+    """TEXT escaped by RFC 5545 alone.
+
+    icalendar's own escaping first turns a literal backslash-N into a line
+    break (it accepts ``\\N`` as a newline on input), so ``C:\\New`` would come
+    back as two lines; here every backslash is escaped and nothing else changes.
+    """
+
+    __slots__ = ()
+
+    def to_ical(self) -> bytes:
+        return (
+            self.replace("\\", "\\\\")
+            .replace(";", "\\;")
+            .replace(",", "\\,")
+            .replace("\n", "\\n")
+            .encode("utf-8")
+        )
+
+
+def _text(value: str) -> _Text:
+    return _Text(clean_text(value))
+
+
+def _categories(values: Iterable[str]) -> vCategory:
+    prop = vCategory([])
+    prop.cats = [_text(value) for value in values]
+    return prop
+
+
+def reminder_offsets(
+    entry: Entry, calendar: Calendar, options: FeedOptions
+) -> tuple[timedelta, ...]:
+    """The entry's own offsets, else the calendar's, else the config's; largest first, once each."""
+    if entry.reminders is not None:
+        offsets = [parse_duration(text) for text in entry.reminders]
+    elif calendar.reminders is not None:
+        offsets = [parse_duration(text) for text in calendar.reminders]
+    else:
+        offsets = list(options.default_offsets)
+    return tuple(sorted(set(offsets), reverse=True))
+
+
+def event_uid(entry: Entry, calendar: Calendar, options: FeedOptions) -> str:
+    """Globally unique and stable across edits: ``<uid>@<calendar slug>.<domain>``."""
+    return f"{entry.uid}@{calendar.slug}.{options.domain}"
+
+
+def used_tzids(entries: Iterable[Entry]) -> list[str]:
+    """The zones the entries' DTSTART/DTEND name (all-day entries are dates: none), sorted."""
+    zones: set[str] = set()
+    for entry in entries:
+        if not entry.all_day:
+            zones.add(entry.start_tz)
+            zones.add(entry.end_tz)
+    return sorted(zones)
+
+
+def build_event(entry: Entry, calendar: Calendar, options: FeedOptions) -> Event:
+    """One VEVENT (with its VALARMs) for ``entry`` of ``calendar``."""
+    event = Event()
+    event.add("uid", event_uid(entry, calendar, options))
+    # DTSTAMP and LAST-MODIFIED both follow the entry's last edit, never "now":
+    # a feed of unchanged data is byte-identical, so its ETag stays the same.
+    event.add("dtstamp", entry.updated_at.astimezone(UTC))
+    event.add("last-modified", entry.updated_at.astimezone(UTC))
+    event.add("created", entry.created_at.astimezone(UTC))
+    event.add("sequence", entry.sequence)
+    if entry.all_day:
+        event.add("dtstart", entry.start_day)
+        event.add("dtend", entry.last_day + timedelta(days=1))
+    else:
+        # The aware value carries the zone, so icalendar writes TZID=<IANA name>
+        # and the wall time in that zone (pytz via timezones.to_local, never
+        # datetime(..., tzinfo=zone), which would give LMT offsets).
+        event.add("dtstart", to_local(entry.start_utc, entry.start_tz))
+        # RFC 5545 wants DTEND later than DTSTART; an instant has no DTEND.
+        if entry.end_utc > entry.start_utc:
+            event.add("dtend", to_local(entry.end_utc, entry.end_tz))
+    event.add("summary", _text(entry.title))
+    if entry.description:
+        event.add("description", _text(entry.description))
+    if entry.location:
+        event.add("location", _text(entry.location))
+    if entry.geo_lat is not None and entry.geo_lon is not None:
+        event.add("geo", (entry.geo_lat, entry.geo_lon))
+    if entry.url:
+        event.add("url", entry.url)
+    if entry.categories:
+        event.add("categories", _categories(entry.categories))
+    event.add("status", _STATUS.get(entry.status, "CONFIRMED"))
+    event.add("transp", _TRANSP.get(entry.transparency, "OPAQUE"))
+    if entry.rrule:
+        event.add("rrule", vRecur.from_ical(entry.rrule))
+    if options.include_alarms:
+        for offset in reminder_offsets(entry, calendar, options):
+            event.add_component(_alarm(entry, offset))
+    return event
+
+
+def _alarm(entry: Entry, offset: timedelta) -> Alarm:
+    alarm = Alarm()
+    alarm.add("action", "DISPLAY")
+    alarm.add("description", _text(entry.title or "Reminder"))
+    alarm.add("trigger", -offset)
+    return alarm
+
+
+def build_header(calendar: Calendar, options: FeedOptions) -> ICalendar:
+    """The VCALENDAR with its properties and no components."""
+    cal = ICalendar()
+    cal.add("version", "2.0")
+    cal.add("prodid", PRODID)
+    cal.add("calscale", "GREGORIAN")
+    cal.add("method", "PUBLISH")
+    cal.add("name", _text(calendar.name))
+    cal.add("x-wr-calname", _text(calendar.name))
+    if calendar.description:
+        cal.add("x-wr-caldesc", _text(calendar.description))
+    # Every DATE-TIME here carries a TZID or is UTC, so a default zone moves no
+    # instant; it only tells clients which zone the calendar "lives" in.
+    cal.add("x-wr-timezone", calendar.timezone)
+    refresh = format_duration(options.refresh_interval)
+    cal.add("refresh-interval", options.refresh_interval, parameters={"VALUE": "DURATION"})
+    cal.add("x-published-ttl", refresh)
+    return cal
+
+
+def build_calendar(
+    calendar: Calendar, entries: Sequence[Entry], options: FeedOptions
+) -> ICalendar:
+    """The whole feed as one ``icalendar.Calendar``: header, VTIMEZONEs, then VEVENTs."""
+    cal = build_header(calendar, options)
+    for entry in entries:
+        cal.add_component(build_event(entry, calendar, options))
+    cal.add_missing_timezones()
+    # add_missing_timezones inserts them in set order, which changes with the
+    # process's hash seed; sort them so two processes give the same bytes.
+    count = len(cal.timezones)
+    cal.subcomponents[:count] = sorted(cal.subcomponents[:count], key=lambda tz: str(tz["TZID"]))
+    return cal
+
+
+def to_bytes(cal: ICalendar) -> bytes:
+    data: bytes = cal.to_ical(sorted=True)
+    return data
+
+
+def render(calendar: Calendar, entries: Sequence[Entry], options: FeedOptions) -> bytes:
+    """The feed's bytes, built in one piece by icalendar (``feed.cache`` gives the same, faster)."""
+    return to_bytes(build_calendar(calendar, entries, options))
+
+
+# --- the same bytes in pieces -------------------------------------------------------
+
+
+def header_bytes(calendar: Calendar, options: FeedOptions) -> bytes:
+    """``BEGIN:VCALENDAR`` and the calendar's properties (everything before the components)."""
+    data = to_bytes(build_header(calendar, options))
+    assert data.endswith(_HEADER_END)
+    return data[: -len(_HEADER_END)]
+
+
+def event_bytes(entry: Entry, calendar: Calendar, options: FeedOptions) -> bytes:
+    """One serialised VEVENT, exactly as it appears inside ``render``'s output."""
+    data: bytes = build_event(entry, calendar, options).to_ical(sorted=True)
+    return data
+
+
+@lru_cache(maxsize=256)
+def timezone_block(zone: str) -> tuple[str, bytes] | None:
+    """(TZID, VTIMEZONE) as ``add_missing_timezones`` writes them for ``zone``; built once.
+
+    None when no VTIMEZONE is needed or known (UTC is written with ``Z``).
+    """
+    probe = ICalendar()
+    event = Event()
+    event.add("dtstart", to_local(_PROBE_INSTANT, zone))
+    probe.add_component(event)
+    probe.add_missing_timezones()
+    if not probe.timezones:
+        return None
+    timezone = probe.timezones[0]
+    data: bytes = timezone.to_ical(sorted=True)
+    return str(timezone["TZID"]), data
+
+
+def timezone_blocks(zones: Iterable[str]) -> list[bytes]:
+    """The VTIMEZONEs for ``zones``, once per TZID, in ``build_calendar``'s order."""
+    blocks = dict(block for zone in zones if (block := timezone_block(zone)) is not None)
+    return [blocks[tzid] for tzid in sorted(blocks)]
+
+
+def assemble(header: bytes, timezones: Iterable[bytes], events: Iterable[bytes]) -> bytes:
+    return b"".join((header, *timezones, *events, FOOTER))
+
+
+def render_pieces(calendar: Calendar, entries: Sequence[Entry], options: FeedOptions) -> bytes:
+    """``render`` by joining pieces, with nothing cached (for tests and tools)."""
+    return assemble(
+        header_bytes(calendar, options),
+        timezone_blocks(used_tzids(entries)),
+        (event_bytes(entry, calendar, options) for entry in entries),
+    )
+

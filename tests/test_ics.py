@@ -1,0 +1,286 @@
+"""ics.py (entries -> icalendar -> bytes) and the feed render cache built on it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import pytest
+from icalendar import Calendar as ICalendar
+
+from calendar_svc import ics
+from calendar_svc.feed import cache as feed_cache
+from calendar_svc.feed.cache import FeedCache, parse_filter, render_feed
+from calendar_svc.models import Calendar, Entry
+from calendar_svc.store import EntryFilter, Store
+from calendar_svc.timezones import UTC, to_utc
+
+SLUG = "rubio-2025-09"
+OPTIONS = ics.FeedOptions()
+NOW = datetime(2025, 8, 20, 12, 0, tzinfo=UTC)
+
+
+def make_calendar(**overrides: Any) -> Calendar:
+    values: dict[str, Any] = dict(
+        id=1, slug="cal", name="Cal", description="", timezone="America/Mexico_City",
+        reminders=None, feed_token="t" * 43, version=1, created_at=NOW, updated_at=NOW,
+    )
+    values.update(overrides)
+    return Calendar(**values)
+
+
+def make_entry(**overrides: Any) -> Entry:
+    """A transient (never stored) entry; wall times in ``start_tz``/``end_tz``."""
+    start = overrides.pop("start", datetime(2025, 9, 2, 10, 0))
+    end = overrides.pop("end", start + timedelta(hours=1))
+    zone = overrides.pop("zone", "America/Mexico_City")
+    end_zone = overrides.pop("end_zone", zone)
+    values: dict[str, Any] = dict(
+        id=1, uid="e1", title="Title", description="", location="", city="", geo_lat=None,
+        geo_lon=None, url="", categories=[], status="confirmed", transparency="opaque",
+        sequence=0, all_day=False, start_local=start, start_tz=zone, start_fold=None,
+        end_local=end, end_tz=end_zone, end_fold=None, start_utc=to_utc(start, zone),
+        end_utc=to_utc(end, end_zone), rrule=None, reminders=None, created_at=NOW,
+        updated_at=NOW,
+    )
+    values.update(overrides)
+    return Entry(**values)
+
+
+def trip(store: Store) -> tuple[Calendar, list[Entry]]:
+    return store.get_calendar(SLUG), store.entries(EntryFilter(calendar=SLUG))
+
+
+def vevents(data: bytes) -> dict[str, Any]:
+    parsed = ICalendar.from_ical(data)
+    return {str(e["UID"]).split("@")[0]: e for e in parsed.walk("VEVENT")}
+
+
+# --- the trip ------------------------------------------------------------------------
+
+
+def test_trip_calendar_properties(trip_store: Store) -> None:
+    data = ics.render(*trip(trip_store), OPTIONS)
+    head = data.split(b"BEGIN:VTIMEZONE")[0].decode()
+    for line in ("VERSION:2.0", f"PRODID:{ics.PRODID}", "CALSCALE:GREGORIAN", "METHOD:PUBLISH",
+                 "REFRESH-INTERVAL;VALUE=DURATION:PT1H", "X-PUBLISHED-TTL:PT1H",
+                 "X-WR-TIMEZONE:America/Mexico_City"):
+        assert f"\r\n{line}\r\n" in head
+    for name in ("NAME", "X-WR-CALNAME"):
+        assert f"\r\n{name}:Secretary Rubio: Mexico and Ecuador\\, 2-4 Sep 2025\r\n" in head
+    parsed = ICalendar.from_ical(data)
+    assert "Quito" in str(parsed["X-WR-CALDESC"])
+
+
+def test_one_vtimezone_per_tzid_before_events(trip_store: Store) -> None:
+    cal = ics.build_calendar(*trip(trip_store), OPTIONS)
+    assert cal.get_missing_tzids() == set()
+    names = [str(tz["TZID"]) for tz in cal.timezones]
+    assert names == ["America/Guayaquil", "America/Mexico_City", "America/New_York"]
+    kinds = [c.name for c in cal.subcomponents]
+    assert kinds[:3] == ["VTIMEZONE"] * 3 and set(kinds[3:]) == {"VEVENT"}
+
+
+def test_wall_times_carry_their_zone(trip_store: Store) -> None:
+    data = ics.render(*trip(trip_store), OPTIONS)
+    text = data.decode()
+    # The flight leaves in New York's zone and lands in Mexico City's.
+    assert "DTSTART;TZID=America/New_York:20250902T063000" in text
+    assert "DTEND;TZID=America/Mexico_City:20250902T084500" in text
+    events = vevents(data)
+    # Mexico City is UTC-06:00 in September 2025 (no DST since 2022), Quito -05:00.
+    bilateral = events["sheinbaum-bilateral"]["DTSTART"].dt
+    assert bilateral.utcoffset() == timedelta(hours=-6)
+    assert bilateral.astimezone(UTC) == datetime(2025, 9, 2, 16, 0, tzinfo=UTC)
+    noboa = events["noboa-meeting"]["DTSTART"].dt
+    assert noboa.astimezone(UTC) == datetime(2025, 9, 4, 15, 0, tzinfo=UTC)
+    for entry in trip(trip_store)[1]:
+        if not entry.all_day:
+            assert events[entry.uid]["DTSTART"].dt.astimezone(UTC) == entry.start_utc
+
+
+def test_all_day_is_dates_with_exclusive_end(trip_store: Store) -> None:
+    data = ics.render(*trip(trip_store), OPTIONS)
+    text = data.decode()
+    assert "DTSTART;VALUE=DATE:20250902\r\n" in text
+    assert "DTEND;VALUE=DATE:20250905\r\n" in text  # last day 4 Sep, inclusive
+    overview = vevents(data)["trip-overview"]
+    assert overview["DTSTART"].dt == date(2025, 9, 2)
+    assert not overview.walk("VALARM")  # reminders = [] in the file
+
+
+def test_alarms_follow_entry_then_calendar_then_config(trip_store: Store) -> None:
+    events = vevents(ics.render(*trip(trip_store), OPTIONS))
+
+    def triggers(uid: str) -> list[timedelta]:
+        return [a["TRIGGER"].dt for a in events[uid].walk("VALARM")]
+
+    assert triggers("flight-was-mex") == [timedelta(hours=-2)]
+    assert triggers("sheinbaum-bilateral") == [timedelta(hours=-1), timedelta(minutes=-15)]
+    alarm = events["sheinbaum-bilateral"].walk("VALARM")[0]
+    assert str(alarm["ACTION"]) == "DISPLAY" and "Sheinbaum" in str(alarm["DESCRIPTION"])
+
+    calendar = make_calendar(reminders=None)
+    options = ics.FeedOptions(default_offsets=(timedelta(minutes=30),))
+    entry = make_entry()
+    assert ics.reminder_offsets(entry, calendar, options) == (timedelta(minutes=30),)
+    assert ics.reminder_offsets(make_entry(reminders=[]), calendar, options) == ()
+    assert b"VALARM" not in ics.event_bytes(entry, calendar, ics.FeedOptions(include_alarms=False))
+
+
+def test_uid_stamps_and_sequence_come_from_the_entry(trip_store: Store) -> None:
+    calendar, entries = trip(trip_store)
+    events = vevents(ics.render(calendar, entries, ics.FeedOptions(domain="example.org")))
+    event = events["noboa-meeting"]
+    assert str(event["UID"]) == "noboa-meeting@rubio-2025-09.example.org"
+    entry = next(e for e in entries if e.uid == "noboa-meeting")
+    assert event["DTSTAMP"].dt == entry.updated_at == event["LAST-MODIFIED"].dt
+    assert event["CREATED"].dt == entry.created_at
+    assert event["SEQUENCE"] == 0
+    assert str(event["STATUS"]) == "CONFIRMED" and str(event["TRANSP"]) == "OPAQUE"
+    assert event["GEO"].latitude == pytest.approx(-0.2202)
+    assert event.categories == ["meeting"]
+
+
+def test_cancel_gives_status_cancelled_and_a_higher_sequence(trip_store: Store) -> None:
+    trip_store.set_status("press-mexico-city", "cancelled", SLUG)
+    event = vevents(ics.render(*trip(trip_store), OPTIONS))["press-mexico-city"]
+    assert str(event["STATUS"]) == "CANCELLED"
+    assert event["SEQUENCE"] == 1
+
+
+def test_output_is_deterministic_across_hash_seeds(sqlite_store: Store, trip_path: Any) -> None:
+    """VTIMEZONE order must not follow set order (it changes with PYTHONHASHSEED)."""
+    from calendar_svc.schedule_files import load_file
+
+    sqlite_store.import_specs([load_file(trip_path)])
+    code = (
+        "import sys; from calendar_svc.store import Store; from calendar_svc.ics import FeedOptions;"
+        "from calendar_svc.feed.cache import render_feed;"
+        f"sys.stdout.buffer.write(render_feed(Store({sqlite_store.url!r}), FeedOptions(), "
+        f"{SLUG!r}).body)"
+    )
+    outputs = set()
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                timeout=60, check=True)
+        outputs.add(result.stdout)
+    assert len(outputs) == 1
+    assert outputs.pop() == ics.render(*trip(sqlite_store), OPTIONS)
+
+
+# --- single entries ------------------------------------------------------------------
+
+
+def test_backslash_n_is_text_not_a_line_break() -> None:
+    calendar = make_calendar()
+    entry = make_entry(title="C:\\New folder\\notes; a,b", description="one\r\ntwo\rthree\x00")
+    event = vevents(ics.event_bytes(entry, calendar, OPTIONS).join(
+        (b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\n", b"END:VCALENDAR\r\n")))["e1"]
+    assert str(event["SUMMARY"]) == "C:\\New folder\\notes; a,b"
+    assert str(event["DESCRIPTION"]) == "one\ntwo\nthree"
+
+
+def test_instant_has_no_dtend_and_utc_zone_needs_no_vtimezone() -> None:
+    calendar = make_calendar()
+    moment = make_entry(end=datetime(2025, 9, 2, 10, 0))
+    assert b"DTEND" not in ics.event_bytes(moment, calendar, OPTIONS)
+    utc = make_entry(uid="u", zone="UTC")
+    data = ics.render(calendar, [utc], OPTIONS)
+    assert b"DTSTART:20250902T100000Z" in data and b"VTIMEZONE" not in data
+    assert ics.render_pieces(calendar, [utc], OPTIONS) == data
+
+
+def test_rrule_url_and_transparency() -> None:
+    entry = make_entry(rrule="FREQ=DAILY;COUNT=3", url="https://example.org/a?b=c",
+                       transparency="transparent", status="tentative")
+    data = ics.event_bytes(entry, make_calendar(), OPTIONS)
+    assert b"RRULE:FREQ=DAILY;COUNT=3\r\n" in data
+    assert b"URL:https://example.org/a?b=c\r\n" in data
+    assert b"TRANSP:TRANSPARENT\r\n" in data and b"STATUS:TENTATIVE\r\n" in data
+
+
+# --- pieces and the cache ------------------------------------------------------------
+
+
+def test_joined_pieces_equal_icalendar_whole(trip_store: Store) -> None:
+    calendar, entries = trip(trip_store)
+    whole = ics.render(calendar, entries, OPTIONS)
+    assert ics.render_pieces(calendar, entries, OPTIONS) == whole
+    assert render_feed(trip_store, OPTIONS, SLUG).body == whole
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {}, {"city": "quito"}, {"city": "MEXICO CITY"}, {"category": "Flight"},
+        {"from_": "2025-09-03"}, {"to": "2025-09-02"}, {"from_": "2025-09-03", "to": "2025-09-03"},
+        {"city": "Mexico City", "category": "meeting", "from_": "2025-09-03"}, {"city": "nowhere"},
+    ],
+)
+def test_filtered_feed_selects_what_the_store_selects(trip_store: Store, query: dict[str, str]) -> None:
+    flt = parse_filter(**query)
+    feed = render_feed(trip_store, OPTIONS, SLUG, flt)
+    flt.calendar = SLUG
+    entries = trip_store.entries(flt)
+    assert feed.entries == len(entries)
+    assert feed.body == ics.render(trip_store.get_calendar(SLUG), entries, OPTIONS)
+
+
+def test_rerender_after_one_edit_serialises_one_event(
+    trip_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    original = ics.event_bytes
+
+    def counting(entry: Entry, calendar: Calendar, options: ics.FeedOptions) -> bytes:
+        calls.append(entry.uid)
+        return original(entry, calendar, options)
+
+    monkeypatch.setattr(feed_cache.ics, "event_bytes", counting)
+    cache = FeedCache(trip_store, OPTIONS)
+    calendar_id = trip_store.get_calendar(SLUG).id
+    first = cache.render(calendar_id, EntryFilter())
+    assert len(calls) == 11
+    calls.clear()
+    head = feed_cache.CalendarHead(calendar_id, SLUG, "", trip_store.get_calendar(SLUG).version)
+    assert cache.get(head, feed_cache.filter_key(EntryFilter())) is first  # no change: a lookup
+    trip_store.set_status("embassy-quito", "cancelled", SLUG)
+    second = cache.render(calendar_id, EntryFilter())
+    assert calls == ["embassy-quito"]
+    assert second.etag != first.etag
+    assert second.body == ics.render(*trip(trip_store), OPTIONS)
+    trip_store.delete_entry("embassy-quito", SLUG)
+    calls.clear()
+    third = cache.render(calendar_id, EntryFilter())
+    assert calls == [] and b"embassy-quito@" not in third.body
+    assert third.body == ics.render(*trip(trip_store), OPTIONS)
+
+
+def test_calendar_reminders_change_reaches_inheriting_events(trip_store: Store, trip_path: Any) -> None:
+    import dataclasses
+
+    from calendar_svc.schedule_files import load_file
+
+    cache = FeedCache(trip_store, OPTIONS)
+    calendar_id = trip_store.get_calendar(SLUG).id
+    cache.render(calendar_id, EntryFilter())
+    spec = dataclasses.replace(load_file(trip_path), reminders=("PT30M",))
+    trip_store.import_specs([spec])
+    feed = cache.render(calendar_id, EntryFilter())
+    assert feed.body == ics.render(*trip(trip_store), OPTIONS)
+    assert b"TRIGGER:-PT30M" in feed.body
+
+
+def test_parse_filter_rejects_bad_values() -> None:
+    from calendar_svc.errors import InputError
+
+    with pytest.raises(InputError, match="from expects a date as YYYY-MM-DD"):
+        parse_filter(from_="2025-9-1x")
+    with pytest.raises(InputError, match="before"):
+        parse_filter(from_="2025-09-04", to="2025-09-02")
+    assert parse_filter(city=" ", from_="") == EntryFilter()

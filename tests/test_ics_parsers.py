@@ -1,0 +1,214 @@
+"""Our feeds in four independent parsers, on the trip and on 1,000 hostile entries.
+
+icalendar, ics, vobject and ical (the strict parser Home Assistant uses) must
+all read every feed without an error; lines stay within 75 octets without
+splitting a UTF-8 character; text survives a round trip; a title cannot
+inject a component.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from icalendar import Calendar as ICalendar
+
+from calendar_svc import ics
+from calendar_svc.feed.cache import render_feed
+from calendar_svc.models import Entry
+from calendar_svc.schedule_files import CalendarSpec, EntrySpec
+from calendar_svc.store import EntryFilter, Store
+from calendar_svc.timezones import UTC, wall_time
+from tests.test_ics import make_calendar, make_entry
+
+OPTIONS = ics.FeedOptions()
+ZONES = (
+    "America/Mexico_City", "America/Guayaquil", "America/New_York", "Europe/London",
+    "Asia/Kolkata", "Australia/Lord_Howe", "Pacific/Chatham", "Asia/Kathmandu", "UTC",
+    "America/St_Johns", "Africa/Casablanca", "Europe/Dublin",
+)
+NASTY = [
+    ",", ";", ":", "\\", "\\n", "\\N", "\\,", "\n", "\r\n", "\r", "\t", '"', "'", "=",
+    "BEGIN:VEVENT", "\r\nEND:VCALENDAR\r\n", "é", "ß", "日本語", "مرحبا", "שלום", "🇲🇽",
+    "👩‍👩‍👧‍👦", "🎉", "e\u0301", "\u200b", "\u00a0", " ", "x" * 80, "€" * 40, "😀" * 30,
+    "Palacio Nacional, Mexico City", "tl;dr", "a:b;c,d\\e",
+]
+
+
+@pytest.fixture(autouse=True)
+def _quiet_tatsu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ics parser's grammar (TatSu) calls colorama.init() on every parse.
+
+    Each call wraps sys.stdout once more until writing to it overflows the
+    stack; a third-party bug that has nothing to do with our output.
+    """
+    color = pytest.importorskip("tatsu.color")
+    monkeypatch.setattr(color, "init", lambda: None)
+
+
+def hostile_text(rng: random.Random, parts: int) -> str:
+    return "".join(rng.choice(NASTY) for _ in range(parts))
+
+
+def hostile_specs(count: int = 1000, seed: int = 3) -> CalendarSpec:
+    rng = random.Random(seed)
+    entries = []
+    base = datetime(2025, 1, 1, tzinfo=UTC)
+    for i in range(count):
+        zone, end_zone = rng.choice(ZONES), rng.choice(ZONES)
+        start_utc = base + timedelta(minutes=rng.randrange(0, 60 * 24 * 365, 15))
+        kind = i % 10
+        if kind == 0:  # all-day, one or more days
+            start_local, _ = wall_time(start_utc, zone)
+            start_local = start_local.replace(hour=0, minute=0)
+            from calendar_svc.timezones import day_start_utc
+
+            days = rng.randint(0, 3)
+            end_local = start_local + timedelta(days=days)
+            spec_times = dict(
+                all_day=True, start_local=start_local, start_tz=zone, start_fold=None,
+                end_local=end_local, end_tz=zone, end_fold=None,
+                start_utc=day_start_utc(start_local.date(), zone),
+                end_utc=day_start_utc(end_local.date() + timedelta(days=1), zone),
+            )
+        else:
+            end_utc = start_utc + timedelta(minutes=rng.choice((0, 15, 90, 600, 3000)))
+            start_local, fold = wall_time(start_utc, zone)
+            end_local, end_fold = wall_time(end_utc, end_zone)
+            spec_times = dict(
+                all_day=False, start_local=start_local, start_tz=zone, start_fold=fold,
+                end_local=end_local, end_tz=end_zone, end_fold=end_fold,
+                start_utc=start_utc, end_utc=end_utc,
+            )
+        entries.append(EntrySpec(
+            uid=f"hostile-{i:04d}",
+            title=hostile_text(rng, rng.randint(1, 8)) or "t",
+            description=hostile_text(rng, rng.randint(0, 30)),
+            location=hostile_text(rng, rng.randint(0, 6)),
+            city=rng.choice(("Quito", "Mexico City", "", "Zürich")),
+            geo_lat=rng.choice((None, -0.2202, 89.999999)),
+            geo_lon=rng.choice((None, -78.5122, 179.5)),
+            url=rng.choice(("", "https://example.org/a?b=c,d;e", "https://例え.jp/パス")),
+            categories=tuple(rng.sample(("meeting", "a,b", "x;y", "über", "🎉"), rng.randint(0, 3))),
+            status=rng.choice(("confirmed", "tentative", "cancelled")),
+            transparency=rng.choice(("opaque", "transparent")),
+            rrule=rng.choice((None, None, "FREQ=WEEKLY;COUNT=3")),
+            reminders=rng.choice((None, (), ("PT1H", "PT15M"), ("P1D",))),
+            **spec_times,  # type: ignore[arg-type]
+        ))
+    return CalendarSpec(
+        source="<hostile>", slug="hostile", name="Hostile, ; \\ names 🎉",
+        timezone="America/Mexico_City", description="Line one\nline two; three, four",
+        reminders=("PT30M",), entries=tuple(entries),
+    )
+
+
+@pytest.fixture(scope="module")
+def hostile_feed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[bytes, Store]]:
+    store = Store(f"sqlite:///{tmp_path_factory.mktemp('hostile') / 'h.sqlite3'}")
+    store.migrate()
+    store.import_specs([hostile_specs()])
+    yield render_feed(store, OPTIONS, "hostile").body, store
+    store.close()
+
+
+@pytest.fixture
+def trip_feed(trip_store: Store) -> bytes:
+    return render_feed(trip_store, OPTIONS, "rubio-2025-09").body
+
+
+def parse_everywhere(data: bytes) -> dict[str, int]:
+    """Event counts as each parser sees them; any parser error fails the test."""
+    import ics as ics_lib
+    import vobject
+    from ical.calendar_stream import IcsCalendarStream
+
+    text = data.decode("utf-8")
+    return {
+        "icalendar": len(ICalendar.from_ical(data).walk("VEVENT")),
+        "ics": len(ics_lib.Calendar(text).events),
+        "vobject": len(vobject.readOne(text).vevent_list),
+        "ical": len(IcsCalendarStream.calendar_from_ics(text).events),
+    }
+
+
+def assert_lines_well_folded(data: bytes) -> None:
+    assert data.endswith(b"\r\n")
+    for number, line in enumerate(data[:-2].split(b"\r\n"), 1):
+        assert len(line) <= 75, f"line {number} has {len(line)} octets"
+        line.decode("utf-8")  # a fold inside a character would leave half of it here
+        assert b"\r" not in line and b"\n" not in line
+
+
+def test_trip_parses_everywhere(trip_feed: bytes) -> None:
+    assert parse_everywhere(trip_feed) == dict.fromkeys(("icalendar", "ics", "vobject", "ical"), 11)
+    assert_lines_well_folded(trip_feed)
+
+
+def test_hostile_feed_parses_everywhere(hostile_feed: tuple[bytes, Store]) -> None:
+    data, _ = hostile_feed
+    assert parse_everywhere(data) == dict.fromkeys(("icalendar", "ics", "vobject", "ical"), 1000)
+    assert_lines_well_folded(data)
+
+
+def test_hostile_feed_is_what_icalendar_gives_whole(hostile_feed: tuple[bytes, Store]) -> None:
+    data, store = hostile_feed
+    entries = store.entries(EntryFilter(calendar="hostile"))
+    whole = ics.build_calendar(store.get_calendar("hostile"), entries, OPTIONS)
+    assert whole.get_missing_tzids() == set()
+    assert ics.to_bytes(whole) == data
+
+
+def test_hostile_text_comes_back(hostile_feed: tuple[bytes, Store]) -> None:
+    import vobject
+
+    data, store = hostile_feed
+    entries = {e.uid: e for e in store.entries(EntryFilter(calendar="hostile"))}
+    for event in ICalendar.from_ical(data).walk("VEVENT"):
+        entry = entries[str(event["UID"]).split("@")[0]]
+        assert str(event["SUMMARY"]) == ics.clean_text(entry.title)
+        assert str(event.get("DESCRIPTION", "")) == ics.clean_text(entry.description)
+        assert str(event.get("LOCATION", "")) == ics.clean_text(entry.location)
+    for event in vobject.readOne(data.decode()).vevent_list:
+        entry = entries[event.uid.value.split("@")[0]]
+        assert event.summary.value == ics.clean_text(entry.title)
+
+
+def _one_event_calendar(entry: Entry) -> bytes:
+    return ics.render(make_calendar(), [entry], OPTIONS)
+
+
+texts = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=120)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(title=texts, description=st.text(max_size=200), location=st.text(max_size=80))
+def test_any_text_round_trips(title: str, description: str, location: str) -> None:
+    from ical.calendar_stream import IcsCalendarStream
+
+    entry = make_entry(title=title, description=description, location=location)
+    data = _one_event_calendar(entry)
+    assert_lines_well_folded(data)
+    event = ICalendar.from_ical(data).walk("VEVENT")[0]
+    assert str(event["SUMMARY"]) == ics.clean_text(title)
+    assert str(event.get("DESCRIPTION", "")) == ics.clean_text(description)
+    assert str(event.get("LOCATION", "")) == ics.clean_text(location)
+    strict = IcsCalendarStream.calendar_from_ics(data.decode()).events
+    assert len(strict) == 1 and strict[0].summary == ics.clean_text(title)
+
+
+@pytest.mark.parametrize("title", [
+    "x\r\nBEGIN:VEVENT\r\nUID:evil\r\nSUMMARY:injected\r\nEND:VEVENT",
+    "x\nEND:VEVENT\nBEGIN:VEVENT\nUID:evil\nDTSTART:20250101T000000Z",
+    "x\rEND:VCALENDAR\rBEGIN:VCALENDAR",
+])
+def test_title_cannot_inject_a_component(title: str) -> None:
+    data = _one_event_calendar(make_entry(title=title))
+    counts = parse_everywhere(data)
+    assert counts == dict.fromkeys(("icalendar", "ics", "vobject", "ical"), 1)
+    assert data.count(b"\r\nBEGIN:VEVENT\r\n") == 1  # the rest is escaped text
+    assert str(ICalendar.from_ical(data).walk("VEVENT")[0]["SUMMARY"]) == ics.clean_text(title)
