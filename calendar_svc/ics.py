@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -56,6 +56,8 @@ class FeedOptions:
     include_alarms: bool = True
     # Reminder offsets of entries whose entry and calendar both inherit.
     default_offsets: tuple[timedelta, ...] = (timedelta(hours=1), timedelta(minutes=15))
+    # All-day entries remind once, at this local time the day before (as the daemon does).
+    all_day_time: time = time(9, 0)
 
     @classmethod
     def from_config(cls, config: Config) -> FeedOptions:
@@ -64,6 +66,7 @@ class FeedOptions:
             refresh_interval=config.feed.refresh_interval,
             include_alarms=config.feed.include_alarms,
             default_offsets=tuple(config.reminders.offsets),
+            all_day_time=config.reminders.all_day_time,
         )
 
 
@@ -171,7 +174,13 @@ def build_event(entry: Entry, calendar: Calendar, options: FeedOptions) -> Event
     if entry.rrule:
         event.add("rrule", vRecur.from_ical(entry.rrule))
     if options.include_alarms:
-        for offset in reminder_offsets(entry, calendar, options):
+        offsets = reminder_offsets(entry, calendar, options)
+        if entry.all_day and offsets:
+            # The daemon's rule: one reminder at all_day_time the day before, so the
+            # subscriber's own alarm pops up when ours is sent (09:00 -> TRIGGER:-PT15H).
+            at = options.all_day_time
+            offsets = (timedelta(days=1) - timedelta(hours=at.hour, minutes=at.minute),)
+        for offset in offsets:
             event.add_component(_alarm(entry, offset))
     return event
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -284,3 +284,20 @@ def test_parse_filter_rejects_bad_values() -> None:
     with pytest.raises(InputError, match="before"):
         parse_filter(from_="2025-09-04", to="2025-09-02")
     assert parse_filter(city=" ", from_="") == EntryFilter()
+
+
+def test_all_day_alarm_matches_the_daemon_rule() -> None:
+    """One VALARM at all_day_time the day before, as the daemon sends it (not 23:45)."""
+    day = datetime(2025, 9, 4)
+    entry = make_entry(
+        all_day=True, start=day, end=day, zone="America/Guayaquil", reminders=["PT1H", "PT15M"],
+        start_utc=to_utc(day, "America/Guayaquil"),
+        end_utc=to_utc(day + timedelta(days=1), "America/Guayaquil"),
+    )
+    options = ics.FeedOptions(all_day_time=time(9, 0))
+    event = vevents(ics.render(make_calendar(), [entry], options))["e1"]
+    assert [a["TRIGGER"].dt for a in event.walk("VALARM")] == [timedelta(hours=-15)]
+    # 2025-09-03 09:00 in Quito, the instant the daemon's reminder is due.
+    assert to_utc(day, "America/Guayaquil") - timedelta(hours=15) == to_utc(
+        datetime(2025, 9, 3, 9, 0), "America/Guayaquil"
+    )
