@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from calendar_svc.db import first_line, is_sqlite, make_engine, migrate
 from calendar_svc.errors import InputError, NotFoundError, StoreError
+from calendar_svc.filters import EntryFilter as EntryFilter
 from calendar_svc.models import Calendar, Entry
 from calendar_svc.schedule_files import CalendarSpec, EntrySpec
 from calendar_svc.timezones import day_start_utc, now_utc
@@ -55,18 +56,6 @@ ENTRY_FIELDS = (
 
 def new_feed_token() -> str:
     return secrets.token_urlsafe(32)
-
-
-@dataclass
-class EntryFilter:
-    """Which entries to read. Dates are days in each entry's own zone."""
-
-    calendar: str | None = None
-    city: str | None = None
-    category: str | None = None
-    start: date | None = None  # entries that end after this day begins
-    end: date | None = None  # entries that start before the day after this one
-    include_cancelled: bool = True
 
 
 @dataclass

@@ -13,7 +13,8 @@ from icalendar import Calendar as ICalendar
 
 from calendar_svc import ics
 from calendar_svc.feed import cache as feed_cache
-from calendar_svc.feed.cache import FeedCache, parse_filter, render_feed
+from calendar_svc.feed.cache import FeedCache, render_feed
+from calendar_svc.filters import parse_filter
 from calendar_svc.models import Calendar, Entry
 from calendar_svc.store import EntryFilter, Store
 from calendar_svc.timezones import UTC, to_utc

@@ -2,56 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import date
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
 from calendar_svc.cli.context import CliContext, echo_json, pass_ctx
+from calendar_svc.cli.options import filter_options
 from calendar_svc.db import current_revision, head_revision
-from calendar_svc.errors import InputError
+from calendar_svc.filters import EntryFilter, parse_filter
 from calendar_svc.presenters import duration_text, entry_json, when_text
 from calendar_svc.schedule_files import load_file
-from calendar_svc.store import EntryFilter, ImportReport
+from calendar_svc.store import ImportReport
 from calendar_svc.timezones import iso_utc
-
-
-def parse_day(value: str | None, option: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise InputError(f"{option} expects a date as YYYY-MM-DD, got {value!r}") from None
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def filter_options(func: F) -> F:
-    """--calendar/--city/--from/--to/--category, shared by list and export."""
-    for decorator in reversed(
-        (
-            click.option("--calendar", metavar="SLUG", help="Only this calendar."),
-            click.option("--city", metavar="NAME", help="Only entries in this city (any case)."),
-            click.option("--category", metavar="NAME", help="Only entries with this category."),
-            click.option(
-                "--from",
-                "from_",
-                metavar="DATE",
-                help="Only entries that end on or after this day (YYYY-MM-DD).",
-            ),
-            click.option(
-                "--to",
-                metavar="DATE",
-                help="Only entries that start on or before this day (YYYY-MM-DD).",
-            ),
-        )
-    ):
-        func = decorator(func)
-    return func
 
 
 def build_filter(
@@ -61,11 +23,14 @@ def build_filter(
     from_: str | None,
     to: str | None,
 ) -> EntryFilter:
-    start = parse_day(from_, "--from")
-    end = parse_day(to, "--to")
-    if start and end and end < start:
-        raise InputError(f"--to {end} is before --from {start}")
-    return EntryFilter(calendar=calendar, city=city, category=category, start=start, end=end)
+    return parse_filter(
+        calendar=calendar,
+        city=city,
+        category=category,
+        from_=from_,
+        to=to,
+        names=("--from", "--to"),
+    )
 
 
 @click.command()
@@ -141,7 +106,7 @@ def print_import_report(report: ImportReport) -> None:
 
 
 @click.command("list")
-@filter_options
+@filter_options(calendar=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 @pass_ctx
 def list_(

@@ -2,43 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import click
 
 from calendar_svc.cli.context import CliContext, pass_ctx
+from calendar_svc.cli.options import filter_options
 from calendar_svc.errors import InputError
-from calendar_svc.feed.cache import parse_filter, render_feed
+from calendar_svc.feed.cache import render_feed
+from calendar_svc.filters import parse_filter
 from calendar_svc.ics import FeedOptions
 from calendar_svc.store import EntryFilter, Store
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _filter_options(func: F) -> F:
-    """--city/--category/--from/--to: the same filters as the feed URL's query."""
-    for decorator in reversed(
-        (
-            click.option("--city", metavar="NAME", help="Only entries in this city (any case)."),
-            click.option("--category", metavar="NAME", help="Only entries with this category."),
-            click.option(
-                "--from",
-                "from_",
-                metavar="DATE",
-                help="Only entries that end on or after this day (YYYY-MM-DD).",
-            ),
-            click.option(
-                "--to",
-                metavar="DATE",
-                help="Only entries that start on or before this day (YYYY-MM-DD).",
-            ),
-        )
-    ):
-        func = decorator(func)
-    return func
 
 
 def _filter(
@@ -83,7 +58,7 @@ def feed_urls(
 @click.option(
     "--calendar", metavar="SLUG", help="Calendar to export (needed if there are several)."
 )
-@_filter_options
+@filter_options(calendar=False)
 @click.option(
     "-o",
     "--output",
@@ -156,7 +131,7 @@ def serve(ctx: CliContext, host: str | None, port: int | None) -> None:
 
 @click.command("feed-url")
 @click.argument("slug", required=False)
-@_filter_options
+@filter_options(calendar=False)
 @pass_ctx
 def feed_url(
     ctx: CliContext,

@@ -5,7 +5,8 @@ background thread (``start``/``stop``) or in the foreground (``serve_forever``).
 """
 
 from calendar_svc.feed.app import build_app
-from calendar_svc.feed.cache import FeedCache, RenderedFeed, parse_filter, render_feed
+from calendar_svc.feed.cache import FeedCache, RenderedFeed, render_feed
 from calendar_svc.feed.server import FeedServer
+from calendar_svc.filters import parse_filter
 
 __all__ = ["FeedCache", "FeedServer", "RenderedFeed", "build_app", "parse_filter", "render_feed"]

@@ -36,12 +36,12 @@ from calendar_svc.feed.cache import (
     FeedCache,
     RenderedFeed,
     filter_key,
-    parse_filter,
 )
+from calendar_svc.filters import EntryFilter, parse_filter
 from calendar_svc.ics import FeedOptions
 from calendar_svc.logs import log_event, redact_token
 from calendar_svc.metrics import FEED_REQUESTS
-from calendar_svc.store import EntryFilter, Store
+from calendar_svc.store import Store
 
 log = logging.getLogger("calendar_svc.feed")
 
@@ -146,8 +146,9 @@ class FeedEndpoint:
             variant = prepared.gzipped(feed)
         if _not_modified(request_headers, feed):
             _STATUS[304].inc()
-            await send({"type": "http.response.start", "status": 304,
-                        "headers": variant.headers_304})
+            await send(
+                {"type": "http.response.start", "status": 304, "headers": variant.headers_304}
+            )
             await send({"type": "http.response.body", "body": b""})
             return
         _STATUS[200].inc()
@@ -161,8 +162,14 @@ class FeedEndpoint:
         feed = self.cache.get(head, filter_key(flt))
         if feed is None:
             feed = await run_in_threadpool(self.cache.render, head.id, flt)
-            log_event(log, "feed.rendered", slug=head.slug, version=feed.version,
-                      entries=feed.entries, bytes=len(feed.body))
+            log_event(
+                log,
+                "feed.rendered",
+                slug=head.slug,
+                version=feed.version,
+                entries=feed.entries,
+                bytes=len(feed.body),
+            )
         prepared = feed.http
         if prepared is None:
             # Kept on the feed itself, so it goes when the cache drops the feed.
@@ -183,8 +190,10 @@ def _query_filter(query_string: bytes) -> EntryFilter:
         return EntryFilter()
     values = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=False))
     return parse_filter(
-        city=values.get("city"), category=values.get("category"),
-        from_=values.get("from"), to=values.get("to"),
+        city=values.get("city"),
+        category=values.get("category"),
+        from_=values.get("from"),
+        to=values.get("to"),
     )
 
 
@@ -231,11 +240,16 @@ def _not_modified(headers: dict[bytes, bytes], feed: RenderedFeed) -> bool:
 async def _plain(send: Send, status: int, body: bytes) -> None:
     if status in _STATUS:
         _STATUS[status].inc()
-    await send({
-        "type": "http.response.start", "status": status,
-        "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode())],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -266,8 +280,13 @@ class FeedApp(Starlette):
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
             parts = scope["path"].split("/")
             # ["", "feeds", token, "<slug>.ics"]
-            if (len(parts) == 4 and parts[1] == "feeds" and parts[2]
-                    and parts[3].endswith(".ics") and len(parts[3]) > 4):
+            if (
+                len(parts) == 4
+                and parts[1] == "feeds"
+                and parts[2]
+                and parts[3].endswith(".ics")
+                and len(parts[3]) > 4
+            ):
                 scope["path_params"] = {"token": parts[2], "slug": parts[3][:-4]}
                 await self.feed_endpoint(scope, receive, send)
                 return
@@ -282,15 +301,25 @@ def build_app(store: Store, config: Config) -> Starlette:
         reachable = await run_in_threadpool(store.ping)
         state = health.STATE.snapshot(store.clock())
         ok = reachable and not state["scheduler_stuck"]
-        body = {"status": "ok" if ok else "unavailable", "database": reachable,
-                "version": __version__, **state}
-        return Response(json.dumps(body, sort_keys=True) + "\n", status_code=200 if ok else 503,
-                        media_type="application/json",
-                        headers={"cache-control": "no-store"})
+        body = {
+            "status": "ok" if ok else "unavailable",
+            "database": reachable,
+            "version": __version__,
+            **state,
+        }
+        return Response(
+            json.dumps(body, sort_keys=True) + "\n",
+            status_code=200 if ok else 503,
+            media_type="application/json",
+            headers={"cache-control": "no-store"},
+        )
 
     async def metrics_endpoint(request: Request) -> Response:
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4",
-                        headers={"cache-control": "no-store"})
+        return Response(
+            metrics.render(),
+            media_type="text/plain; version=0.0.4",
+            headers={"cache-control": "no-store"},
+        )
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return not_found_response()

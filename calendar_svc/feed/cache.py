@@ -37,10 +37,11 @@ from sqlalchemy.engine import Compiled
 from sqlalchemy.sql import bindparam
 
 from calendar_svc import ics
-from calendar_svc.errors import InputError, NotFoundError, StoreError
+from calendar_svc.errors import NotFoundError, StoreError
+from calendar_svc.filters import EntryFilter
 from calendar_svc.metrics import FEED_CACHE, FEED_RENDER_SECONDS
 from calendar_svc.models import Calendar, Entry
-from calendar_svc.store import EntryFilter, Store
+from calendar_svc.store import Store
 from calendar_svc.timezones import UTC
 
 FilterKey = tuple[str | None, str | None, date | None, date | None]
@@ -50,41 +51,6 @@ _HIT, _MISS = FEED_CACHE.labels(result="hit"), FEED_CACHE.labels(result="miss")
 
 
 # --- filters ---------------------------------------------------------------------------
-
-
-def _day(value: str | None, name: str) -> date | None:
-    if value is None or value == "":
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise InputError(f"{name} expects a date as YYYY-MM-DD, got {value!r}") from None
-
-
-def parse_filter(
-    *,
-    city: str | None = None,
-    category: str | None = None,
-    from_: str | None = None,
-    to: str | None = None,
-    names: tuple[str, str] = ("from", "to"),
-) -> EntryFilter:
-    """An ``EntryFilter`` from text values (query parameters or CLI options).
-
-    Empty values mean "no filter". ``names`` are how the date options are
-    called in error messages (``from``/``to`` in a URL, ``--from``/``--to`` in
-    the CLI). Raises InputError with a message a person can act on.
-    """
-    start = _day(from_, names[0])
-    end = _day(to, names[1])
-    if start and end and end < start:
-        raise InputError(f"{names[1]} {end} is before {names[0]} {start}")
-    return EntryFilter(
-        city=(city or "").strip() or None,
-        category=(category or "").strip() or None,
-        start=start,
-        end=end,
-    )
 
 
 def filter_key(flt: EntryFilter) -> FilterKey:
@@ -333,7 +299,12 @@ class FeedCache:
                 self._feeds.popitem(last=False)
 
     def _events_for(
-        self, session: Any, calendar: Calendar, rows: Sequence[Any], *, whole: bool,
+        self,
+        session: Any,
+        calendar: Calendar,
+        rows: Sequence[Any],
+        *,
+        whole: bool,
         preloaded: dict[int, Entry],
     ) -> list[_CachedEvent]:
         """The cached VEVENTs of ``rows`` (in order), serialising only new or changed ones."""

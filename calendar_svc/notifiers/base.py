@@ -323,7 +323,7 @@ class Notifier(ABC):
                 value = spec.default
             elif (
                 spec.bounds is not None
-                and value is not None
+                and isinstance(value, int | float)
                 and not spec.bounds[0] <= value <= spec.bounds[1]
             ):
                 raise self.config_error(

@@ -16,9 +16,8 @@ from collections.abc import Callable
 from datetime import datetime
 from email.errors import HeaderParseError
 from email.headerregistry import Address
-from email.utils import parseaddr
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.utils import format_datetime, parseaddr
 from pathlib import Path
 from typing import Any, ClassVar
 
