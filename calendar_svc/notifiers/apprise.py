@@ -10,7 +10,6 @@ tokens, so ``urls`` is a secret: keep it in ``urls_env`` / ``urls_credential``
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, ClassVar
 
 from calendar_svc.notifiers.base import Key, Notifier, Reminder
@@ -31,8 +30,8 @@ class AppriseNotifier(Notifier):
         "urls": Key(list, secret=True),
     }
 
-    def __init__(self, name: str, table: Any, *, config_path: Path | None = None) -> None:
-        super().__init__(name, table, config_path=config_path)
+    def __init__(self, name: str, table: Any, **kwargs: Any) -> None:
+        super().__init__(name, table, **kwargs)
         if apprise is None:
             raise self.config_error(
                 "type", "the apprise notifier needs Apprise: pip install 'calendar-svc[apprise]'"

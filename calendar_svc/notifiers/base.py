@@ -25,7 +25,7 @@ import logging
 import re
 import string
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 from calendar_svc import secrets
 from calendar_svc.durations import format_duration
 from calendar_svc.errors import ConfigError, PermanentNotifierError, RetryableNotifierError
-from calendar_svc.timezones import UTC, iso_utc
+from calendar_svc.timezones import UTC, iso_utc, now_utc
 
 # Variables a title_template / body_template may use ($name or ${name}); values are text.
 TEMPLATE_VARIABLES: Mapping[str, str] = MappingProxyType(
@@ -218,8 +218,15 @@ class Notifier(ABC):
     keys: ClassVar[Mapping[str, Key]] = {}
 
     def __init__(
-        self, name: str, table: Mapping[str, Any], *, config_path: Path | None = None
+        self,
+        name: str,
+        table: Mapping[str, Any],
+        *,
+        config_path: Path | None = None,
+        clock: Callable[[], datetime] = now_utc,
     ) -> None:
+        # The clock stamps what a notifier sends (Date, webhook-timestamp); tests move it.
+        self.clock = clock
         self.name = name
         self.table_name = f"notifiers.{name}"
         self.config_path = config_path
@@ -265,6 +272,18 @@ class Notifier(ABC):
             file=str(self.config_path) if self.config_path else None,
             key=f"{self.table_name}.{key}",
         )
+
+    def existing_file(self, key: str) -> str | None:
+        """The file named by ``key`` (relative to the config file's folder), or None if unset."""
+        value = self.settings.get(key)
+        if value is None:
+            return None
+        path = Path(value)
+        if self.config_path is not None and not path.is_absolute():
+            path = self.config_path.parent / path
+        if not path.is_file():
+            raise self.config_error(key, f"no such file: {path}")
+        return str(path)
 
     def hide(self, value: str | None) -> None:
         """Treat ``value`` as a secret: scrub it from errors and from library log records."""

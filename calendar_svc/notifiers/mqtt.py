@@ -13,7 +13,6 @@ import ssl
 import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Any, ClassVar
 
 import paho.mqtt.client as mqtt
@@ -56,8 +55,8 @@ class MqttNotifier(Notifier):
         "timeout": Key(float, 10.0),
     }
 
-    def __init__(self, name: str, table: Any, *, config_path: Path | None = None) -> None:
-        super().__init__(name, table, config_path=config_path)
+    def __init__(self, name: str, table: Any, **kwargs: Any) -> None:
+        super().__init__(name, table, **kwargs)
         s = self.settings
         topic = s["topic"]
         if not topic or "+" in topic or "#" in topic or "\0" in topic:
@@ -67,16 +66,9 @@ class MqttNotifier(Notifier):
         if s["timeout"] <= 0:
             raise self.config_error("timeout", "must be more than 0 seconds")
         self.port: int = s["port"] or (8883 if s["tls"] else 1883)
-        self.ca_file: str | None = None
-        if s["ca_file"] is not None:
-            if not s["tls"]:
-                raise self.config_error("ca_file", "only used with tls = true")
-            ca = Path(s["ca_file"])
-            if config_path is not None and not ca.is_absolute():
-                ca = config_path.parent / ca
-            if not ca.is_file():
-                raise self.config_error("ca_file", f"no such file: {ca}")
-            self.ca_file = str(ca)
+        if s["ca_file"] is not None and not s["tls"]:
+            raise self.config_error("ca_file", "only used with tls = true")
+        self.ca_file = self.existing_file("ca_file")
 
     def payload(self, reminder: Reminder) -> bytes:
         title, body = self.render(reminder)

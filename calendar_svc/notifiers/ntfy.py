@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Callable
-from datetime import datetime
-from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
@@ -24,7 +21,6 @@ import httpx
 from calendar_svc import __version__
 from calendar_svc.notifiers import _http
 from calendar_svc.notifiers.base import Key, Notifier, Reminder, message_id_token
-from calendar_svc.timezones import now_utc
 
 # ntfy's own rules for topic names and priorities.
 _TOPIC = re.compile(r"^[-_A-Za-z0-9]{1,64}$")
@@ -59,17 +55,9 @@ class NtfyNotifier(Notifier):
         "timeout": Key(float, 15.0),
     }
 
-    def __init__(
-        self,
-        name: str,
-        table: Any,
-        *,
-        config_path: Path | None = None,
-        clock: Callable[[], datetime] = now_utc,
-    ) -> None:
-        super().__init__(name, table, config_path=config_path)
+    def __init__(self, name: str, table: Any, **kwargs: Any) -> None:
+        super().__init__(name, table, **kwargs)
         s = self.settings
-        self.clock = clock
         if not _TOPIC.match(s["topic"]):
             # Never echo the topic.
             raise self.config_error("topic", "a topic is 1 to 64 letters, digits, - or _")

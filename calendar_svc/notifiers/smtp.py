@@ -12,18 +12,14 @@ from __future__ import annotations
 import base64
 import smtplib
 import ssl
-from collections.abc import Callable
-from datetime import datetime
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
-from pathlib import Path
 from typing import Any, ClassVar
 
 from calendar_svc.errors import NotifierError
 from calendar_svc.notifiers.base import Key, Notifier, Reminder, message_id_token
-from calendar_svc.timezones import now_utc
 
 _DEFAULT_PORTS = {"starttls": 587, "tls": 465, "plain": 25}
 
@@ -48,17 +44,9 @@ class SmtpNotifier(Notifier):
         "timeout": Key(float, 15.0),
     }
 
-    def __init__(
-        self,
-        name: str,
-        table: Any,
-        *,
-        config_path: Path | None = None,
-        clock: Callable[[], datetime] = now_utc,
-    ) -> None:
-        super().__init__(name, table, config_path=config_path)
+    def __init__(self, name: str, table: Any, **kwargs: Any) -> None:
+        super().__init__(name, table, **kwargs)
         s = self.settings
-        self.clock = clock
         self.security: str = s["security"]
         self.port: int = s["port"] or _DEFAULT_PORTS[self.security]
         self.sender = self._address("from", s["from"])
@@ -72,15 +60,7 @@ class SmtpNotifier(Notifier):
             )
         if s["timeout"] <= 0:
             raise self.config_error("timeout", "must be more than 0 seconds")
-        if s["ca_file"] is not None:
-            ca = Path(s["ca_file"])
-            if config_path is not None and not ca.is_absolute():
-                ca = config_path.parent / ca
-            if not ca.is_file():
-                raise self.config_error("ca_file", f"no such file: {ca}")
-            self.ca_file: str | None = str(ca)
-        else:
-            self.ca_file = None
+        self.ca_file = self.existing_file("ca_file")
 
     def _address(self, key: str, text: str) -> Address:
         # Accept "Name <user@example.org>" as well as a bare address.

@@ -21,9 +21,6 @@ import hmac
 import ipaddress
 import json
 import re
-from collections.abc import Callable
-from datetime import datetime
-from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
@@ -31,7 +28,7 @@ import httpx
 from calendar_svc import __version__
 from calendar_svc.notifiers import _http
 from calendar_svc.notifiers.base import Key, Notifier, Reminder, message_id_token
-from calendar_svc.timezones import iso_utc, now_utc
+from calendar_svc.timezones import iso_utc
 
 SECRET_PREFIX = "whsec_"
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -69,17 +66,9 @@ class WebhookNotifier(Notifier):
         "allow_private": Key(bool, False),
     }
 
-    def __init__(
-        self,
-        name: str,
-        table: Any,
-        *,
-        config_path: Path | None = None,
-        clock: Callable[[], datetime] = now_utc,
-    ) -> None:
-        super().__init__(name, table, config_path=config_path)
+    def __init__(self, name: str, table: Any, **kwargs: Any) -> None:
+        super().__init__(name, table, **kwargs)
         s = self.settings
-        self.clock = clock
         try:
             self.url = httpx.URL(s["url"])
         except httpx.InvalidURL as exc:
