@@ -28,7 +28,7 @@ from calendar_svc.feed import FeedServer, build_app
 from calendar_svc.schedule_files import load_file
 from calendar_svc.store import Store
 from calendar_svc.timezones import UTC
-from tests.conftest import FakeClock
+from conftest import FakeClock
 
 SLUG = "rubio-2025-09"
 

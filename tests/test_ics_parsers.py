@@ -23,7 +23,7 @@ from calendar_svc.models import Entry
 from calendar_svc.schedule_files import CalendarSpec, EntrySpec
 from calendar_svc.store import EntryFilter, Store
 from calendar_svc.timezones import UTC, wall_time
-from tests.test_ics import make_calendar, make_entry
+from test_ics import make_calendar, make_entry
 
 OPTIONS = ics.FeedOptions()
 ZONES = (
