@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import FakeClock
 from icalendar import Calendar as ICalendar
 
 from calendar_svc import health
@@ -28,7 +29,6 @@ from calendar_svc.feed import FeedServer, build_app
 from calendar_svc.schedule_files import load_file
 from calendar_svc.store import Store
 from calendar_svc.timezones import UTC
-from conftest import FakeClock
 
 SLUG = "rubio-2025-09"
 

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from icalendar import Calendar as ICalendar
+from test_ics import make_calendar, make_entry
 
 from calendar_svc import ics
 from calendar_svc.feed.cache import render_feed
@@ -23,7 +24,6 @@ from calendar_svc.models import Entry
 from calendar_svc.schedule_files import CalendarSpec, EntrySpec
 from calendar_svc.store import EntryFilter, Store
 from calendar_svc.timezones import UTC, wall_time
-from test_ics import make_calendar, make_entry
 
 OPTIONS = ics.FeedOptions()
 ZONES = (
