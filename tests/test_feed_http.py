@@ -215,9 +215,16 @@ def test_filters_in_the_query(client: httpx.Client, trip_store: Store) -> None:
 
 
 def test_tokens_never_reach_the_logs(
-    client: httpx.Client, trip_store: Store, caplog: pytest.LogCaptureFixture
+    client: httpx.Client,
+    trip_store: Store,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # Whatever else in the process re-enables uvicorn's access log, no path may be logged.
+    access = logging.getLogger("uvicorn.access")
+    monkeypatch.setattr(access, "propagate", True)
+    monkeypatch.setattr(access, "disabled", False)
     token = trip_store.get_calendar(SLUG).feed_token
     wrong = "W" * 43
     client.get(f"/feeds/{token}/{SLUG}.ics")

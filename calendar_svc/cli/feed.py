@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -92,7 +93,10 @@ def export(
     slug = _pick_calendar(ctx.store, calendar)
     feed = render_feed(ctx.store, FeedOptions.from_config(ctx.config), slug, flt)
     if output is None:
-        click.get_binary_stream("stdout").write(feed.body)
+        # Bytes as served (CRLF, UTF-8): no text-mode translation of the stream.
+        stdout = sys.stdout.buffer
+        stdout.write(feed.body)
+        stdout.flush()
         return
     output.write_bytes(feed.body)
     click.echo(f"wrote {output} ({feed.entries} entries, {len(feed.body)} bytes)", err=True)

@@ -41,6 +41,24 @@ class _Server(uvicorn.Server):
             self.ready.set()
 
 
+class _DropAll(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+def _silence_access_log() -> None:
+    """Make sure no access-log line is ever written: its request path holds the feed token.
+
+    ``access_log=False`` is not enough: uvicorn decides per connection from
+    ``hasHandlers()``, so any handler reachable from ``uvicorn.access`` (a root
+    handler once something turns propagation back on) would log full paths.
+    A filter on the logger itself drops the records wherever they would go.
+    """
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _DropAll) for f in access.filters):
+        access.addFilter(_DropAll())
+
+
 class FeedServer:
     """The feed app on ``host:port`` (default: ``[feed]`` in the config)."""
 
@@ -71,6 +89,7 @@ class FeedServer:
         """Bind, start serving in a background thread, and return once requests are answered."""
         if self._thread is not None:
             raise RuntimeError("FeedServer.start() called twice")
+        _silence_access_log()
         self._socket = _bind(self.host, self._requested_port)
         self.port = int(self._socket.getsockname()[1])
         uv_config = uvicorn.Config(
