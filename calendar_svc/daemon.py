@@ -6,7 +6,8 @@ migrations, notifiers, schedule files, the feed port, a first planner pass,
 then READY=1 with a status line, and a log line saying what comes next (or
 that nothing is due).
 
-Running: a tick every ``poll_interval`` pings the watchdog, re-imports the
+Running: a tick every ``poll_interval`` (or ``WATCHDOG_USEC``/2, when shorter)
+pings the watchdog when systemd asked for it, re-imports the
 schedule files when one changed, re-plans when the store's change counter
 moved (a CLI edit in another process) and at least every ``rescan_interval``,
 and puts rows whose lease ran out back to pending. Date jobs wake the
@@ -29,7 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any
 
@@ -81,6 +82,8 @@ class Daemon:
         self.feed_enabled = feed and config.feed.enabled
         self.reminders_enabled = reminders and config.reminders.enabled
         self.service = _service()
+        # Seconds between WATCHDOG=1 pings, or None when systemd did not ask this process.
+        self._watchdog_every: float | None = self.service.watchdog_interval() or None
         self._signal = threading.Event()
         self._stop_reason: str | None = None
         self._reload_requested = False
@@ -135,7 +138,7 @@ class Daemon:
         self.alarms = Alarms(
             wake=self.dispatcher.wake,
             tick=self._tick,
-            tick_every=self.config.reminders.poll_interval,
+            tick_every=self._tick_every(),
         )
         if self.reminders_enabled:
             if database is not None:
@@ -153,7 +156,10 @@ class Daemon:
                     )
             self._plan()
             self.dispatcher.start()
-        STATE.scheduler_running = True
+        with STATE.lock:
+            STATE.scheduler_running = True
+            # The loop's first tick is poll_interval away; /healthz counts staleness from here.
+            STATE.last_loop_tick = self.store.clock()
         self.alarms.start()
         status = self._announce()
         self.service.ready(status)
@@ -174,6 +180,16 @@ class Daemon:
             return
         self._feed = FeedServer(self.store, self.config)
         self._feed.start()  # returns once bound; logs feed.listening itself
+
+    def _tick_every(self) -> timedelta:
+        """How often the tick runs: ``poll_interval``, or more often when systemd's watchdog
+        wants a ``WATCHDOG=1`` sooner (every ``WATCHDOG_USEC``/2)."""
+        every = self.config.reminders.poll_interval
+        if self._watchdog_every is not None:
+            every = min(every, timedelta(seconds=self._watchdog_every))
+        # /healthz calls the loop stuck after this long without a tick: a few missed ticks.
+        STATE.stuck_after = max(STATE.stuck_after, 3 * every)
+        return every
 
     def _stop(self) -> None:
         timeout = self.config.reminders.stop_timeout.total_seconds()
@@ -276,7 +292,8 @@ class Daemon:
         if not self._tick_lock.acquire(blocking=False):
             return
         try:
-            self.service.watchdog()
+            if self._watchdog_every is not None:
+                self.service.watchdog()
             with STATE.lock:
                 STATE.last_loop_tick = self.store.clock()
             changed = self.watch.changed()

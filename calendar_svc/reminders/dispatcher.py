@@ -284,6 +284,8 @@ class Dispatcher:
         rem = config.reminders
         if row.attempts >= rem.max_attempts:
             return self._failed(row, f"gave up after {row.attempts} attempts: {error}")
+        with STATE.lock:  # failing until a send through it succeeds (/healthz)
+            STATE.failing_channels[row.channel] = error[:200]
         now = self.store.clock()
         delay = retry_delay(row.attempts, rem.retry_base, rem.retry_max, retry_after=retry_after)
         return Outcome(id=row.id, status="pending", next_attempt_at=now + delay, last_error=error)
