@@ -35,7 +35,7 @@ from types import FrameType
 from typing import Any
 
 from calendar_svc.config import Config
-from calendar_svc.errors import CalendarSvcError
+from calendar_svc.errors import CalendarSvcError, InputError
 from calendar_svc.health import STATE
 from calendar_svc.logs import log_event, setup_logging
 from calendar_svc.metrics import PENDING
@@ -306,7 +306,9 @@ class Daemon:
             )
             if rescan or self.store.change_counter() != self._counter:
                 self._plan()
-            recovered = repo.recover_expired(self.store, self.store.clock())
+            recovered = repo.recover_expired(
+                self.store, self.store.clock(), keep=self.dispatcher.claimer
+            )
             for row_id in recovered:
                 log_event(log, "reminder.lease_expired", logging.WARNING, delivery=row_id)
             self.dispatcher.wake()
@@ -334,7 +336,7 @@ class Daemon:
         for path in files:
             try:
                 report = self.store.import_specs([load_file(path)])
-            except CalendarSvcError as exc:
+            except InputError as exc:
                 log_event(
                     log,
                     "schedules.import_failed",
@@ -343,6 +345,18 @@ class Daemon:
                     error=str(exc),
                     hint="fix the file; it is imported again when it changes",
                 )
+                continue
+            except CalendarSvcError as exc:
+                # The file is fine, the database was not: try again on the next tick.
+                log_event(
+                    log,
+                    "schedules.import_failed",
+                    logging.ERROR,
+                    file=str(path),
+                    error=str(exc),
+                    hint="the database refused the import; retrying on the next tick",
+                )
+                self.watch.forget()
                 continue
             totals = report.totals()
             # "created" is a LogRecord attribute; the fields get names of their own.

@@ -326,3 +326,55 @@ def test_unknown_channel_fails_with_a_reason(planned: Store, clock, config) -> N
         dispatcher.stop(1)
     row = rows(planned)[0]
     assert (row.status, row.last_error) == ("failed", "no notifier for channel 'console'")
+
+
+def test_a_long_send_keeps_its_lease_and_is_never_sent_twice(
+    planned: Store, clock, config, make
+) -> None:
+    """A send that outlives reminders.lease (or a clock jump) must not be taken back and
+    sent again by the same daemon while it is still running."""
+    release = threading.Event()
+    recorder = Recorder(lambda _: release.wait(10))
+    dispatcher = make(planned, config, recorder)
+    clock.set(Z("2025-09-02T15:00:00Z"))
+    dispatcher.run_once()
+    [row] = [r for r in rows(planned) if r.status == "sending"]
+    # Time passes beyond the lease while the send hangs; the daemon's next rounds run.
+    clock.advance(config.reminders.lease + timedelta(minutes=1))
+    dispatcher._renewed -= config.reminders.lease.total_seconds()  # the round is due to renew
+    dispatcher.run_once()
+    assert rows(planned)[0].lease_until > clock.now  # renewed
+    assert repo.recover_expired(planned, clock.now, keep=dispatcher.claimer) == []
+    # Even an expired lease is not taken back from its living owner.
+    clock.advance(config.reminders.lease * 2)
+    assert repo.recover_expired(planned, clock.now, keep=dispatcher.claimer) == []
+    dispatcher.run_once()
+    release.set()
+    assert dispatcher.wait_idle(10)
+    dispatcher.flush()
+    assert len(recorder.got) == 1
+    assert rows(planned)[0].status == "sent" and rows(planned)[0].attempts == 1
+
+
+def test_claimers_differ_between_processes_with_the_same_host_and_pid() -> None:
+    from calendar_svc.reminders.dispatcher import default_claimer
+
+    assert default_claimer() != default_claimer()
+
+
+def test_an_error_after_the_claim_puts_the_rows_back(
+    planned: Store, clock, config, make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorder = Recorder()
+    dispatcher = make(planned, config, recorder)
+    clock.set(Z("2025-09-02T15:00:00Z"))
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(repo, "entries_by_key", broken)
+    with pytest.raises(RuntimeError):
+        dispatcher.run_once()
+    row = rows(planned)[0]
+    assert row.status == "pending" and "database went away" in (row.last_error or "")
+    assert row.next_attempt_at > clock.now  # backoff, not a hot loop

@@ -23,6 +23,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -52,7 +53,9 @@ QUEUE_PER_WORKER = 4
 
 
 def default_claimer() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    # host:pid names the process for people; the random part keeps two processes apart
+    # where host and pid repeat (containers that all run as pid 1 on one hostname).
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class Dispatcher:
@@ -80,6 +83,7 @@ class Dispatcher:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._pump: threading.Thread | None = None
+        self._renewed = time.monotonic()
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -106,9 +110,10 @@ class Dispatcher:
         if self._pump is not None:
             self._pump.join(max(0.0, deadline - time.monotonic()))
         self.wait_idle(max(0.0, deadline - time.monotonic()))
-        self.flush()
         with self._lock:
             unfinished = sorted(self._inflight)
+        # After the snapshot: outcomes of sends that ended up to this point are written.
+        self.flush()
         if unfinished:
             now = self.store.clock()
             repo.finish(
@@ -173,28 +178,52 @@ class Dispatcher:
         with self._lock:
             room = self.capacity - len(self._inflight)
             config, notifiers = self.config, self.notifiers
+        self._renew(config)
         now = self.store.clock()
         claimed = repo.claim_due(
             self.store, now=now, limit=room, claimer=self.claimer, lease=config.reminders.lease
         )
         if not claimed:
             return 0
-        with self.store.read() as session:
-            entries = repo.entries_by_key(
-                session, {(c.calendar_slug, c.entry_uid) for c in claimed}
-            )
-        superseded = _superseded(claimed, now, config)
-        for row in claimed:
-            self._start(
-                row,
-                entries.get((row.calendar_slug, row.entry_uid)),
-                now,
-                config,
-                notifiers,
-                superseded,
-            )
+        started: set[int] = set()
+        try:
+            with self.store.read() as session:
+                entries = repo.entries_by_key(
+                    session, {(c.calendar_slug, c.entry_uid) for c in claimed}
+                )
+            superseded = _superseded(claimed, now, config)
+            for row in claimed:
+                self._start(
+                    row,
+                    entries.get((row.calendar_slug, row.entry_uid)),
+                    now,
+                    config,
+                    notifiers,
+                    superseded,
+                )
+                started.add(row.id)
+        except Exception as exc:
+            # Claimed but not started: back to pending now rather than stuck in
+            # `sending` until the lease runs out; counts as an attempt.
+            for row in claimed:
+                if row.id not in started:
+                    self._done(row, self._retry(row, f"{type(exc).__name__}: {exc}", None, config))
+            self.flush()
+            raise
         self.flush()
         return len(claimed)
+
+    def _renew(self, config: Config) -> None:
+        """Keep the leases of sends in flight fresh (every third of the lease)."""
+        lease = config.reminders.lease
+        if time.monotonic() - self._renewed < lease.total_seconds() / 3:
+            return
+        with self._lock:
+            ids = sorted(self._inflight)
+        repo.renew_leases(
+            self.store, ids, claimer=self.claimer, now=self.store.clock(), lease=lease
+        )
+        self._renewed = time.monotonic()
 
     def _start(
         self,
@@ -253,12 +282,29 @@ class Dispatcher:
             display=config.display,
         )
         with self._lock:
+            if row.id in self._inflight:  # already being sent by this process: never twice
+                return
             self._inflight.add(row.id)
         self._pool.submit(lambda: self._send(row, reminder, notifier, late, config))
 
     def _send(
         self, row: ClaimedRow, reminder: Reminder, notifier: Notifier, late: bool, config: Config
     ) -> None:
+        if self._stopping.is_set():
+            # Queued behind busy workers when the stop came: not sent, so back to pending
+            # without counting the attempt (the stop must not send what it releases).
+            now = self.store.clock()
+            self._done(
+                row,
+                Outcome(
+                    id=row.id,
+                    status="pending",
+                    next_attempt_at=now,
+                    attempts_delta=-1,
+                    last_error="the daemon stopped before sending; sent again later",
+                ),
+            )
+            return
         started = time.monotonic()
         try:
             notifier.send(reminder)

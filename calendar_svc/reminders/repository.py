@@ -308,11 +308,33 @@ def finish(store: Store, outcomes: Sequence[Outcome], *, claimer: str, now: date
     return int(result.rowcount)
 
 
-def recover_expired(store: Store, now: datetime) -> list[int]:
-    """Rows left ``sending`` past their lease (their daemon died) become pending again."""
+def renew_leases(
+    store: Store, ids: Sequence[int], *, claimer: str, now: datetime, lease: timedelta
+) -> int:
+    """Extend the lease of rows this process is still sending, so no one takes them over."""
+    if not ids:
+        return 0
     stmt = (
         update(TABLE)
-        .where(T.status == "sending", T.lease_until < now)
+        .where(T.id.in_(list(ids)), T.status == "sending", T.claimed_by == claimer)
+        .values(lease_until=now + lease, updated_at=now)
+    )
+    with store.write() as session:
+        return int(session.connection().execute(stmt).rowcount)
+
+
+def recover_expired(store: Store, now: datetime, *, keep: str | None = None) -> list[int]:
+    """Rows left ``sending`` past their lease (their daemon died) become pending again.
+
+    ``keep`` is this process's claimer: its own rows are never taken back from it (a
+    forward clock jump can expire a lease before it was renewed).
+    """
+    condition = [T.status == "sending", T.lease_until < now]
+    if keep is not None:
+        condition.append(T.claimed_by != keep)
+    stmt = (
+        update(TABLE)
+        .where(*condition)
         .values(
             status="pending",
             next_attempt_at=now,

@@ -39,6 +39,10 @@ class ScheduleWatch:
         self._last = current
         return sorted(current)
 
+    def forget(self) -> None:
+        """Import everything again on the next ``changed()`` (a database error lost one)."""
+        self._last = None
+
     def reset(self, files: Callable[[], list[Path]]) -> None:
         """Watch another set of globs (after a reload); the next ``changed()`` imports."""
         self._files = files
