@@ -249,3 +249,20 @@ def test_retry_delay_doubles_with_jitter_and_caps() -> None:
         assert step * 0.5 <= delay <= step
     assert retry_delay(1, base, cap, retry_after=7) == timedelta(seconds=7)
     assert retry_delay(1, base, cap, retry_after=3600) == cap
+
+
+def test_day_offsets_are_calendar_days_across_a_dst_change() -> None:
+    """P1D before Sunday 9 Mar 2025 10:00 EDT is Saturday 10:00 EST (23 h earlier), not 09:00."""
+    from calendar_svc.reminders.rules import due_before
+    from calendar_svc.timezones import to_local, to_utc
+
+    start = to_utc(datetime(2025, 3, 9, 10, 0), "America/New_York")
+    due = due_before(start, timedelta(days=1), "America/New_York")
+    assert to_local(due, "America/New_York").replace(tzinfo=None) == datetime(2025, 3, 8, 10, 0)
+    assert start - due == timedelta(hours=23)
+    # Hours stay exact: PT2H before 10:00 EDT is 08:00 EDT.
+    exact = due_before(start, timedelta(hours=2), "America/New_York")
+    assert start - exact == timedelta(hours=2)
+    # P1DT2H: a calendar day, then two exact hours.
+    mixed = due_before(start, timedelta(days=1, hours=2), "America/New_York")
+    assert to_local(mixed, "America/New_York").replace(tzinfo=None) == datetime(2025, 3, 8, 8, 0)

@@ -116,6 +116,21 @@ def all_day_due(day_local: datetime, zone: str, at: time) -> datetime:
     return to_utc(eve, zone, fold=0)
 
 
+def due_before(occurrence: datetime, offset: timedelta, zone: str) -> datetime:
+    """The instant ``offset`` before ``occurrence``, as RFC 5545 reads a duration.
+
+    Days and weeks are calendar days in the entry's zone (``P1D`` before a 10:00
+    meeting is 10:00 the day before, even across a DST change); hours, minutes and
+    seconds are exact time. (Offsets are parsed into ``timedelta``, which folds
+    ``PT24H`` into one day, so ``PT24H`` is read as ``P1D``, as the feed's VALARM
+    writes it.)
+    """
+    if not offset.days:
+        return occurrence - offset
+    wall = to_local(occurrence, zone).replace(tzinfo=None) - timedelta(days=offset.days)
+    return to_utc(wall, zone, fold=0) - timedelta(seconds=offset.seconds)
+
+
 def lead_time(offsets: Sequence[timedelta], all_day: bool) -> timedelta:
     """How long before an occurrence's start its earliest reminder can be due."""
     if all_day:
@@ -176,7 +191,7 @@ def reminders_between(
             )
             dues = [(occurrence - due_at, due_at)]
         else:
-            dues = [(offset, occurrence - offset) for offset in offsets]
+            dues = [(offset, due_before(occurrence, offset, entry.start_tz)) for offset in offsets]
         for offset, due_at in dues:
             if not start <= due_at <= end:
                 continue
