@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from service_helpers import schedule_text, soon
+from service_helpers import instant, schedule_text, soon
 from sqlalchemy import func, select
 
 from calendar_svc.models import Delivery, Entry
 from calendar_svc.reminders.rules import dedupe_key, idempotency_key
-from calendar_svc.schedule_files import parse_schedule
+from calendar_svc.schedule_files import load_file, parse_schedule
 from calendar_svc.store import Store
 from calendar_svc.timezones import now_utc
 
@@ -535,3 +535,59 @@ def test_sighup_reloads_and_a_broken_config_keeps_the_old_one(
     finally:
         other.close()
     assert daemon.proc is not None and daemon.proc.poll() is None
+
+
+def test_reminders_due_while_the_daemon_was_down(
+    tmp_path: Path, receiver: Receiver, daemons
+) -> None:
+    """Late-or-missed after downtime, on a real daemon: a reminder whose entry has not
+    started goes out marked late; one whose entry started and whose grace ran out is
+    recorded missed and never sent."""
+    from calendar_svc.config import load_config
+    from calendar_svc.reminders.planner import Planner
+
+    url = sqlite_url(tmp_path)
+    config_path = write_config(tmp_path, url, receiver)
+    now = now_utc().replace(microsecond=0)
+    late_start = now + timedelta(minutes=3)  # PT1H before it was 57 min ago
+    gone_start = now - timedelta(minutes=20)  # PT15M before it was 35 min ago
+    (tmp_path / "schedules" / "down.toml").write_text(textwrap.dedent(f"""\
+        [calendar]
+        slug = "down"
+        name = "down"
+        timezone = "UTC"
+
+        [[entries]]
+        uid = "still-ahead"
+        title = "Still ahead"
+        start = {instant(late_start)}
+        reminders = ["PT1H"]
+
+        [[entries]]
+        uid = "already-started"
+        title = "Already started"
+        start = {instant(gone_start)}
+        reminders = ["PT15M"]
+        """))
+    # A daemon planned both rows 40 minutes ago, then went down before sending either.
+    config = load_config(config_path)
+    earlier = now - timedelta(minutes=40)
+    store = Store(url, clock=lambda: earlier)
+    store.migrate()
+    store.import_specs([load_file(tmp_path / "schedules" / "down.toml")])
+    Planner(store, config.reminders).plan(earlier)
+    store.close()
+    assert statuses(url) == Counter({"pending": 2})
+
+    daemon = DaemonProcess(config_path)
+    daemons.append(daemon.start().wait_ready())
+    wait_for(lambda: settled(url), 30, "both deliveries to reach a final status")
+
+    assert [uid for _, uid, _ in receiver.got] == ["still-ahead"]
+    check = Store(url)
+    with check.read() as session:
+        by_uid = {d.entry_uid: d for d in session.scalars(select(Delivery))}
+    check.close()
+    assert (by_uid["still-ahead"].status, by_uid["still-ahead"].late) == ("sent", True)
+    assert by_uid["already-started"].status == "missed"
+    assert "msg=reminder.missed" in daemon.log()
