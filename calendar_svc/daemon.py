@@ -336,27 +336,20 @@ class Daemon:
         for path in files:
             try:
                 report = self.store.import_specs([load_file(path)])
-            except InputError as exc:
-                log_event(
-                    log,
-                    "schedules.import_failed",
-                    logging.ERROR,
-                    file=str(path),
-                    error=str(exc),
-                    hint="fix the file; it is imported again when it changes",
-                )
-                continue
             except CalendarSvcError as exc:
-                # The file is fine, the database was not: try again on the next tick.
+                bad_file = isinstance(exc, InputError)
                 log_event(
                     log,
                     "schedules.import_failed",
                     logging.ERROR,
                     file=str(path),
                     error=str(exc),
-                    hint="the database refused the import; retrying on the next tick",
+                    hint="fix the file; it is imported again when it changes"
+                    if bad_file
+                    else "the database refused the import; retrying on the next tick",
                 )
-                self.watch.forget()
+                if not bad_file:  # the file is fine, the database was not
+                    self.watch.forget()
                 continue
             totals = report.totals()
             # "created" is a LogRecord attribute; the fields get names of their own.

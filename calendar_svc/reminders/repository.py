@@ -323,48 +323,39 @@ def renew_leases(
         return int(session.connection().execute(stmt).rowcount)
 
 
+def _back_to_pending(store: Store, now: datetime, reason: str, *conditions: Any) -> list[int]:
+    stmt = (
+        update(TABLE)
+        .where(T.status == "sending", *conditions)
+        .values(
+            status="pending",
+            next_attempt_at=now,
+            lease_until=None,
+            updated_at=now,
+            last_error=reason,
+        )
+        .returning(T.id)
+    )
+    with store.write() as session:
+        return list(session.scalars(stmt))
+
+
 def recover_expired(store: Store, now: datetime, *, keep: str | None = None) -> list[int]:
     """Rows left ``sending`` past their lease (their daemon died) become pending again.
 
     ``keep`` is this process's claimer: its own rows are never taken back from it (a
     forward clock jump can expire a lease before it was renewed).
     """
-    condition = [T.status == "sending", T.lease_until < now]
-    if keep is not None:
-        condition.append(T.claimed_by != keep)
-    stmt = (
-        update(TABLE)
-        .where(*condition)
-        .values(
-            status="pending",
-            next_attempt_at=now,
-            lease_until=None,
-            updated_at=now,
-            last_error="lease expired: the claiming daemon stopped or hung",
-        )
-        .returning(T.id)
+    conditions = [T.lease_until < now] + ([T.claimed_by != keep] if keep is not None else [])
+    return _back_to_pending(
+        store, now, "lease expired: the claiming daemon stopped or hung", *conditions
     )
-    with store.write() as session:
-        return list(session.scalars(stmt))
 
 
 def recover_all_sending(store: Store, now: datetime) -> list[int]:
     """Every ``sending`` row back to pending: only for the one daemon of a SQLite file,
     which holds the daemon lock, so no other process can be sending them."""
-    stmt = (
-        update(TABLE)
-        .where(T.status == "sending")
-        .values(
-            status="pending",
-            next_attempt_at=now,
-            lease_until=None,
-            updated_at=now,
-            last_error="the previous daemon stopped while sending",
-        )
-        .returning(T.id)
-    )
-    with store.write() as session:
-        return list(session.scalars(stmt))
+    return _back_to_pending(store, now, "the previous daemon stopped while sending")
 
 
 def schedule_of_pending(store: Store, until: datetime) -> dict[int, datetime]:
