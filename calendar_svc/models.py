@@ -91,6 +91,10 @@ class Entry(Base):
     __table_args__ = (
         UniqueConstraint("calendar_id", "uid", name="uq_entries_calendar_uid"),
         Index("ix_entries_start_utc", "start_utc"),
+        # Feed order with each entry's change key, read from the index alone (0003).
+        Index(
+            "ix_entries_feed_order", "calendar_id", "start_utc", "uid", "updated_at", "sequence"
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

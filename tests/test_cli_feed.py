@@ -109,8 +109,25 @@ def test_feed_url_prints_http_and_webcal(cli: Cli, workdir: Path) -> None:
     assert filtered[0].endswith(f"/{SLUG}.ics?city=Mexico+City")
 
 
-def test_rotate_token(cli: Cli, served: tuple[FeedServer, Store]) -> None:
+def test_feed_url_refuses_port_0_without_public_url(cli: Cli, workdir: Path) -> None:
+    """Port 0 binds any free port: the URL subscribers reach is unknown, so say so."""
+    store = Store(load_config(workdir / "config.toml").database.url)
+    token = store.get_calendar(SLUG).feed_token
+    for command in (["feed-url", SLUG], ["rotate-token", SLUG]):
+        result = cli(*command)
+        assert result.exit_code == 2, result.output
+        assert "[feed] port is 0" in result.stderr and "set public_url" in result.stderr
+        assert ":0/" not in result.stdout
+    # rotate-token refused before it rotated: the URL subscribers have still works.
+    assert store.get_calendar(SLUG).feed_token == token
+    store.close()
+
+
+def test_rotate_token(cli: Cli, served: tuple[FeedServer, Store], workdir: Path) -> None:
     server, store = served
+    config = workdir / "config.toml"
+    config.write_text(config.read_text().replace(
+        "port = 0", f'port = 0\npublic_url = "{server.url}"'))
     old_token = store.get_calendar(SLUG).feed_token
     assert fetch(server, store).status_code == 200
     result = cli("rotate-token", SLUG)
@@ -157,6 +174,9 @@ def test_serve_runs_until_sigterm_and_exits_0(cli: Cli, workdir: Path) -> None:
             match = re.search(r"feed\.listening.*port=(\d+)", line)
             port = int(match.group(1)) if match else None
         assert port, f"no feed.listening line in {seen!r}"
+        # httptools and uvloop are dependencies (a 304 costs ~2.5x more without them):
+        # the server must really run on them, and say so.
+        assert "http=httptools+uvloop" in seen[-1], seen[-1]
         store = Store(load_config(workdir / "config.toml").database.url)
         token = store.get_calendar(SLUG).feed_token
         store.close()

@@ -35,10 +35,21 @@ def _pick_calendar(store: Store, slug: str | None) -> str:
     raise InputError(f"several calendars ({', '.join(slugs)}): name one with --calendar SLUG")
 
 
+def check_public_url(public_url: str) -> None:
+    """Refuse a base URL no subscriber can reach: port 0 means "any free port" when binding."""
+    if urlsplit(public_url).port == 0:
+        raise InputError(
+            f"the feed's public URL is {public_url!r}: [feed] port is 0 (any free port) and "
+            "[feed] public_url is not set; set public_url to the address subscribers reach, "
+            "e.g. public_url = \"https://calendar.example.org\""
+        )
+
+
 def feed_urls(
     public_url: str, token: str, slug: str, flt: EntryFilter | None = None
 ) -> tuple[str, str]:
     """The feed's http(s) URL and its ``webcal://`` form (which calendar apps open to subscribe)."""
+    check_public_url(public_url)
     query = ""
     if flt is not None:
         pairs = [
@@ -177,6 +188,7 @@ def rotate_token(ctx: CliContext, slug: str) -> None:
     Example:
       calendar-svc rotate-token rubio-2025-09
     """
+    check_public_url(ctx.config.feed.public_url)  # before the old URL stops working
     token = ctx.store.rotate_token(slug)
     http, webcal = feed_urls(ctx.config.feed.public_url, token, slug)
     click.echo(f"new feed token for {slug}; the old URL no longer works. Subscribe with:")

@@ -30,11 +30,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from email.utils import format_datetime
+from operator import itemgetter
 from typing import Any, Final
 
-from sqlalchemy import String, select, type_coerce
-from sqlalchemy.engine import Compiled
-from sqlalchemy.sql import bindparam
+from sqlalchemy import select
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import ClauseElement, bindparam
 
 from calendar_svc import ics
 from calendar_svc.errors import NotFoundError, StoreError
@@ -63,6 +64,34 @@ def filter_key(flt: EntryFilter) -> FilterKey:
     )
 
 
+# --- queries run below SQLAlchemy's result layer -----------------------------------------
+
+
+class DriverQuery:
+    """One SELECT compiled once for a dialect and run on a DBAPI connection.
+
+    For the two reads on a feed's hot paths: SQLAlchemy's result machinery
+    costs more than the query itself there (per request, and per row of a
+    10,000-entry calendar). Rows come back as the driver's tuples, with no
+    type processing: values are only compared or used as the driver gives them.
+    """
+
+    def __init__(self, stmt: ClauseElement, dialect: Dialect):
+        compiled = stmt.compile(dialect=dialect)
+        self.sql: str = compiled.string
+        # qmark drivers (sqlite3) take a tuple in the compiled order, pyformat ones a dict.
+        self._order: Sequence[str] | None = getattr(compiled, "positiontup", None)
+
+    def rows(self, dbapi_connection: Any, **params: Any) -> list[tuple[Any, ...]]:
+        bound = tuple(params[name] for name in self._order) if self._order else params
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(self.sql, bound)
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+
 # --- the per-request lookup ------------------------------------------------------------
 
 
@@ -89,20 +118,14 @@ class CalendarLookup:
 
     def __init__(self, store: Store):
         self._engine = store.engine
-        stmt = select(Calendar.id, Calendar.feed_token, Calendar.version).where(
-            Calendar.slug == bindparam("slug")
+        self._query = DriverQuery(
+            select(Calendar.id, Calendar.feed_token, Calendar.version).where(
+                Calendar.slug == bindparam("slug")
+            ),
+            self._engine.dialect,
         )
-        self._compiled: Compiled = stmt.compile(dialect=self._engine.dialect)
-        self._sql = self._compiled.string
         self._lock = threading.Lock()
         self._conn: Any = None
-
-    def _params(self, slug: str) -> Any:
-        # qmark drivers (sqlite3) take a tuple in the compiled order, pyformat ones a dict.
-        order = getattr(self._compiled, "positiontup", None)
-        if order:
-            return tuple(slug for _ in order)
-        return {"slug": slug}
 
     def _connect(self) -> Any:
         conn = self._engine.raw_connection()
@@ -118,17 +141,13 @@ class CalendarLookup:
             try:
                 if self._conn is None:
                     self._conn = self._connect()
-                cursor = self._conn.cursor()
-                try:
-                    cursor.execute(self._sql, self._params(slug))
-                    row = cursor.fetchone()
-                finally:
-                    cursor.close()
+                rows = self._query.rows(self._conn, slug=slug)
             except Exception as exc:
                 self._drop()
                 raise StoreError(f"database unavailable: {type(exc).__name__}") from exc
-        if row is None:
+        if not rows:
             return None
+        row = rows[0]
         return CalendarHead(id=int(row[0]), slug=slug, token=str(row[1]), version=int(row[2]))
 
     def _drop(self) -> None:
@@ -182,13 +201,25 @@ class RenderedFeed:
         return self._gzip
 
 
-# A cached VEVENT: (key, zones, body). A plain tuple of strings, ints and bytes,
-# which the garbage collector stops tracking, so 10,000 of them add nothing to
-# its full collections (those made re-renders after an edit twice as slow).
-_CachedEvent = tuple[tuple[Any, ...], tuple[str, ...], bytes]
+# A cached VEVENT: (key, zones, body). The key is the entry's row from the keys query
+# (id, uid, updated_at, sequence) as the driver gave it; zones is one string
+# ("start_tz end_tz", "" for all-day), shared between events with the same zones. A plain
+# tuple of strings, ints and bytes: the garbage collector stops tracking it, so 10,000 of
+# them add nothing to its full collections (those made re-renders after an edit twice as
+# slow), and a string keeps its hash, so the zones of a feed are a cheap set.
+_CachedEvent = tuple[tuple[Any, ...], str, bytes]
 _KEY: Final = 0
 _ZONES: Final = 1
 _BODY: Final = 2
+
+_ENTRY_KEYS = (
+    # Feed order (that of Store.entries within one calendar), read from the covering index
+    # ix_entries_feed_order. An edit a subscriber sees moves updated_at and sequence; uid
+    # guards against an id that SQLite hands out again after a delete.
+    select(Entry.id, Entry.uid, Entry.updated_at, Entry.sequence)
+    .where(Entry.calendar_id == bindparam("calendar_id"))
+    .order_by(Entry.start_utc, Entry.uid)
+)
 
 
 class FeedCache:
@@ -206,6 +237,10 @@ class FeedCache:
         self.max_feeds = max_feeds
         self._feeds: OrderedDict[tuple[int, int, FilterKey], RenderedFeed] = OrderedDict()
         self._events: dict[int, dict[int, _CachedEvent]] = {}
+        # Per calendar: the reminder offsets its entries inherit, which its VALARMs show.
+        self._inherited: dict[int, tuple[str, ...] | None] = {}
+        self._zones: dict[str, str] = {}  # one shared string per zone pair
+        self._entry_keys = DriverQuery(_ENTRY_KEYS, store.engine.dialect)
         # One render at a time: a second request for the same feed waits and
         # then finds it cached instead of rendering it again.
         self._render_lock = threading.Lock()
@@ -244,7 +279,9 @@ class FeedCache:
                     cached = self._feeds.get((calendar.id, calendar.version, key))
                 if cached is not None:
                     return cached
-                rows = _entry_keys(session, calendar.id)
+                rows = self._entry_keys.rows(
+                    session.connection().connection, calendar_id=calendar.id
+                )
                 preloaded: dict[int, Entry] = {}
                 if not _is_whole(flt):
                     # The store's filter is the one truth about what a filter selects
@@ -259,8 +296,8 @@ class FeedCache:
                 )
             body = ics.assemble(
                 ics.header_bytes(calendar, self.options),
-                ics.timezone_blocks(sorted({zone for e in events for zone in e[_ZONES]})),
-                (event[_BODY] for event in events),
+                ics.timezone_blocks(_zones_of(events)),
+                map(itemgetter(_BODY), events),
             )
             feed = RenderedFeed(
                 slug=calendar.slug,
@@ -302,60 +339,49 @@ class FeedCache:
         self,
         session: Any,
         calendar: Calendar,
-        rows: Sequence[Any],
+        rows: Sequence[tuple[Any, ...]],
         *,
         whole: bool,
         preloaded: dict[int, Entry],
     ) -> list[_CachedEvent]:
         """The cached VEVENTs of ``rows`` (in order), serialising only new or changed ones."""
         inherited = tuple(calendar.reminders) if calendar.reminders is not None else None
+        if self._inherited.get(calendar.id, inherited) != inherited:
+            self._events.pop(calendar.id, None)  # every inheriting VALARM changed
+        self._inherited[calendar.id] = inherited
         known = self._events.setdefault(calendar.id, {})
-        # One plain loop: at 10,000 rows this is most of a re-render's cost.
-        keys: dict[int, tuple[Any, ...]] = {}
-        stale: list[int] = []
+        # Comprehensions over driver tuples: at 10,000 rows this is a re-render's main cost.
         lookup = known.get
-        for row in rows:
-            entry_id = row[0]
-            key = (row[1], row[2], row[3], inherited)
-            keys[entry_id] = key
-            cached = lookup(entry_id)
-            if cached is None or cached[_KEY] != key:
-                stale.append(entry_id)
-        fresh: dict[int, _CachedEvent] = {}
-        loaded = [preloaded[i] for i in stale if i in preloaded]
-        missing = [i for i in stale if i not in preloaded]
-        for entry in [*loaded, *_load_entries(session, missing)]:
-            zones = () if entry.all_day else (entry.start_tz, entry.end_tz)
-            body = ics.event_bytes(entry, calendar, self.options)
-            fresh[entry.id] = (keys[entry.id], zones, body)
-        known.update(fresh)
-        if whole:
+        stale = {
+            row[0]: row
+            for row in rows
+            if (cached := lookup(row[0])) is None or cached[_KEY] != row
+        }
+        if stale:
+            loaded = [preloaded[i] for i in stale if i in preloaded]
+            missing = [i for i in stale if i not in preloaded]
+            for entry in [*loaded, *_load_entries(session, missing)]:
+                row = stale[entry.id]
+                zones = "" if entry.all_day else f"{entry.start_tz} {entry.end_tz}"
+                body = ics.event_bytes(entry, calendar, self.options)
+                known[entry.id] = (row, self._zones.setdefault(zones, zones), body)
+        if whole and len(known) > len(rows):
             # An unfiltered feed lists every entry: forget deleted ones.
-            present = set(keys)
+            present = {row[0] for row in rows}
             for entry_id in [i for i in known if i not in present]:
                 del known[entry_id]
         # An entry deleted between the two queries is simply left out.
-        return [known[entry_id] for entry_id in keys if entry_id in known]
+        return [known[row[0]] for row in rows if row[0] in known]
+
+
+def _zones_of(events: Sequence[_CachedEvent]) -> list[str]:
+    """The zones the events use, sorted (from the few distinct zone strings)."""
+    pairs = {event[_ZONES] for event in events}
+    return sorted({zone for pair in pairs for zone in pair.split()})
 
 
 def _is_whole(flt: EntryFilter) -> bool:
     return not (flt.city or flt.category or flt.start or flt.end)
-
-
-def _entry_keys(session: Any, calendar_id: int) -> list[Any]:
-    """(id, uid, updated, sequence) of every entry of the calendar, in feed order.
-
-    The order of ``Store.entries`` within one calendar (start, then uid),
-    without building 10,000 ORM objects: ``updated_at`` is read as stored
-    because it is only compared, and the query runs on the session's
-    connection because the ORM's row machinery costs more than the query.
-    """
-    query = (
-        select(Entry.id, Entry.uid, type_coerce(Entry.updated_at, String), Entry.sequence)
-        .where(Entry.calendar_id == calendar_id)
-        .order_by(Entry.start_utc, Entry.uid)
-    )
-    return list(session.connection().execute(query).all())
 
 
 def _load_entries(session: Any, ids: Sequence[int]) -> Iterator[Entry]:

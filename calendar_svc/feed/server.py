@@ -109,7 +109,10 @@ class FeedServer:
         if not self._server.ready.wait(_START_TIMEOUT) or not self._server.started:
             self.stop(timeout=2.0)
             raise CalendarSvcError(f"the feed server did not start on {self.url}")
-        log_event(log, "feed.listening", url=self.url, host=self.host, port=self.port)
+        log_event(
+            log, "feed.listening", url=self.url, host=self.host, port=self.port,
+            http=_implementation(uv_config),
+        )
 
     def stop(self, timeout: float) -> None:
         """Stop taking connections, let requests in flight finish for up to ``timeout`` s."""
@@ -151,6 +154,18 @@ class FeedServer:
             self.stop(stop_timeout)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def _implementation(config: uvicorn.Config) -> str:
+    """Which HTTP parser and event loop uvicorn chose: "httptools+uvloop" when both are
+    installed (a dependency; about 2.5x the 304s per second of "h11+asyncio")."""
+    protocol = getattr(config, "http_protocol_class", None)
+    parser = "httptools" if protocol is not None and "HttpTools" in protocol.__name__ else "h11"
+    if not hasattr(config, "get_loop_factory"):  # uvicorn before 0.36: only the setting
+        return f"{parser}+{config.loop}"
+    factory = config.get_loop_factory()
+    loop = "uvloop" if factory is not None and "uvloop" in (factory.__module__ or "") else "asyncio"
+    return f"{parser}+{loop}"
 
 
 def _bind(host: str, port: int) -> socket.socket:
