@@ -183,3 +183,17 @@ class Delivery(Base):
     late: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PlannerState(Base):
+    """One row (id 1): when the last planner pass ran and which daemon ran it.
+
+    A pass that finds the last one older than its window records the reminders
+    that came due in between and were never planned as ``missed``.
+    """
+
+    __tablename__ = "planner_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_pass_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_pass_by: Mapped[str] = mapped_column(String(255))

@@ -542,7 +542,8 @@ def test_reminders_due_while_the_daemon_was_down(
 ) -> None:
     """Late-or-missed after downtime, on a real daemon: a reminder whose entry has not
     started goes out marked late; one whose entry started and whose grace ran out is
-    recorded missed and never sent."""
+    recorded missed and never sent; one that was never planned (its entry was added while
+    no daemon ran) is recorded missed too, not forgotten."""
     from calendar_svc.config import load_config
     from calendar_svc.reminders.planner import Planner
 
@@ -578,6 +579,19 @@ def test_reminders_due_while_the_daemon_was_down(
     Planner(store, config.reminders).plan(earlier)
     store.close()
     assert statuses(url) == Counter({"pending": 2})
+    # Added while no daemon ran: its reminder came due 30 minutes ago with no row.
+    (tmp_path / "schedules" / "added.toml").write_text(textwrap.dedent(f"""\
+        [calendar]
+        slug = "added"
+        name = "added"
+        timezone = "UTC"
+
+        [[entries]]
+        uid = "added-while-down"
+        title = "Added while down"
+        start = {instant(now - timedelta(minutes=15))}
+        reminders = ["PT15M"]
+        """))
 
     daemon = DaemonProcess(config_path)
     daemons.append(daemon.start().wait_ready())
@@ -590,4 +604,8 @@ def test_reminders_due_while_the_daemon_was_down(
     check.close()
     assert (by_uid["still-ahead"].status, by_uid["still-ahead"].late) == ("sent", True)
     assert by_uid["already-started"].status == "missed"
+    never = by_uid["added-while-down"]
+    assert never.status == "missed" and never.attempts == 0
+    assert "while no daemon planned" in (never.last_error or "")
     assert "msg=reminder.missed" in daemon.log()
+    assert "msg=planner.gap" in daemon.log() and "missed=1" in daemon.log()

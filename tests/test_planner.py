@@ -163,6 +163,93 @@ def test_started_entries_get_no_catch_up(trip_store: Store, clock) -> None:
     assert rows(trip_store, "sheinbaum-bilateral") == []
 
 
+def missed_rows(store: Store) -> list[tuple[str, str]]:
+    return [(r.entry_uid, r.due_at.strftime("%d %H:%M")) for r in rows(store) if r.status == "missed"]
+
+
+def test_reminders_that_came_due_unplanned_are_recorded_missed(trip_store: Store, clock) -> None:
+    # A daemon planned on 1 September, then none ran until 2 September 20:00Z.
+    clock.set(Z("2025-09-01T12:00:00Z"))
+    planner = Planner(trip_store, RemindersConfig())
+    assert planner.plan().missed == []
+    clock.set(Z("2025-09-02T20:00:00Z"))
+    report = planner.plan()
+    # Everything due from the last pass up to the window (19:50Z) that has no row:
+    # the 08:30Z flight's, and both of the 16:00Z bilateral and of the 19:30Z embassy visit.
+    expected = [
+        (r.entry_uid, r.due_at.strftime("%d %H:%M"))
+        for r in planner.schedule(Z("2025-09-01T12:00:00Z"), Z("2025-09-02T19:49:59Z"))
+    ]
+    assert ("sheinbaum-bilateral", "02 15:00") in expected
+    assert ("embassy-mexico-city", "02 19:15") in expected
+    assert missed_rows(trip_store) == expected
+    assert [(r.entry_uid, r.due_at.strftime("%d %H:%M")) for r in report.missed] == expected
+    row = next(r for r in rows(trip_store) if r.status == "missed")
+    assert row.attempts == 0 and row.sent_at is None
+    assert row.last_error == (
+        "came due while no daemon planned reminders (last pass 2025-09-01T12:00:00Z)"
+    )
+    # Recorded once: the next pass finds no gap and changes nothing.
+    again = planner.plan()
+    assert again.missed == [] and again.gap_start is None
+    assert missed_rows(trip_store) == expected
+
+
+def test_a_gap_keeps_the_catch_up_and_records_the_earlier_reminder_missed(
+    trip_store: Store, clock
+) -> None:
+    clock.set(Z("2025-09-01T00:00:00Z"))
+    planner = Planner(trip_store, RemindersConfig())
+    planner.plan()
+    # Back at 15:50Z: the bilateral (16:00Z) has not started; its 15:45 reminder goes out,
+    # the 15:00 one came due unplanned and is recorded, not sent.
+    clock.set(Z("2025-09-02T15:50:00Z"))
+    planner.plan()
+    assert summary(trip_store, "sheinbaum-bilateral") == [
+        ("15:00", "3600", "missed"), ("15:45", "900", "pending"),
+    ]
+
+
+def test_rows_planned_before_the_gap_are_left_to_the_dispatcher(trip_store: Store, clock) -> None:
+    clock.set(Z("2025-09-02T12:00:00Z"))
+    planner = Planner(trip_store, RemindersConfig())
+    planner.plan()
+    before = {r.id: r.status for r in rows(trip_store)}
+    assert set(before.values()) == {"pending"}
+    clock.set(Z("2025-09-02T20:00:00Z"))
+    report = planner.plan()
+    after = {r.id: r.status for r in rows(trip_store)}
+    # The rows that existed keep their ids and stay pending (the dispatcher judges them
+    # late or missed); only reminders that never had a row are recorded here.
+    assert {i: after[i] for i in before} == before
+    assert all(r.dedupe_key not in {x.dedupe_key for x in rows(trip_store) if x.id in before}
+               for r in report.missed)
+
+
+def test_the_first_pass_on_a_database_records_nothing_missed(trip_store: Store, clock) -> None:
+    clock.set(Z("2025-09-05T12:00:00Z"))  # after the whole trip: nothing to record or send
+    report = Planner(trip_store, RemindersConfig()).plan()
+    assert report.missed == [] and report.gap_start is None and rows(trip_store) == []
+
+
+def test_missed_lookback_bounds_what_a_long_gap_records(
+    trip_store: Store, clock, monkeypatch
+) -> None:
+    from calendar_svc.reminders import planner as planner_module
+
+    monkeypatch.setattr(planner_module, "MISSED_LOOKBACK", timedelta(hours=3))
+    clock.set(Z("2025-08-01T00:00:00Z"))
+    planner = Planner(trip_store, RemindersConfig())
+    planner.plan()
+    clock.set(Z("2025-09-02T20:00:00Z"))
+    report = planner.plan()
+    # Window starts 19:50Z; three hours back is 16:50Z: only the embassy's 18:30 and 19:15.
+    assert report.gap_start == Z("2025-09-02T16:50:00Z")
+    assert missed_rows(trip_store) == [
+        ("embassy-mexico-city", "02 18:30"), ("embassy-mexico-city", "02 19:15"),
+    ]
+
+
 def test_schedule_reads_without_writing(trip_store: Store) -> None:
     planner = Planner(trip_store, RemindersConfig())
     found = planner.schedule(Z("2025-09-02T00:00:00Z"), Z("2025-09-05T00:00:00Z"))

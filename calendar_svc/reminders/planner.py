@@ -7,7 +7,13 @@ Each pass, in ONE write transaction:
    ran: it goes out late, once, instead of never);
 2. insert the missing rows (insert-if-absent on the dedupe key; a cancelled row
    wanted again is revived);
-3. cancel pending rows that no rule produces any more: the entry moved, was
+3. record as ``missed`` the reminders that came due since the previous pass
+   (of any daemon on this database), before this window, and never had a row:
+   no daemon ran, the entry was added while none ran, or the last pass is
+   older than the grace. Nothing is sent for them; they are there for
+   ``calendar-svc status``, the logs and the metrics. At most ``MISSED_LOOKBACK``
+   back; the very first pass on a database records none;
+4. cancel pending rows that no rule produces any more: the entry moved, was
    cancelled or deleted, or its offset or channel went away.
 
 Reading the entries inside the write transaction is what keeps an edit and a
@@ -20,6 +26,8 @@ reminder that a newer pass cancelled.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -40,6 +48,10 @@ log = logging.getLogger(__name__)
 _PG_PLANNER_LOCK = 0x72656D706C616E
 # How far ahead ``next_reminder`` looks for the first reminder beyond the horizon.
 NEXT_LOOKAHEAD = timedelta(days=400)
+# How far back a pass after a gap records never-planned reminders as missed.
+MISSED_LOOKBACK = timedelta(days=31)
+# Per-reminder log lines for one gap (the summary line gives the full count).
+_MISSED_LOG_LINES = 50
 
 
 @dataclass
@@ -49,12 +61,18 @@ class PlanReport:
     wanted: int = 0
     planned: list[PlannedReminder] = field(default_factory=list)
     cancelled: list[tuple[int, str]] = field(default_factory=list)
+    # Reminders that came due in [gap_start, start) with no row, now recorded missed.
+    missed: list[PlannedReminder] = field(default_factory=list)
+    gap_start: datetime | None = None
+    last_pass: datetime | None = None
 
 
 class Planner:
-    def __init__(self, store: Store, config: RemindersConfig):
+    def __init__(self, store: Store, config: RemindersConfig, *, name: str | None = None):
         self.store = store
         self.config = config
+        # Recorded with each pass, for people reading the database.
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
 
     def plan(self, now: datetime | None = None) -> PlanReport:
         """One pass; logs one line per planned and per cancelled reminder."""
@@ -65,7 +83,10 @@ class Planner:
             if not self.store.sqlite:
                 session.execute(select(func.pg_advisory_xact_lock(_PG_PLANNER_LOCK)))
             oldest = repo.oldest_pending_due(session)
-            scan_from = min(start, oldest) if oldest else start
+            report.last_pass = repo.last_pass(session)
+            if report.last_pass is not None and report.last_pass < start:
+                report.gap_start = max(report.last_pass, start - MISSED_LOOKBACK)
+            scan_from = min(t for t in (start, oldest, report.gap_start) if t is not None)
             known = self._reminders(session, scan_from, end)
             report.wanted = len(known)
             wanted = _to_plan(known, now=now, start=start)
@@ -75,6 +96,16 @@ class Planner:
             repo.insert_planned(session, new, now)
             repo.revive(session, [r.dedupe_key for r in revived], now)
             report.planned = sorted(new + revived, key=lambda r: (r.due_at, r.dedupe_key))
+            if report.gap_start is not None:
+                report.missed = _never_planned(session, known, wanted, report.gap_start, start)
+                repo.insert_missed(
+                    session,
+                    report.missed,
+                    now,
+                    f"came due while no daemon planned reminders "
+                    f"(last pass {iso_utc(report.last_pass or report.gap_start)})",
+                )
+            repo.record_pass(session, now, self.name)
             keys = {r.dedupe_key for r in known}
             stale = [(i, k) for i, k, _ in repo.pending_rows(session, end) if k not in keys]
             repo.cancel(
@@ -141,12 +172,49 @@ class Planner:
                 offset=int(r.offset.total_seconds()),
                 in_seconds=round((r.due_at - now).total_seconds()),
             )
+        if report.gap_start is not None and report.last_pass is not None:
+            for r in report.missed:
+                REMINDERS.labels("missed", r.channel).inc()
+            for r in report.missed[:_MISSED_LOG_LINES]:
+                log_event(
+                    log,
+                    "reminder.missed",
+                    logging.WARNING,
+                    uid=r.entry_uid,
+                    calendar=r.calendar_slug,
+                    channel=r.channel,
+                    due=iso_utc(r.due_at),
+                    reason="came due while no daemon planned reminders",
+                )
+            log_event(
+                log,
+                "planner.gap",
+                logging.WARNING if report.missed else logging.INFO,
+                last_pass=iso_utc(report.last_pass),
+                recorded_from=iso_utc(report.gap_start),
+                until=iso_utc(report.start),
+                missed=len(report.missed),
+            )
         for row_id, key in report.cancelled:
             slug, uid, _, _, channel = key.split("|", 4)
             REMINDERS.labels("cancelled", channel).inc()
             log_event(
                 log, "reminder.cancelled", uid=uid, calendar=slug, channel=channel, delivery=row_id
             )
+
+
+def _never_planned(
+    session: Session,
+    known: list[PlannedReminder],
+    wanted: list[PlannedReminder],
+    gap_start: datetime,
+    start: datetime,
+) -> list[PlannedReminder]:
+    """Reminders due in ``[gap_start, start)`` that this pass does not plan and no row holds."""
+    chosen = {r.dedupe_key for r in wanted}
+    candidates = [r for r in known if gap_start <= r.due_at < start and r.dedupe_key not in chosen]
+    existing = repo.existing_states(session, [r.dedupe_key for r in candidates])
+    return [r for r in candidates if r.dedupe_key not in existing]
 
 
 def _to_plan(

@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, contains_eager
 
 from calendar_svc.durations import parse_duration
-from calendar_svc.models import Calendar, Delivery, Entry
+from calendar_svc.models import Calendar, Delivery, Entry, PlannerState
 from calendar_svc.reminders.rules import PlannedReminder
 from calendar_svc.store import Store
 
@@ -134,15 +134,42 @@ def existing_states(session: Session, keys: Sequence[str]) -> dict[str, str]:
 
 
 def insert_planned(session: Session, planned: Sequence[PlannedReminder], now: datetime) -> None:
-    """Insert-if-absent; a concurrent planner's row wins silently."""
-    if not planned:
+    """Insert-if-absent pending rows; a concurrent planner's row wins silently."""
+    _insert(session, [_row(p, now) for p in planned])
+
+
+def insert_missed(
+    session: Session, missed: Sequence[PlannedReminder], now: datetime, reason: str
+) -> None:
+    """Insert-if-absent rows recorded ``missed`` at once: reminders that came due unplanned."""
+    _insert(session, [_row(p, now, status="missed", last_error=reason) for p in missed])
+
+
+def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
+    if not rows:
         return
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     # One statement, many parameter sets: SQLAlchemy batches them ("insertmanyvalues")
     # and compiles the statement once, not once per distinct row count.
     stmt = insert(TABLE).on_conflict_do_nothing(index_elements=["dedupe_key"])
-    session.connection().execute(stmt, [_row(p, now) for p in planned])
+    session.connection().execute(stmt, rows)
+
+
+def last_pass(session: Session) -> datetime | None:
+    """When the last planner pass of any daemon on this database ran (None: never)."""
+    state = session.get(PlannerState, 1)
+    return state.last_pass_at if state is not None else None
+
+
+def record_pass(session: Session, now: datetime, by: str) -> None:
+    state = session.get(PlannerState, 1)
+    if state is None:
+        session.add(PlannerState(id=1, last_pass_at=now, last_pass_by=by))
+    else:
+        # A clock that stepped back must not reopen a gap that was already accounted for.
+        state.last_pass_at = max(state.last_pass_at, now)
+        state.last_pass_by = by
 
 
 def revive(session: Session, keys: Sequence[str], now: datetime) -> None:
@@ -165,7 +192,9 @@ def revive(session: Session, keys: Sequence[str], now: datetime) -> None:
         )
 
 
-def _row(p: PlannedReminder, now: datetime) -> dict[str, Any]:
+def _row(
+    p: PlannedReminder, now: datetime, *, status: str = "pending", last_error: str | None = None
+) -> dict[str, Any]:
     return {
         "dedupe_key": p.dedupe_key,
         "idempotency_key": p.idempotency_key,
@@ -175,9 +204,10 @@ def _row(p: PlannedReminder, now: datetime) -> dict[str, Any]:
         "offset_seconds": int(p.offset.total_seconds()),
         "channel": p.channel,
         "due_at": p.due_at,
-        "status": "pending",
+        "status": status,
         "attempts": 0,
         "next_attempt_at": p.due_at,
+        "last_error": last_error,
         "late": False,
         "created_at": now,
         "updated_at": now,
