@@ -247,8 +247,20 @@ def test_retry_delay_doubles_with_jitter_and_caps() -> None:
     for attempts, step in ((1, 30), (2, 60), (3, 120), (4, 240), (5, 300), (9, 300)):
         delay = retry_delay(attempts, base, cap, rng=rng).total_seconds()
         assert step * 0.5 <= delay <= step
-    assert retry_delay(1, base, cap, retry_after=7) == timedelta(seconds=7)
     assert retry_delay(1, base, cap, retry_after=3600) == cap
+
+
+def test_retry_after_is_a_minimum_with_jitter_on_top() -> None:
+    """A peer's Retry-After: never earlier than asked, and a burst told the same value
+    does not come back in the same second."""
+    rng = random.Random(7)
+    base, cap = timedelta(seconds=30), timedelta(minutes=5)
+    delays = [retry_delay(1, base, cap, retry_after=120, rng=rng).total_seconds()
+              for _ in range(200)]
+    assert all(120 <= d <= 144 for d in delays)
+    assert max(delays) - min(delays) > 15  # spread over most of the 24 s
+    short = [retry_delay(1, base, cap, retry_after=0, rng=rng).total_seconds() for _ in range(50)]
+    assert all(0 <= d <= 1 for d in short) and len(set(short)) > 1
 
 
 def test_day_offsets_are_calendar_days_across_a_dst_change() -> None:

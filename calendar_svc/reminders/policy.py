@@ -44,11 +44,15 @@ def retry_delay(
 
     The jitter (50-100 % of the step) spreads out retries of many reminders that
     failed together, so a recovering receiver is not hit by all of them at once.
-    A peer's ``Retry-After`` wins, still capped.
+    A peer's ``Retry-After`` wins, still capped: it is a minimum, so its jitter
+    only adds (up to 20 %, at least one second when it is short), and a burst told
+    "come back in 120 s" does not come back in the same second.
     """
+    draw = (rng or random).uniform
     if retry_after is not None and retry_after >= 0:
-        return min(timedelta(seconds=retry_after), cap)
+        spread = max(retry_after * 0.2, 1.0)
+        return min(timedelta(seconds=retry_after + draw(0.0, spread)), cap)
     # The exponent is bounded so that a large attempt count cannot overflow timedelta.
     step = min(cap, base * (1 << min(max(0, attempts - 1), 32)))
-    factor: float = (rng or random).uniform(0.5, 1.0)
+    factor: float = draw(0.5, 1.0)
     return step * factor
