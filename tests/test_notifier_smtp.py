@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import logging
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -112,12 +113,18 @@ def test_wrong_password_is_permanent_and_not_echoed(tls: peers.Tls) -> None:
     assert "wrong-pässword" not in str(caught.value)
 
 
-def test_some_recipients_refused_is_permanent(tls: peers.Tls) -> None:
+def test_some_recipients_refused_is_sent_with_a_warning(
+    tls: peers.Tls, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The others got it: that is a send (a retry would give them a duplicate), and the
+    refused address is named in a warning."""
     with peers.smtp_server(starttls=tls.server_context) as (rec, port):
         n = notifier(port, ca_file=str(tls.ca_file), to=["a@example.org", "x@invalid.example"])
-        with pytest.raises(PermanentNotifierError, match=r"x@invalid\.example"):
+        with caplog.at_level(logging.WARNING, logger="calendar_svc.notifiers.smtp"):
             n.send(reminder())
         assert rec.wait_for(1)[0].rcpt_tos == ["a@example.org"]
+    [warning] = [r for r in caplog.records if r.getMessage() == "notifier.recipients_refused"]
+    assert "x@invalid.example (5" in warning.refused and warning.delivered == 1
 
 
 def test_refused_connection_is_retryable() -> None:

@@ -10,6 +10,7 @@ store or ``ca_file``.
 from __future__ import annotations
 
 import base64
+import logging
 import smtplib
 import ssl
 from email.errors import HeaderParseError
@@ -19,7 +20,10 @@ from email.utils import format_datetime, parseaddr
 from typing import Any, ClassVar
 
 from calendar_svc.errors import NotifierError
+from calendar_svc.logs import log_event
 from calendar_svc.notifiers.base import Key, Notifier, Reminder, message_id_token
+
+log = logging.getLogger(__name__)
 
 _DEFAULT_PORTS = {"starttls": 587, "tls": 465, "plain": 25}
 
@@ -145,10 +149,16 @@ class SmtpNotifier(Notifier):
                 self._login(client)
             refused = client.send_message(msg)
         if refused:
-            # Delivered to the others already: a retry would send them a duplicate.
-            raise self.permanent(
-                f"{host}:{self.port} refused some recipients: "
-                + ", ".join(f"{addr} ({code})" for addr, (code, _) in refused.items())
+            # Sent: the others have it, and a retry would send them a duplicate. The
+            # recipients the server refused are named in a warning, not hidden.
+            log_event(
+                log,
+                "notifier.recipients_refused",
+                logging.WARNING,
+                channel=self.name,
+                server=f"{host}:{self.port}",
+                refused=", ".join(f"{addr} ({code})" for addr, (code, _) in refused.items()),
+                delivered=len(self.recipients) - len(refused),
             )
 
     def _login(self, client: smtplib.SMTP) -> None:
