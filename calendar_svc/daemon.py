@@ -52,6 +52,9 @@ from calendar_svc.timezones import iso_utc
 
 log = logging.getLogger("calendar_svc.daemon")
 
+# After a reload, the longest wait for sends through the old notifiers before closing them.
+RETIRE_TIMEOUT = 600.0
+
 
 class _NullService:
     """Stands in for ``sdnotify.ServiceNotifier`` when that module is unavailable."""
@@ -282,8 +285,21 @@ class Daemon:
         self.service.ready(self._status_text())
 
     def _close_later(self, old: dict[str, Notifier]) -> None:
-        # Sends started before the reload still use the old notifiers.
-        self.dispatcher.wait_idle(self.config.reminders.stop_timeout.total_seconds())
+        """Close the notifiers a reload replaced, once the sends that use them are done.
+
+        Sends end by themselves (every notifier has a timeout); ``RETIRE_TIMEOUT`` only
+        guards against one that never returns. Closing under a send makes it fail as
+        retryable, so it is sent again through the new notifiers: never lost.
+        """
+        if not self.dispatcher.wait_released(old.values(), RETIRE_TIMEOUT):
+            log_event(
+                log,
+                "config.old_notifiers_busy",
+                logging.WARNING,
+                channels=",".join(sorted(old)),
+                hint=f"closing them after {RETIRE_TIMEOUT:.0f} s with sends still running; "
+                "those sends are retried",
+            )
         close_all(old)
 
     # --- the tick --------------------------------------------------------------------

@@ -379,3 +379,32 @@ def test_an_error_after_the_claim_puts_the_rows_back(
     row = rows(planned)[0]
     assert row.status == "pending" and "database went away" in (row.last_error or "")
     assert row.next_attempt_at > clock.now  # backoff, not a hot loop
+
+
+def test_a_reload_waits_for_sends_through_the_old_notifier(
+    planned: Store, clock, config, make
+) -> None:
+    """After a reload, old notifiers are closed only once the sends using them are done;
+    sends through the new notifiers do not hold that up."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hang(_: Reminder) -> None:
+        entered.set()
+        assert release.wait(20)
+
+    old = Recorder(hang)
+    dispatcher = make(planned, config, old)
+    clock.set(Z("2025-09-02T15:00:00.5Z"))
+    assert dispatcher.run_once() == 1
+    assert entered.wait(10)
+    new = Recorder()
+    returned = dispatcher.replace(config, {"console": new})
+    assert returned == {"console": old}
+    assert dispatcher.wait_released([new], 0)  # nothing uses the new one
+    assert not dispatcher.wait_released([old], 0.2)  # the hanging send still does
+    release.set()
+    assert dispatcher.wait_released([old], 10)
+    assert dispatcher.wait_idle(10)
+    dispatcher.flush()
+    assert [r.entry.uid for r in old.got] == ["sheinbaum-bilateral"]
+    assert rows(planned)[0].status == "sent"

@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -79,6 +79,9 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._inflight: set[int] = set()
+        # Which notifier each send in flight (or queued) uses: a reload closes the old
+        # notifiers only once no send holds one of them.
+        self._using: dict[int, Notifier] = {}
         self._outcomes: list[tuple[Outcome, ClaimedRow]] = []
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -141,6 +144,21 @@ class Dispatcher:
         deadline = time.monotonic() + timeout
         with self._idle:
             while self._inflight:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def wait_released(self, notifiers: Iterable[Notifier], timeout: float) -> bool:
+        """Wait until no send in flight or queued uses any of ``notifiers``; False on timeout.
+
+        Sends that started with the new notifiers after a reload do not hold this up.
+        """
+        wanted = {id(n) for n in notifiers}
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while any(id(n) in wanted for n in self._using.values()):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -285,6 +303,7 @@ class Dispatcher:
             if row.id in self._inflight:  # already being sent by this process: never twice
                 return
             self._inflight.add(row.id)
+            self._using[row.id] = notifier
         self._pool.submit(lambda: self._send(row, reminder, notifier, late, config))
 
     def _send(
@@ -347,7 +366,7 @@ class Dispatcher:
         with self._lock:
             self._outcomes.append((outcome, row))
             self._inflight.discard(row.id)
-            if not self._inflight:
+            if self._using.pop(row.id, None) is not None or not self._inflight:
                 self._idle.notify_all()
         _log_outcome(row, outcome, self.store.clock())
         self._wake.set()
