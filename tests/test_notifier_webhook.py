@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from datetime import datetime, timedelta
 from email.utils import format_datetime
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import peers
 import pytest
 from standardwebhooks import Webhook
@@ -153,6 +155,53 @@ def test_names_resolving_to_private_addresses_are_refused_at_send() -> None:
         with pytest.raises(PermanentNotifierError, match="non-public"):
             n.send(reminder())
         assert receiver.requests == []
+
+
+def test_the_request_goes_to_the_address_that_was_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DNS rebinding: the name answers a checked address, then another one. The request
+    must go to the address that was checked, still naming the host."""
+    real = socket.getaddrinfo
+    lookups: list[str] = []
+
+    def rebinding(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "hook.test":
+            return real(host, port, *args, **kwargs)
+        lookups.append(host)
+        # The first answer is the receiver (accepted as public below); any later one is
+        # an address where nothing listens, as a rebinding attacker's would be.
+        return real("127.0.0.1" if len(lookups) == 1 else "127.0.0.2", port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    monkeypatch.setattr(_http, "is_public", lambda address: str(address) == "127.0.0.1")
+    with peers.HttpReceiver(verifying) as receiver:
+        n = notifier(f"http://hook.test:{receiver.port}/in", allow_private=False)
+        n.send(reminder())
+        [request] = receiver.wait_for(1)
+    assert lookups == ["hook.test"]  # resolved once, by the check
+    assert request.header("host") == f"hook.test:{receiver.port}"
+    assert request.path == "/in"
+
+
+def test_https_to_a_checked_address_keeps_the_name_for_tls() -> None:
+    """With https, the pinned request still sends the name as SNI (and so checks the
+    certificate against it)."""
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(204)
+
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    n = notifier("https://hook.example.org:8443/in")
+    _http.post(n, client, httpx.URL("https://hook.example.org:8443/in"), content=b"{}",
+               headers={}, now=now_utc(), connect_to="203.0.113.7")
+    client.close()
+    [request] = sent
+    assert str(request.url) == "https://203.0.113.7:8443/in"
+    assert request.headers["host"] == "hook.example.org:8443"
+    assert request.extensions["sni_hostname"] == "hook.example.org"
 
 
 @pytest.mark.parametrize("secret", ["hunter2", "whsec_not-base64!!", "whsec_c2hvcnQ="])

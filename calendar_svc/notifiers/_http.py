@@ -6,6 +6,7 @@ import ipaddress
 import socket
 from datetime import datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import httpx
 
@@ -66,10 +67,12 @@ def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return address.is_global and not address.is_multicast and address not in _METADATA
 
 
-def check_public_host(notifier: Notifier, url: httpx.URL) -> None:
+def check_public_host(notifier: Notifier, url: httpx.URL) -> str:
     """Refuse (permanently) a URL whose host resolves to any non-public address.
 
-    Every resolved address is checked, since the HTTP client may use any of them.
+    Every resolved address is checked; the first is returned, and ``post`` connects
+    to exactly that one (``connect_to``), so a name that resolves differently a
+    moment later (DNS rebinding) cannot send the request somewhere unchecked.
     """
     host = url.host
     port = url.port or (443 if url.scheme == "https" else 80)
@@ -84,6 +87,7 @@ def check_public_host(notifier: Notifier, url: httpx.URL) -> None:
                 f"{origin(url)} resolves to the non-public address {address}; "
                 "set allow_private = true if this is intended"
             )
+    return str(infos[0][4][0]).split("%", 1)[0]
 
 
 def post(
@@ -94,11 +98,23 @@ def post(
     content: bytes,
     headers: dict[str, str],
     now: datetime,
+    connect_to: str | None = None,
 ) -> httpx.Response:
-    """POST and map transport failures and statuses to notifier errors."""
+    """POST and map transport failures and statuses to notifier errors.
+
+    ``connect_to``: an address to connect to instead of resolving the URL's host
+    again; the request still names the host (``Host``, and TLS SNI and certificate
+    checks for https).
+    """
     where = origin(url)
+    extensions: dict[str, Any] = {}
+    if connect_to is not None:
+        headers = {**headers, "host": url.netloc.decode("ascii")}
+        if url.scheme == "https":
+            extensions["sni_hostname"] = url.host
+        url = url.copy_with(host=connect_to)
     try:
-        response = client.post(url, content=content, headers=headers)
+        response = client.post(url, content=content, headers=headers, extensions=extensions)
     except httpx.TimeoutException:
         raise notifier.retryable(f"{where}: timed out") from None
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:

@@ -9,7 +9,8 @@ its ``whsec_<base64>`` form. Any Standard Webhooks library verifies it.
 A webhook URL comes from config, but it is still the classic server-side
 request forgery hole: URLs resolving to loopback, private, link-local or cloud
 metadata addresses are refused unless the channel sets ``allow_private = true``.
-Redirects are not followed for the same reason.
+The request goes to the very address that was checked (not to a second lookup
+of the name), and redirects are not followed, for the same reason.
 """
 
 from __future__ import annotations
@@ -151,15 +152,17 @@ class WebhookNotifier(Notifier):
         return headers
 
     def send(self, reminder: Reminder) -> None:
-        if not self.allow_private:
-            _http.check_public_host(self, self.url)
+        address = None if self.allow_private else _http.check_public_host(self, self.url)
         now = self.clock()
         body = self.payload(reminder)
         key = reminder.idempotency_key
         # A header value must be printable ASCII; other keys are mapped to a stable digest.
         msg_id = key if key.isascii() and key.isprintable() else message_id_token(key)
         headers = self.headers(msg_id, int(now.timestamp()), body)
-        _http.post(self, self.client, self.url, content=body, headers=headers, now=now)
+        _http.post(
+            self, self.client, self.url, content=body, headers=headers, now=now,
+            connect_to=address,
+        )
 
     def close(self) -> None:
         self.client.close()
