@@ -94,6 +94,7 @@ class Daemon:
         self._feed: Any = None
         self._counter = -1
         self._last_rescan = 0.0
+        self._finished_seen = 0  # the dispatcher's count of recorded outcomes, when last shown
         self._tick_lock = threading.Lock()
         self.watch = ScheduleWatch(config.schedule_files)
         self.store: Store
@@ -322,6 +323,9 @@ class Daemon:
             )
             if rescan or self.store.change_counter() != self._counter:
                 self._plan()
+            elif self.dispatcher.finished != self._finished_seen:
+                # Sends ended since: "next reminder" and the counts in STATUS moved.
+                self._refresh(self.store.clock())
             recovered = repo.recover_expired(
                 self.store, self.store.clock(), keep=self.dispatcher.claimer
             )
@@ -339,14 +343,21 @@ class Daemon:
         self.planner.plan(now)
         self._counter = counter
         self._last_rescan = time.monotonic()
+        with STATE.lock:
+            STATE.last_planner_run = now
+        self._refresh(now)
+        self.dispatcher.wake()
+
+    def _refresh(self, now: datetime) -> None:
+        """Alarms, the pending gauge, /healthz's next reminder and systemd's STATUS line,
+        from the table: after each planner pass, and after sends finished."""
+        self._finished_seen = self.dispatcher.finished
         schedule = repo.schedule_of_pending(self.store, now + self.config.reminders.horizon)
         self.alarms.sync(schedule)
         PENDING.set(len(schedule))
         with STATE.lock:
-            STATE.last_planner_run = now
             STATE.next_reminder = min(schedule.values(), default=None)
         self.service.status(self._status_text())
-        self.dispatcher.wake()
 
     def _import_schedules(self, files: list[Any]) -> None:
         for path in files:

@@ -72,8 +72,10 @@ def test_sd_notify_ready_status_watchdog_reload_stop(
 ) -> None:
     db = tmp_path / "var" / "cal.sqlite3"
     config = tmp_path / "config.toml"
-    # A slow poll_interval: WATCHDOG=1 must still come every WATCHDOG_USEC/2.
-    config.write_text(config_text(db, port=0, reminders={"poll_interval": "PT30S"}))
+    # A slow poll_interval: WATCHDOG=1 must still come every WATCHDOG_USEC/2. No rescan
+    # within the test: STATUS must follow a send by itself, not wait for a planner pass.
+    config.write_text(config_text(
+        db, port=0, reminders={"poll_interval": "PT30S", "rescan_interval": "PT1H"}))
     (tmp_path / "schedules").mkdir()
     first, later = soon(6), soon(3600)
     (tmp_path / "schedules" / "s.toml").write_text(
@@ -111,6 +113,7 @@ def test_sd_notify_ready_status_watchdog_reload_stop(
     counted = notify_socket.receive(lambda m: "1 sent" in m.get("STATUS", ""), 20,
                                     "STATUS with 1 sent")
     assert counted["STATUS"] == f"next reminder {iso_utc(later)}; 1 pending; 1 sent; 0 failed"
+    assert healthz(port)[1]["next_reminder"] == iso_utc(later)
 
     # SIGHUP: RELOADING=1 with the CLOCK_MONOTONIC time of the request, then READY=1.
     service.signal(signal.SIGHUP)

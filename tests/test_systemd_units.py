@@ -187,7 +187,7 @@ def test_system_unit_directives() -> None:
     assert exec_start == (
         "/opt/calendar-svc/venv/bin/calendar-svc --config /etc/calendar-svc/config.toml run"
     )
-    assert one(unit, "Service", "ExecReload") == "/bin/kill -HUP $MAINPID"
+    assert one(unit, "Service", "ExecReload") == '/bin/sh -c "kill -HUP $MAINPID"'
     assert one(unit, "Service", "Restart") == "on-failure"
     assert seconds(one(unit, "Service", "WatchdogSec")) > 0
     assert seconds(one(unit, "Service", "TimeoutStopSec")) > 0
@@ -226,7 +226,7 @@ def test_user_unit_directives() -> None:
     exec_start = one(unit, "Service", "ExecStart").split()
     assert exec_start[0].endswith("/calendar-svc")
     assert exec_start[1:] == ["--config", "%E/calendar-svc/config.toml", "run"]
-    assert one(unit, "Service", "ExecReload") == "/bin/kill -HUP $MAINPID"
+    assert one(unit, "Service", "ExecReload") == '/bin/sh -c "kill -HUP $MAINPID"'
     assert one(unit, "Service", "Restart") == "on-failure"
     assert seconds(one(unit, "Service", "WatchdogSec")) > 0
     assert seconds(one(unit, "Service", "TimeoutStopSec")) > 0

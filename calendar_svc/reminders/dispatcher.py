@@ -87,6 +87,9 @@ class Dispatcher:
         self._stopping = threading.Event()
         self._pump: threading.Thread | None = None
         self._renewed = time.monotonic()
+        # Outcomes written so far (sent, retried, failed, missed, ...): the daemon refreshes
+        # its status line when this moves.
+        self.finished = 0
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -384,6 +387,8 @@ class Dispatcher:
             with self._lock:  # keep them for the next round rather than lose them
                 self._outcomes[:0] = batch
             raise
+        with self._lock:
+            self.finished += len(batch)
         if owned != len(batch):
             log_event(
                 log,
