@@ -60,7 +60,10 @@ START=$(date -u -d '+3 min' +%Y-%m-%dT%H:%M:00)
 nspawn --pipe /bin/sh -ec "
     rm -rf /opt/calendar-svc /var/lib/private/calendar-svc /etc/calendar-svc
     python3 -m venv /opt/calendar-svc/venv
-    /opt/calendar-svc/venv/bin/pip install -q --disable-pip-version-check \
+    # The wheels built here when the host's Python matches; the index otherwise.
+    /opt/calendar-svc/venv/bin/pip install -q --disable-pip-version-check --no-index \
+        --find-links /root/wheelhouse calendar-svc 2>/dev/null \
+    || /opt/calendar-svc/venv/bin/pip install -q --disable-pip-version-check \
         --find-links /root/wheelhouse calendar-svc
     cd /root/src
     install -m 0644 systemd/calendar-svc.service /etc/systemd/system/
