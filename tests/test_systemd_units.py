@@ -300,3 +300,20 @@ def test_environment_example_lines_are_valid() -> None:
     for line in assignments:
         # EnvironmentFile= takes no shell syntax: no quotes, no spaces, no $expansion.
         assert not re.search(r"[\s'\"$]", line), line
+
+
+def test_the_container_check_is_valid_shell_and_finds_the_admin_wrapper() -> None:
+    """systemd/check-in-container.sh (run by hand, as root) takes calendar-svc-admin out
+    of docs/operations.md: the docs must keep the block it looks for."""
+    script = SYSTEMD / "check-in-container.sh"
+    assert os.access(script, os.X_OK)
+    assert subprocess.run(["sh", "-n", str(script)], capture_output=True).returncode == 0
+    extract = re.search(r"awk '([^']+)'", script.read_text(encoding="utf-8"))
+    assert extract is not None
+    wrapper = subprocess.run(
+        ["awk", extract.group(1), str(ROOT / "docs" / "operations.md")],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    assert wrapper.startswith("#!/bin/sh\n")
+    assert "systemd-run" in wrapper and '/opt/calendar-svc/venv/bin/calendar-svc' in wrapper
+    assert wrapper.rstrip().endswith('"$@"')
