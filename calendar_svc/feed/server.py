@@ -161,7 +161,7 @@ def _implementation(config: uvicorn.Config) -> str:
     installed (a dependency; about 2.5x the 304s per second of "h11+asyncio")."""
     protocol = getattr(config, "http_protocol_class", None)
     parser = "httptools" if protocol is not None and "HttpTools" in protocol.__name__ else "h11"
-    if not hasattr(config, "get_loop_factory"):  # uvicorn before 0.36: only the setting
+    if not hasattr(config, "get_loop_factory"):  # older uvicorn: only the setting is known
         return f"{parser}+{config.loop}"
     factory = config.get_loop_factory()
     loop = "uvloop" if factory is not None and "uvloop" in (factory.__module__ or "") else "asyncio"
