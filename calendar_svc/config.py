@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from calendar_svc.durations import parse_duration
 from calendar_svc.errors import ConfigError
@@ -221,6 +222,28 @@ def _clock_time(value: Any) -> time:
     raise ValueError(f'expected a local time such as "09:00", got {value!r}')
 
 
+def _check_public_url(reader: _Reader, url: str) -> None:
+    """``[feed] public_url``: an http(s) base URL that subscribers can reach."""
+    if not re.match(r"^https?://", url):
+        raise reader.fail("public_url", f"must start with http:// or https://, got {url!r}")
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        raise reader.fail("public_url", f"has an invalid port: {url!r}") from None
+    if not parts.hostname:
+        raise reader.fail("public_url", f"has no host name: {url!r}")
+    if port == 0:
+        raise reader.fail(
+            "public_url", f"port 0 cannot be subscribed to, got {url!r}; give the port "
+            "subscribers reach (or none for 80/443)"
+        )
+    if parts.query or parts.fragment:
+        raise reader.fail(
+            "public_url", f"must be a base URL without ?query or #fragment, got {url!r}"
+        )
+
+
 def _sqlite_url(url: str, base: Path) -> str:
     """Resolve a relative SQLite file against ``base``; other URLs pass through."""
     match = re.match(r"^(sqlite(?:\+\w+)?):///(?!/)(.+)$", url)
@@ -311,10 +334,8 @@ def parse_config(
         refresh_interval=feed_r.duration("refresh_interval", d_feed.refresh_interval),
         include_alarms=feed_r.get("include_alarms", bool, d_feed.include_alarms),
     )
-    if not re.match(r"^https?://", feed.public_url):
-        raise feed_r.fail(
-            "public_url", f"must start with http:// or https://, got {feed.public_url!r}"
-        )
+    if "public_url" in feed_r.table:
+        _check_public_url(feed_r, feed.public_url)
     feed_r.done()
 
     rem_r = _Reader(file, top.get("reminders", dict, {}), "reminders.")

@@ -111,7 +111,7 @@ poll 30 init_pid || fail "the container did not boot"
 PID1=$(init_pid)
 in_ct() { nsenter -t "$PID1" -a "$@"; }
 prop() { in_ct systemctl show "$UNIT" -p "$1" --value; }
-journal() { in_ct journalctl -u "$UNIT" --no-pager -o cat; }
+journal() { in_ct journalctl -b -u "$UNIT" --no-pager -o cat; }  # this boot only: the root is reused
 is_active() { [ "$(prop ActiveState)" = active ]; }
 sent_count() { journal | grep -c "msg=reminder.sent.*uid=under-systemd" || true; }
 

@@ -106,6 +106,10 @@ BAD = [
     ('[notifiers.x]\nhost = "a"\n', "notifiers.x.type", "missing the notifier's type"),
     ('[logging]\nlevel = "loud"\n', "logging.level", "expected debug"),
     ('[feed]\npublic_url = "example.org"\n', "feed.public_url", "http://"),
+    ('[feed]\npublic_url = "https://cal.example.org:abc"\n', "feed.public_url", "invalid port"),
+    ('[feed]\npublic_url = "https://cal.example.org:0"\n', "feed.public_url", "port 0 cannot"),
+    ('[feed]\npublic_url = "https://:8443/cal"\n', "feed.public_url", "no host name"),
+    ('[feed]\npublic_url = "https://cal.example.org/?x=1"\n', "feed.public_url", "?query"),
 ]
 
 

@@ -302,12 +302,19 @@ def test_a_stale_owner_cannot_overwrite_a_row_taken_over(planned: Store, clock, 
 
 
 def test_stop_puts_a_hung_send_back_to_pending(planned: Store, clock, config, make) -> None:
-    release = threading.Event()
-    recorder = Recorder(lambda _: release.wait(10))
+    entered, release = threading.Event(), threading.Event()
+
+    def hang(_: Reminder) -> None:
+        entered.set()
+        release.wait(10)
+
+    recorder = Recorder(hang)
     dispatcher = make(planned, config, recorder)
     clock.set(Z("2025-09-02T15:00:00Z"))
     dispatcher.run_once()
     assert rows(planned)[0].status == "sending"
+    # The send is under way (not merely queued, which a stop releases without sending).
+    assert entered.wait(10)
     assert dispatcher.stop(0.2) == [rows(planned)[0].id]
     row = rows(planned)[0]
     assert (row.status, row.attempts, row.next_attempt_at) == ("pending", 0, clock.now)
@@ -408,3 +415,36 @@ def test_a_reload_waits_for_sends_through_the_old_notifier(
     dispatcher.flush()
     assert [r.entry.uid for r in old.got] == ["sheinbaum-bilateral"]
     assert rows(planned)[0].status == "sent"
+
+
+def test_a_reload_during_a_claim_does_not_release_the_round_s_notifiers(
+    planned: Store, clock, config, make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reload that lands after a round took its notifiers but before its sends are
+    registered: the old notifiers are still held, so the daemon does not close one that
+    is about to send."""
+    old, new = Recorder(), Recorder()
+    dispatcher = make(planned, config, old)
+    clock.set(Z("2025-09-02T15:00:00.5Z"))
+    real_claim = repo.claim_due
+    released_during_claim: list[bool] = []
+
+    def claim_with_a_reload(*args: Any, **kwargs: Any) -> Any:
+        if not released_during_claim:  # the reload, from another thread, mid-round
+            def reload() -> None:
+                dispatcher.replace(config, {"console": new})
+                released_during_claim.append(dispatcher.wait_released([old], 0.2))
+
+            thread = threading.Thread(target=reload)
+            thread.start()
+            thread.join(10)
+        return real_claim(*args, **kwargs)
+
+    monkeypatch.setattr(repo, "claim_due", claim_with_a_reload)
+    assert dispatcher.run_once() == 1
+    assert released_during_claim == [False]  # held by the round
+    assert dispatcher.wait_released([old], 10)  # and released once its send is done
+    assert dispatcher.wait_idle(10)
+    dispatcher.flush()
+    assert [r.entry.uid for r in old.got] == ["sheinbaum-bilateral"]
+    assert new.got == []

@@ -184,6 +184,64 @@ def test_the_request_goes_to_the_address_that_was_checked(
     assert request.path == "/in"
 
 
+def _resolving(
+    monkeypatch: pytest.MonkeyPatch, name: str, addresses: list[str]
+) -> None:
+    """Make ``name`` resolve to ``addresses`` (in that order), all accepted as public."""
+    real = socket.getaddrinfo
+
+    def resolve(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != name:
+            return real(host, port, *args, **kwargs)
+        return [info for a in addresses for info in real(a, port, *args, **kwargs)]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    monkeypatch.setattr(_http, "is_public", lambda address: str(address) in addresses)
+
+
+def test_a_dead_address_falls_back_to_the_next_checked_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A name with two addresses, the first refusing connections (one server down, or
+    no route): the reminder still goes out, once, to the second."""
+    with peers.HttpReceiver(verifying) as receiver:
+        # Nothing listens on 127.0.0.2 at the receiver's port: connection refused.
+        _resolving(monkeypatch, "hook.test", ["127.0.0.2", "127.0.0.1"])
+        n = notifier(f"http://hook.test:{receiver.port}/in", allow_private=False)
+        n.send(reminder())
+        [request] = receiver.wait_for(1)
+    assert request.header("host") == f"hook.test:{receiver.port}"
+    assert len(receiver.requests) == 1
+
+
+def test_every_address_dead_is_retryable_and_names_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    port = peers.free_port()
+    _resolving(monkeypatch, "hook.test", ["127.0.0.2", "127.0.0.3"])
+    n = notifier(f"http://hook.test:{port}/secret-path", allow_private=False)
+    with pytest.raises(RetryableNotifierError) as caught:
+        n.send(reminder())
+    message = str(caught.value)
+    assert "any of 2 addresses" in message
+    assert "127.0.0.2" in message and "127.0.0.3" in message
+    assert "secret-path" not in message
+
+
+def test_a_server_that_answered_is_not_tried_again_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fallback is for connections that were never made: a 503 from the first address
+    is retried later by the dispatcher, not re-sent to the second at once."""
+    with peers.HttpReceiver(lambda request: (503, {}, b"busy")) as receiver:
+        # 127.0.0.1 answers 503; nothing listens on 127.0.0.2 (it would be refused).
+        _resolving(monkeypatch, "hook.test", ["127.0.0.1", "127.0.0.2"])
+        n = notifier(f"http://hook.test:{receiver.port}/in", allow_private=False)
+        with pytest.raises(RetryableNotifierError, match="503"):
+            n.send(reminder())
+        assert len(receiver.requests) == 1
+
+
 def test_https_to_a_checked_address_keeps_the_name_for_tls() -> None:
     """With https, the pinned request still sends the name as SNI (and so checks the
     certificate against it)."""
@@ -196,12 +254,29 @@ def test_https_to_a_checked_address_keeps_the_name_for_tls() -> None:
     client = httpx.Client(transport=httpx.MockTransport(handler))
     n = notifier("https://hook.example.org:8443/in")
     _http.post(n, client, httpx.URL("https://hook.example.org:8443/in"), content=b"{}",
-               headers={}, now=now_utc(), connect_to="203.0.113.7")
+               headers={}, now=now_utc(), connect_to=["203.0.113.7"])
     client.close()
     [request] = sent
     assert str(request.url) == "https://203.0.113.7:8443/in"
     assert request.headers["host"] == "hook.example.org:8443"
     assert request.extensions["sni_hostname"] == "hook.example.org"
+
+
+def test_an_international_name_is_sent_as_its_ascii_form_for_tls() -> None:
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(204)
+
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    n = notifier("https://hook.example.org/in")
+    _http.post(n, client, httpx.URL("https://münchen.example/in"), content=b"{}",
+               headers={}, now=now_utc(), connect_to=["203.0.113.7"])
+    client.close()
+    [request] = sent
+    assert request.headers["host"] == "xn--mnchen-3ya.example"
+    assert request.extensions["sni_hostname"] == "xn--mnchen-3ya.example"
 
 
 @pytest.mark.parametrize("secret", ["hunter2", "whsec_not-base64!!", "whsec_c2hvcnQ="])

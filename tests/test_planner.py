@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from datetime import datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from calendar_svc.config import RemindersConfig
@@ -245,6 +247,50 @@ def test_missed_lookback_bounds_what_a_long_gap_records(
     report = planner.plan()
     # Window starts 19:50Z; three hours back is 16:50Z: only the embassy's 18:30 and 19:15.
     assert report.gap_start == Z("2025-09-02T16:50:00Z")
+    assert missed_rows(trip_store) == [
+        ("embassy-mexico-city", "02 18:30"), ("embassy-mexico-city", "02 19:15"),
+    ]
+
+
+def test_passes_as_far_apart_as_the_rescan_interval_are_not_a_gap(
+    trip_store: Store, clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A daemon rescanning hourly with a 10-minute grace is running normally: no gap,
+    nothing recorded missed, no gap warning in the log."""
+    config = RemindersConfig(rescan_interval=timedelta(hours=1), grace=timedelta(minutes=10))
+    planner = Planner(trip_store, config)
+    clock.set(Z("2025-09-02T12:00:00Z"))
+    planner.plan()
+    with caplog.at_level(logging.INFO, logger="calendar_svc"):
+        for hour in ("13", "14", "15"):
+            clock.set(Z(f"2025-09-02T{hour}:00:00Z"))
+            report = planner.plan()
+            assert report.gap_start is None and report.missed == []
+    assert "planner.gap" not in caplog.text
+    assert missed_rows(trip_store) == []
+    # Longer than two rescan intervals is a gap.
+    clock.set(Z("2025-09-02T17:30:00Z"))
+    assert planner.plan().gap_start == Z("2025-09-02T15:00:00Z")
+
+
+def test_a_clock_that_stepped_back_is_trusted_from_then_on(
+    trip_store: Store, clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pass recorded "in the future" (the clock was ahead, then corrected) must not
+    hide a later gap: the planner warns and measures from the corrected clock."""
+    planner = Planner(trip_store, RemindersConfig())
+    clock.set(Z("2025-09-10T00:00:00Z"))  # the clock was a week ahead
+    planner.plan()
+    clock.set(Z("2025-09-02T10:00:00Z"))  # corrected
+    with caplog.at_level(logging.WARNING, logger="calendar_svc"):
+        report = planner.plan()
+    assert report.clock_stepped_back and report.gap_start is None
+    assert "planner.clock_stepped_back" in caplog.text
+    # No daemon from 10:00Z to 20:00Z: the gap is seen, from the corrected pass. The
+    # 10:00Z pass planned up to 16:00Z (the horizon); what came due later is recorded.
+    clock.set(Z("2025-09-02T20:00:00Z"))
+    report = planner.plan()
+    assert report.gap_start == Z("2025-09-02T10:00:00Z")
     assert missed_rows(trip_store) == [
         ("embassy-mexico-city", "02 18:30"), ("embassy-mexico-city", "02 19:15"),
     ]

@@ -213,9 +213,11 @@ _ZONES: Final = 1
 _BODY: Final = 2
 
 _ENTRY_KEYS = (
-    # Feed order (that of Store.entries within one calendar), read from the covering index
-    # ix_entries_feed_order. An edit a subscriber sees moves updated_at and sequence; uid
-    # guards against an id that SQLite hands out again after a delete.
+    # Feed order (that of Store.entries within one calendar), read in index order from
+    # ix_entries_feed_order: on SQLite from the index alone (the rowid id is in every
+    # index), on PostgreSQL with a visit to each row for id, but no sort. An edit a
+    # subscriber sees moves updated_at and sequence; uid guards against an id that
+    # SQLite hands out again after a delete.
     select(Entry.id, Entry.uid, Entry.updated_at, Entry.sequence)
     .where(Entry.calendar_id == bindparam("calendar_id"))
     .order_by(Entry.start_utc, Entry.uid)

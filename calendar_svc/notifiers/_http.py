@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Sequence
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -15,6 +16,10 @@ from calendar_svc.notifiers.base import Notifier
 from calendar_svc.timezones import UTC
 
 USER_AGENT = "calendar-svc"
+
+# At most this many of a name's checked addresses are tried, in the resolver's order,
+# when connecting to the earlier ones fails (one dead address, or no IPv6 route).
+MAX_ADDRESSES = 4
 
 # Cloud metadata endpoints not already covered by "not a global address".
 _METADATA = {ipaddress.ip_address("100.100.100.200"), ipaddress.ip_address("fd00:ec2::254")}
@@ -67,12 +72,13 @@ def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return address.is_global and not address.is_multicast and address not in _METADATA
 
 
-def check_public_host(notifier: Notifier, url: httpx.URL) -> str:
+def check_public_host(notifier: Notifier, url: httpx.URL) -> list[str]:
     """Refuse (permanently) a URL whose host resolves to any non-public address.
 
-    Every resolved address is checked; the first is returned, and ``post`` connects
-    to exactly that one (``connect_to``), so a name that resolves differently a
-    moment later (DNS rebinding) cannot send the request somewhere unchecked.
+    Every resolved address is checked; the distinct addresses are returned in the
+    resolver's order, and ``post`` connects to exactly those (``connect_to``), so a
+    name that resolves differently a moment later (DNS rebinding) cannot send the
+    request somewhere unchecked.
     """
     host = url.host
     port = url.port or (443 if url.scheme == "https" else 80)
@@ -80,14 +86,18 @@ def check_public_host(notifier: Notifier, url: httpx.URL) -> str:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise notifier.retryable(f"{origin(url)}: cannot resolve host: {exc}") from None
+    addresses: list[str] = []
     for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        text = str(info[4][0]).split("%", 1)[0]
+        address = ipaddress.ip_address(text)
         if not is_public(address):
             raise notifier.permanent(
                 f"{origin(url)} resolves to the non-public address {address}; "
                 "set allow_private = true if this is intended"
             )
-    return str(infos[0][4][0]).split("%", 1)[0]
+        if text not in addresses:
+            addresses.append(text)
+    return addresses
 
 
 def post(
@@ -98,23 +108,62 @@ def post(
     content: bytes,
     headers: dict[str, str],
     now: datetime,
-    connect_to: str | None = None,
+    connect_to: Sequence[str] = (),
 ) -> httpx.Response:
     """POST and map transport failures and statuses to notifier errors.
 
-    ``connect_to``: an address to connect to instead of resolving the URL's host
+    ``connect_to``: addresses to connect to instead of resolving the URL's host
     again; the request still names the host (``Host``, and TLS SNI and certificate
-    checks for https).
+    checks for https). When connecting to one fails, the next is tried (at most
+    ``MAX_ADDRESSES``); a request that reached a server is never sent again.
     """
     where = origin(url)
+    if not connect_to:
+        try:
+            return _post_once(notifier, client, url, where, content, headers, {}, now)
+        except _ConnectFailed as exc:
+            raise notifier.retryable(f"{where}: {exc}") from None
+    pinned_headers = {**headers, "host": url.netloc.decode("ascii")}
     extensions: dict[str, Any] = {}
-    if connect_to is not None:
-        headers = {**headers, "host": url.netloc.decode("ascii")}
-        if url.scheme == "https":
-            extensions["sni_hostname"] = url.host
-        url = url.copy_with(host=connect_to)
+    if url.scheme == "https":
+        extensions["sni_hostname"] = url.raw_host.decode("ascii")
+    tried = list(connect_to)[:MAX_ADDRESSES]
+    failures: list[str] = []
+    for address in tried:
+        try:
+            return _post_once(
+                notifier, client, url.copy_with(host=address), where, content,
+                pinned_headers, extensions, now,
+            )
+        except _ConnectFailed as exc:
+            failures.append(f"{address}: {exc}")
+    if len(tried) == 1:
+        raise notifier.retryable(f"{where}: {failures[0]}")
+    raise notifier.retryable(
+        f"{where}: could not connect to any of {len(tried)} addresses ({'; '.join(failures)})"
+    )
+
+
+class _ConnectFailed(Exception):
+    """No connection was made: safe to try the next address."""
+
+
+def _post_once(
+    notifier: Notifier,
+    client: httpx.Client,
+    url: httpx.URL,
+    where: str,
+    content: bytes,
+    headers: dict[str, str],
+    extensions: dict[str, Any],
+    now: datetime,
+) -> httpx.Response:
     try:
         response = client.post(url, content=content, headers=headers, extensions=extensions)
+    except httpx.ConnectTimeout:
+        raise _ConnectFailed("timed out connecting") from None
+    except httpx.ConnectError as exc:
+        raise _ConnectFailed(f"{type(exc).__name__}: {exc}") from None
     except httpx.TimeoutException:
         raise notifier.retryable(f"{where}: timed out") from None
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:

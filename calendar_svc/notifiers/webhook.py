@@ -152,7 +152,7 @@ class WebhookNotifier(Notifier):
         return headers
 
     def send(self, reminder: Reminder) -> None:
-        address = None if self.allow_private else _http.check_public_host(self, self.url)
+        addresses = [] if self.allow_private else _http.check_public_host(self, self.url)
         now = self.clock()
         body = self.payload(reminder)
         key = reminder.idempotency_key
@@ -161,7 +161,7 @@ class WebhookNotifier(Notifier):
         headers = self.headers(msg_id, int(now.timestamp()), body)
         _http.post(
             self, self.client, self.url, content=body, headers=headers, now=now,
-            connect_to=address,
+            connect_to=addresses,
         )
 
     def close(self) -> None:

@@ -82,6 +82,9 @@ class Dispatcher:
         # Which notifier each send in flight (or queued) uses: a reload closes the old
         # notifiers only once no send holds one of them.
         self._using: dict[int, Notifier] = {}
+        # The notifiers each claiming round took before claiming: a reload during the
+        # round must not close them before its sends are registered in ``_using``.
+        self._rounds: list[Mapping[str, Notifier]] = []
         self._outcomes: list[tuple[Outcome, ClaimedRow]] = []
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -159,9 +162,14 @@ class Dispatcher:
         Sends that started with the new notifiers after a reload do not hold this up.
         """
         wanted = {id(n) for n in notifiers}
+
+        def held() -> bool:
+            in_rounds = (n for round_ in self._rounds for n in round_.values())
+            return any(id(n) in wanted for n in (*self._using.values(), *in_rounds))
+
         deadline = time.monotonic() + timeout
         with self._idle:
-            while any(id(n) in wanted for n in self._using.values()):
+            while held():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -199,6 +207,18 @@ class Dispatcher:
         with self._lock:
             room = self.capacity - len(self._inflight)
             config, notifiers = self.config, self.notifiers
+            self._rounds.append(notifiers)
+        try:
+            return self._claim_and_start(room, config, notifiers)
+        finally:
+            with self._lock:
+                index = next(i for i, r in enumerate(self._rounds) if r is notifiers)
+                del self._rounds[index]
+                self._idle.notify_all()
+
+    def _claim_and_start(
+        self, room: int, config: Config, notifiers: Mapping[str, Notifier]
+    ) -> int:
         self._renew(config)
         now = self.store.clock()
         claimed = repo.claim_due(

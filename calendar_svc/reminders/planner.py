@@ -12,7 +12,9 @@ Each pass, in ONE write transaction:
    no daemon ran, the entry was added while none ran, or the last pass is
    older than the grace. Nothing is sent for them; they are there for
    ``calendar-svc status``, the logs and the metrics. At most ``MISSED_LOOKBACK``
-   back; the very first pass on a database records none;
+   back; the very first pass on a database records none, and neither does a
+   pass that follows the previous one within what a running daemon leaves
+   between passes (``gap_after``);
 4. cancel pending rows that no rule produces any more: the entry moved, was
    cancelled or deleted, or its offset or channel went away.
 
@@ -65,6 +67,18 @@ class PlanReport:
     missed: list[PlannedReminder] = field(default_factory=list)
     gap_start: datetime | None = None
     last_pass: datetime | None = None
+    # The previous pass is recorded in this pass's future: the clock stepped back.
+    clock_stepped_back: bool = False
+
+
+def gap_after(config: RemindersConfig) -> timedelta:
+    """How old the previous pass must be for this one to follow a gap.
+
+    A running daemon plans at least every ``rescan_interval``, so anything shorter
+    than two of those (or the grace, whichever is longer) is normal operation, not
+    a time when no daemon ran.
+    """
+    return max(config.grace, 2 * config.rescan_interval)
 
 
 class Planner:
@@ -84,8 +98,11 @@ class Planner:
                 session.execute(select(func.pg_advisory_xact_lock(_PG_PLANNER_LOCK)))
             oldest = repo.oldest_pending_due(session)
             report.last_pass = repo.last_pass(session)
-            if report.last_pass is not None and report.last_pass < start:
+            tolerance = gap_after(self.config)
+            if report.last_pass is not None and report.last_pass < now - tolerance:
                 report.gap_start = max(report.last_pass, start - MISSED_LOOKBACK)
+            elif report.last_pass is not None and report.last_pass > now + tolerance:
+                report.clock_stepped_back = True
             scan_from = min(t for t in (start, oldest, report.gap_start) if t is not None)
             known = self._reminders(session, scan_from, end)
             report.wanted = len(known)
@@ -105,7 +122,9 @@ class Planner:
                     f"came due while no daemon planned reminders "
                     f"(last pass {iso_utc(report.last_pass or report.gap_start)})",
                 )
-            repo.record_pass(session, now, self.name)
+            # After a step back, this clock is trusted from now on: a gap that follows
+            # is measured from here, not from a pass "in the future".
+            repo.record_pass(session, now, self.name, reset=report.clock_stepped_back)
             keys = {r.dedupe_key for r in known}
             stale = [(i, k) for i, k, _ in repo.pending_rows(session, end) if k not in keys]
             repo.cancel(
@@ -171,6 +190,16 @@ class Planner:
                 due=iso_utc(r.due_at),
                 offset=int(r.offset.total_seconds()),
                 in_seconds=round((r.due_at - now).total_seconds()),
+            )
+        if report.clock_stepped_back and report.last_pass is not None:
+            log_event(
+                log,
+                "planner.clock_stepped_back",
+                logging.WARNING,
+                last_pass=iso_utc(report.last_pass),
+                now=iso_utc(now),
+                hint="the system clock went back (or daemons sharing this database "
+                "disagree on the time); reminders are planned by this clock from now on",
             )
         if report.gap_start is not None and report.last_pass is not None:
             for r in report.missed:

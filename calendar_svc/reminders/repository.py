@@ -162,13 +162,15 @@ def last_pass(session: Session) -> datetime | None:
     return state.last_pass_at if state is not None else None
 
 
-def record_pass(session: Session, now: datetime, by: str) -> None:
+def record_pass(session: Session, now: datetime, by: str, *, reset: bool = False) -> None:
+    """Remember this pass; ``reset`` takes ``now`` even if an earlier pass is later."""
     state = session.get(PlannerState, 1)
     if state is None:
         session.add(PlannerState(id=1, last_pass_at=now, last_pass_by=by))
     else:
-        # A clock that stepped back must not reopen a gap that was already accounted for.
-        state.last_pass_at = max(state.last_pass_at, now)
+        # Small disagreements between daemons' clocks must not reopen a gap that was
+        # already accounted for; a real step back is the planner's call (``reset``).
+        state.last_pass_at = now if reset else max(state.last_pass_at, now)
         state.last_pass_by = by
 
 

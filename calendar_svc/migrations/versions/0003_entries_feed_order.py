@@ -3,8 +3,9 @@
 A feed lists a calendar's entries by (start_utc, uid) and, before a render,
 reads each one's (uid, updated_at, sequence) to find what changed since the
 last. With every one of those columns in one index, that read is a walk of the
-index in order: no sort and no visit to the (wide) entry rows. At 10,000
-entries it is most of the cost of re-rendering a feed after one edit.
+index in order, with no sort; on SQLite, where the rowid (id) is part of every
+index, it never visits the (wide) entry rows either. At 10,000 entries it is
+most of the cost of re-rendering a feed after one edit.
 
 Revision ID: 0003
 Revises: 0002
