@@ -77,7 +77,8 @@ def ok(_request: HttpRequest) -> Response:
 class HttpReceiver:
     """A threaded HTTP server recording every request; ``responder`` decides the answer."""
 
-    def __init__(self, responder: Responder = ok) -> None:
+    def __init__(self, responder: Responder = ok, *, tls: ssl.SSLContext | None = None) -> None:
+        """``tls``: serve https with this server context (see ``make_tls``)."""
         self.responder = responder
         self.requests: list[HttpRequest] = []
         self._changed = threading.Condition()
@@ -112,8 +113,10 @@ class HttpReceiver:
 
         self.server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
         self.server.daemon_threads = True
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.port = int(self.server.server_address[1])
-        self.url = f"http://{LOOPBACK}:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://{LOOPBACK}:{self.port}"
         # A short poll interval: shutdown() waits for the loop to notice it.
         self._thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
@@ -185,9 +188,9 @@ class Tls:
     server_context: ssl.SSLContext
 
 
-def make_tls(folder: Path) -> Tls:
+def make_tls(folder: Path, names: tuple[str, ...] = (LOOPBACK, "localhost")) -> Tls:
     ca = trustme.CA()
-    cert = ca.issue_cert(LOOPBACK, "localhost")
+    cert = ca.issue_cert(*names)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     cert.configure_cert(context)
     ca_file = folder / "test-ca.pem"

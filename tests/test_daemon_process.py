@@ -388,7 +388,7 @@ def test_sigstop_across_due_times(tmp_path: Path, receiver: Receiver, daemons) -
     within 30 s of SIGCONT: nothing is skipped as a misfire."""
     url = sqlite_url(tmp_path)
     config = write_config(tmp_path, url, receiver)
-    starts = spread(30, soon(6), 50)  # due times over 50 s, all inside the stop
+    starts = spread(30, soon(12), 45)  # due times over 45 s, all inside the stop
     (tmp_path / "schedules" / "stop.toml").write_text(schedule_text("stop", starts))
     daemon = DaemonProcess(config)
     daemons.append(daemon.start().wait_ready())

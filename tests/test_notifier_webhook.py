@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from datetime import datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -260,6 +262,27 @@ def test_https_to_a_checked_address_keeps_the_name_for_tls() -> None:
     assert str(request.url) == "https://203.0.113.7:8443/in"
     assert request.headers["host"] == "hook.example.org:8443"
     assert request.extensions["sni_hostname"] == "hook.example.org"
+
+
+def test_https_to_a_checked_address_verifies_the_name_s_certificate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real TLS handshake with the request pinned to 127.0.0.1: the server sees the
+    name as SNI, and the certificate (issued for the name only) is accepted."""
+    tls = peers.make_tls(tmp_path, names=("hook.test",))
+    server_names: list[str | None] = []
+    tls.server_context.sni_callback = lambda _sock, name, _ctx: server_names.append(name)
+    with peers.HttpReceiver(verifying, tls=tls.server_context) as receiver:
+        _resolving(monkeypatch, "hook.test", ["127.0.0.1"])
+        n = notifier(f"https://hook.test:{receiver.port}/in", allow_private=False)
+        n.client.close()
+        n.client = httpx.Client(  # trusts the test CA instead of the system's
+            verify=ssl.create_default_context(cafile=str(tls.ca_file)), timeout=5
+        )
+        n.send(reminder())
+        [request] = receiver.wait_for(1)
+    assert server_names == ["hook.test"]
+    assert request.header("host") == f"hook.test:{receiver.port}"
 
 
 def test_an_international_name_is_sent_as_its_ascii_form_for_tls() -> None:
