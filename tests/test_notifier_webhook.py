@@ -244,21 +244,25 @@ def test_a_server_that_answered_is_not_tried_again_elsewhere(
         assert len(receiver.requests) == 1
 
 
-def test_https_to_a_checked_address_keeps_the_name_for_tls() -> None:
-    """With https, the pinned request still sends the name as SNI (and so checks the
-    certificate against it)."""
+def _pinned_request(url: str, address: str) -> httpx.Request:
+    """The request ``_http.post`` makes for ``url`` pinned to ``address`` (not sent)."""
     sent: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         sent.append(request)
         return httpx.Response(204)
 
-    client = httpx.Client(transport=httpx.MockTransport(handler))
-    n = notifier("https://hook.example.org:8443/in")
-    _http.post(n, client, httpx.URL("https://hook.example.org:8443/in"), content=b"{}",
-               headers={}, now=now_utc(), connect_to=["203.0.113.7"])
-    client.close()
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
+        _http.post(notifier("https://hook.example.org/in"), client, httpx.URL(url),
+                   content=b"{}", headers={}, now=now_utc(), connect_to=[address])
     [request] = sent
+    return request
+
+
+def test_https_to_a_checked_address_keeps_the_name_for_tls() -> None:
+    """With https, the pinned request still sends the name as SNI (and so checks the
+    certificate against it)."""
+    request = _pinned_request("https://hook.example.org:8443/in", "203.0.113.7")
     assert str(request.url) == "https://203.0.113.7:8443/in"
     assert request.headers["host"] == "hook.example.org:8443"
     assert request.extensions["sni_hostname"] == "hook.example.org"
@@ -286,18 +290,7 @@ def test_https_to_a_checked_address_verifies_the_name_s_certificate(
 
 
 def test_an_international_name_is_sent_as_its_ascii_form_for_tls() -> None:
-    sent: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        sent.append(request)
-        return httpx.Response(204)
-
-    client = httpx.Client(transport=httpx.MockTransport(handler))
-    n = notifier("https://hook.example.org/in")
-    _http.post(n, client, httpx.URL("https://münchen.example/in"), content=b"{}",
-               headers={}, now=now_utc(), connect_to=["203.0.113.7"])
-    client.close()
-    [request] = sent
+    request = _pinned_request("https://münchen.example/in", "203.0.113.7")
     assert request.headers["host"] == "xn--mnchen-3ya.example"
     assert request.extensions["sni_hostname"] == "xn--mnchen-3ya.example"
 
