@@ -185,6 +185,34 @@ def _one_event_calendar(entry: Entry) -> bytes:
 texts = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=120)
 
 
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    title=texts,
+    # Lengths around the fold (75 octets with the property name), in 1- to 4-octet characters.
+    description=st.text(st.characters(blacklist_categories=("Cs",)), min_size=40, max_size=90),
+    location=st.text(max_size=80),
+)
+def test_event_bytes_are_icalendar_s_own_serialisation(
+    title: str, description: str, location: str
+) -> None:
+    """The cache's fast serialisation (short lines encoded directly) gives exactly the
+    bytes of icalendar's ``to_ical``, whatever the text and wherever a fold falls."""
+    entry = make_entry(title=title, description=description, location=location)
+    event = ics.build_event(entry, make_calendar(), OPTIONS)
+    assert ics.event_bytes(entry, make_calendar(), OPTIONS) == event.to_ical(sorted=True)
+
+
+@pytest.mark.parametrize("tail", ["", "é", "€", "😀", "\\", ",", ";x", "\n"])
+def test_event_bytes_match_icalendar_at_every_length_around_the_fold(tail: str) -> None:
+    """"DESCRIPTION:" and 50-70 more characters: lines just under, at and over the 75
+    octets where icalendar folds, ending in multi-octet characters and escapes."""
+    calendar = make_calendar()
+    for length in range(50, 71):
+        entry = make_entry(description="a" * (length - len(tail)) + tail)
+        event = ics.build_event(entry, calendar, OPTIONS)
+        assert ics.event_bytes(entry, calendar, OPTIONS) == event.to_ical(sorted=True), length
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(title=texts, description=st.text(max_size=200), location=st.text(max_size=80))
 def test_any_text_round_trips(title: str, description: str, location: str) -> None:
