@@ -79,6 +79,16 @@ def clean_text(value: str) -> str:
     return _CONTROL.sub("", _NEWLINES.sub("\n", value))
 
 
+def optional_text(value: str) -> str:
+    """What an optional text property (DESCRIPTION, LOCATION) shows: "" leaves it out.
+
+    Whitespace alone is left out: there is nothing to show, and libical (Evolution,
+    KDE) reports such a property as an error and drops it.
+    """
+    text = clean_text(value)
+    return text if text.strip() else ""
+
+
 class _Text(vText):
     """TEXT escaped by RFC 5545 alone.
 
@@ -159,10 +169,10 @@ def build_event(entry: Entry, calendar: Calendar, options: FeedOptions) -> Event
         if entry.end_utc > entry.start_utc:
             event.add("dtend", to_local(entry.end_utc, entry.end_tz))
     event.add("summary", _text(entry.title))
-    if entry.description:
-        event.add("description", _text(entry.description))
-    if entry.location:
-        event.add("location", _text(entry.location))
+    if description := optional_text(entry.description):
+        event.add("description", _Text(description))
+    if location := optional_text(entry.location):
+        event.add("location", _Text(location))
     if entry.geo_lat is not None and entry.geo_lon is not None:
         event.add("geo", (entry.geo_lat, entry.geo_lon))
     if entry.url:
@@ -188,7 +198,8 @@ def build_event(entry: Entry, calendar: Calendar, options: FeedOptions) -> Event
 def _alarm(entry: Entry, offset: timedelta) -> Alarm:
     alarm = Alarm()
     alarm.add("action", "DISPLAY")
-    alarm.add("description", _text(entry.title or "Reminder"))
+    # DISPLAY alarms must have a DESCRIPTION with something in it.
+    alarm.add("description", _Text(optional_text(entry.title) or "Reminder"))
     alarm.add("trigger", -offset)
     return alarm
 
@@ -221,6 +232,8 @@ def build_calendar(
     for entry in entries:
         cal.add_component(build_event(entry, calendar, options))
     cal.add_missing_timezones()
+    for timezone in cal.timezones:
+        one_onset_per_rdate(timezone)
     # add_missing_timezones inserts them in set order, which changes with the
     # process's hash seed; sort them so two processes give the same bytes.
     count = len(cal.timezones)
@@ -277,6 +290,25 @@ def component_bytes(component: Component) -> bytes:
     return b"\r\n".join(out) + b"\r\n"
 
 
+def one_onset_per_rdate(timezone: Component) -> None:
+    """Give each onset of a VTIMEZONE observance an RDATE property of its own.
+
+    ``add_missing_timezones`` lists an observance's onsets in one comma-separated
+    RDATE, which RFC 5545 allows, but ical.js (the parser of Thunderbird and of
+    web calendars) reads only the first value of each RDATE: every later onset
+    was lost, and a reader going by the feed's VTIMEZONE kept New York on EST
+    from 1971 on, an hour off all summer. One onset per RDATE reads the same in
+    every parser.
+    """
+    for observance in timezone.subcomponents:
+        rdates = observance.pop("RDATE", None)
+        if rdates is None:
+            continue
+        for rdate in rdates if isinstance(rdates, list) else [rdates]:
+            for onset in rdate.dts:
+                observance.add("rdate", onset.dt)
+
+
 @lru_cache(maxsize=256)
 def timezone_block(zone: str) -> tuple[str, bytes] | None:
     """(TZID, VTIMEZONE) as ``add_missing_timezones`` writes them for ``zone``; built once.
@@ -291,6 +323,7 @@ def timezone_block(zone: str) -> tuple[str, bytes] | None:
     if not probe.timezones:
         return None
     timezone = probe.timezones[0]
+    one_onset_per_rdate(timezone)
     data: bytes = timezone.to_ical(sorted=True)
     return str(timezone["TZID"]), data
 

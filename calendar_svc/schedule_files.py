@@ -220,7 +220,8 @@ def _text(table: dict[str, Any], key: str, *, required: bool = False, fail: Any)
         return ""
     if not isinstance(value, str):
         raise fail(key, f"expected a string, got {value!r}")
-    if required and not value.strip():
+    # Control characters do not count: a feed drops them, and would show nothing.
+    if required and not "".join(ch for ch in value if ch.isprintable()).strip():
         raise fail(key, "must not be empty")
     return value
 

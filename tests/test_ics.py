@@ -85,6 +85,53 @@ def test_one_vtimezone_per_tzid_before_events(trip_store: Store) -> None:
     assert kinds[:3] == ["VTIMEZONE"] * 3 and set(kinds[3:]) == {"VEVENT"}
 
 
+def _offset_by_first_rdate_only(timezone: Any, when: datetime) -> timedelta:
+    """The UTC offset at local time ``when`` as ical.js reads a VTIMEZONE: each RDATE
+    property contributes its first value only."""
+    onsets: list[tuple[datetime, timedelta]] = []
+    for observance in timezone.subcomponents:
+        offset = observance["TZOFFSETTO"].td
+        onsets.append((observance["DTSTART"].dt, offset))
+        rdates = observance.get("RDATE", [])
+        for rdate in rdates if isinstance(rdates, list) else [rdates]:
+            onsets.append((rdate.dts[0].dt, offset))
+    return max(o for o in onsets if o[0] <= when)[1]
+
+
+@pytest.mark.parametrize(
+    ("zone", "when", "hours"),
+    [
+        ("America/New_York", datetime(2025, 9, 2, 6, 30), -4),  # the flight out, EDT
+        ("America/New_York", datetime(2025, 12, 2, 6, 30), -5),
+        ("America/Mexico_City", datetime(2025, 9, 2, 10, 0), -6),  # no DST since 2022
+        ("America/Mexico_City", datetime(2021, 7, 1, 10, 0), -5),
+        ("America/Guayaquil", datetime(2025, 9, 4, 10, 0), -5),
+    ],
+)
+def test_vtimezones_read_right_in_parsers_that_take_one_value_per_rdate(
+    zone: str, when: datetime, hours: int
+) -> None:
+    """ical.js (Thunderbird's parser) reads one value per RDATE property: with the
+    onsets in one comma-separated RDATE, New York stayed on EST after 1971."""
+    tzid, data = ics.timezone_block(zone)  # type: ignore[misc]
+    timezone = ICalendar.from_ical(data)
+    assert tzid == zone
+    assert all(b"," not in line for line in data.split(b"\r\n") if line.startswith(b"RDATE"))
+    assert _offset_by_first_rdate_only(timezone, when) == timedelta(hours=hours)
+    # And as icalendar reads it (every value), the same offset.
+    assert timezone.to_tz().utcoffset(when) == timedelta(hours=hours)
+
+
+def test_whitespace_only_location_and_description_are_left_out() -> None:
+    """Nothing to show, and libical reports an empty value as an error."""
+    calendar = make_calendar()
+    blank = ics.event_bytes(make_entry(description=" \t\n ", location="\x01\u00a0"), calendar,
+                            OPTIONS)
+    assert b"DESCRIPTION:" not in blank.split(b"BEGIN:VALARM")[0] and b"LOCATION" not in blank
+    kept = ics.event_bytes(make_entry(description=" x ", location="  Quito"), calendar, OPTIONS)
+    assert b"DESCRIPTION: x \r\n" in kept and b"LOCATION:  Quito\r\n" in kept
+
+
 def test_wall_times_carry_their_zone(trip_store: Store) -> None:
     data = ics.render(*trip(trip_store), OPTIONS)
     text = data.decode()

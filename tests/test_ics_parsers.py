@@ -59,6 +59,9 @@ def hostile_specs(count: int = 1000, seed: int = 3) -> CalendarSpec:
     entries = []
     base = datetime(2025, 1, 1, tzinfo=UTC)
     for i in range(count):
+        title = hostile_text(rng, rng.randint(1, 8))
+        if not ics.clean_text(title).strip():  # the importer refuses a blank title
+            title += "t"
         zone, end_zone = rng.choice(ZONES), rng.choice(ZONES)
         start_utc = base + timedelta(minutes=rng.randrange(0, 60 * 24 * 365, 15))
         kind = i % 10
@@ -86,7 +89,7 @@ def hostile_specs(count: int = 1000, seed: int = 3) -> CalendarSpec:
             )
         entries.append(EntrySpec(
             uid=f"hostile-{i:04d}",
-            title=hostile_text(rng, rng.randint(1, 8)) or "t",
+            title=title,
             description=hostile_text(rng, rng.randint(0, 30)),
             location=hostile_text(rng, rng.randint(0, 6)),
             city=rng.choice(("Quito", "Mexico City", "", "Zürich")),
@@ -171,8 +174,8 @@ def test_hostile_text_comes_back(hostile_feed: tuple[bytes, Store]) -> None:
     for event in ICalendar.from_ical(data).walk("VEVENT"):
         entry = entries[str(event["UID"]).split("@")[0]]
         assert str(event["SUMMARY"]) == ics.clean_text(entry.title)
-        assert str(event.get("DESCRIPTION", "")) == ics.clean_text(entry.description)
-        assert str(event.get("LOCATION", "")) == ics.clean_text(entry.location)
+        assert str(event.get("DESCRIPTION", "")) == ics.optional_text(entry.description)
+        assert str(event.get("LOCATION", "")) == ics.optional_text(entry.location)
     for event in vobject.readOne(data.decode()).vevent_list:
         entry = entries[event.uid.value.split("@")[0]]
         assert event.summary.value == ics.clean_text(entry.title)
@@ -223,8 +226,8 @@ def test_any_text_round_trips(title: str, description: str, location: str) -> No
     assert_lines_well_folded(data)
     event = ICalendar.from_ical(data).walk("VEVENT")[0]
     assert str(event["SUMMARY"]) == ics.clean_text(title)
-    assert str(event.get("DESCRIPTION", "")) == ics.clean_text(description)
-    assert str(event.get("LOCATION", "")) == ics.clean_text(location)
+    assert str(event.get("DESCRIPTION", "")) == ics.optional_text(description)
+    assert str(event.get("LOCATION", "")) == ics.optional_text(location)
     strict = IcsCalendarStream.calendar_from_ics(data.decode()).events
     assert len(strict) == 1 and strict[0].summary == ics.clean_text(title)
 

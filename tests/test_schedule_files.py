@@ -116,6 +116,13 @@ BAD_INPUTS = [
         "required",
     ),
     (
+        "blank title",
+        '[[entries]]\nuid = "b"\ntitle = " \\u0001\\t"\nstart = 2025-09-02T10:00:00\n',
+        "b",
+        "title",
+        "must not be empty",
+    ),
+    (
         "missing uid",
         '[[entries]]\ntitle = "No uid"\nstart = 2025-09-02T10:00:00\n',
         "#1",
