@@ -226,7 +226,10 @@ def _check_public_url(reader: _Reader, url: str) -> None:
     """``[feed] public_url``: an http(s) base URL that subscribers can reach."""
     if not re.match(r"^https?://", url):
         raise reader.fail("public_url", f"must start with http:// or https://, got {url!r}")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unbalanced or non-IPv6 [bracketed] host
+        raise reader.fail("public_url", f"is not a valid URL ({exc}): {url!r}") from None
     try:
         port = parts.port
     except ValueError:

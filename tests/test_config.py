@@ -109,6 +109,8 @@ BAD = [
     ('[feed]\npublic_url = "https://cal.example.org:abc"\n', "feed.public_url", "invalid port"),
     ('[feed]\npublic_url = "https://cal.example.org:0"\n', "feed.public_url", "port 0 cannot"),
     ('[feed]\npublic_url = "https://:8443/cal"\n', "feed.public_url", "no host name"),
+    ('[feed]\npublic_url = "https://[calendar.example.org]/"\n', "feed.public_url", "not a valid"),
+    ('[feed]\npublic_url = "http://[::1"\n', "feed.public_url", "not a valid"),
     ('[feed]\npublic_url = "https://cal.example.org/?x=1"\n', "feed.public_url", "?query"),
 ]
 

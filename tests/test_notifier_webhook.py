@@ -230,6 +230,42 @@ def test_every_address_dead_is_retryable_and_names_each(
     assert "secret-path" not in message
 
 
+def test_fallback_stays_within_the_one_connect_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blackholed addresses use up the connect timeout: the next address gets what is
+    left, not a fresh timeout each, so a send takes no longer than with one address."""
+    clock = [1000.0]
+    monkeypatch.setattr(_http.time, "monotonic", lambda: clock[0])
+    given: list[float] = []
+
+    def blackhole(request: httpx.Request) -> httpx.Response:
+        connect = request.extensions["timeout"]["connect"]
+        given.append(connect)
+        clock[0] += connect * 0.6 if len(given) == 1 else connect  # waits, then gives up
+        raise httpx.ConnectTimeout("timed out", request=request)
+
+    client = httpx.Client(transport=httpx.MockTransport(blackhole), timeout=10)
+    with pytest.raises(RetryableNotifierError) as caught:
+        _http.post(notifier("https://hook.example.org/in"), client,
+                   httpx.URL("https://hook.example.org/in"), content=b"{}", headers={},
+                   now=now_utc(), connect_to=["203.0.113.1", "203.0.113.2", "203.0.113.3"])
+    client.close()
+    assert given == [10, pytest.approx(4)]  # the third is never tried: no time left
+    assert "any of 2 addresses" in str(caught.value)
+
+
+def test_a_name_is_resolved_in_the_ascii_form_it_is_sent_with(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """faß: IDNA 2008 (Host, SNI) is xn--fa-hia; the resolver's own IDNA 2003 would look up
+    "fass", another domain. The check and the connection must be for the same name."""
+    with peers.HttpReceiver(verifying) as receiver:
+        _resolving(monkeypatch, "xn--fa-hia.test", ["127.0.0.1"])
+        n = notifier(f"http://faß.test:{receiver.port}/in", allow_private=False)
+        n.send(reminder())
+        [request] = receiver.wait_for(1)
+    assert request.header("host") == f"xn--fa-hia.test:{receiver.port}"
+
+
 def test_a_server_that_answered_is_not_tried_again_elsewhere(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

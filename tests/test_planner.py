@@ -273,6 +273,43 @@ def test_passes_as_far_apart_as_the_rescan_interval_are_not_a_gap(
     assert planner.plan().gap_start == Z("2025-09-02T15:00:00Z")
 
 
+def test_a_restart_after_downtime_longer_than_the_grace_is_a_gap(
+    trip_store: Store, clock
+) -> None:
+    """Hourly rescans are normal for a running daemon, but a daemon that starts after
+    95 minutes away (less than two rescans) must record what came due unplanned in
+    between: a new process judges the last pass by the grace."""
+    config = RemindersConfig(rescan_interval=timedelta(hours=1), grace=timedelta(minutes=10),
+                             horizon=timedelta(minutes=30))
+    clock.set(Z("2025-09-02T14:45:00Z"))
+    Planner(trip_store, config, name="before").plan()  # plans up to 15:15Z: the 15:00 one
+    clock.set(Z("2025-09-02T16:20:00Z"))  # the bilateral began at 16:00Z
+    report = Planner(trip_store, config, name="after").plan()
+    assert report.gap_start == Z("2025-09-02T14:45:00Z")
+    assert ("sheinbaum-bilateral", "02 15:45") in missed_rows(trip_store)
+
+
+def test_another_daemon_s_clock_ahead_is_reported_not_undone(
+    trip_store: Store, clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two daemons whose clocks disagree: the one behind warns once and leaves the other's
+    pass alone (resetting it would make the other see a gap on each of its passes)."""
+    ahead, behind = Planner(trip_store, RemindersConfig(), name="ahead"), Planner(
+        trip_store, RemindersConfig(), name="behind")
+    clock.set(Z("2025-09-02T13:00:00Z"))
+    ahead.plan()
+    with caplog.at_level(logging.WARNING, logger="calendar_svc"):
+        for minute in ("00", "01", "02"):
+            clock.set(Z(f"2025-09-02T12:{minute}:00Z"))
+            report = behind.plan()
+            assert report.clock_skew and not report.clock_stepped_back
+    assert caplog.text.count("planner.clock_skew") == 1
+    assert "planner.clock_stepped_back" not in caplog.text
+    clock.set(Z("2025-09-02T13:00:30Z"))
+    again = ahead.plan()
+    assert again.gap_start is None and again.missed == []
+
+
 def test_a_clock_that_stepped_back_is_trusted_from_then_on(
     trip_store: Store, clock, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -80,7 +81,9 @@ def check_public_host(notifier: Notifier, url: httpx.URL) -> list[str]:
     name that resolves differently a moment later (DNS rebinding) cannot send the
     request somewhere unchecked.
     """
-    host = url.host
+    # The ASCII (IDNA 2008) form that Host and TLS SNI carry: the Unicode form would be
+    # encoded by the resolver with IDNA 2003, which maps some names elsewhere (faß -> fass).
+    host = url.raw_host.decode("ascii")
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -115,32 +118,45 @@ def post(
     ``connect_to``: addresses to connect to instead of resolving the URL's host
     again; the request still names the host (``Host``, and TLS SNI and certificate
     checks for https). When connecting to one fails, the next is tried (at most
-    ``MAX_ADDRESSES``); a request that reached a server is never sent again.
+    ``MAX_ADDRESSES``, all within the client's one connect timeout, so a send takes
+    no longer than with a single address); a request that reached a server is never
+    sent again.
     """
     where = origin(url)
     if not connect_to:
         try:
-            return _post_once(notifier, client, url, where, content, headers, {}, now)
+            return _post_once(
+                notifier, client, url, where, content, headers, {}, now, client.timeout
+            )
         except _ConnectFailed as exc:
             raise notifier.retryable(f"{where}: {exc}") from None
     pinned_headers = {**headers, "host": url.netloc.decode("ascii")}
     extensions: dict[str, Any] = {}
     if url.scheme == "https":
         extensions["sni_hostname"] = url.raw_host.decode("ascii")
-    tried = list(connect_to)[:MAX_ADDRESSES]
+    limits = client.timeout
+    deadline = None if limits.connect is None else time.monotonic() + limits.connect
     failures: list[str] = []
-    for address in tried:
+    for address in list(connect_to)[:MAX_ADDRESSES]:
+        timeout = limits
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            timeout = httpx.Timeout(connect=left, read=limits.read, write=limits.write,
+                                    pool=limits.pool)
         try:
             return _post_once(
                 notifier, client, url.copy_with(host=address), where, content,
-                pinned_headers, extensions, now,
+                pinned_headers, extensions, now, timeout,
             )
         except _ConnectFailed as exc:
             failures.append(f"{address}: {exc}")
-    if len(tried) == 1:
+    if len(failures) == 1:
         raise notifier.retryable(f"{where}: {failures[0]}")
     raise notifier.retryable(
-        f"{where}: could not connect to any of {len(tried)} addresses ({'; '.join(failures)})"
+        f"{where}: could not connect to any of {len(failures)} addresses "
+        f"({'; '.join(failures)})"
     )
 
 
@@ -157,9 +173,12 @@ def _post_once(
     headers: dict[str, str],
     extensions: dict[str, Any],
     now: datetime,
+    timeout: httpx.Timeout,
 ) -> httpx.Response:
     try:
-        response = client.post(url, content=content, headers=headers, extensions=extensions)
+        response = client.post(
+            url, content=content, headers=headers, extensions=extensions, timeout=timeout
+        )
     except httpx.ConnectTimeout:
         raise _ConnectFailed("timed out connecting") from None
     except httpx.ConnectError as exc:

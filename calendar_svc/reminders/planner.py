@@ -12,9 +12,10 @@ Each pass, in ONE write transaction:
    no daemon ran, the entry was added while none ran, or the last pass is
    older than the grace. Nothing is sent for them; they are there for
    ``calendar-svc status``, the logs and the metrics. At most ``MISSED_LOOKBACK``
-   back; the very first pass on a database records none, and neither does a
-   pass that follows the previous one within what a running daemon leaves
-   between passes (``gap_after``);
+   back; the very first pass on a database records none. A process's first
+   pass counts a previous pass older than the grace as a gap; later passes of
+   the same process, which was running all along, allow what a running daemon
+   leaves between passes (``gap_after``);
 4. cancel pending rows that no rule produces any more: the entry moved, was
    cancelled or deleted, or its offset or channel went away.
 
@@ -67,8 +68,11 @@ class PlanReport:
     missed: list[PlannedReminder] = field(default_factory=list)
     gap_start: datetime | None = None
     last_pass: datetime | None = None
-    # The previous pass is recorded in this pass's future: the clock stepped back.
+    last_pass_by: str | None = None
+    # The previous pass, made by this planner, is recorded in this pass's future: the
+    # clock stepped back. Made by another daemon: the two clocks disagree.
     clock_stepped_back: bool = False
+    clock_skew: bool = False
 
 
 def gap_after(config: RemindersConfig) -> timedelta:
@@ -87,6 +91,8 @@ class Planner:
         self.config = config
         # Recorded with each pass, for people reading the database.
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self._previous: datetime | None = None  # this planner's own last pass
+        self._skew_logged = False
 
     def plan(self, now: datetime | None = None) -> PlanReport:
         """One pass; logs one line per planned and per cancelled reminder."""
@@ -97,12 +103,15 @@ class Planner:
             if not self.store.sqlite:
                 session.execute(select(func.pg_advisory_xact_lock(_PG_PLANNER_LOCK)))
             oldest = repo.oldest_pending_due(session)
-            report.last_pass = repo.last_pass(session)
-            tolerance = gap_after(self.config)
+            report.last_pass, report.last_pass_by = repo.last_pass(session)
+            tolerance = self._tolerance(now)
             if report.last_pass is not None and report.last_pass < now - tolerance:
                 report.gap_start = max(report.last_pass, start - MISSED_LOOKBACK)
             elif report.last_pass is not None and report.last_pass > now + tolerance:
-                report.clock_stepped_back = True
+                if report.last_pass_by == self.name:
+                    report.clock_stepped_back = True
+                else:  # not ours to undo: the other daemon's clock may be the right one
+                    report.clock_skew = True
             scan_from = min(t for t in (start, oldest, report.gap_start) if t is not None)
             known = self._reminders(session, scan_from, end)
             report.wanted = len(known)
@@ -125,6 +134,7 @@ class Planner:
             # After a step back, this clock is trusted from now on: a gap that follows
             # is measured from here, not from a pass "in the future".
             repo.record_pass(session, now, self.name, reset=report.clock_stepped_back)
+            self._previous = now
             keys = {r.dedupe_key for r in known}
             stale = [(i, k) for i, k, _ in repo.pending_rows(session, end) if k not in keys]
             repo.cancel(
@@ -136,6 +146,18 @@ class Planner:
             report.cancelled = stale
         self._log(report, now)
         return report
+
+    def _tolerance(self, now: datetime) -> timedelta:
+        """How far the last pass of any daemon may lie from ``now`` without a gap.
+
+        While this process has been planning all along (its own previous pass is
+        recent), passes up to ``gap_after`` apart are normal; on its first pass, or
+        after it was itself away (suspended), anything older than the grace is a gap.
+        """
+        longest = gap_after(self.config)
+        if self._previous is not None and timedelta(0) <= now - self._previous <= longest:
+            return longest
+        return self.config.grace
 
     def schedule(self, start: datetime, end: datetime) -> list[PlannedReminder]:
         """Every reminder due in ``[start, end]``; writes nothing (``calendar-svc reminders``)."""
@@ -198,8 +220,20 @@ class Planner:
                 logging.WARNING,
                 last_pass=iso_utc(report.last_pass),
                 now=iso_utc(now),
-                hint="the system clock went back (or daemons sharing this database "
-                "disagree on the time); reminders are planned by this clock from now on",
+                hint="the system clock went back; reminders are planned by this clock "
+                "from now on",
+            )
+        if report.clock_skew and report.last_pass is not None and not self._skew_logged:
+            self._skew_logged = True
+            log_event(
+                log,
+                "planner.clock_skew",
+                logging.WARNING,
+                last_pass=iso_utc(report.last_pass),
+                by=report.last_pass_by or "",
+                now=iso_utc(now),
+                hint="another daemon on this database records passes ahead of this "
+                "machine's clock; keep the clocks in sync (NTP)",
             )
         if report.gap_start is not None and report.last_pass is not None:
             for r in report.missed:

@@ -156,10 +156,11 @@ def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
     session.connection().execute(stmt, rows)
 
 
-def last_pass(session: Session) -> datetime | None:
-    """When the last planner pass of any daemon on this database ran (None: never)."""
+def last_pass(session: Session) -> tuple[datetime | None, str | None]:
+    """When the last planner pass of any daemon on this database ran, and which planner
+    made it ((None, None): never)."""
     state = session.get(PlannerState, 1)
-    return state.last_pass_at if state is not None else None
+    return (state.last_pass_at, state.last_pass_by) if state is not None else (None, None)
 
 
 def record_pass(session: Session, now: datetime, by: str, *, reset: bool = False) -> None:
@@ -170,8 +171,9 @@ def record_pass(session: Session, now: datetime, by: str, *, reset: bool = False
     else:
         # Small disagreements between daemons' clocks must not reopen a gap that was
         # already accounted for; a real step back is the planner's call (``reset``).
-        state.last_pass_at = now if reset else max(state.last_pass_at, now)
-        state.last_pass_by = by
+        # The pass recorded stays the one whose time is kept, with who made it.
+        if reset or now >= state.last_pass_at:
+            state.last_pass_at, state.last_pass_by = now, by
 
 
 def revive(session: Session, keys: Sequence[str], now: datetime) -> None:
