@@ -32,6 +32,7 @@ from typing import Any
 
 from calendar_svc.durations import format_duration, parse_duration
 from calendar_svc.errors import InputError
+from calendar_svc.ics import clean_text
 from calendar_svc.timezones import day_start_utc, ensure_utc, get_zone, to_utc, wall_time
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -220,8 +221,8 @@ def _text(table: dict[str, Any], key: str, *, required: bool = False, fail: Any)
         return ""
     if not isinstance(value, str):
         raise fail(key, f"expected a string, got {value!r}")
-    # Control characters do not count: a feed drops them, and would show nothing.
-    if required and not "".join(ch for ch in value if ch.isprintable()).strip():
+    # What a feed drops (control characters) does not count: it would show nothing.
+    if required and not clean_text(value).strip():
         raise fail(key, "must not be empty")
     return value
 

@@ -41,11 +41,7 @@ def check_public_url(public_url: str) -> None:
     An explicit ``[feed] public_url`` is checked when the config loads; this catches
     the one derived from ``[feed] port = 0``.
     """
-    try:
-        port = urlsplit(public_url).port
-    except ValueError:
-        raise InputError(f"the feed's public URL {public_url!r} has an invalid port") from None
-    if port == 0:
+    if urlsplit(public_url).port == 0:
         raise InputError(
             f"the feed's public URL would be {public_url!r}: [feed] port is 0 (any free "
             "port) and [feed] public_url is not set; set public_url to the address "

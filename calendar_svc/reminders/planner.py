@@ -134,7 +134,6 @@ class Planner:
             # After a step back, this clock is trusted from now on: a gap that follows
             # is measured from here, not from a pass "in the future".
             repo.record_pass(session, now, self.name, reset=report.clock_stepped_back)
-            self._previous = now
             keys = {r.dedupe_key for r in known}
             stale = [(i, k) for i, k, _ in repo.pending_rows(session, end) if k not in keys]
             repo.cancel(
@@ -144,6 +143,7 @@ class Planner:
                 "the entry moved, was cancelled or deleted, or its offset or channel changed",
             )
             report.cancelled = stale
+        self._previous = now  # committed: this process has planned up to now
         self._log(report, now)
         return report
 
