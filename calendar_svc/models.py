@@ -14,10 +14,13 @@ treats them.
 from __future__ import annotations
 
 from datetime import date, datetime
+from enum import StrEnum
+from typing import TypeVar
 
 from sqlalchemy import (
     JSON,
     Boolean,
+    CheckConstraint,
     DateTime,
     Dialect,
     Float,
@@ -33,8 +36,33 @@ from sqlalchemy.types import TypeDecorator
 
 from calendar_svc.timezones import UTC
 
-ENTRY_STATUSES = ("confirmed", "tentative", "cancelled")
-DELIVERY_STATUSES = ("pending", "sending", "sent", "failed", "cancelled", "missed")
+
+class EntryStatus(StrEnum):
+    """An entry's ``status`` (the ICS STATUS of its VEVENT, in lower case)."""
+
+    CONFIRMED = "confirmed"
+    TENTATIVE = "tentative"
+    CANCELLED = "cancelled"
+
+
+class DeliveryStatus(StrEnum):
+    """Where a delivery is in its life: ``pending`` -> ``sending`` (claimed) -> one of
+    ``sent``, ``failed``, ``missed``, ``cancelled``, or back to ``pending`` for a retry."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    MISSED = "missed"
+
+
+_Status = TypeVar("_Status", bound=StrEnum)
+
+
+def _one_of(column: str, values: type[StrEnum]) -> str:
+    """The SQL of a CHECK that ``column`` holds one of ``values``."""
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -59,6 +87,29 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+class StatusText(TypeDecorator[_Status]):
+    """A ``StrEnum`` stored as its text: the same strings as before the enum existed, read
+    back as members; a value outside the enum is refused before it reaches the database
+    (which refuses it too, with a CHECK constraint since revision 0005)."""
+
+    impl = String(16)
+    cache_ok = True
+
+    def __init__(self, enum: type[_Status]):
+        super().__init__()
+        self.enum = enum
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return str(self.enum(value))
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> _Status | None:
+        if value is None:
+            return None
+        return self.enum(value)
 
 
 class Base(DeclarativeBase):
@@ -95,6 +146,7 @@ class Entry(Base):
         Index(
             "ix_entries_feed_order", "calendar_id", "start_utc", "uid", "updated_at", "sequence"
         ),
+        CheckConstraint(_one_of("status", EntryStatus), name="ck_entries_status"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -108,7 +160,9 @@ class Entry(Base):
     geo_lon: Mapped[float | None] = mapped_column(Float, nullable=True)
     url: Mapped[str] = mapped_column(Text, default="")
     categories: Mapped[list[str]] = mapped_column(JSON, default=list)
-    status: Mapped[str] = mapped_column(String(16), default="confirmed")
+    status: Mapped[EntryStatus] = mapped_column(
+        StatusText(EntryStatus), default=EntryStatus.CONFIRMED
+    )
     transparency: Mapped[str] = mapped_column(String(16), default="opaque")
     # RFC 5545 SEQUENCE: rises on every edit a subscriber can see.
     sequence: Mapped[int] = mapped_column(Integer, default=0)
@@ -146,7 +200,7 @@ class Entry(Base):
 
     @property
     def cancelled(self) -> bool:
-        return self.status == "cancelled"
+        return self.status == EntryStatus.CANCELLED
 
 
 class Delivery(Base):
@@ -161,6 +215,7 @@ class Delivery(Base):
     __table_args__ = (
         Index("ix_deliveries_status_next", "status", "next_attempt_at"),
         Index("ix_deliveries_entry", "calendar_slug", "entry_uid"),
+        CheckConstraint(_one_of("status", DeliveryStatus), name="ck_deliveries_status"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -172,7 +227,9 @@ class Delivery(Base):
     offset_seconds: Mapped[int] = mapped_column(Integer)
     channel: Mapped[str] = mapped_column(String(64))
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[DeliveryStatus] = mapped_column(
+        StatusText(DeliveryStatus), default=DeliveryStatus.PENDING
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -33,11 +33,12 @@ from typing import Any
 from calendar_svc.durations import format_duration, parse_duration
 from calendar_svc.errors import InputError
 from calendar_svc.ics import clean_text
+from calendar_svc.models import EntryStatus
 from calendar_svc.timezones import day_start_utc, ensure_utc, get_zone, to_utc, wall_time
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 UID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$")
-STATUSES = ("confirmed", "tentative", "cancelled")
+STATUSES = tuple(EntryStatus)
 CALENDAR_KEYS = {"slug", "name", "description", "timezone", "reminders"}
 ENTRY_KEYS = {
     "uid",
@@ -82,7 +83,7 @@ class EntrySpec:
     geo_lon: float | None = None
     url: str = ""
     categories: tuple[str, ...] = ()
-    status: str = "confirmed"
+    status: str = EntryStatus.CONFIRMED
     transparency: str = "opaque"
     rrule: str | None = None
     # Canonical ISO 8601 strings; None = inherit the calendar's.
@@ -393,7 +394,7 @@ def _all_day(
 
 
 def _common(raw: dict[str, Any], fail: Any) -> dict[str, Any]:
-    status = raw.get("status", "confirmed")
+    status = raw.get("status", EntryStatus.CONFIRMED)
     if status not in STATUSES:
         raise fail("status", f"expected one of {', '.join(STATUSES)}, got {status!r}")
     transparency = raw.get("transparency", "opaque")

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from calendar_svc.db import first_line, is_sqlite, make_engine, migrate
 from calendar_svc.errors import InputError, NotFoundError, StoreError
 from calendar_svc.filters import EntryFilter as EntryFilter
-from calendar_svc.models import Calendar, Entry
+from calendar_svc.models import Calendar, Entry, EntryStatus
 from calendar_svc.schedule_files import CalendarSpec, EntrySpec
 from calendar_svc.timezones import day_start_utc, now_utc
 
@@ -199,7 +199,7 @@ class Store:
         if flt.calendar:
             query = query.where(Calendar.slug == flt.calendar)
         if not flt.include_cancelled:
-            query = query.where(Entry.status != "cancelled")
+            query = query.where(Entry.status != EntryStatus.CANCELLED)
         # Day bounds depend on each entry's zone: widen by 14 h in SQL, then filter exactly.
         if flt.start:
             # A recurring entry's later occurrences end after its first one: keep it for now.
@@ -242,7 +242,9 @@ class Store:
         calendar.version += 1
         calendar.updated_at = now
 
-    def set_status(self, uid: str, status: str, calendar: str | None = None) -> tuple[Entry, bool]:
+    def set_status(
+        self, uid: str, status: EntryStatus, calendar: str | None = None
+    ) -> tuple[Entry, bool]:
         """Set an entry's status; returns (entry, changed)."""
         target = self.find_entry(uid, calendar)
         now = self.clock()

@@ -10,6 +10,7 @@ from calendar_svc.cli.context import CliContext, echo_json, pass_ctx
 from calendar_svc.cli.options import filter_options
 from calendar_svc.db import current_revision, head_revision
 from calendar_svc.filters import EntryFilter, parse_filter
+from calendar_svc.models import EntryStatus
 from calendar_svc.presenters import duration_text, entry_json, when_text
 from calendar_svc.schedule_files import load_file
 from calendar_svc.store import ImportReport
@@ -209,7 +210,7 @@ def cancel(ctx: CliContext, uid: str, calendar: str | None) -> None:
     Example:
       calendar-svc cancel press-mexico-city
     """
-    entry, changed = ctx.store.set_status(uid, "cancelled", calendar)
+    entry, changed = ctx.store.set_status(uid, EntryStatus.CANCELLED, calendar)
     if changed:
         click.echo(f"cancelled {entry.calendar.slug}/{uid} (sequence {entry.sequence})")
     else:
