@@ -27,17 +27,18 @@ from typing import TYPE_CHECKING
 from icalendar import Alarm, Component, Event, vCategory, vRecur, vText
 from icalendar import Calendar as ICalendar
 
-from calendar_svc.durations import format_duration, parse_duration
-from calendar_svc.models import Calendar, Entry
+from calendar_svc.durations import format_duration
+from calendar_svc.models import Calendar, Entry, EntryStatus
+from calendar_svc.reminders.rules import alarm_offsets
 from calendar_svc.timezones import UTC, to_local
 
 if TYPE_CHECKING:
     from calendar_svc.config import Config
 
 PRODID = "-//calendar-svc//calendar-svc//EN"
+# What ends a feed; a header alone, serialised by icalendar, ends with it too.
 FOOTER = b"END:VCALENDAR\r\n"
-_HEADER_END = b"END:VCALENDAR\r\n"
-_STATUS = {"confirmed": "CONFIRMED", "tentative": "TENTATIVE", "cancelled": "CANCELLED"}
+_STATUS = {status: status.upper() for status in EntryStatus}
 _TRANSP = {"opaque": "OPAQUE", "transparent": "TRANSPARENT"}
 # Any instant does: a VTIMEZONE covers icalendar's whole default range.
 _PROBE_INSTANT = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -58,6 +59,16 @@ class FeedOptions:
     default_offsets: tuple[timedelta, ...] = (timedelta(hours=1), timedelta(minutes=15))
     # All-day entries remind once, at this local time the day before (as the daemon does).
     all_day_time: time = time(9, 0)
+
+    def alarm_offsets(self, entry: Entry, calendar: Calendar) -> tuple[timedelta, ...]:
+        """The VALARM triggers of ``entry`` (``reminders.rules.alarm_offsets``)."""
+        return alarm_offsets(
+            entry.reminders,
+            calendar.reminders,
+            self.default_offsets,
+            all_day=entry.all_day,
+            all_day_time=self.all_day_time,
+        )
 
     @classmethod
     def from_config(cls, config: Config) -> FeedOptions:
@@ -119,19 +130,6 @@ def _categories(values: Iterable[str]) -> vCategory:
     return prop
 
 
-def reminder_offsets(
-    entry: Entry, calendar: Calendar, options: FeedOptions
-) -> tuple[timedelta, ...]:
-    """The entry's own offsets, else the calendar's, else the config's; largest first, once each."""
-    if entry.reminders is not None:
-        offsets = [parse_duration(text) for text in entry.reminders]
-    elif calendar.reminders is not None:
-        offsets = [parse_duration(text) for text in calendar.reminders]
-    else:
-        offsets = list(options.default_offsets)
-    return tuple(sorted(set(offsets), reverse=True))
-
-
 def event_uid(entry: Entry, calendar: Calendar, options: FeedOptions) -> str:
     """Globally unique and stable across edits: ``<uid>@<calendar slug>.<domain>``."""
     return f"{entry.uid}@{calendar.slug}.{options.domain}"
@@ -184,13 +182,8 @@ def build_event(entry: Entry, calendar: Calendar, options: FeedOptions) -> Event
     if entry.rrule:
         event.add("rrule", vRecur.from_ical(entry.rrule))
     if options.include_alarms:
-        offsets = reminder_offsets(entry, calendar, options)
-        if entry.all_day and offsets:
-            # The daemon's rule: one reminder at all_day_time the day before, so the
-            # subscriber's own alarm pops up when ours is sent (09:00 -> TRIGGER:-PT15H).
-            at = options.all_day_time
-            offsets = (timedelta(days=1) - timedelta(hours=at.hour, minutes=at.minute),)
-        for offset in offsets:
+        # The daemon's reminders, as offsets before the start (all-day: one, the day before).
+        for offset in options.alarm_offsets(entry, calendar):
             event.add_component(_alarm(entry, offset))
     return event
 
@@ -257,8 +250,8 @@ def render(calendar: Calendar, entries: Sequence[Entry], options: FeedOptions) -
 def header_bytes(calendar: Calendar, options: FeedOptions) -> bytes:
     """``BEGIN:VCALENDAR`` and the calendar's properties (everything before the components)."""
     data = to_bytes(build_header(calendar, options))
-    assert data.endswith(_HEADER_END)
-    return data[: -len(_HEADER_END)]
+    assert data.endswith(FOOTER)
+    return data[: -len(FOOTER)]
 
 
 def event_bytes(entry: Entry, calendar: Calendar, options: FeedOptions) -> bytes:

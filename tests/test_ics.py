@@ -174,8 +174,8 @@ def test_alarms_follow_entry_then_calendar_then_config(trip_store: Store) -> Non
     calendar = make_calendar(reminders=None)
     options = ics.FeedOptions(default_offsets=(timedelta(minutes=30),))
     entry = make_entry()
-    assert ics.reminder_offsets(entry, calendar, options) == (timedelta(minutes=30),)
-    assert ics.reminder_offsets(make_entry(reminders=[]), calendar, options) == ()
+    assert options.alarm_offsets(entry, calendar) == (timedelta(minutes=30),)
+    assert options.alarm_offsets(make_entry(reminders=[]), calendar) == ()
     assert b"VALARM" not in ics.event_bytes(entry, calendar, ics.FeedOptions(include_alarms=False))
 
 

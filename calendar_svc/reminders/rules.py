@@ -2,20 +2,26 @@
 
 * Offsets: the entry's own list if it has one, else its calendar's, else the
   config's ``reminders.offsets``. An empty list means no reminders at all.
+  The feed's VALARMs come from the same function (``alarm_offsets``), so a
+  subscriber's alarm and the daemon's reminder cannot drift apart.
 * Cancelled entries have no reminders.
 * A timed entry is reminded ``offset`` before each occurrence's start.
 * An all-day entry gets ONE reminder, at ``reminders.all_day_time`` local time
   on the day before its first day, in its own zone ("tomorrow: …"): an
-  "1 hour before midnight" reminder would wake people up for nothing.
+  "1 hour before midnight" reminder would wake people up for nothing. As an
+  offset (``all_day_trigger``) that is ``P1D`` less the time of day, counted
+  in wall time back from the first day's midnight.
 * Occurrences: the entry itself, or every RRULE occurrence, expanded in wall
   time and then converted with the entry's zone, so a weekly 10:00 meeting
   stays at 10:00 local across a DST change.
 * Channels: the first ``[[reminders.routes]]`` whose calendar (``*`` = any) and
   optional category match, else ``reminders.channels``.
 
-The dedupe key (calendar, uid, occurrence start UTC, offset, channel) names
-one delivery; the idempotency key is a short digest of it that notifiers pass
-on (webhook-id, Message-ID), the same on every attempt.
+A *slot* (calendar, uid, occurrence start UTC, channel) holds the reminders
+of one occurrence on one channel, one per offset: after downtime only the
+latest overdue one of a slot is worth sending. The dedupe key (the slot and
+the offset) names one delivery; the idempotency key is a short digest of it
+that notifiers pass on (webhook-id, Message-ID), the same on every attempt.
 """
 
 from __future__ import annotations
@@ -25,12 +31,13 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from dateutil.rrule import rrulestr
 
 from calendar_svc.config import RemindersConfig
 from calendar_svc.durations import parse_duration
+from calendar_svc.models import EntryStatus
 from calendar_svc.timezones import UTC, to_local, to_utc
 
 # An all-day reminder is at most about a day before the day starts; two days of
@@ -39,19 +46,30 @@ ALL_DAY_LEAD = timedelta(days=2)
 
 
 class EntryLike(Protocol):
-    """What the rules read of an entry (``models.Entry`` has it all)."""
+    """What the rules read of an entry (``models.Entry`` has it all); read only."""
 
-    uid: str
-    title: str
-    status: str
-    all_day: bool
-    start_local: datetime
-    start_tz: str
-    start_fold: int | None
-    start_utc: datetime
-    rrule: str | None
-    reminders: list[str] | None
-    categories: list[str]
+    @property
+    def uid(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def all_day(self) -> bool: ...
+    @property
+    def start_local(self) -> datetime: ...
+    @property
+    def start_tz(self) -> str: ...
+    @property
+    def start_fold(self) -> int | None: ...
+    @property
+    def start_utc(self) -> datetime: ...
+    @property
+    def rrule(self) -> str | None: ...
+    @property
+    def reminders(self) -> list[str] | None: ...
+    @property
+    def categories(self) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -71,11 +89,57 @@ class PlannedReminder:
     title: str = field(default="", compare=False)
 
 
+class Slot(NamedTuple):
+    """One occurrence of one entry on one channel: its reminders, one per offset."""
+
+    calendar_slug: str
+    entry_uid: str
+    occurrence_utc: datetime
+    channel: str
+
+
+class InSlot(Protocol):
+    """Anything that names its slot: a ``PlannedReminder``, a claimed delivery row."""
+
+    @property
+    def calendar_slug(self) -> str: ...
+    @property
+    def entry_uid(self) -> str: ...
+    @property
+    def occurrence_utc(self) -> datetime: ...
+    @property
+    def channel(self) -> str: ...
+
+
+def slot_of(reminder: InSlot) -> Slot:
+    return Slot(
+        reminder.calendar_slug, reminder.entry_uid, reminder.occurrence_utc, reminder.channel
+    )
+
+
+_STAMP = "%Y%m%dT%H%M%SZ"
+
+
 def dedupe_key(
     slug: str, uid: str, occurrence_utc: datetime, offset: timedelta, channel: str
 ) -> str:
-    stamp = occurrence_utc.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    """``slug|uid|occurrence (UTC, to the second)|offset seconds|channel``: one delivery.
+
+    Stored in every row (unique), so its form never changes: a new form would plan
+    every reminder again.
+    """
+    stamp = occurrence_utc.astimezone(UTC).strftime(_STAMP)
     return f"{slug}|{uid}|{stamp}|{int(offset.total_seconds())}|{channel}"
+
+
+def parse_dedupe_key(key: str) -> tuple[Slot, timedelta]:
+    """The slot and offset a ``dedupe_key`` was made of (the occurrence to the second).
+
+    Slugs and uids hold no ``|``; a channel name may, and it comes last.
+    """
+    slug, uid, stamp, seconds, channel = key.split("|", 4)
+    occurrence = datetime.strptime(stamp, _STAMP).replace(tzinfo=UTC)
+    return Slot(slug, uid, occurrence, channel), timedelta(seconds=int(seconds))
 
 
 def idempotency_key(dedupe: str) -> str:
@@ -86,16 +150,42 @@ def idempotency_key(dedupe: str) -> str:
 def offsets_for(
     entry_reminders: Sequence[str] | None,
     calendar_reminders: Sequence[str] | None,
-    config: RemindersConfig,
+    defaults: Sequence[timedelta],
 ) -> tuple[timedelta, ...]:
-    """The entry's offsets, inherited as described above; duplicates removed, largest first."""
+    """The entry's offsets, else its calendar's, else ``defaults`` (``reminders.offsets``);
+    duplicates removed, largest first."""
     if entry_reminders is not None:
         chosen: Sequence[timedelta] = [parse_duration(text) for text in entry_reminders]
     elif calendar_reminders is not None:
         chosen = [parse_duration(text) for text in calendar_reminders]
     else:
-        chosen = config.offsets
+        chosen = defaults
     return tuple(sorted(set(chosen), reverse=True))
+
+
+def all_day_trigger(at: time) -> timedelta:
+    """How long before an all-day entry's first day begins its one reminder falls: ``P1D``
+    less ``at`` (09:00 gives 15 hours, the feed's ``TRIGGER:-PT15H``)."""
+    return timedelta(days=1) - timedelta(
+        hours=at.hour, minutes=at.minute, seconds=at.second, microseconds=at.microsecond
+    )
+
+
+def alarm_offsets(
+    entry_reminders: Sequence[str] | None,
+    calendar_reminders: Sequence[str] | None,
+    defaults: Sequence[timedelta],
+    *,
+    all_day: bool,
+    all_day_time: time,
+) -> tuple[timedelta, ...]:
+    """The VALARM triggers of an entry's VEVENT, before its start: its offsets, or for an
+    all-day entry with any, the one ``all_day_trigger`` (the daemon's rule, so the
+    subscriber's own alarm goes off when the daemon's reminder is sent)."""
+    offsets = offsets_for(entry_reminders, calendar_reminders, defaults)
+    if all_day and offsets:
+        return (all_day_trigger(all_day_time),)
+    return offsets
 
 
 def channels_for(slug: str, categories: Sequence[str], config: RemindersConfig) -> tuple[str, ...]:
@@ -110,8 +200,9 @@ def channels_for(slug: str, categories: Sequence[str], config: RemindersConfig) 
 
 
 def all_day_due(day_local: datetime, zone: str, at: time) -> datetime:
-    """The reminder instant of an all-day occurrence starting on ``day_local``'s date."""
-    eve = datetime.combine(day_local.date() - timedelta(days=1), at)
+    """The reminder instant of an all-day occurrence starting on ``day_local``'s date:
+    ``all_day_trigger(at)`` back from its midnight, in wall time (``at`` the day before)."""
+    eve = datetime.combine(day_local.date(), time()) - all_day_trigger(at)
     # fold=0: a reminder time inside a DST gap or fold is read with the earlier offset.
     return to_utc(eve, zone, fold=0)
 
@@ -177,9 +268,9 @@ def reminders_between(
     end: datetime,
 ) -> list[PlannedReminder]:
     """Every reminder of ``entry`` due within ``[start, end]``, sorted by due time."""
-    if entry.status == "cancelled":
+    if entry.status == EntryStatus.CANCELLED:
         return []
-    offsets = offsets_for(entry.reminders, calendar_reminders, config)
+    offsets = offsets_for(entry.reminders, calendar_reminders, config.offsets)
     if not offsets:
         return []
     channels = channels_for(calendar_slug, entry.categories or [], config)
