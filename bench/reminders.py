@@ -201,7 +201,8 @@ def burst(db: Path, count: int) -> dict[str, Any]:
     alarms = Alarms(wake=dispatcher.wake, tick=dispatcher.wake,
                     tick_every=config.reminders.poll_interval)
     planner.plan()
-    alarms.sync(repo.schedule_of_pending(store, now + config.reminders.horizon))
+    with store.read() as session:
+        alarms.sync(repo.schedule_of_pending(session, now + config.reminders.horizon))
     dispatcher.start()
     alarms.start()
     deadline = time.monotonic() + 60

@@ -1,5 +1,13 @@
 """``calendar-svc run``: the planner, the dispatcher and the feed server in one process.
 
+Lifecycle: a ``Daemon`` is built whole (store, planner, dispatcher, alarm
+clock, feed server, observers) and is then ``NEW``; ``run()`` takes it through
+``STARTING``, ``RUNNING`` and ``STOPPING`` to ``STOPPED`` and returns the exit
+code. A call that does not fit the state is refused (``DaemonStateError``):
+``run()`` only once, ``reload()`` only while running. A stop may be asked for
+at any time (``request_stop``, SIGTERM); it takes effect as soon as the daemon
+runs, or at once while it starts.
+
 Start-up, in this order, so that systemd's READY=1 means "working":
 the SQLite daemon lock (one daemon per SQLite file; PostgreSQL: any number),
 migrations, notifiers, schedule files, the feed port, a first planner pass,
@@ -18,28 +26,41 @@ Signals (handled in the main thread): SIGTERM/SIGINT stop planning and
 claiming, let sends in flight finish within ``stop_timeout``, put unfinished
 rows back to pending and exit 0. SIGHUP reloads config, notifiers and
 schedule files; a broken config keeps the old one running and says why.
+
+What happens is told as events on the daemon's own bus (``observers``):
+health, metrics and the log lines listen there.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import logging
-import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from calendar_svc.config import Config
-from calendar_svc.errors import CalendarSvcError, InputError
-from calendar_svc.health import STATE
+from calendar_svc.db import safe_url
+from calendar_svc.errors import CalendarSvcError, DaemonStateError, InputError
+from calendar_svc.events import (
+    DaemonStarted,
+    DaemonStopped,
+    DaemonStopping,
+    LoopTicked,
+    PendingChanged,
+    ScheduleImported,
+    ScheduleImportFailed,
+)
+from calendar_svc.feed.server import FeedServer
 from calendar_svc.logs import log_event, setup_logging
-from calendar_svc.metrics import PENDING
 from calendar_svc.notifiers import Notifier, build_notifiers, close_all
+from calendar_svc.observers import Observers
 from calendar_svc.reminders import repository as repo
 from calendar_svc.reminders.alarms import Alarms
 from calendar_svc.reminders.dispatcher import Dispatcher
@@ -47,8 +68,9 @@ from calendar_svc.reminders.lock import DaemonLock, sqlite_file
 from calendar_svc.reminders.planner import Planner
 from calendar_svc.reminders.watch import ScheduleWatch
 from calendar_svc.schedule_files import load_file
+from calendar_svc.sdnotify import ServiceNotifier
+from calendar_svc.status_text import ready_fields, status_line
 from calendar_svc.store import Store
-from calendar_svc.timezones import iso_utc
 
 log = logging.getLogger("calendar_svc.daemon")
 
@@ -56,22 +78,29 @@ log = logging.getLogger("calendar_svc.daemon")
 RETIRE_TIMEOUT = 600.0
 
 
-class _NullService:
-    """Stands in for ``sdnotify.ServiceNotifier`` when that module is unavailable."""
+class DaemonState(enum.Enum):
+    NEW = "new"  # built, not started
+    STARTING = "starting"  # lock, migrations, notifiers, schedules, feed, first pass
+    RUNNING = "running"  # READY=1 sent; the loop runs
+    STOPPING = "stopping"  # no new work; sends in flight finishing
+    STOPPED = "stopped"  # everything closed; run() returned or is returning
 
-    def __getattr__(self, name: str) -> Callable[..., bool]:
-        return lambda *args, **kwargs: False
 
-
-def _service() -> Any:
-    try:
-        from calendar_svc.sdnotify import ServiceNotifier
-    except ImportError:
-        return _NullService()
-    return ServiceNotifier()
+def tick_interval(poll_interval: timedelta, watchdog_every: float | None) -> timedelta:
+    """How often the tick runs: ``poll_interval``, or more often when systemd's watchdog
+    wants a ``WATCHDOG=1`` sooner (every ``WATCHDOG_USEC``/2)."""
+    if watchdog_every is None:
+        return poll_interval
+    return min(poll_interval, timedelta(seconds=watchdog_every))
 
 
 class Daemon:
+    """The daemon of ``calendar-svc run``; ``run()`` blocks until a stop and returns 0.
+
+    ``service`` is how systemd is told (default: ``$NOTIFY_SOCKET``, a no-op
+    outside systemd).
+    """
+
     def __init__(
         self,
         config: Config,
@@ -79,37 +108,75 @@ class Daemon:
         load_config: Callable[[], Config],
         feed: bool = True,
         reminders: bool = True,
+        service: ServiceNotifier | None = None,
     ):
         self.config = config
         self._load_config = load_config
         self.feed_enabled = feed and config.feed.enabled
         self.reminders_enabled = reminders and config.reminders.enabled
-        self.service = _service()
+        self.service = service if service is not None else ServiceNotifier()
         # Seconds between WATCHDOG=1 pings, or None when systemd did not ask this process.
         self._watchdog_every: float | None = self.service.watchdog_interval() or None
+        self.tick_every = tick_interval(config.reminders.poll_interval, self._watchdog_every)
+        self.observers = Observers.build(tick_every=self.tick_every)
+        self.events = self.observers.events
+
+        self._state = DaemonState.NEW
+        self._state_lock = threading.Lock()
         self._signal = threading.Event()
         self._stop_reason: str | None = None
         self._reload_requested = False
-        self._lock: DaemonLock | None = None
-        self._feed: Any = None
         self._counter = -1
         self._last_rescan = 0.0
         self._finished_seen = 0  # the dispatcher's count of recorded outcomes, when last shown
+        self._next_reminder: datetime | None = None
         self._tick_lock = threading.Lock()
-        self.watch = ScheduleWatch(config.schedule_files)
-        self.store: Store
-        self.notifiers: dict[str, Notifier] = {}
-        self.planner: Planner
-        self.dispatcher: Dispatcher
-        self.alarms: Alarms
+        self.abandoned: list[int] = []  # sends still hung in a notifier when run() returned
 
-    # --- the process -----------------------------------------------------------------
+        # Every collaborator exists from here on; start() and stop() only start and stop.
+        self.watch = ScheduleWatch(config.schedule_files)
+        self.store = Store(config.database.url)
+        database = sqlite_file(config.database.url)
+        self._lock = DaemonLock(database) if database is not None else None
+        self.notifiers: dict[str, Notifier] = {}
+        self.feed = (
+            FeedServer(self.store, config, observers=self.observers)
+            if self.feed_enabled
+            else None
+        )
+        self.planner = Planner(self.store, config.reminders, events=self.events)
+        self.dispatcher = Dispatcher(
+            self.store, config, self.notifiers, events=self.events, on_retry=self._retry_at
+        )
+        self.alarms = Alarms(wake=self.dispatcher.wake, tick=self._tick, tick_every=self.tick_every)
+
+    # --- the lifecycle ---------------------------------------------------------------
+
+    @property
+    def state(self) -> DaemonState:
+        return self._state
+
+    def _enter(self, state: DaemonState, *, only_from: tuple[DaemonState, ...]) -> None:
+        with self._state_lock:
+            if self._state not in only_from:
+                raise DaemonStateError(
+                    f"the daemon is {self._state.value}; it can only become "
+                    f"{state.value} from {' or '.join(s.value for s in only_from)}"
+                )
+            self._state = state
 
     def run(self) -> int:
+        """Start, serve until SIGTERM/SIGINT (or ``request_stop``), stop; returns the exit code.
+
+        Errors while starting propagate (after everything started is stopped), so
+        the CLI reports them as it reports any error.
+        """
+        self._enter(DaemonState.STARTING, only_from=(DaemonState.NEW,))
         setup_logging(self.config.logging.level, self.config.logging.format)
         self._install_signals()
-        self._start()
         try:
+            self._start()
+            self._enter(DaemonState.RUNNING, only_from=(DaemonState.STARTING,))
             while self._stop_reason is None:
                 self._signal.wait(1.0)
                 self._signal.clear()
@@ -121,34 +188,21 @@ class Daemon:
         return 0
 
     def _start(self) -> None:
-        database = sqlite_file(self.config.database.url)
-        if database is not None:
-            self._lock = DaemonLock(database)
+        if self._lock is not None:
             self._lock.acquire()
-        self.store = Store(self.config.database.url)
         self.store.migrate()
         if self.reminders_enabled:
             self.notifiers = build_notifiers(self.config)
+            self.dispatcher.replace(self.config, self.notifiers)
         self._import_schedules(self.watch.changed() or [])
-        if self.feed_enabled:
-            self._start_feed()
-        self.planner = Planner(self.store, self.config.reminders)
-        self.dispatcher = Dispatcher(
-            self.store,
-            self.config,
-            self.notifiers,
-            on_retry=lambda i, when: self.alarms.set(i, when),
-        )
-        self.alarms = Alarms(
-            wake=self.dispatcher.wake,
-            tick=self._tick,
-            tick_every=self._tick_every(),
-        )
+        if self.feed is not None:
+            self.feed.start()  # returns once bound; logs feed.listening itself
         if self.reminders_enabled:
-            if database is not None:
+            if self._lock is not None:
                 # This process holds the one-daemon lock: any row still "sending" was
                 # left by a daemon that died, and nobody else can be sending it.
-                recovered = repo.recover_all_sending(self.store, self.store.clock())
+                with self.store.write() as session:
+                    recovered = repo.recover_all_sending(session, self.store.clock())
                 if recovered:
                     log_event(
                         log,
@@ -160,75 +214,36 @@ class Daemon:
                     )
             self._plan()
             self.dispatcher.start()
-        with STATE.lock:
-            STATE.scheduler_running = True
-            # The loop's first tick is poll_interval away; /healthz counts staleness from here.
-            STATE.last_loop_tick = self.store.clock()
+        # The loop's first tick is one interval away; /healthz counts staleness from here.
+        self.events.emit(DaemonStarted(at=self.store.clock()))
         self.alarms.start()
-        status = self._announce()
-        self.service.ready(status)
-
-    def _start_feed(self) -> None:
-        try:
-            from calendar_svc.feed.server import FeedServer
-        except ModuleNotFoundError as exc:
-            if not (exc.name or "").startswith("calendar_svc.feed"):
-                raise
-            log_event(
-                log,
-                "feed.unavailable",
-                logging.WARNING,
-                reason=str(exc),
-                hint="the feed server is not part of this build; reminders only",
-            )
-            return
-        self._feed = FeedServer(self.store, self.config)
-        self._feed.start()  # returns once bound; logs feed.listening itself
-
-    def _tick_every(self) -> timedelta:
-        """How often the tick runs: ``poll_interval``, or more often when systemd's watchdog
-        wants a ``WATCHDOG=1`` sooner (every ``WATCHDOG_USEC``/2)."""
-        every = self.config.reminders.poll_interval
-        if self._watchdog_every is not None:
-            every = min(every, timedelta(seconds=self._watchdog_every))
-        # /healthz calls the loop stuck after this long without a tick: a few missed ticks.
-        STATE.stuck_after = max(STATE.stuck_after, 3 * every)
-        return every
+        self.service.ready(self._announce())
 
     def _stop(self) -> None:
+        with self._state_lock:
+            self._state = DaemonState.STOPPING
+        reason = self._stop_reason or "error"
         timeout = self.config.reminders.stop_timeout.total_seconds()
         deadline = time.monotonic() + timeout
-        self.service.stopping(f"stopping ({self._stop_reason or 'error'})")
-        log_event(
-            log,
-            "daemon.stopping",
-            signal=self._stop_reason or "error",
-            in_flight=self.dispatcher.inflight if hasattr(self, "dispatcher") else 0,
-        )
-        STATE.scheduler_running = False
-        if hasattr(self, "alarms"):
-            self.alarms.shutdown()
-        released: list[int] = []
-        if hasattr(self, "dispatcher"):
-            # Most of the budget goes to sends in flight; the rest to the feed and cleanup.
-            released = self.dispatcher.stop(max(0.5, timeout * 0.9))
-        if self._feed is not None:
+        self.service.stopping(f"stopping ({reason})")
+        self.events.emit(DaemonStopping(reason=reason, in_flight=self.dispatcher.inflight))
+        self.alarms.shutdown()
+        # Most of the budget goes to sends in flight; the rest to the feed and cleanup.
+        released = self.dispatcher.stop(max(0.5, timeout * 0.9))
+        if self.feed is not None:
             try:
-                self._feed.stop(max(0.1, deadline - time.monotonic()))
+                self.feed.stop(max(0.1, deadline - time.monotonic()))
             except Exception:
                 log.exception("feed.stop_failed")
         close_all(self.notifiers)
-        if hasattr(self, "store"):
-            self.store.close()
+        self.store.close()
         if self._lock is not None:
             self._lock.release()
-        log_event(log, "daemon.stopped", released=len(released))
-        if released:
-            # A notifier is still hung in a worker thread; nothing more will be written,
-            # so leave now instead of waiting on it (the interpreter would, at exit).
-            logging.shutdown()
-            sys.stdout.flush()
-            os._exit(0)
+        # Their rows are back to pending; the threads may still hang in the notifier.
+        self.abandoned = released
+        self.events.emit(DaemonStopped(released=len(released)))
+        with self._state_lock:
+            self._state = DaemonState.STOPPED
 
     # --- signals ---------------------------------------------------------------------
 
@@ -246,12 +261,14 @@ class Daemon:
         self._signal.set()
 
     def request_stop(self, reason: str = "request") -> None:
-        """Stop as on SIGTERM (tests and embedding)."""
+        """Stop as on SIGTERM (tests and embedding); accepted in any state."""
         self._stop_reason = reason
         self._signal.set()
 
     def reload(self) -> None:
         """SIGHUP: new config, notifiers and schedules; on any error the old ones stay."""
+        if self._state is not DaemonState.RUNNING:
+            raise DaemonStateError(f"the daemon is {self._state.value}; only a running one reloads")
         self.service.reloading("reloading config")
         try:
             new = self._load_config()
@@ -311,8 +328,7 @@ class Daemon:
         try:
             if self._watchdog_every is not None:
                 self.service.watchdog()
-            with STATE.lock:
-                STATE.last_loop_tick = self.store.clock()
+            self.events.emit(LoopTicked(at=self.store.clock()))
             changed = self.watch.changed()
             if changed is not None:
                 self._import_schedules(changed)
@@ -326,9 +342,10 @@ class Daemon:
             elif self.dispatcher.finished != self._finished_seen:
                 # Sends ended since: "next reminder" and the counts in STATUS moved.
                 self._refresh(self.store.clock())
-            recovered = repo.recover_expired(
-                self.store, self.store.clock(), keep=self.dispatcher.claimer
-            )
+            with self.store.write() as session:
+                recovered = repo.recover_expired(
+                    session, self.store.clock(), keep=self.dispatcher.claimer
+                )
             for row_id in recovered:
                 log_event(log, "reminder.lease_expired", logging.WARNING, delivery=row_id)
             self.dispatcher.wake()
@@ -337,121 +354,74 @@ class Daemon:
         finally:
             self._tick_lock.release()
 
+    def _retry_at(self, delivery_id: int, when: datetime) -> None:
+        self.alarms.set(delivery_id, when)
+
     def _plan(self) -> None:
         counter = self.store.change_counter()
         now = self.store.clock()
         self.planner.plan(now)
         self._counter = counter
         self._last_rescan = time.monotonic()
-        with STATE.lock:
-            STATE.last_planner_run = now
         self._refresh(now)
         self.dispatcher.wake()
 
     def _refresh(self, now: datetime) -> None:
-        """Alarms, the pending gauge, /healthz's next reminder and systemd's STATUS line,
-        from the table: after each planner pass, and after sends finished."""
+        """Alarms, the pending count, the next reminder and systemd's STATUS line, from the
+        table: after each planner pass, and after sends finished."""
         self._finished_seen = self.dispatcher.finished
-        schedule = repo.schedule_of_pending(self.store, now + self.config.reminders.horizon)
+        with self.store.read() as session:
+            schedule = repo.schedule_of_pending(session, now + self.config.reminders.horizon)
         self.alarms.sync(schedule)
-        PENDING.set(len(schedule))
-        with STATE.lock:
-            STATE.next_reminder = min(schedule.values(), default=None)
+        self._next_reminder = min(schedule.values(), default=None)
+        self.events.emit(PendingChanged(pending=len(schedule), next_due=self._next_reminder))
         self.service.status(self._status_text())
 
-    def _import_schedules(self, files: list[Any]) -> None:
+    def _import_schedules(self, files: list[Path]) -> None:
         for path in files:
             try:
                 report = self.store.import_specs([load_file(path)])
             except CalendarSvcError as exc:
                 bad_file = isinstance(exc, InputError)
-                log_event(
-                    log,
-                    "schedules.import_failed",
-                    logging.ERROR,
-                    file=str(path),
-                    error=str(exc),
-                    hint="fix the file; it is imported again when it changes"
-                    if bad_file
-                    else "the database refused the import; retrying on the next tick",
+                self.events.emit(
+                    ScheduleImportFailed(file=str(path), error=str(exc), bad_file=bad_file)
                 )
                 if not bad_file:  # the file is fine, the database was not
                     self.watch.forget()
                 continue
             totals = report.totals()
-            # "created" is a LogRecord attribute; the fields get names of their own.
-            log_event(
-                log,
-                "schedules.imported",
-                file=str(path),
-                new=totals["created"],
-                updated=totals["updated"],
-                unchanged=totals["unchanged"],
+            self.events.emit(
+                ScheduleImported(
+                    file=str(path),
+                    created=totals["created"],
+                    updated=totals["updated"],
+                    unchanged=totals["unchanged"],
+                )
             )
 
     # --- telling people what happens next ---------------------------------------------
 
     def _status_text(self) -> str:
-        with STATE.lock:
-            nxt = STATE.next_reminder
-        counts = repo.counts_by_status(self.store)
-        parts = [f"next reminder {iso_utc(nxt)}" if nxt else "no reminder in horizon"]
-        parts += [f"{counts.get(s, 0)} {s}" for s in ("pending", "sent", "failed")]
-        return "; ".join(parts)
+        with self.store.read() as session:
+            counts = repo.counts_by_status(session)
+        return status_line(self._next_reminder, counts)
 
     def _announce(self) -> str:
+        """Log ``daemon.ready`` with what comes next; returns the READY=1 STATUS line."""
         fields: dict[str, Any] = {
-            "database": _safe_url(self.config.database.url),
+            "database": safe_url(self.config.database.url),
             "channels": ",".join(sorted(self.notifiers)) or "none",
         }
         if not self.reminders_enabled:
             log_event(log, "daemon.ready", reminders="off", **fields)
             return "ready (reminders off)"
         now = self.store.clock()
-        horizon = self.config.reminders.horizon
-        with STATE.lock:
-            nxt = STATE.next_reminder
-        if nxt is not None:
-            log_event(log, "daemon.ready", next_reminder=iso_utc(nxt), **fields)
-            return self._status_text()
-        upcoming = self.planner.next_reminder(now)
-        if upcoming is not None:
-            log_event(
-                log,
-                "daemon.ready",
-                next_reminder=iso_utc(upcoming.due_at),
-                next_entry=upcoming.entry_uid,
-                note=f"nothing due in the next {_hours(horizon)}; planned when it "
-                "enters the horizon",
-                **fields,
-            )
-        else:
-            log_event(
-                log, "daemon.ready", next_reminder="none", note=self._nothing_due(now), **fields
-            )
+        what = ready_fields(
+            now=now,
+            horizon=self.config.reminders.horizon,
+            next_reminder=self._next_reminder,
+            next_unplanned=lambda: self.planner.next_reminder(now),
+            last_ends=lambda: [s["last_end"] for s in self.store.calendar_stats().values()],
+        )
+        log_event(log, "daemon.ready", **what, **fields)
         return self._status_text()
-
-    def _nothing_due(self, now: datetime) -> str:
-        stats = self.store.calendar_stats()
-        ends = [s["last_end"] for s in stats.values() if s["last_end"] is not None]
-        if not ends:
-            return "no entries yet: add schedule files or use `calendar-svc import`"
-        last = max(ends)
-        if last < now:
-            return (
-                f"no reminders are due: every entry is in the past (the last ended "
-                f"{iso_utc(last)}); `calendar-svc reminders --from DATE --to DATE` shows "
-                "what would be sent"
-            )
-        return "no reminders are due: the upcoming entries have no reminders"
-
-
-def _hours(delta: Any) -> str:
-    hours = delta.total_seconds() / 3600
-    return f"{hours:g} hours"
-
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)

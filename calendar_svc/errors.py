@@ -13,6 +13,7 @@ The hierarchy::
     ├── StoreError                   the database refused or is in a bad state
     │   ├── NotFoundError            no such calendar / entry
     │   └── AlreadyRunningError      a second daemon on one SQLite file
+    ├── DaemonStateError             a daemon call that does not fit its state (a bug)
     └── NotifierError                a reminder could not be delivered
         ├── RetryableNotifierError   try again later (network, 5xx, timeout, 429)
         └── PermanentNotifierError   retrying cannot help (4xx, bad address)
@@ -120,6 +121,11 @@ class NotFoundError(StoreError):
 
 class AlreadyRunningError(StoreError):
     """Another daemon already runs against this SQLite database."""
+
+
+class DaemonStateError(CalendarSvcError, RuntimeError):
+    """A ``Daemon`` method was called in a state that refuses it: ``run()`` a second
+    time, ``reload()`` before it runs or after it stopped."""
 
 
 class NotifierError(CalendarSvcError):

@@ -1,48 +1,140 @@
-"""What the running process knows about its own health, for ``/healthz`` and sd_notify.
+"""What a running process knows about its own health, for ``/healthz``, kept from events.
 
-The daemon updates one ``HealthState``; the feed app reads it. When no daemon
-runs in the process (``calendar-svc serve``), ``scheduler_running`` stays None
-and only the database is checked.
+``Health`` listens to the daemon's events (started, loop ticked, planner
+passed, pending changed, stopping) and the dispatcher's (a channel failing,
+a send through it succeeding). Each daemon, feed server and test builds its
+own; ``calendar-svc serve`` has no daemon, so ``scheduler_running`` stays
+None there and only the database is checked.
+
+The loop counts as stuck when the scheduler runs and has not ticked for
+``stuck_after``, measured on the monotonic clock: a step of the wall clock
+(NTP, a restored VM) must neither hide a stuck loop nor fake one. The wall
+times in the snapshot are for people reading it.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from calendar_svc.events import (
+    ChannelFailing,
+    DaemonStarted,
+    DaemonStopping,
+    DeliveryFinished,
+    Event,
+    EventBus,
+    LoopTicked,
+    PendingChanged,
+    PlannerPassed,
+)
 from calendar_svc.timezones import iso_utc
 
+# A loop is never called stuck sooner than this, however short its tick.
+MIN_STUCK_AFTER = timedelta(seconds=90)
+# ... and not before it missed this many ticks in a row.
+MISSED_TICKS = 3
 
-@dataclass
-class HealthState:
-    scheduler_running: bool | None = None
-    last_planner_run: datetime | None = None
-    last_loop_tick: datetime | None = None
-    next_reminder: datetime | None = None
-    # Loop ticks older than this mean the scheduler loop is stuck.
-    stuck_after: timedelta = timedelta(seconds=90)
-    failing_channels: dict[str, str] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+KINDS: tuple[type[Event], ...] = (
+    DaemonStarted,
+    DaemonStopping,
+    LoopTicked,
+    PlannerPassed,
+    PendingChanged,
+    ChannelFailing,
+    DeliveryFinished,
+)
 
-    def snapshot(self, now: datetime) -> dict[str, Any]:
-        with self.lock:
-            stuck = bool(
-                self.scheduler_running
-                and self.last_loop_tick is not None
-                and now - self.last_loop_tick > self.stuck_after
-            )
+
+class Health:
+    """The process's health, updated by events, read by ``/healthz`` (thread-safe).
+
+    ``tick_every`` is the scheduler loop's tick interval (None: no loop runs
+    here); the loop is stuck after ``MISSED_TICKS`` of them without a tick, and
+    never sooner than ``MIN_STUCK_AFTER``. ``monotonic`` is injectable so tests
+    can move time.
+    """
+
+    def __init__(
+        self,
+        *,
+        tick_every: timedelta | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
+        self.stuck_after: timedelta | None = (
+            max(MIN_STUCK_AFTER, MISSED_TICKS * tick_every) if tick_every is not None else None
+        )
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self.scheduler_running: bool | None = None
+        self.last_planner_run: datetime | None = None
+        self.last_loop_tick: datetime | None = None
+        self._last_tick_monotonic: float | None = None
+        self.next_reminder: datetime | None = None
+        self._failing: dict[str, str] = {}
+
+    def attach(self, bus: EventBus) -> None:
+        """Listen to ``bus`` from now on."""
+        bus.add_listener(self.on_event, KINDS)
+
+    def on_event(self, event: Event) -> None:
+        with self._lock:
+            match event:
+                case DaemonStarted(at=at):
+                    self.scheduler_running = True
+                    # The first tick is one interval away: staleness counts from here.
+                    self._ticked(at)
+                case LoopTicked(at=at):
+                    self._ticked(at)
+                case DaemonStopping():
+                    self.scheduler_running = False
+                case PlannerPassed(at=at):
+                    self.last_planner_run = at
+                case PendingChanged(next_due=next_due):
+                    self.next_reminder = next_due
+                case ChannelFailing(channel=channel, reason=reason):
+                    self._failing[channel] = reason[:200]
+                case DeliveryFinished(outcome="sent", channel=channel):
+                    self._failing.pop(channel, None)
+
+    def _ticked(self, at: datetime) -> None:
+        self.last_loop_tick = at
+        self._last_tick_monotonic = self._monotonic()
+
+    @property
+    def failing_channels(self) -> dict[str, str]:
+        """Channel -> last error (or ``gone``) of each channel whose last send failed."""
+        with self._lock:
+            return dict(self._failing)
+
+    def stuck(self) -> bool:
+        """Whether the scheduler runs and its loop has not ticked for ``stuck_after``."""
+        with self._lock:
+            return self._stuck()
+
+    def _stuck(self) -> bool:
+        if not self.scheduler_running or self.stuck_after is None:
+            return False
+        if self._last_tick_monotonic is None:
+            return False
+        silent = self._monotonic() - self._last_tick_monotonic
+        return silent > self.stuck_after.total_seconds()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The fields ``/healthz`` shows (besides the database and the version)."""
+        with self._lock:
             return {
                 "scheduler_running": self.scheduler_running,
-                "scheduler_stuck": stuck,
-                "last_planner_run": iso_utc(self.last_planner_run)
-                if self.last_planner_run
-                else None,
-                "last_loop_tick": iso_utc(self.last_loop_tick) if self.last_loop_tick else None,
-                "next_reminder": iso_utc(self.next_reminder) if self.next_reminder else None,
-                "failing_channels": dict(self.failing_channels),
+                "scheduler_stuck": self._stuck(),
+                "last_planner_run": _iso(self.last_planner_run),
+                "last_loop_tick": _iso(self.last_loop_tick),
+                "next_reminder": _iso(self.next_reminder),
+                "failing_channels": dict(self._failing),
             }
 
 
-STATE = HealthState()
+def _iso(value: datetime | None) -> str | None:
+    return iso_utc(value) if value is not None else None

@@ -1,55 +1,141 @@
-"""Prometheus metrics of the process, in one registry that ``/metrics`` serves."""
+"""Prometheus metrics of one daemon or feed server, counted from events, served by ``/metrics``.
+
+Each ``Metrics`` has its own ``CollectorRegistry``, so two daemons (or two
+tests) in one process never add to each other's counters. The names and
+labels are documented in the README (HTTP) and stay as they are.
+"""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-REGISTRY = CollectorRegistry(auto_describe=True)
-
-FEED_REQUESTS = Counter(
-    "calendar_svc_feed_requests",
-    "Feed HTTP requests by status code.",
-    ["status"],
-    registry=REGISTRY,
-)
-FEED_RENDER_SECONDS = Histogram(
-    "calendar_svc_feed_render_seconds",
-    "Time to build a feed that was not cached.",
-    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10),
-    registry=REGISTRY,
-)
-FEED_CACHE = Counter(
-    "calendar_svc_feed_cache",
-    "Feed cache lookups by result (hit or miss).",
-    ["result"],
-    registry=REGISTRY,
-)
-REMINDERS = Counter(
-    "calendar_svc_reminders",
-    "Reminder deliveries by outcome (planned, sent, retried, failed, missed, cancelled)"
-    " and channel.",
-    ["outcome", "channel"],
-    registry=REGISTRY,
-)
-SEND_SECONDS = Histogram(
-    "calendar_svc_send_seconds",
-    "Time a notifier took to send one reminder.",
-    ["channel"],
-    buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 15, 30),
-    registry=REGISTRY,
-)
-LATENESS_SECONDS = Histogram(
-    "calendar_svc_lateness_seconds",
-    "Delay between a reminder's due time and its send.",
-    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600),
-    registry=REGISTRY,
-)
-PENDING = Gauge(
-    "calendar_svc_pending_deliveries",
-    "Deliveries planned and not yet sent.",
-    registry=REGISTRY,
+from calendar_svc.events import (
+    DeliveryFinished,
+    Event,
+    EventBus,
+    FeedAnswered,
+    FeedCacheLookup,
+    FeedRendered,
+    PendingChanged,
+    PlannerGap,
+    ReminderCancelled,
+    ReminderPlanned,
 )
 
+KINDS: tuple[type[Event], ...] = (
+    FeedAnswered,
+    FeedCacheLookup,
+    FeedRendered,
+    ReminderPlanned,
+    ReminderCancelled,
+    PlannerGap,
+    DeliveryFinished,
+    PendingChanged,
+)
 
-def render() -> bytes:
-    return generate_latest(REGISTRY)
+# DeliveryFinished.outcome -> the ``outcome`` label of calendar_svc_reminders_total. A
+# release (a send given back unfinished at a stop) is no outcome of the reminder: it is
+# sent later, and counted then.
+_OUTCOME_LABEL = {
+    "sent": "sent",
+    "retry": "retried",
+    "failed": "failed",
+    "missed": "missed",
+    "cancelled": "cancelled",
+}
+
+
+class Metrics:
+    """The counters, histograms and gauge, in a registry of their own (thread-safe)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.feed_requests = Counter(
+            "calendar_svc_feed_requests",
+            "Feed HTTP requests by status code.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.feed_render_seconds = Histogram(
+            "calendar_svc_feed_render_seconds",
+            "Time to build a feed that was not cached.",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10),
+            registry=self.registry,
+        )
+        self.feed_cache = Counter(
+            "calendar_svc_feed_cache",
+            "Feed cache lookups by result (hit or miss).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.reminders = Counter(
+            "calendar_svc_reminders",
+            "Reminder deliveries by outcome (planned, sent, retried, failed, missed, cancelled)"
+            " and channel.",
+            ["outcome", "channel"],
+            registry=self.registry,
+        )
+        self.send_seconds = Histogram(
+            "calendar_svc_send_seconds",
+            "Time a notifier took to send one reminder.",
+            ["channel"],
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 15, 30),
+            registry=self.registry,
+        )
+        self.lateness_seconds = Histogram(
+            "calendar_svc_lateness_seconds",
+            "Delay between a reminder's due time and its send.",
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600),
+            registry=self.registry,
+        )
+        self.pending = Gauge(
+            "calendar_svc_pending_deliveries",
+            "Deliveries planned and not yet sent.",
+            registry=self.registry,
+        )
+        # Every feed request counts: the children of the usual labels are looked up once.
+        self._status = {
+            code: self.feed_requests.labels(status=str(code)) for code in (200, 304, 400, 404, 503)
+        }
+        self._hit = self.feed_cache.labels(result="hit")
+        self._miss = self.feed_cache.labels(result="miss")
+
+    def attach(self, bus: EventBus) -> None:
+        """Count the events of ``bus`` from now on."""
+        bus.add_listener(self.on_event, KINDS)
+
+    def on_event(self, event: Event) -> None:
+        match event:
+            case FeedAnswered(status=status):
+                child = self._status.get(status)
+                if child is None:
+                    child = self.feed_requests.labels(status=str(status))
+                child.inc()
+            case FeedCacheLookup(hit=hit):
+                (self._hit if hit else self._miss).inc()
+            case FeedRendered(seconds=seconds):
+                self.feed_render_seconds.observe(seconds)
+            case ReminderPlanned(channel=channel):
+                self.reminders.labels("planned", channel).inc()
+            case ReminderCancelled(channel=channel):
+                self.reminders.labels("cancelled", channel).inc()
+            case PlannerGap(missed=missed):
+                for reminder in missed:
+                    self.reminders.labels("missed", reminder.channel).inc()
+            case DeliveryFinished():
+                self._delivery(event)
+            case PendingChanged(pending=pending):
+                self.pending.set(pending)
+
+    def _delivery(self, event: DeliveryFinished) -> None:
+        if event.send_seconds is not None:
+            self.send_seconds.labels(event.channel).observe(event.send_seconds)
+        if event.outcome == "sent":
+            self.lateness_seconds.observe(max(0.0, event.lateness.total_seconds()))
+        label = _OUTCOME_LABEL.get(event.outcome)
+        if label is not None:
+            self.reminders.labels(label, event.channel).inc()
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)

@@ -52,6 +52,12 @@ def rows(store: Store, uid: str | None = None) -> list[Delivery]:
         return list(session.scalars(query))
 
 
+def recover_expired(store: Store, now: datetime, *, keep: str | None = None) -> list[int]:
+    """What the daemon's tick does: lease-expired rows back to pending, in its own write."""
+    with store.write() as session:
+        return repo.recover_expired(session, now, keep=keep)
+
+
 def drain(dispatcher: Dispatcher) -> None:
     """Claim and send everything due now, synchronously (the pump thread is not started)."""
     while True:
@@ -184,6 +190,38 @@ def test_retry_after_from_the_peer_wins(planned: Store, clock, config, make) -> 
     assert timedelta(seconds=120) <= wait <= timedelta(seconds=144)  # never before asked
 
 
+def test_observers_hear_each_attempt_through_the_dispatcher_s_bus(
+    planned: Store, clock, config, make
+) -> None:
+    """Health and metrics of this dispatcher's own bus, nothing global: a retry marks the
+    channel failing, the send that follows clears it; both are counted."""
+    from calendar_svc.events import DeliveryFinished
+    from calendar_svc.observers import Observers
+
+    observers = Observers.build(log=False)
+    heard: list[DeliveryFinished] = []
+    observers.events.add_listener(heard.append, [DeliveryFinished])  # type: ignore[arg-type]
+    failures = iter([RetryableNotifierError("HTTP 503")])
+
+    def flaky(_: Reminder) -> None:
+        if (error := next(failures, None)) is not None:
+            raise error
+
+    dispatcher = make(planned, config, Recorder(flaky), events=observers.events)
+    clock.set(Z("2025-09-02T15:00:00Z"))
+    drain(dispatcher)
+    assert [(e.outcome, e.attempt, e.error) for e in heard] == [("retry", 1, "HTTP 503")]
+    assert heard[0].send_seconds is not None and heard[0].next_attempt_at > clock.now
+    assert observers.health.failing_channels == {"console": "HTTP 503"}
+    clock.set(rows(planned)[0].next_attempt_at)
+    drain(dispatcher)
+    assert [e.outcome for e in heard] == ["retry", "sent"]
+    assert observers.health.failing_channels == {}
+    text = observers.metrics.render().decode()
+    assert 'calendar_svc_reminders_total{channel="console",outcome="retried"} 1.0' in text
+    assert 'calendar_svc_reminders_total{channel="console",outcome="sent"} 1.0' in text
+
+
 def test_max_attempts_ends_in_failed(planned: Store, clock, config, make) -> None:
     def down(_: Reminder) -> None:
         raise RetryableNotifierError("HTTP 500")
@@ -269,16 +307,17 @@ def test_lease_recovery_resends_with_the_same_idempotency_key(planned: Store, cl
                                                               ) -> None:
     clock.set(Z("2025-09-02T15:00:00Z"))
     # A daemon claims the row, then dies (kill -9) without recording anything.
-    claimed = repo.claim_due(planned, now=clock.now, limit=10, claimer="dead-host:1",
-                             lease=config.reminders.lease)
+    with planned.write() as session:
+        claimed = repo.claim_due(session, now=clock.now, limit=10, claimer="dead-host:1",
+                                 lease=config.reminders.lease)
     assert [c.entry_uid for c in claimed] == ["sheinbaum-bilateral"]
     recorder = Recorder()
     dispatcher = make(planned, config, recorder)
     drain(dispatcher)
     assert recorder.got == []  # still leased
-    assert repo.recover_expired(planned, clock.now) == []
+    assert recover_expired(planned, clock.now) == []
     clock.advance(config.reminders.lease + timedelta(seconds=1))
-    assert repo.recover_expired(planned, clock.now) == [claimed[0].id]
+    assert recover_expired(planned, clock.now) == [claimed[0].id]
     drain(dispatcher)
     row = rows(planned)[0]
     assert (row.status, row.attempts, row.claimed_by) == ("sent", 2, dispatcher.claimer)
@@ -287,16 +326,18 @@ def test_lease_recovery_resends_with_the_same_idempotency_key(planned: Store, cl
 
 def test_a_stale_owner_cannot_overwrite_a_row_taken_over(planned: Store, clock, config) -> None:
     clock.set(Z("2025-09-02T15:00:00Z"))
-    [row] = repo.claim_due(planned, now=clock.now, limit=1, claimer="slow:1",
-                           lease=timedelta(seconds=5))
+    with planned.write() as session:
+        [row] = repo.claim_due(session, now=clock.now, limit=1, claimer="slow:1",
+                               lease=timedelta(seconds=5))
     clock.advance(timedelta(seconds=6))
-    repo.recover_expired(planned, clock.now)
-    [again] = repo.claim_due(planned, now=clock.now, limit=1, claimer="fast:2",
-                             lease=timedelta(seconds=5))
+    recover_expired(planned, clock.now)
+    with planned.write() as session:
+        [again] = repo.claim_due(session, now=clock.now, limit=1, claimer="fast:2",
+                                 lease=timedelta(seconds=5))
     assert again.id == row.id
-    owned = repo.finish(planned, [repo.Outcome(id=row.id, status="failed",
-                                               next_attempt_at=clock.now)],
-                        claimer="slow:1", now=clock.now)
+    with planned.write() as session:
+        owned = repo.finish(session, [repo.Outcome.failed(row.id, now=clock.now, error="late")],
+                            claimer="slow:1", now=clock.now)
     assert owned == 0
     assert rows(planned)[0].status == "sending"
 
@@ -309,7 +350,8 @@ def test_stop_puts_a_hung_send_back_to_pending(planned: Store, clock, config, ma
         release.wait(10)
 
     recorder = Recorder(hang)
-    dispatcher = make(planned, config, recorder)
+    retried: list[int] = []
+    dispatcher = make(planned, config, recorder, on_retry=lambda i, _: retried.append(i))
     clock.set(Z("2025-09-02T15:00:00Z"))
     dispatcher.run_once()
     assert rows(planned)[0].status == "sending"
@@ -318,11 +360,53 @@ def test_stop_puts_a_hung_send_back_to_pending(planned: Store, clock, config, ma
     assert dispatcher.stop(0.2) == [rows(planned)[0].id]
     row = rows(planned)[0]
     assert (row.status, row.attempts, row.next_attempt_at) == ("pending", 0, clock.now)
+    assert retried == []  # released, not a retry: no alarm for a later attempt
     release.set()
     # A later daemon sends it, once.
     fresh = Recorder()
     drain(make(planned, config, fresh))
     assert len(fresh.got) == 1 and rows(planned)[0].status == "sent"
+
+
+def test_sends_queued_at_a_stop_are_released_once_and_not_retried(
+    store: Store, clock, config, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One worker, two reminders due: the first hangs in its notifier, the second waits in
+    the queue. A stop gives both back (attempt not counted, no retry alarm), says so once
+    for each, and the queued one is never sent."""
+    import logging
+
+    from calendar_svc.schedule_files import parse_schedule
+
+    store.import_specs([parse_schedule({
+        "calendar": {"slug": "pair", "name": "Pair", "timezone": "America/Mexico_City"},
+        "entries": [{"uid": uid, "title": uid, "start": datetime(2025, 9, 2, 10, 0),
+                     "reminders": ["PT0S"]} for uid in ("first", "second")]}, source="test")])
+    clock.set(Z("2025-09-02T15:59:00Z"))
+    Planner(store, config.reminders).plan()
+    clock.set(Z("2025-09-02T16:00:00Z"))
+    entered, release = threading.Event(), threading.Event()
+
+    def hang(_: Reminder) -> None:
+        entered.set()
+        release.wait(10)
+
+    recorder = Recorder(hang)
+    retried: list[int] = []
+    dispatcher = Dispatcher(store, config, {"console": recorder}, workers=1,
+                            on_retry=lambda i, _: retried.append(i))
+    assert dispatcher.run_once() == 2
+    assert entered.wait(10)
+    with caplog.at_level(logging.INFO, logger="calendar_svc.reminders.dispatcher"):
+        released = dispatcher.stop(0.2)
+        release.set()
+        assert dispatcher.wait_idle(10)
+    assert sorted(released) == sorted(r.id for r in rows(store))
+    assert {(r.status, r.attempts) for r in rows(store)} == {("pending", 0)}
+    assert retried == []
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages.count("reminder.released") == 2 and "reminder.retry" not in messages
+    assert [r.entry.uid for r in recorder.got] == ["first"]  # the hung one finished; not the other
 
 
 def test_unknown_channel_fails_with_a_reason(planned: Store, clock, config) -> None:
@@ -352,10 +436,10 @@ def test_a_long_send_keeps_its_lease_and_is_never_sent_twice(
     dispatcher._renewed -= config.reminders.lease.total_seconds()  # the round is due to renew
     dispatcher.run_once()
     assert rows(planned)[0].lease_until > clock.now  # renewed
-    assert repo.recover_expired(planned, clock.now, keep=dispatcher.claimer) == []
+    assert recover_expired(planned, clock.now, keep=dispatcher.claimer) == []
     # Even an expired lease is not taken back from its living owner.
     clock.advance(config.reminders.lease * 2)
-    assert repo.recover_expired(planned, clock.now, keep=dispatcher.claimer) == []
+    assert recover_expired(planned, clock.now, keep=dispatcher.claimer) == []
     dispatcher.run_once()
     release.set()
     assert dispatcher.wait_idle(10)

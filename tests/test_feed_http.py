@@ -22,10 +22,11 @@ import pytest
 from conftest import FakeClock
 from icalendar import Calendar as ICalendar
 
-from calendar_svc import health
 from calendar_svc.config import Config, default_config
 from calendar_svc.errors import CalendarSvcError
+from calendar_svc.events import DaemonStarted, DaemonStopping, LoopTicked
 from calendar_svc.feed import FeedServer, build_app
+from calendar_svc.observers import Observers
 from calendar_svc.schedule_files import load_file
 from calendar_svc.store import Store
 from calendar_svc.timezones import UTC
@@ -242,17 +243,48 @@ def test_tokens_never_reach_the_logs(
         assert secret not in dumped
 
 
-def test_healthz(client: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+class Monotonic:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_healthz(client: httpx.Client, trip_store: Store) -> None:
+    # `serve` alone: no scheduler loop, only the database counts.
     response = client.get("/healthz")
     assert response.status_code == 200
     data = response.json()
     assert data["database"] is True and data["status"] == "ok" and data["version"]
-    assert data["scheduler_stuck"] is False and "last_loop_tick" in data
-    state = health.HealthState(scheduler_running=True, stuck_after=timedelta(seconds=1))
-    state.last_loop_tick = datetime(2000, 1, 1, tzinfo=UTC)
-    monkeypatch.setattr(health, "STATE", state)
-    stuck = client.get("/healthz")
-    assert stuck.status_code == 503 and stuck.json()["scheduler_stuck"] is True
+    assert data["scheduler_running"] is None and data["scheduler_stuck"] is False
+    assert "last_loop_tick" in data
+
+    # A daemon's feed server: its loop ticks every 40 s, so 3 missed ticks (120 s) is stuck.
+    monotonic = Monotonic()
+    observers = Observers.build(tick_every=timedelta(seconds=40), monotonic=monotonic)
+    daemon_side = FeedServer(trip_store, feed_config(trip_store.url), host="127.0.0.1",
+                             observers=observers)
+    daemon_side.start()
+    try:
+        with httpx.Client(base_url=daemon_side.url, timeout=5) as http:
+            started = datetime(2025, 9, 2, 12, 0, tzinfo=UTC)
+            observers.events.emit(DaemonStarted(at=started))
+            monotonic.now += 119
+            assert http.get("/healthz").json()["scheduler_stuck"] is False
+            monotonic.now += 2
+            stuck = http.get("/healthz")
+            assert stuck.status_code == 503 and stuck.json()["scheduler_stuck"] is True
+            assert stuck.json()["last_loop_tick"] == "2025-09-02T12:00:00Z"
+            observers.events.emit(LoopTicked(at=started))
+            assert http.get("/healthz").status_code == 200
+            monotonic.now += 3600
+            observers.events.emit(DaemonStopping(reason="SIGTERM", in_flight=0))
+            assert http.get("/healthz").status_code == 200  # stopping is not stuck
+    finally:
+        daemon_side.stop(timeout=5)
 
 
 def test_metrics(client: httpx.Client, trip_store: Store) -> None:

@@ -426,28 +426,28 @@ def free_tcp_port() -> int:
 
 
 def test_healthz_is_503_when_the_scheduler_loop_is_stuck(tmp_path: Path) -> None:
-    """The loop's last tick is older than ``stuck_after`` while the scheduler claims to run."""
+    """The loop has not ticked for its deadline, measured on the monotonic clock, while the
+    scheduler claims to run; a step of the wall clock neither hides nor fakes it."""
     import asyncio
 
     import httpx
 
-    from calendar_svc import health
     from calendar_svc.config import Config, DatabaseConfig
+    from calendar_svc.events import DaemonStarted, DaemonStopping, LoopTicked, PlannerPassed
     from calendar_svc.feed.app import build_app
+    from calendar_svc.observers import Observers
     from calendar_svc.store import Store
     from calendar_svc.timezones import now_utc
 
+    monotonic = [5000.0]
     store = Store(f"sqlite:///{tmp_path / 'h.sqlite3'}")
     store.migrate()
     config = Config(path=None, schedules=(), database=DatabaseConfig(store.url))
-    app = build_app(store, config)
-    state = health.STATE
-    saved = (state.scheduler_running, state.last_loop_tick, state.last_planner_run,
-             state.next_reminder, dict(state.failing_channels), state.stuck_after)
+    # A 2-second tick: stuck after the minimum of 90 s rather than after 3 ticks.
+    observers = Observers.build(tick_every=timedelta(seconds=2), monotonic=lambda: monotonic[0])
+    app = build_app(store, config, observers)
+    events = observers.events
     try:
-        now = now_utc()
-        state.stuck_after = timedelta(seconds=90)
-        state.scheduler_running, state.last_planner_run = True, now - timedelta(minutes=5)
 
         def get_healthz() -> httpx.Response:
             async def get() -> httpx.Response:
@@ -457,25 +457,28 @@ def test_healthz_is_503_when_the_scheduler_loop_is_stuck(tmp_path: Path) -> None
 
             return asyncio.run(get())
 
-        state.last_loop_tick = now - timedelta(minutes=5)
+        now = now_utc()
+        events.emit(DaemonStarted(at=now))
+        events.emit(PlannerPassed(at=now, planned=0, cancelled=0, missed=0))
+        monotonic[0] += 91
         stuck = get_healthz()
         assert stuck.status_code == 503
         body = stuck.json()
         assert body["status"] == "unavailable" and body["scheduler_stuck"] is True
         assert body["database"] is True and body["scheduler_running"] is True
-        assert body["last_loop_tick"] == iso_utc(state.last_loop_tick)
+        assert body["last_loop_tick"] == iso_utc(now)
+        assert body["last_planner_run"] == iso_utc(now)
         assert stuck.headers["cache-control"] == "no-store"
 
-        state.last_loop_tick = now_utc()
+        # A tick whose wall time is an hour behind (the clock stepped back): the loop runs.
+        events.emit(LoopTicked(at=now - timedelta(hours=1)))
         fresh = get_healthz()
         assert fresh.status_code == 200 and fresh.json()["scheduler_stuck"] is False
-        # Not running (stopping, or `calendar-svc serve`): an old tick is not "stuck".
-        state.scheduler_running, state.last_loop_tick = False, now - timedelta(hours=1)
+        assert fresh.json()["last_loop_tick"] == iso_utc(now - timedelta(hours=1))
+        # Not running any more (stopping): an old tick is not "stuck".
+        events.emit(DaemonStopping(reason="SIGTERM", in_flight=0))
+        monotonic[0] += 3600
         assert get_healthz().status_code == 200
     finally:
-        (state.scheduler_running, state.last_loop_tick, state.last_planner_run,
-         state.next_reminder, failing, state.stuck_after) = saved
-        state.failing_channels.clear()
-        state.failing_channels.update(failing)
         app.state.feed.close()
         store.close()

@@ -142,10 +142,13 @@ def serve(ctx: CliContext, host: str | None, port: int | None) -> None:
     """
     from calendar_svc.feed.server import FeedServer
     from calendar_svc.logs import setup_logging
+    from calendar_svc.observers import Observers
 
     config = ctx.config
     setup_logging(config.logging.level, config.logging.format)
-    FeedServer(ctx.store, config, host=host, port=port).serve_forever()
+    # No scheduler loop runs here: /healthz checks the database alone.
+    observers = Observers.build()
+    FeedServer(ctx.store, config, host=host, port=port, observers=observers).serve_forever()
 
 
 @click.command("feed-url")

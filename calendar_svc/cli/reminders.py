@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -12,6 +15,7 @@ from calendar_svc.config import Config, load_config
 from calendar_svc.durations import format_duration
 from calendar_svc.errors import InputError
 from calendar_svc.messages import clock_text
+from calendar_svc.models import DeliveryStatus
 from calendar_svc.reminders import repository as repo
 from calendar_svc.reminders.lock import holder_pid, sqlite_file
 from calendar_svc.reminders.planner import Planner
@@ -35,7 +39,19 @@ def run(ctx: CliContext, no_feed: bool, no_reminders: bool) -> None:
         return load_config(ctx.config_path, database_url=ctx.database_url)
 
     daemon = Daemon(ctx.config, load_config=reload, feed=not no_feed, reminders=not no_reminders)
-    raise SystemExit(daemon.run())
+    code = daemon.run()
+    if daemon.abandoned:
+        # A notifier is still hung in a send thread past stop_timeout. Its row is back to
+        # pending (sent again by the next daemon) and nothing more will be written. Leave
+        # now: were that daemon thread to wake up while the interpreter shuts down, its log
+        # line could abort the process ("could not acquire lock for <stderr> at interpreter
+        # shutdown, possibly due to daemon threads") instead of a clean exit 0. The Daemon
+        # class only reports it (``abandoned``); how the process ends is the command's call.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise SystemExit(code)
 
 
 def parse_instant(value: str | None, option: str, *, end: bool = False) -> datetime | None:
@@ -146,24 +162,29 @@ def status(ctx: CliContext, as_json: bool, limit: int) -> None:
     store = ctx.store
     database = sqlite_file(ctx.config.database.url)
     pid = holder_pid(database) if database else None
-    counts = repo.counts_by_status(store)
-    upcoming = repo.deliveries(
-        store,
-        statuses=["pending", "sending"],
-        newest_first=False,
-        limit=limit,
-        order_by="next_attempt_at",
-    )
-    recent = repo.deliveries(
-        store,
-        statuses=["sent", "missed", "cancelled"],
-        newest_first=True,
-        limit=limit,
-        order_by="updated_at",
-    )
-    failures = repo.deliveries(
-        store, statuses=["failed"], newest_first=True, limit=limit, order_by="updated_at"
-    )
+    with store.read() as session:  # one read for every section
+        counts = repo.counts_by_status(session)
+        upcoming = repo.deliveries(
+            session,
+            statuses=[DeliveryStatus.PENDING, DeliveryStatus.SENDING],
+            newest_first=False,
+            limit=limit,
+            order_by="next_attempt_at",
+        )
+        recent = repo.deliveries(
+            session,
+            statuses=[DeliveryStatus.SENT, DeliveryStatus.MISSED, DeliveryStatus.CANCELLED],
+            newest_first=True,
+            limit=limit,
+            order_by="updated_at",
+        )
+        failures = repo.deliveries(
+            session,
+            statuses=[DeliveryStatus.FAILED],
+            newest_first=True,
+            limit=limit,
+            order_by="updated_at",
+        )
     planned_next = None
     if not upcoming:
         planned_next = Planner(store, ctx.config.reminders).next_reminder(now_utc())
@@ -184,9 +205,7 @@ def status(ctx: CliContext, as_json: bool, limit: int) -> None:
             "last_error": d.last_error,
         }
 
-    by_status = {
-        s: counts.get(s, 0) for s in ("pending", "sending", "sent", "failed", "cancelled", "missed")
-    }
+    by_status = {str(s): counts.get(s, 0) for s in DeliveryStatus}
     daemon: dict[str, Any] = {"database": "sqlite" if database else "other"}
     if database:
         daemon["running"] = pid is not None

@@ -1,7 +1,9 @@
 """The ICS feed over HTTP: the Starlette app, its render cache and the uvicorn runner.
 
-``build_app(store, config)`` gives the ASGI app; ``FeedServer`` runs it in a
-background thread (``start``/``stop``) or in the foreground (``serve_forever``).
+``build_app(store, config, observers)`` gives the ASGI app; ``FeedServer`` runs
+it in a background thread (``start``/``stop``) or in the foreground
+(``serve_forever``). Both take the process's ``Observers`` (event bus, health,
+metrics), or build their own.
 """
 
 from calendar_svc.feed.app import build_app

@@ -5,6 +5,10 @@ function: a subscriber's poll answered 304 is the hot path, and skipping
 Starlette's Request/Response objects and building headers once per rendered
 feed keeps it a dictionary lookup plus one indexed SELECT.
 
+Observers: the app reads health from and renders the metrics of the
+``Observers`` it is given, and emits an event per answer, cache lookup and
+render; it writes to no global.
+
 Security: the token is compared with ``hmac.compare_digest`` (also against a
 dummy when the slug is unknown, so both cost the same); a wrong or missing
 token, an unknown slug and an unknown path all get the same 404; tokens are
@@ -16,6 +20,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -27,9 +32,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from calendar_svc import __version__, health, metrics
+from calendar_svc import __version__
 from calendar_svc.config import Config
 from calendar_svc.errors import InputError, StoreError
+from calendar_svc.events import EventBus, FeedAnswered, FeedCacheLookup, FeedRendered
 from calendar_svc.feed.cache import (
     CalendarHead,
     CalendarLookup,
@@ -40,7 +46,7 @@ from calendar_svc.feed.cache import (
 from calendar_svc.filters import EntryFilter, parse_filter
 from calendar_svc.ics import FeedOptions
 from calendar_svc.logs import log_event, redact_token
-from calendar_svc.metrics import FEED_REQUESTS
+from calendar_svc.observers import Observers
 from calendar_svc.store import Store
 
 log = logging.getLogger("calendar_svc.feed")
@@ -58,7 +64,9 @@ _NOT_FOUND_HEADERS: Headers = [
 ]
 # Compared against when the slug is unknown, so that answer costs what a wrong token does.
 _DUMMY_TOKEN = b"x" * 43
-_STATUS = {code: FEED_REQUESTS.labels(status=str(code)) for code in (200, 304, 400, 404, 503)}
+# Events are immutable: one of each, built once, serves every request (the hot path).
+_ANSWERED = {code: FeedAnswered(status=code) for code in (200, 304, 400, 404, 503)}
+_HIT, _MISS = FeedCacheLookup(hit=True), FeedCacheLookup(hit=False)
 
 
 class _Variant:
@@ -109,10 +117,11 @@ class _Prepared:
 class FeedEndpoint:
     """ASGI endpoint of ``GET``/``HEAD /feeds/{token}/{slug}.ics``."""
 
-    def __init__(self, store: Store, config: Config):
+    def __init__(self, store: Store, config: Config, events: EventBus):
         self.cache = FeedCache(store, FeedOptions.from_config(config))
         self.lookup = CalendarLookup(store)
         self.max_age = int(config.feed.refresh_interval.total_seconds())
+        self.events = events
 
     def close(self) -> None:
         self.lookup.close()
@@ -125,16 +134,19 @@ class FeedEndpoint:
             head = self.lookup.get(slug)
         except StoreError:
             log_event(log, "feed.database_unavailable", logging.WARNING, slug=slug)
+            self.events.emit(_ANSWERED[503])
             await _plain(send, 503, b"Service Unavailable: database unreachable\n")
             return
         if not _token_ok(head, token):
             log_event(log, "feed.not_found", logging.DEBUG, slug=slug, token=redact_token(token))
+            self.events.emit(_ANSWERED[404])
             await _not_found(send)
             return
         assert head is not None
         try:
             flt = _query_filter(scope.get("query_string", b""))
         except InputError as exc:
+            self.events.emit(_ANSWERED[400])
             await _plain(send, 400, f"Bad Request: {exc}\n".encode())
             return
         feed, prepared = await self._prepare(head, flt)
@@ -145,13 +157,13 @@ class FeedEndpoint:
                 await run_in_threadpool(prepared.gzipped, feed)
             variant = prepared.gzipped(feed)
         if _not_modified(request_headers, feed):
-            _STATUS[304].inc()
+            self.events.emit(_ANSWERED[304])
             await send(
                 {"type": "http.response.start", "status": 304, "headers": variant.headers_304}
             )
             await send({"type": "http.response.body", "body": b""})
             return
-        _STATUS[200].inc()
+        self.events.emit(_ANSWERED[200])
         await send({"type": "http.response.start", "status": 200, "headers": variant.headers_200})
         body = b"" if scope["method"] == "HEAD" else variant.body
         await send({"type": "http.response.body", "body": body})
@@ -159,16 +171,20 @@ class FeedEndpoint:
     async def _prepare(
         self, head: CalendarHead, flt: EntryFilter
     ) -> tuple[RenderedFeed, _Prepared]:
-        feed = self.cache.get(head, filter_key(flt))
-        if feed is None:
-            feed = await run_in_threadpool(self.cache.render, head.id, flt)
-            log_event(
-                log,
-                "feed.rendered",
-                slug=head.slug,
-                version=feed.version,
-                entries=feed.entries,
-                bytes=len(feed.body),
+        cached = self.cache.get(head, filter_key(flt))
+        self.events.emit(_MISS if cached is None else _HIT)
+        if cached is not None:
+            feed = cached
+        else:
+            feed, seconds = await run_in_threadpool(self._render, head.id, flt)
+            self.events.emit(
+                FeedRendered(
+                    slug=head.slug,
+                    version=feed.version,
+                    entries=feed.entries,
+                    bytes=len(feed.body),
+                    seconds=seconds,
+                )
             )
         prepared = feed.http
         if prepared is None:
@@ -176,6 +192,12 @@ class FeedEndpoint:
             prepared = feed.http = _Prepared(feed, self.max_age)
         assert isinstance(prepared, _Prepared)
         return feed, prepared
+
+    def _render(self, calendar_id: int, flt: EntryFilter) -> tuple[RenderedFeed, float]:
+        """The rendered feed and the seconds it took (in the thread that renders)."""
+        started = time.perf_counter()
+        feed = self.cache.render(calendar_id, flt)
+        return feed, time.perf_counter() - started
 
 
 def _token_ok(head: CalendarHead | None, token: str) -> bool:
@@ -238,8 +260,6 @@ def _not_modified(headers: dict[bytes, bytes], feed: RenderedFeed) -> bool:
 
 
 async def _plain(send: Send, status: int, body: bytes) -> None:
-    if status in _STATUS:
-        _STATUS[status].inc()
     await send(
         {
             "type": "http.response.start",
@@ -254,7 +274,6 @@ async def _plain(send: Send, status: int, body: bytes) -> None:
 
 
 async def _not_found(send: Send) -> None:
-    _STATUS[404].inc()
     await send({"type": "http.response.start", "status": 404, "headers": _NOT_FOUND_HEADERS})
     await send({"type": "http.response.body", "body": NOT_FOUND_BODY})
 
@@ -293,13 +312,19 @@ class FeedApp(Starlette):
         await super().__call__(scope, receive, send)  # type: ignore[arg-type]
 
 
-def build_app(store: Store, config: Config) -> Starlette:
-    """The feed app for ``store``; ``app.state.feed`` is the endpoint (``close()`` it when done)."""
-    endpoint = FeedEndpoint(store, config)
+def build_app(store: Store, config: Config, observers: Observers | None = None) -> Starlette:
+    """The feed app for ``store``; ``app.state.feed`` is the endpoint (``close()`` it when done).
+
+    ``observers``: the bus the app emits to, the health ``/healthz`` reports and the
+    metrics ``/metrics`` serves (default: new ones, with no scheduler loop).
+    """
+    observers = observers if observers is not None else Observers.build()
+    endpoint = FeedEndpoint(store, config, observers.events)
+    health, metrics = observers.health, observers.metrics
 
     async def healthz(request: Request) -> Response:
         reachable = await run_in_threadpool(store.ping)
-        state = health.STATE.snapshot(store.clock())
+        state = health.snapshot()
         ok = reachable and not state["scheduler_stuck"]
         body = {
             "status": "ok" if ok else "unavailable",
@@ -333,5 +358,6 @@ def build_app(store: Store, config: Config) -> Starlette:
         exception_handlers={404: not_found},
     )
     app.state.feed = endpoint
+    app.state.observers = observers
     app.feed_endpoint = endpoint
     return app

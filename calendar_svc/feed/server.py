@@ -20,6 +20,7 @@ from calendar_svc.config import Config
 from calendar_svc.errors import CalendarSvcError
 from calendar_svc.feed.app import build_app
 from calendar_svc.logs import log_event
+from calendar_svc.observers import Observers
 from calendar_svc.store import Store
 
 log = logging.getLogger("calendar_svc.feed")
@@ -60,17 +61,28 @@ def _silence_access_log() -> None:
 
 
 class FeedServer:
-    """The feed app on ``host:port`` (default: ``[feed]`` in the config)."""
+    """The feed app on ``host:port`` (default: ``[feed]`` in the config).
+
+    ``observers`` are the daemon's (its health in ``/healthz``, its metrics in
+    ``/metrics``); without them the server has its own, with no scheduler loop.
+    """
 
     def __init__(
-        self, store: Store, config: Config, *, host: str | None = None, port: int | None = None
+        self,
+        store: Store,
+        config: Config,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        observers: Observers | None = None,
     ):
         self.store = store
         self.config = config
         self.host = host if host is not None else config.feed.host
         self._requested_port = port if port is not None else config.feed.port
         self.port: int = self._requested_port
-        self.app = build_app(store, config)
+        self.observers = observers if observers is not None else Observers.build()
+        self.app = build_app(store, config, self.observers)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None

@@ -14,6 +14,10 @@ lease and be sent again by another daemon.
 Only rows this process claimed are sent, and each outcome is written with a
 condition on ``claimed_by``: if the lease ran out and another daemon took the
 row over, this one's late result is ignored.
+
+Each attempt's end is told on the dispatcher's bus as a ``DeliveryFinished``
+(and a failing channel as ``ChannelFailing``), when it happens: the log
+lines, metrics and health listen there.
 """
 
 from __future__ import annotations
@@ -26,23 +30,21 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
 
 from calendar_svc.config import Config
 from calendar_svc.errors import PermanentNotifierError, RetryableNotifierError
-from calendar_svc.health import STATE
+from calendar_svc.event_log import logging_bus
+from calendar_svc.events import ChannelFailing, DeliveryFinished, EventBus
 from calendar_svc.logs import log_event
 from calendar_svc.messages import build_reminder
-from calendar_svc.metrics import LATENESS_SECONDS, REMINDERS, SEND_SECONDS
 from calendar_svc.models import Entry
 from calendar_svc.notifiers.base import Notifier, Reminder
 from calendar_svc.reminders import repository as repo
 from calendar_svc.reminders.policy import Timing, retry_delay, timing
-from calendar_svc.reminders.repository import ClaimedRow, Outcome
-from calendar_svc.reminders.rules import reminders_between
+from calendar_svc.reminders.repository import ClaimedRow, Outcome, OutcomeKind
+from calendar_svc.reminders.rules import Slot, reminders_between, slot_of
 from calendar_svc.reminders.workers import WorkerPool
 from calendar_svc.store import Store
-from calendar_svc.timezones import iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +61,19 @@ def default_claimer() -> str:
 
 
 class Dispatcher:
+    """Sends due deliveries through ``notifiers`` (a pump thread and ``workers`` senders).
+
+    ``events``: the bus each attempt's end is told on (default: one that only logs).
+    ``on_retry(id, when)`` is called once a retry's next attempt time is written.
+    """
+
     def __init__(
         self,
         store: Store,
         config: Config,
         notifiers: Mapping[str, Notifier],
         *,
+        events: EventBus | None = None,
         claimer: str | None = None,
         workers: int = WORKERS,
         on_retry: Callable[[int, datetime], None] | None = None,
@@ -72,13 +81,17 @@ class Dispatcher:
         self.store = store
         self.config = config
         self.notifiers = dict(notifiers)
+        self.events = events if events is not None else logging_bus()
         self.claimer = claimer or default_claimer()
         self.capacity = workers * QUEUE_PER_WORKER
         self.on_retry = on_retry
         self._pool = WorkerPool(workers)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
-        self._inflight: set[int] = set()
+        # The rows being sent (or queued to be) by this process, by id.
+        self._inflight: dict[int, ClaimedRow] = {}
+        # Rows stop() put back to pending while still in flight or queued.
+        self._given_back: set[int] = set()
         # Which notifier each send in flight (or queued) uses: a reload closes the old
         # notifiers only once no send holds one of them.
         self._using: dict[int, Notifier] = {}
@@ -120,30 +133,21 @@ class Dispatcher:
             self._pump.join(max(0.0, deadline - time.monotonic()))
         self.wait_idle(max(0.0, deadline - time.monotonic()))
         with self._lock:
-            unfinished = sorted(self._inflight)
+            unfinished = sorted(self._inflight.values(), key=lambda r: r.id)
         # After the snapshot: outcomes of sends that ended up to this point are written.
         self.flush()
         if unfinished:
             now = self.store.clock()
-            repo.finish(
-                self.store,
-                [
-                    Outcome(
-                        id=i,
-                        status="pending",
-                        next_attempt_at=now,
-                        attempts_delta=-1,
-                        last_error="the daemon stopped while sending; sent again later",
-                    )
-                    for i in unfinished
-                ],
-                claimer=self.claimer,
-                now=now,
-            )
-            for row_id in unfinished:
-                log_event(log, "reminder.released", logging.WARNING, delivery=row_id)
+            reason = "the daemon stopped while sending; sent again later"
+            released = [Outcome.release(row.id, now=now, reason=reason) for row in unfinished]
+            with self.store.write() as session:
+                repo.finish(session, released, claimer=self.claimer, now=now)
+            with self._lock:
+                self._given_back.update(row.id for row in unfinished)
+            for row, outcome in zip(unfinished, released, strict=True):
+                self.events.emit(_finished(row, outcome, now))
         self._pool.shutdown()
-        return unfinished
+        return [row.id for row in unfinished]
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no send is in flight; False on timeout."""
@@ -221,9 +225,10 @@ class Dispatcher:
     ) -> int:
         self._renew(config)
         now = self.store.clock()
-        claimed = repo.claim_due(
-            self.store, now=now, limit=room, claimer=self.claimer, lease=config.reminders.lease
-        )
+        with self.store.write() as session:
+            claimed = repo.claim_due(
+                session, now=now, limit=room, claimer=self.claimer, lease=config.reminders.lease
+            )
         if not claimed:
             return 0
         started: set[int] = set()
@@ -261,9 +266,11 @@ class Dispatcher:
             return
         with self._lock:
             ids = sorted(self._inflight)
-        repo.renew_leases(
-            self.store, ids, claimer=self.claimer, now=self.store.clock(), lease=lease
-        )
+        if ids:
+            with self.store.write() as session:
+                repo.renew_leases(
+                    session, ids, claimer=self.claimer, now=self.store.clock(), lease=lease
+                )
         self._renewed = time.monotonic()
 
     def _start(
@@ -278,15 +285,8 @@ class Dispatcher:
         """Decide what to do with one claimed row: skip it, or hand it to a worker."""
         rem = config.reminders
         if entry is None or not _still_wanted(row, entry, config):
-            self._done(
-                row,
-                Outcome(
-                    id=row.id,
-                    status="cancelled",
-                    next_attempt_at=now,
-                    last_error="no longer wanted: the entry changed or is gone",
-                ),
-            )
+            reason = "no longer wanted: the entry changed or is gone"
+            self._done(row, Outcome.cancelled(row.id, now=now, reason=reason))
             return
         when = timing(now, row.due_at, row.occurrence_utc, rem.grace)
         if when is Timing.MISSED or row.id in superseded:
@@ -295,21 +295,12 @@ class Dispatcher:
                 if row.id in superseded
                 else "too late: the entry started and grace ran out"
             )
-            self._done(
-                row, Outcome(id=row.id, status="missed", next_attempt_at=now, last_error=reason)
-            )
+            self._done(row, Outcome.missed(row.id, now=now, reason=reason))
             return
         notifier = notifiers.get(row.channel)
         if notifier is None:
-            self._done(
-                row,
-                Outcome(
-                    id=row.id,
-                    status="failed",
-                    next_attempt_at=now,
-                    last_error=f"no notifier for channel {row.channel!r}",
-                ),
-            )
+            error = f"no notifier for channel {row.channel!r}"
+            self._done(row, Outcome.failed(row.id, now=now, error=error))
             return
         late = when is Timing.LATE
         reminder = build_reminder(
@@ -325,7 +316,7 @@ class Dispatcher:
         with self._lock:
             if row.id in self._inflight:  # already being sent by this process: never twice
                 return
-            self._inflight.add(row.id)
+            self._inflight[row.id] = row
             self._using[row.id] = notifier
         self._pool.submit(lambda: self._send(row, reminder, notifier, late, config))
 
@@ -335,17 +326,14 @@ class Dispatcher:
         if self._stopping.is_set():
             # Queued behind busy workers when the stop came: not sent, so back to pending
             # without counting the attempt (the stop must not send what it releases).
-            now = self.store.clock()
-            self._done(
-                row,
-                Outcome(
-                    id=row.id,
-                    status="pending",
-                    next_attempt_at=now,
-                    attempts_delta=-1,
-                    last_error="the daemon stopped before sending; sent again later",
-                ),
-            )
+            with self._lock:
+                if row.id in self._given_back:  # stop() already did, and told it
+                    self._inflight.pop(row.id, None)
+                    self._using.pop(row.id, None)
+                    self._idle.notify_all()
+                    return
+            reason = "the daemon stopped before sending; sent again later"
+            self._done(row, Outcome.release(row.id, now=self.store.clock(), reason=reason))
             return
         started = time.monotonic()
         try:
@@ -358,13 +346,8 @@ class Dispatcher:
             log.exception("notifier.bug", extra={"channel": row.channel, "delivery": row.id})
             outcome = self._retry(row, f"{type(exc).__name__}: {exc}", None, config)
         else:
-            now = self.store.clock()
-            outcome = Outcome(id=row.id, status="sent", next_attempt_at=now, sent_at=now, late=late)
-            with STATE.lock:
-                STATE.failing_channels.pop(row.channel, None)
-        finally:
-            SEND_SECONDS.labels(row.channel).observe(time.monotonic() - started)
-        self._done(row, outcome)
+            outcome = Outcome.sent(row.id, at=self.store.clock(), late=late)
+        self._done(row, outcome, send_seconds=time.monotonic() - started)
 
     def _retry(
         self, row: ClaimedRow, error: str, retry_after: float | None, config: Config
@@ -372,26 +355,25 @@ class Dispatcher:
         rem = config.reminders
         if row.attempts >= rem.max_attempts:
             return self._failed(row, f"gave up after {row.attempts} attempts: {error}")
-        with STATE.lock:  # failing until a send through it succeeds (/healthz)
-            STATE.failing_channels[row.channel] = error[:200]
+        # Failing until a send through it succeeds (/healthz).
+        self.events.emit(ChannelFailing(channel=row.channel, reason=error))
         now = self.store.clock()
         delay = retry_delay(row.attempts, rem.retry_base, rem.retry_max, retry_after=retry_after)
-        return Outcome(id=row.id, status="pending", next_attempt_at=now + delay, last_error=error)
+        return Outcome.retry(row.id, at=now + delay, error=error)
 
     def _failed(self, row: ClaimedRow, error: str, *, gone: bool = False) -> Outcome:
-        with STATE.lock:
-            STATE.failing_channels[row.channel] = "gone" if gone else error[:200]
-        return Outcome(
-            id=row.id, status="failed", next_attempt_at=self.store.clock(), last_error=error
-        )
+        self.events.emit(ChannelFailing(channel=row.channel, reason="gone" if gone else error))
+        return Outcome.failed(row.id, now=self.store.clock(), error=error)
 
-    def _done(self, row: ClaimedRow, outcome: Outcome) -> None:
+    def _done(
+        self, row: ClaimedRow, outcome: Outcome, *, send_seconds: float | None = None
+    ) -> None:
         with self._lock:
             self._outcomes.append((outcome, row))
-            self._inflight.discard(row.id)
+            self._inflight.pop(row.id, None)
             if self._using.pop(row.id, None) is not None or not self._inflight:
                 self._idle.notify_all()
-        _log_outcome(row, outcome, self.store.clock())
+        self.events.emit(_finished(row, outcome, self.store.clock(), send_seconds))
         self._wake.set()
 
     def flush(self) -> None:
@@ -402,7 +384,8 @@ class Dispatcher:
             return
         now = self.store.clock()
         try:
-            owned = repo.finish(self.store, [o for o, _ in batch], claimer=self.claimer, now=now)
+            with self.store.write() as session:
+                owned = repo.finish(session, [o for o, _ in batch], claimer=self.claimer, now=now)
         except Exception:
             with self._lock:  # keep them for the next round rather than lose them
                 self._outcomes[:0] = batch
@@ -419,7 +402,7 @@ class Dispatcher:
             )
         if self.on_retry is not None:
             for outcome, _ in batch:
-                if outcome.status == "pending" and outcome.attempts_delta == 0:
+                if outcome.kind is OutcomeKind.RETRY:
                     self.on_retry(outcome.id, outcome.next_attempt_at)
 
 
@@ -439,51 +422,34 @@ def _still_wanted(row: ClaimedRow, entry: Entry, config: Config) -> bool:
 
 def _superseded(rows: list[ClaimedRow], now: datetime, config: Config) -> set[int]:
     """Late rows of one occurrence and channel claimed together: all but the latest-due one."""
-    latest: dict[tuple[str, str, datetime, str], ClaimedRow] = {}
+    latest: dict[Slot, ClaimedRow] = {}
     late = [
         r
         for r in rows
         if timing(now, r.due_at, r.occurrence_utc, config.reminders.grace) is not Timing.ON_TIME
     ]
     for r in late:
-        slot = (r.calendar_slug, r.entry_uid, r.occurrence_utc, r.channel)
+        slot = slot_of(r)
         if slot not in latest or latest[slot].due_at < r.due_at:
             latest[slot] = r
     keep = {r.id for r in latest.values()}
     return {r.id for r in late if r.id not in keep}
 
 
-def _log_outcome(row: ClaimedRow, outcome: Outcome, now: datetime) -> None:
-    delay = round((now - row.due_at).total_seconds(), 3)
-    fields: dict[str, Any] = {
-        "uid": row.entry_uid,
-        "calendar": row.calendar_slug,
-        "channel": row.channel,
-        "due": iso_utc(row.due_at),
-        "delay": delay,
-        "attempt": row.attempts,
-        "delivery": row.id,
-    }
-    if outcome.status == "sent":
-        LATENESS_SECONDS.observe(max(0.0, delay))
-        REMINDERS.labels("sent", row.channel).inc()
-        log_event(log, "reminder.sent", late=outcome.late, **fields)
-    elif outcome.status == "pending":
-        REMINDERS.labels("retried", row.channel).inc()
-        log_event(
-            log,
-            "reminder.retry",
-            logging.WARNING,
-            error=outcome.last_error,
-            next=iso_utc(outcome.next_attempt_at),
-            **fields,
-        )
-    elif outcome.status == "failed":
-        REMINDERS.labels("failed", row.channel).inc()
-        log_event(log, "reminder.failed", logging.ERROR, error=outcome.last_error, **fields)
-    elif outcome.status == "missed":
-        REMINDERS.labels("missed", row.channel).inc()
-        log_event(log, "reminder.missed", logging.WARNING, reason=outcome.last_error, **fields)
-    else:
-        REMINDERS.labels("cancelled", row.channel).inc()
-        log_event(log, "reminder.cancelled", reason=outcome.last_error, **fields)
+def _finished(
+    row: ClaimedRow, outcome: Outcome, now: datetime, send_seconds: float | None = None
+) -> DeliveryFinished:
+    return DeliveryFinished(
+        delivery=row.id,
+        calendar=row.calendar_slug,
+        uid=row.entry_uid,
+        channel=row.channel,
+        due_at=row.due_at,
+        attempt=row.attempts,
+        outcome=str(outcome.kind),
+        finished_at=now,
+        late=outcome.late,
+        error=outcome.last_error,
+        next_attempt_at=outcome.next_attempt_at,
+        send_seconds=send_seconds,
+    )

@@ -24,6 +24,11 @@ pass from crossing: on SQLite ``BEGIN IMMEDIATE`` excludes other writers, and
 on PostgreSQL a transaction-scoped advisory lock serialises the planners of
 several daemons, so a pass working from an old snapshot cannot resurrect a
 reminder that a newer pass cancelled.
+
+What a pass did is told once it committed, as events on the planner's bus
+(``ReminderPlanned``, ``PlannerGap``, ``ReminderCancelled``, then
+``PlannerPassed``): the log lines, metrics and health listen there. Clock
+warnings, which only a person can act on, are logged here.
 """
 
 from __future__ import annotations
@@ -38,10 +43,26 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from calendar_svc.config import RemindersConfig
+from calendar_svc.event_log import logging_bus
+from calendar_svc.events import (
+    EventBus,
+    MissedReminder,
+    PlannerGap,
+    PlannerPassed,
+    ReminderCancelled,
+    ReminderPlanned,
+)
 from calendar_svc.logs import log_event
-from calendar_svc.metrics import REMINDERS
+from calendar_svc.models import DeliveryStatus
 from calendar_svc.reminders import repository as repo
-from calendar_svc.reminders.rules import ALL_DAY_LEAD, PlannedReminder, reminders_between
+from calendar_svc.reminders.rules import (
+    ALL_DAY_LEAD,
+    PlannedReminder,
+    Slot,
+    parse_dedupe_key,
+    reminders_between,
+    slot_of,
+)
 from calendar_svc.store import Store
 from calendar_svc.timezones import iso_utc
 
@@ -53,8 +74,6 @@ _PG_PLANNER_LOCK = 0x72656D706C616E
 NEXT_LOOKAHEAD = timedelta(days=400)
 # How far back a pass after a gap records never-planned reminders as missed.
 MISSED_LOOKBACK = timedelta(days=31)
-# Per-reminder log lines for one gap (the summary line gives the full count).
-_MISSED_LOG_LINES = 50
 
 
 @dataclass
@@ -86,16 +105,30 @@ def gap_after(config: RemindersConfig) -> timedelta:
 
 
 class Planner:
-    def __init__(self, store: Store, config: RemindersConfig, *, name: str | None = None):
+    """Plans the near horizon's reminders as delivery rows (``plan``) and answers what is
+    due when (``schedule``, ``next_reminder``).
+
+    ``events``: the bus its passes are told on (default: one that only logs them).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        config: RemindersConfig,
+        *,
+        name: str | None = None,
+        events: EventBus | None = None,
+    ):
         self.store = store
         self.config = config
+        self.events = events if events is not None else logging_bus()
         # Recorded with each pass, for people reading the database.
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self._previous: datetime | None = None  # this planner's own last pass
         self._skew_logged = False
 
     def plan(self, now: datetime | None = None) -> PlanReport:
-        """One pass; logs one line per planned and per cancelled reminder."""
+        """One pass, in one write transaction; its events follow once it committed."""
         now = now or self.store.clock()
         start, end = now - self.config.grace, now + self.config.horizon
         report = PlanReport(start=start, end=end)
@@ -118,7 +151,7 @@ class Planner:
             wanted = _to_plan(known, now=now, start=start)
             states = repo.existing_states(session, [r.dedupe_key for r in wanted])
             new = [r for r in wanted if r.dedupe_key not in states]
-            revived = [r for r in wanted if states.get(r.dedupe_key) == "cancelled"]
+            revived = [r for r in wanted if states.get(r.dedupe_key) == DeliveryStatus.CANCELLED]
             repo.insert_planned(session, new, now)
             repo.revive(session, [r.dedupe_key for r in revived], now)
             report.planned = sorted(new + revived, key=lambda r: (r.due_at, r.dedupe_key))
@@ -144,7 +177,7 @@ class Planner:
             )
             report.cancelled = stale
         self._previous = now  # committed: this process has planned up to now
-        self._log(report, now)
+        self._tell(report, now)
         return report
 
     def _tolerance(self, now: datetime) -> timedelta:
@@ -200,18 +233,18 @@ class Planner:
         found.sort(key=lambda r: (r.due_at, r.dedupe_key))
         return found
 
-    def _log(self, report: PlanReport, now: datetime) -> None:
+    def _tell(self, report: PlanReport, now: datetime) -> None:
+        """The pass's events (and clock warnings), in the order a reader of the log wants."""
         for r in report.planned:
-            REMINDERS.labels("planned", r.channel).inc()
-            log_event(
-                log,
-                "reminder.planned",
-                uid=r.entry_uid,
-                calendar=r.calendar_slug,
-                channel=r.channel,
-                due=iso_utc(r.due_at),
-                offset=int(r.offset.total_seconds()),
-                in_seconds=round((r.due_at - now).total_seconds()),
+            self.events.emit(
+                ReminderPlanned(
+                    calendar=r.calendar_slug,
+                    uid=r.entry_uid,
+                    channel=r.channel,
+                    due_at=r.due_at,
+                    offset=r.offset,
+                    planned_at=now,
+                )
             )
         if report.clock_stepped_back and report.last_pass is not None:
             log_event(
@@ -236,34 +269,40 @@ class Planner:
                 "machine's clock; keep the clocks in sync (NTP)",
             )
         if report.gap_start is not None and report.last_pass is not None:
-            for r in report.missed:
-                REMINDERS.labels("missed", r.channel).inc()
-            for r in report.missed[:_MISSED_LOG_LINES]:
-                log_event(
-                    log,
-                    "reminder.missed",
-                    logging.WARNING,
-                    uid=r.entry_uid,
-                    calendar=r.calendar_slug,
-                    channel=r.channel,
-                    due=iso_utc(r.due_at),
-                    reason="came due while no daemon planned reminders",
+            self.events.emit(
+                PlannerGap(
+                    last_pass=report.last_pass,
+                    recorded_from=report.gap_start,
+                    until=report.start,
+                    missed=tuple(
+                        MissedReminder(
+                            calendar=r.calendar_slug,
+                            uid=r.entry_uid,
+                            channel=r.channel,
+                            due_at=r.due_at,
+                        )
+                        for r in report.missed
+                    ),
                 )
-            log_event(
-                log,
-                "planner.gap",
-                logging.WARNING if report.missed else logging.INFO,
-                last_pass=iso_utc(report.last_pass),
-                recorded_from=iso_utc(report.gap_start),
-                until=iso_utc(report.start),
-                missed=len(report.missed),
             )
         for row_id, key in report.cancelled:
-            slug, uid, _, _, channel = key.split("|", 4)
-            REMINDERS.labels("cancelled", channel).inc()
-            log_event(
-                log, "reminder.cancelled", uid=uid, calendar=slug, channel=channel, delivery=row_id
+            slot, _ = parse_dedupe_key(key)
+            self.events.emit(
+                ReminderCancelled(
+                    calendar=slot.calendar_slug,
+                    uid=slot.entry_uid,
+                    channel=slot.channel,
+                    delivery=row_id,
+                )
             )
+        self.events.emit(
+            PlannerPassed(
+                at=now,
+                planned=len(report.planned),
+                cancelled=len(report.cancelled),
+                missed=len(report.missed),
+            )
+        )
 
 
 def _never_planned(
@@ -290,20 +329,16 @@ def _to_plan(
     alone is worth sending, "Late: in 1 hour" before it would be noise.
     """
     chosen: dict[str, PlannedReminder] = {}
-    catch_up: dict[tuple[str, str, datetime, str], PlannedReminder] = {}
+    catch_up: dict[Slot, PlannedReminder] = {}
     for r in known:
         if r.due_at >= start:
             chosen[r.dedupe_key] = r
         elif r.occurrence_utc > now:
-            slot = (r.calendar_slug, r.entry_uid, r.occurrence_utc, r.channel)
+            slot = slot_of(r)
             if slot not in catch_up or catch_up[slot].due_at < r.due_at:
                 catch_up[slot] = r
     # No catch-up when a reminder of the same occurrence is already due in the window.
-    due_now = {
-        (c.calendar_slug, c.entry_uid, c.occurrence_utc, c.channel)
-        for c in chosen.values()
-        if c.due_at <= now
-    }
+    due_now = {slot_of(c) for c in chosen.values() if c.due_at <= now}
     for slot, r in catch_up.items():
         if slot not in due_now:
             chosen[r.dedupe_key] = r

@@ -12,7 +12,14 @@ the table, not any process's memory, is the truth:
 * finish/release: only rows still ``sending`` *and* claimed by this process;
 * lease recovery: ``sending`` rows whose lease ran out go back to ``pending``.
 
-Write transactions go through ``store.write()`` (``BEGIN IMMEDIATE`` on SQLite).
+Every function takes a session and runs in the caller's transaction: the
+caller (planner, dispatcher, daemon, ``calendar-svc status``) decides what
+belongs together and opens ``store.write()`` (``BEGIN IMMEDIATE`` on SQLite)
+or ``store.read()`` around it.
+
+How a claimed row ends is an ``Outcome`` of a named kind (``Outcome.sent``,
+``.retry``, ``.release``, ``.failed``, ``.missed``, ``.cancelled``), which
+says the status it leaves and whether the attempt counts.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Text, and_, bindparam, cast, func, or_, select, update
@@ -28,9 +36,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, contains_eager
 
 from calendar_svc.durations import parse_duration
-from calendar_svc.models import Calendar, Delivery, Entry, PlannerState
+from calendar_svc.models import Calendar, Delivery, DeliveryStatus, Entry, PlannerState
 from calendar_svc.reminders.rules import PlannedReminder
-from calendar_svc.store import Store
 
 TABLE = Delivery.metadata.tables["deliveries"]
 T = TABLE.c
@@ -52,17 +59,77 @@ class ClaimedRow:
     attempts: int
 
 
+class OutcomeKind(StrEnum):
+    """How one attempt at a claimed delivery ended."""
+
+    SENT = "sent"  # the notifier took it
+    RETRY = "retry"  # failed for now: pending again, at a later attempt time
+    RELEASE = "release"  # not finished (the daemon stopped): pending, attempt given back
+    FAILED = "failed"  # failed for good
+    MISSED = "missed"  # too late to be worth sending
+    CANCELLED = "cancelled"  # no longer wanted (the entry changed or is gone)
+
+
+# The status each kind leaves the row in.
+_STATUS = {
+    OutcomeKind.SENT: DeliveryStatus.SENT,
+    OutcomeKind.RETRY: DeliveryStatus.PENDING,
+    OutcomeKind.RELEASE: DeliveryStatus.PENDING,
+    OutcomeKind.FAILED: DeliveryStatus.FAILED,
+    OutcomeKind.MISSED: DeliveryStatus.MISSED,
+    OutcomeKind.CANCELLED: DeliveryStatus.CANCELLED,
+}
+
+
 @dataclass(frozen=True)
 class Outcome:
-    """How one claimed delivery ended; ``attempts_delta`` = -1 gives back an unfinished attempt."""
+    """How one claimed delivery ended; build it with the named constructors below.
 
+    ``next_attempt_at`` is when a pending row may be claimed again (for a final
+    status, when it ended); ``last_error`` the reason of anything but a send.
+    """
+
+    kind: OutcomeKind
     id: int
-    status: str
     next_attempt_at: datetime
     last_error: str | None = None
     sent_at: datetime | None = None
     late: bool = False
-    attempts_delta: int = 0
+
+    @property
+    def status(self) -> DeliveryStatus:
+        return _STATUS[self.kind]
+
+    @property
+    def attempts_delta(self) -> int:
+        """-1 gives back the attempt the claim counted: a released send was never made."""
+        return -1 if self.kind is OutcomeKind.RELEASE else 0
+
+    @classmethod
+    def sent(cls, id: int, *, at: datetime, late: bool) -> Outcome:
+        return cls(OutcomeKind.SENT, id, next_attempt_at=at, sent_at=at, late=late)
+
+    @classmethod
+    def retry(cls, id: int, *, at: datetime, error: str) -> Outcome:
+        """Pending again, to be claimed from ``at`` on (the backoff's next attempt)."""
+        return cls(OutcomeKind.RETRY, id, next_attempt_at=at, last_error=error)
+
+    @classmethod
+    def release(cls, id: int, *, now: datetime, reason: str) -> Outcome:
+        """Pending again at once, as if this attempt had never been claimed."""
+        return cls(OutcomeKind.RELEASE, id, next_attempt_at=now, last_error=reason)
+
+    @classmethod
+    def failed(cls, id: int, *, now: datetime, error: str) -> Outcome:
+        return cls(OutcomeKind.FAILED, id, next_attempt_at=now, last_error=error)
+
+    @classmethod
+    def missed(cls, id: int, *, now: datetime, reason: str) -> Outcome:
+        return cls(OutcomeKind.MISSED, id, next_attempt_at=now, last_error=reason)
+
+    @classmethod
+    def cancelled(cls, id: int, *, now: datetime, reason: str) -> Outcome:
+        return cls(OutcomeKind.CANCELLED, id, next_attempt_at=now, last_error=reason)
 
 
 # --- entries ---------------------------------------------------------------------------
@@ -123,9 +190,9 @@ def longest_offset(session: Session, defaults: Sequence[timedelta]) -> timedelta
 # --- planning --------------------------------------------------------------------------
 
 
-def existing_states(session: Session, keys: Sequence[str]) -> dict[str, str]:
+def existing_states(session: Session, keys: Sequence[str]) -> dict[str, DeliveryStatus]:
     """``dedupe_key -> status`` of the rows that exist among ``keys``."""
-    found: dict[str, str] = {}
+    found: dict[str, DeliveryStatus] = {}
     for start in range(0, len(keys), INSERT_CHUNK):
         chunk = keys[start : start + INSERT_CHUNK]
         rows = session.execute(select(T.dedupe_key, T.status).where(T.dedupe_key.in_(chunk)))
@@ -142,7 +209,10 @@ def insert_missed(
     session: Session, missed: Sequence[PlannedReminder], now: datetime, reason: str
 ) -> None:
     """Insert-if-absent rows recorded ``missed`` at once: reminders that came due unplanned."""
-    _insert(session, [_row(p, now, status="missed", last_error=reason) for p in missed])
+    _insert(
+        session,
+        [_row(p, now, status=DeliveryStatus.MISSED, last_error=reason) for p in missed],
+    )
 
 
 def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -181,9 +251,12 @@ def revive(session: Session, keys: Sequence[str], now: datetime) -> None:
     for start in range(0, len(keys), INSERT_CHUNK):
         session.execute(
             update(TABLE)
-            .where(T.dedupe_key.in_(keys[start : start + INSERT_CHUNK]), T.status == "cancelled")
+            .where(
+                T.dedupe_key.in_(keys[start : start + INSERT_CHUNK]),
+                T.status == DeliveryStatus.CANCELLED,
+            )
             .values(
-                status="pending",
+                status=DeliveryStatus.PENDING,
                 attempts=0,
                 next_attempt_at=T.due_at,
                 last_error=None,
@@ -197,7 +270,11 @@ def revive(session: Session, keys: Sequence[str], now: datetime) -> None:
 
 
 def _row(
-    p: PlannedReminder, now: datetime, *, status: str = "pending", last_error: str | None = None
+    p: PlannedReminder,
+    now: datetime,
+    *,
+    status: DeliveryStatus = DeliveryStatus.PENDING,
+    last_error: str | None = None,
 ) -> dict[str, Any]:
     return {
         "dedupe_key": p.dedupe_key,
@@ -220,12 +297,16 @@ def _row(
 
 def pending_rows(session: Session, until: datetime) -> list[tuple[int, str, datetime]]:
     """``(id, dedupe_key, due_at)`` of pending rows due up to ``until``."""
-    query = select(T.id, T.dedupe_key, T.due_at).where(T.status == "pending", T.due_at <= until)
+    query = select(T.id, T.dedupe_key, T.due_at).where(
+        T.status == DeliveryStatus.PENDING, T.due_at <= until
+    )
     return list(session.execute(query))
 
 
 def oldest_pending_due(session: Session) -> datetime | None:
-    value: datetime | None = session.scalar(select(func.min(T.due_at)).where(T.status == "pending"))
+    value: datetime | None = session.scalar(
+        select(func.min(T.due_at)).where(T.status == DeliveryStatus.PENDING)
+    )
     return value
 
 
@@ -234,8 +315,8 @@ def cancel(session: Session, ids: Sequence[int], now: datetime, reason: str) -> 
     for start in range(0, len(ids), INSERT_CHUNK):
         result = session.execute(
             update(TABLE)
-            .where(T.id.in_(ids[start : start + INSERT_CHUNK]), T.status == "pending")
-            .values(status="cancelled", last_error=reason, updated_at=now)
+            .where(T.id.in_(ids[start : start + INSERT_CHUNK]), T.status == DeliveryStatus.PENDING)
+            .values(status=DeliveryStatus.CANCELLED, last_error=reason, updated_at=now)
         )
         count += result.rowcount  # type: ignore[attr-defined]
     return count
@@ -245,24 +326,27 @@ def cancel(session: Session, ids: Sequence[int], now: datetime, reason: str) -> 
 
 
 def claim_due(
-    store: Store, *, now: datetime, limit: int, claimer: str, lease: timedelta
+    session: Session, *, now: datetime, limit: int, claimer: str, lease: timedelta
 ) -> list[ClaimedRow]:
-    """Claim up to ``limit`` due pending rows for ``claimer``; only claimed rows may be sent."""
+    """Claim up to ``limit`` due pending rows for ``claimer``; only claimed rows may be sent.
+
+    The claim holds once the caller's write transaction commits.
+    """
     if limit <= 0:
         return []
     due = (
         select(T.id)
-        .where(T.status == "pending", T.next_attempt_at <= now)
+        .where(T.status == DeliveryStatus.PENDING, T.next_attempt_at <= now)
         .order_by(T.next_attempt_at, T.id)
         .limit(limit)
     )
-    if not store.sqlite:
+    if session.get_bind().dialect.name != "sqlite":
         due = due.with_for_update(skip_locked=True)
     stmt = (
         update(TABLE)
-        .where(T.id.in_(due.scalar_subquery()), T.status == "pending")
+        .where(T.id.in_(due.scalar_subquery()), T.status == DeliveryStatus.PENDING)
         .values(
-            status="sending",
+            status=DeliveryStatus.SENDING,
             claimed_by=claimer,
             claimed_at=now,
             lease_until=now + lease,
@@ -282,8 +366,7 @@ def claim_due(
             T.attempts,
         )
     )
-    with store.write() as session:
-        rows = session.execute(stmt).all()
+    rows = session.execute(stmt).all()
     claimed = [
         ClaimedRow(
             id=r.id,
@@ -305,7 +388,11 @@ def claim_due(
 
 _FINISH = (
     update(TABLE)
-    .where(T.id == bindparam("b_id"), T.status == "sending", T.claimed_by == bindparam("b_claimer"))
+    .where(
+        T.id == bindparam("b_id"),
+        T.status == DeliveryStatus.SENDING,
+        T.claimed_by == bindparam("b_claimer"),
+    )
     .values(
         status=bindparam("b_status"),
         next_attempt_at=bindparam("b_next"),
@@ -319,7 +406,7 @@ _FINISH = (
 )
 
 
-def finish(store: Store, outcomes: Sequence[Outcome], *, claimer: str, now: datetime) -> int:
+def finish(session: Session, outcomes: Sequence[Outcome], *, claimer: str, now: datetime) -> int:
     """Record outcomes of rows this process claimed; returns how many rows it still owned."""
     if not outcomes:
         return 0
@@ -337,32 +424,30 @@ def finish(store: Store, outcomes: Sequence[Outcome], *, claimer: str, now: date
         }
         for o in outcomes
     ]
-    with store.write() as session:
-        result = session.connection().execute(_FINISH, params)
+    result = session.connection().execute(_FINISH, params)
     return int(result.rowcount)
 
 
 def renew_leases(
-    store: Store, ids: Sequence[int], *, claimer: str, now: datetime, lease: timedelta
+    session: Session, ids: Sequence[int], *, claimer: str, now: datetime, lease: timedelta
 ) -> int:
     """Extend the lease of rows this process is still sending, so no one takes them over."""
     if not ids:
         return 0
     stmt = (
         update(TABLE)
-        .where(T.id.in_(list(ids)), T.status == "sending", T.claimed_by == claimer)
+        .where(T.id.in_(list(ids)), T.status == DeliveryStatus.SENDING, T.claimed_by == claimer)
         .values(lease_until=now + lease, updated_at=now)
     )
-    with store.write() as session:
-        return int(session.connection().execute(stmt).rowcount)
+    return int(session.connection().execute(stmt).rowcount)
 
 
-def _back_to_pending(store: Store, now: datetime, reason: str, *conditions: Any) -> list[int]:
+def _back_to_pending(session: Session, now: datetime, reason: str, *conditions: Any) -> list[int]:
     stmt = (
         update(TABLE)
-        .where(T.status == "sending", *conditions)
+        .where(T.status == DeliveryStatus.SENDING, *conditions)
         .values(
-            status="pending",
+            status=DeliveryStatus.PENDING,
             next_attempt_at=now,
             lease_until=None,
             updated_at=now,
@@ -370,11 +455,10 @@ def _back_to_pending(store: Store, now: datetime, reason: str, *conditions: Any)
         )
         .returning(T.id)
     )
-    with store.write() as session:
-        return list(session.scalars(stmt))
+    return list(session.scalars(stmt))
 
 
-def recover_expired(store: Store, now: datetime, *, keep: str | None = None) -> list[int]:
+def recover_expired(session: Session, now: datetime, *, keep: str | None = None) -> list[int]:
     """Rows left ``sending`` past their lease (their daemon died) become pending again.
 
     ``keep`` is this process's claimer: its own rows are never taken back from it (a
@@ -382,36 +466,39 @@ def recover_expired(store: Store, now: datetime, *, keep: str | None = None) -> 
     """
     conditions = [T.lease_until < now] + ([T.claimed_by != keep] if keep is not None else [])
     return _back_to_pending(
-        store, now, "lease expired: the claiming daemon stopped or hung", *conditions
+        session, now, "lease expired: the claiming daemon stopped or hung", *conditions
     )
 
 
-def recover_all_sending(store: Store, now: datetime) -> list[int]:
+def recover_all_sending(session: Session, now: datetime) -> list[int]:
     """Every ``sending`` row back to pending: only for the one daemon of a SQLite file,
     which holds the daemon lock, so no other process can be sending them."""
-    return _back_to_pending(store, now, "the previous daemon stopped while sending")
+    return _back_to_pending(session, now, "the previous daemon stopped while sending")
 
 
-def schedule_of_pending(store: Store, until: datetime) -> dict[int, datetime]:
+def schedule_of_pending(session: Session, until: datetime) -> dict[int, datetime]:
     """``id -> next attempt`` of pending rows whose next attempt is before ``until``."""
-    query = select(T.id, T.next_attempt_at).where(T.status == "pending", T.next_attempt_at <= until)
-    with store.read() as session:
-        return {row_id: when for row_id, when in session.execute(query)}
+    query = select(T.id, T.next_attempt_at).where(
+        T.status == DeliveryStatus.PENDING, T.next_attempt_at <= until
+    )
+    return {row_id: when for row_id, when in session.execute(query)}
 
 
 # --- reporting -------------------------------------------------------------------------
 
 
-def counts_by_status(store: Store) -> dict[str, int]:
-    with store.read() as session:
-        rows = session.execute(select(T.status, func.count()).group_by(T.status))
-        return {status: int(count) for status, count in rows}
+def counts_by_status(session: Session) -> dict[DeliveryStatus, int]:
+    """How many rows have each status (every status, 0 when none has it)."""
+    rows = session.execute(select(T.status, func.count()).group_by(T.status))
+    counts = dict.fromkeys(DeliveryStatus, 0)
+    counts.update({status: int(count) for status, count in rows})
+    return counts
 
 
 def deliveries(
-    store: Store,
+    session: Session,
     *,
-    statuses: Sequence[str],
+    statuses: Sequence[DeliveryStatus],
     newest_first: bool,
     limit: int,
     order_by: str = "due_at",
@@ -423,5 +510,4 @@ def deliveries(
         .order_by(column.desc() if newest_first else column, Delivery.id)
         .limit(limit)
     )
-    with store.read() as session:
-        return list(session.scalars(query))
+    return list(session.scalars(query))

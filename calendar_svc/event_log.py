@@ -1,0 +1,186 @@
+"""The log lines of events: one ``log_event`` line per event worth a line, as a listener.
+
+Each line keeps the logger of the module whose work it reports
+(``calendar_svc.reminders.planner``, ``...dispatcher``, ``calendar_svc.daemon``,
+``calendar_svc.feed``), so a logging filter or a reader's ``grep logger=``
+finds it where it always was. Events that only observers count (a loop tick,
+a cache lookup, a feed request) write no line.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from calendar_svc.events import (
+    DaemonStopped,
+    DaemonStopping,
+    DeliveryFinished,
+    Event,
+    EventBus,
+    FeedRendered,
+    PlannerGap,
+    ReminderCancelled,
+    ReminderPlanned,
+    ScheduleImported,
+    ScheduleImportFailed,
+)
+from calendar_svc.logs import log_event
+from calendar_svc.timezones import iso_utc
+
+KINDS: tuple[type[Event], ...] = (
+    ReminderPlanned,
+    ReminderCancelled,
+    PlannerGap,
+    DeliveryFinished,
+    DaemonStopping,
+    DaemonStopped,
+    ScheduleImported,
+    ScheduleImportFailed,
+    FeedRendered,
+)
+
+# Per-reminder lines for one gap (the planner.gap line gives the full count).
+MISSED_LOG_LINES = 50
+
+_planner = logging.getLogger("calendar_svc.reminders.planner")
+_dispatcher = logging.getLogger("calendar_svc.reminders.dispatcher")
+_daemon = logging.getLogger("calendar_svc.daemon")
+_feed = logging.getLogger("calendar_svc.feed")
+
+
+class EventLog:
+    """Writes the log line of each event it is given (a listener; stateless)."""
+
+    def attach(self, bus: EventBus) -> None:
+        bus.add_listener(self.on_event, KINDS)
+
+    def on_event(self, event: Event) -> None:
+        match event:
+            case ReminderPlanned():
+                log_event(
+                    _planner,
+                    "reminder.planned",
+                    uid=event.uid,
+                    calendar=event.calendar,
+                    channel=event.channel,
+                    due=iso_utc(event.due_at),
+                    offset=int(event.offset.total_seconds()),
+                    in_seconds=round((event.due_at - event.planned_at).total_seconds()),
+                )
+            case ReminderCancelled():
+                log_event(
+                    _planner,
+                    "reminder.cancelled",
+                    uid=event.uid,
+                    calendar=event.calendar,
+                    channel=event.channel,
+                    delivery=event.delivery,
+                )
+            case PlannerGap():
+                self._gap(event)
+            case DeliveryFinished():
+                self._delivery(event)
+            case DaemonStopping():
+                log_event(
+                    _daemon, "daemon.stopping", signal=event.reason, in_flight=event.in_flight
+                )
+            case DaemonStopped():
+                log_event(_daemon, "daemon.stopped", released=event.released)
+            case ScheduleImported():
+                # "created" is a LogRecord attribute; the fields get names of their own.
+                log_event(
+                    _daemon,
+                    "schedules.imported",
+                    file=event.file,
+                    new=event.created,
+                    updated=event.updated,
+                    unchanged=event.unchanged,
+                )
+            case ScheduleImportFailed():
+                log_event(
+                    _daemon,
+                    "schedules.import_failed",
+                    logging.ERROR,
+                    file=event.file,
+                    error=event.error,
+                    hint="fix the file; it is imported again when it changes"
+                    if event.bad_file
+                    else "the database refused the import; retrying on the next tick",
+                )
+            case FeedRendered():
+                log_event(
+                    _feed,
+                    "feed.rendered",
+                    slug=event.slug,
+                    version=event.version,
+                    entries=event.entries,
+                    bytes=event.bytes,
+                )
+
+    def _gap(self, event: PlannerGap) -> None:
+        for missed in event.missed[:MISSED_LOG_LINES]:
+            log_event(
+                _planner,
+                "reminder.missed",
+                logging.WARNING,
+                uid=missed.uid,
+                calendar=missed.calendar,
+                channel=missed.channel,
+                due=iso_utc(missed.due_at),
+                reason="came due while no daemon planned reminders",
+            )
+        log_event(
+            _planner,
+            "planner.gap",
+            logging.WARNING if event.missed else logging.INFO,
+            last_pass=iso_utc(event.last_pass),
+            recorded_from=iso_utc(event.recorded_from),
+            until=iso_utc(event.until),
+            missed=len(event.missed),
+        )
+
+    def _delivery(self, event: DeliveryFinished) -> None:
+        fields: dict[str, Any] = {
+            "uid": event.uid,
+            "calendar": event.calendar,
+            "channel": event.channel,
+            "due": iso_utc(event.due_at),
+            "delay": round(event.lateness.total_seconds(), 3),
+            "attempt": event.attempt,
+            "delivery": event.delivery,
+        }
+        match event.outcome:
+            case "sent":
+                log_event(_dispatcher, "reminder.sent", **fields, late=event.late)
+            case "retry":
+                next_attempt = event.next_attempt_at
+                log_event(
+                    _dispatcher,
+                    "reminder.retry",
+                    logging.WARNING,
+                    **fields,
+                    error=event.error,
+                    next=iso_utc(next_attempt) if next_attempt is not None else None,
+                )
+            case "release":
+                log_event(
+                    _dispatcher, "reminder.released", logging.WARNING, **fields, reason=event.error
+                )
+            case "failed":
+                log_event(
+                    _dispatcher, "reminder.failed", logging.ERROR, **fields, error=event.error
+                )
+            case "missed":
+                log_event(
+                    _dispatcher, "reminder.missed", logging.WARNING, **fields, reason=event.error
+                )
+            case "cancelled":
+                log_event(_dispatcher, "reminder.cancelled", **fields, reason=event.error)
+
+
+def logging_bus() -> EventBus:
+    """A bus whose events are only logged: for a planner or dispatcher used on its own."""
+    bus = EventBus()
+    EventLog().attach(bus)
+    return bus

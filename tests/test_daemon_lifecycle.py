@@ -1,0 +1,99 @@
+"""The daemon's lifecycle in-process: built whole, run once, calls that do not fit refused.
+
+The daemon as systemd and an operator see it (signals, READY, reloads) is
+tests/test_service.py, with real processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from calendar_svc.config import Config, parse_config
+from calendar_svc.daemon import Daemon, DaemonState, tick_interval
+from calendar_svc.errors import AlreadyRunningError, DaemonStateError
+from calendar_svc.events import DaemonStarted, DaemonStopped, DaemonStopping, Event
+from calendar_svc.reminders.lock import DaemonLock, sqlite_file
+from calendar_svc.sdnotify import ServiceNotifier
+
+
+@pytest.fixture(autouse=True)
+def _restore_process_state() -> Iterator[None]:
+    """``run()`` installs signal handlers and logging for the whole process: put them back."""
+    handlers = {
+        sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    }
+    root = logging.getLogger()
+    root_handlers, level = list(root.handlers), root.level
+    yield
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+    root.handlers[:] = root_handlers
+    root.setLevel(level)
+
+
+def daemon_config(tmp_path: Path) -> Config:
+    return parse_config(
+        {
+            "database": {"url": f"sqlite:///{tmp_path / 'var' / 'd.sqlite3'}"},
+            "schedules": [],
+            "feed": {"enabled": False},
+            "notifiers": {"console": {"type": "console"}},
+        },
+        path=None,
+    )
+
+
+def build(config: Config) -> Daemon:
+    # An empty environment: no $NOTIFY_SOCKET, whatever the test runner has.
+    return Daemon(config, load_config=lambda: config, service=ServiceNotifier({}))
+
+
+def test_run_once_from_new_to_stopped_and_no_second_run(tmp_path: Path) -> None:
+    (tmp_path / "var").mkdir()
+    daemon = build(daemon_config(tmp_path))
+    assert daemon.state is DaemonState.NEW
+    with pytest.raises(DaemonStateError, match="only a running one reloads"):
+        daemon.reload()
+    heard: list[Event] = []
+    daemon.events.add_listener(heard.append, [DaemonStarted, DaemonStopping, DaemonStopped])
+    daemon.request_stop("test")  # accepted before it runs: it stops as soon as it started
+    assert daemon.run() == 0
+    assert daemon.state is DaemonState.STOPPED and daemon.abandoned == []
+    assert [type(e) for e in heard] == [DaemonStarted, DaemonStopping, DaemonStopped]
+    assert isinstance(heard[1], DaemonStopping) and heard[1].reason == "test"
+    assert daemon.observers.health.snapshot()["scheduler_running"] is False
+    with pytest.raises(DaemonStateError, match="stopped"):
+        daemon.run()
+
+
+def test_a_failed_start_stops_what_it_started(tmp_path: Path) -> None:
+    (tmp_path / "var").mkdir()
+    config = daemon_config(tmp_path)
+    database = sqlite_file(config.database.url)
+    assert database is not None
+    other = DaemonLock(database)  # another daemon runs on this SQLite file
+    other.acquire()
+    refused = build(config)
+    try:
+        with pytest.raises(AlreadyRunningError):
+            refused.run()
+    finally:
+        other.release()
+    assert refused.state is DaemonState.STOPPED
+    # Nothing of the refused start is left behind: a new daemon runs.
+    again = build(config)
+    again.request_stop("test")
+    assert again.run() == 0
+
+
+def test_the_tick_follows_the_watchdog_when_it_wants_pings_sooner() -> None:
+    from datetime import timedelta
+
+    assert tick_interval(timedelta(seconds=2), None) == timedelta(seconds=2)
+    assert tick_interval(timedelta(seconds=30), 5.0) == timedelta(seconds=5)
+    assert tick_interval(timedelta(seconds=2), 5.0) == timedelta(seconds=2)
