@@ -19,6 +19,7 @@ from calendar_svc.events import (
     Event,
     EventBus,
     FeedRendered,
+    OutcomeKind,
     PlannerGap,
     ReminderCancelled,
     ReminderPlanned,
@@ -151,9 +152,9 @@ class EventLog:
             "delivery": event.delivery,
         }
         match event.outcome:
-            case "sent":
+            case OutcomeKind.SENT:
                 log_event(_dispatcher, "reminder.sent", **fields, late=event.late)
-            case "retry":
+            case OutcomeKind.RETRY:
                 next_attempt = event.next_attempt_at
                 log_event(
                     _dispatcher,
@@ -163,19 +164,19 @@ class EventLog:
                     error=event.error,
                     next=iso_utc(next_attempt) if next_attempt is not None else None,
                 )
-            case "release":
+            case OutcomeKind.RELEASE:
                 log_event(
                     _dispatcher, "reminder.released", logging.WARNING, **fields, reason=event.error
                 )
-            case "failed":
+            case OutcomeKind.FAILED:
                 log_event(
                     _dispatcher, "reminder.failed", logging.ERROR, **fields, error=event.error
                 )
-            case "missed":
+            case OutcomeKind.MISSED:
                 log_event(
                     _dispatcher, "reminder.missed", logging.WARNING, **fields, reason=event.error
                 )
-            case "cancelled":
+            case OutcomeKind.CANCELLED:
                 log_event(_dispatcher, "reminder.cancelled", **fields, reason=event.error)
 
 

@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 log = logging.getLogger(__name__)
 
@@ -158,14 +159,23 @@ class PlannerPassed(Event):
 # --- the dispatcher --------------------------------------------------------------------------
 
 
+class OutcomeKind(StrEnum):
+    """How one attempt at a claimed delivery ended (``reminders.repository.Outcome``)."""
+
+    SENT = "sent"  # the notifier took it
+    RETRY = "retry"  # failed for now: pending again, at a later attempt time
+    RELEASE = "release"  # not finished (the daemon stopped): pending, attempt given back
+    FAILED = "failed"  # failed for good
+    MISSED = "missed"  # too late to be worth sending
+    CANCELLED = "cancelled"  # no longer wanted (the entry changed or is gone)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeliveryFinished(Event):
-    """A claimed delivery ended one attempt.
+    """A claimed delivery ended one attempt, as ``outcome`` says.
 
-    ``outcome`` is the kind of ``reminders.repository.Outcome``: ``sent``,
-    ``retry``, ``release`` (given back unfinished at a stop), ``failed``,
-    ``missed`` or ``cancelled``. ``send_seconds`` is how long the notifier took,
-    when it was called; ``error`` the reason of anything but ``sent``.
+    ``send_seconds`` is how long the notifier took, when it was called;
+    ``error`` the reason of anything but a send.
     """
 
     delivery: int
@@ -174,7 +184,7 @@ class DeliveryFinished(Event):
     channel: str
     due_at: datetime
     attempt: int
-    outcome: str
+    outcome: OutcomeKind
     finished_at: datetime
     late: bool = False
     error: str | None = None

@@ -28,6 +28,7 @@ from calendar_svc.events import (
     Event,
     EventBus,
     LoopTicked,
+    OutcomeKind,
     PendingChanged,
     PlannerPassed,
 )
@@ -97,7 +98,7 @@ class Health:
                     self.next_reminder = next_due
                 case ChannelFailing(channel=channel, reason=reason):
                     self._failing[channel] = reason[:200]
-                case DeliveryFinished(outcome="sent", channel=channel):
+                case DeliveryFinished(outcome=OutcomeKind.SENT, channel=channel):
                     self._failing.pop(channel, None)
 
     def _ticked(self, at: datetime) -> None:

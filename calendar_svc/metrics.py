@@ -16,6 +16,7 @@ from calendar_svc.events import (
     FeedAnswered,
     FeedCacheLookup,
     FeedRendered,
+    OutcomeKind,
     PendingChanged,
     PlannerGap,
     ReminderCancelled,
@@ -37,11 +38,11 @@ KINDS: tuple[type[Event], ...] = (
 # release (a send given back unfinished at a stop) is no outcome of the reminder: it is
 # sent later, and counted then.
 _OUTCOME_LABEL = {
-    "sent": "sent",
-    "retry": "retried",
-    "failed": "failed",
-    "missed": "missed",
-    "cancelled": "cancelled",
+    OutcomeKind.SENT: "sent",
+    OutcomeKind.RETRY: "retried",
+    OutcomeKind.FAILED: "failed",
+    OutcomeKind.MISSED: "missed",
+    OutcomeKind.CANCELLED: "cancelled",
 }
 
 
@@ -130,7 +131,7 @@ class Metrics:
     def _delivery(self, event: DeliveryFinished) -> None:
         if event.send_seconds is not None:
             self.send_seconds.labels(event.channel).observe(event.send_seconds)
-        if event.outcome == "sent":
+        if event.outcome is OutcomeKind.SENT:
             self.lateness_seconds.observe(max(0.0, event.lateness.total_seconds()))
         label = _OUTCOME_LABEL.get(event.outcome)
         if label is not None:

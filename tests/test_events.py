@@ -19,6 +19,7 @@ from calendar_svc.events import (
     FeedAnswered,
     LoopTicked,
     MissedReminder,
+    OutcomeKind,
     PendingChanged,
     PlannerGap,
     ReminderPlanned,
@@ -32,6 +33,7 @@ NOW = datetime(2025, 9, 2, 15, 0, tzinfo=UTC)
 
 
 def finished(outcome: str, channel: str = "mail", **fields: object) -> DeliveryFinished:
+    """An attempt's end (``outcome`` named as ``OutcomeKind``'s values)."""
     values: dict[str, object] = {
         "delivery": 7,
         "calendar": "trip",
@@ -39,7 +41,7 @@ def finished(outcome: str, channel: str = "mail", **fields: object) -> DeliveryF
         "channel": channel,
         "due_at": NOW,
         "attempt": 1,
-        "outcome": outcome,
+        "outcome": OutcomeKind(outcome),
         "finished_at": NOW + timedelta(seconds=2),
         **fields,
     }

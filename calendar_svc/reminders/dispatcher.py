@@ -34,14 +34,14 @@ from datetime import datetime, timedelta
 from calendar_svc.config import Config
 from calendar_svc.errors import PermanentNotifierError, RetryableNotifierError
 from calendar_svc.event_log import logging_bus
-from calendar_svc.events import ChannelFailing, DeliveryFinished, EventBus
+from calendar_svc.events import ChannelFailing, DeliveryFinished, EventBus, OutcomeKind
 from calendar_svc.logs import log_event
 from calendar_svc.messages import build_reminder
 from calendar_svc.models import Entry
 from calendar_svc.notifiers.base import Notifier, Reminder
 from calendar_svc.reminders import repository as repo
 from calendar_svc.reminders.policy import Timing, retry_delay, timing
-from calendar_svc.reminders.repository import ClaimedRow, Outcome, OutcomeKind
+from calendar_svc.reminders.repository import ClaimedRow, Outcome
 from calendar_svc.reminders.rules import Slot, reminders_between, slot_of
 from calendar_svc.reminders.workers import WorkerPool
 from calendar_svc.store import Store
@@ -446,7 +446,7 @@ def _finished(
         channel=row.channel,
         due_at=row.due_at,
         attempt=row.attempts,
-        outcome=str(outcome.kind),
+        outcome=outcome.kind,
         finished_at=now,
         late=outcome.late,
         error=outcome.last_error,

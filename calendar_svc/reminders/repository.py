@@ -28,7 +28,6 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Text, and_, bindparam, cast, func, or_, select, update
@@ -36,6 +35,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, contains_eager
 
 from calendar_svc.durations import parse_duration
+from calendar_svc.events import OutcomeKind
 from calendar_svc.models import Calendar, Delivery, DeliveryStatus, Entry, PlannerState
 from calendar_svc.reminders.rules import PlannedReminder
 
@@ -59,18 +59,7 @@ class ClaimedRow:
     attempts: int
 
 
-class OutcomeKind(StrEnum):
-    """How one attempt at a claimed delivery ended."""
-
-    SENT = "sent"  # the notifier took it
-    RETRY = "retry"  # failed for now: pending again, at a later attempt time
-    RELEASE = "release"  # not finished (the daemon stopped): pending, attempt given back
-    FAILED = "failed"  # failed for good
-    MISSED = "missed"  # too late to be worth sending
-    CANCELLED = "cancelled"  # no longer wanted (the entry changed or is gone)
-
-
-# The status each kind leaves the row in.
+# The status each kind (``events.OutcomeKind``, shared with the events) leaves the row in.
 _STATUS = {
     OutcomeKind.SENT: DeliveryStatus.SENT,
     OutcomeKind.RETRY: DeliveryStatus.PENDING,
