@@ -48,11 +48,11 @@ def ready_fields(
         return {"next_reminder": iso_utc(next_reminder)}
     upcoming = next_unplanned()
     if upcoming is not None:
+        note = f"nothing due in the next {hours(horizon)}; planned when it enters the horizon"
         return {
             "next_reminder": iso_utc(upcoming.due_at),
             "next_entry": upcoming.entry_uid,
-            "note": f"nothing due in the next {hours(horizon)}; planned when it enters the "
-            "horizon",
+            "note": note,
         }
     return {"next_reminder": "none", "note": nothing_due(last_ends(), now)}
 
