@@ -33,9 +33,10 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 from calendar_svc import secrets
+from calendar_svc.clock import now_utc
 from calendar_svc.durations import format_duration
 from calendar_svc.errors import ConfigError, PermanentNotifierError, RetryableNotifierError
-from calendar_svc.timezones import UTC, iso_utc, now_utc
+from calendar_svc.timezones import UTC, iso_utc
 
 # Variables a title_template / body_template may use ($name or ${name}); values are text.
 TEMPLATE_VARIABLES: Mapping[str, str] = MappingProxyType(
