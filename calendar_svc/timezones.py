@@ -37,6 +37,7 @@ from typing import Any, Literal
 import pytz
 from pytz.tzinfo import DstTzInfo, StaticTzInfo
 
+from calendar_svc import tzdb
 from calendar_svc.errors import (
     AmbiguousTimeError,
     NonexistentTimeError,
@@ -48,8 +49,8 @@ from calendar_svc.tzdb import Period, TzDatabase
 Kind = Literal["ok", "gap", "fold"]
 
 # The years conversions are right for: the zones' rules are computed up to LAST_YEAR.
-FIRST_YEAR = 1000
-LAST_YEAR = 2399
+FIRST_YEAR = tzdb.FIRST_YEAR
+LAST_YEAR = tzdb.LAST_YEAR
 
 
 # --- the tz database in use -----------------------------------------------------------

@@ -31,6 +31,10 @@ from calendar_svc import tzif
 from calendar_svc.errors import TzDatabaseError, UnknownTimezoneError
 
 VERSION_FILE = "+VERSION"
+# The years zones are computed for: a rule that still changes the clocks is followed
+# up to the end of LAST_YEAR (and, for a file that lists no change, from FIRST_YEAR).
+FIRST_YEAR = 1000
+LAST_YEAR = 2399
 # Folders zic's installers put beside the zones; they hold no zone of their own.
 _NOT_ZONES = {"posix", "right", "posixrules", "localtime"}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -94,24 +98,14 @@ class ZoneHistory:
         """The changes the footer rule alone makes in the years given, in time order."""
         if self.rule is None or self.rule.fixed is not None:
             return []
-        raw: list[tuple[int, tzif.LocalTimeType]] = []
-        for year in range(first_year, last_year + 1):
-            raw.extend(self.rule.changes_in(year))
-        # Daylight time all year in some years of a rule would give two changes at one
-        # instant; the later one in the list is the one in force.
-        raw.sort(key=lambda change: change[0])
         out: list[Change] = []
-        assert self.rule.daylight is not None
-        first_is_dst = bool(raw) and raw[0][1].is_dst
-        previous = period_of(self.rule.standard if first_is_dst else self.rule.daylight)
-        for seconds, kind in raw:
-            after = period_of(kind)
-            at = _EPOCH + timedelta(seconds=seconds)
-            if out and out[-1].at == at:
-                out[-1] = Change(at, out[-1].before, after)
-            else:
-                out.append(Change(at, previous, after))
-            previous = after
+        for year in range(first_year, last_year + 1):
+            for change in _rule_year(self.rule, year):
+                if out and out[-1].at >= change.at:
+                    # A rule whose year ends where the next begins: one change, not two.
+                    out[-1] = Change(out[-1].at, out[-1].before, change.after)
+                else:
+                    out.append(change)
         return [change for change in out if change.before != change.after]
 
     def changes_through(self, last_year: int) -> tuple[Change, ...]:
@@ -119,7 +113,7 @@ class ZoneHistory:
         if not self.keeps_changing:
             return self.changes
         last_listed = self.changes[-1].at if self.changes else None
-        start_year = last_listed.year if last_listed else 1970
+        start_year = last_listed.year if last_listed else FIRST_YEAR
         extra = []
         current = self.final
         for change in self.rule_changes(start_year, last_year):
@@ -128,6 +122,21 @@ class ZoneHistory:
             extra.append(Change(change.at, current, change.after))
             current = change.after
         return self.changes + tuple(extra)
+
+
+@lru_cache(maxsize=65536)
+def _rule_year(rule: tzif.PosixTz, year: int) -> tuple[Change, ...]:
+    """One year of a footer rule's changes (zones that share a rule share these)."""
+    assert rule.daylight is not None
+    standard, daylight = period_of(rule.standard), period_of(rule.daylight)
+    return tuple(
+        Change(
+            _EPOCH + timedelta(seconds=seconds),
+            standard if kind.is_dst else daylight,
+            period_of(kind),
+        )
+        for seconds, kind in rule.changes_in(year)
+    )
 
 
 @lru_cache(maxsize=4096)
@@ -170,6 +179,7 @@ class TzDatabase:
         self._common = tuple(common_names) if common_names is not None else None
         self._histories: dict[str, ZoneHistory] = {}
         self._lock = threading.Lock()
+        self._hash = hash(self._key())
 
     @classmethod
     def open(cls, folder: str | os.PathLike[str], *, label: str | None = None) -> TzDatabase:
@@ -207,7 +217,7 @@ class TzDatabase:
         return self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash(self._key())
+        return self._hash
 
     def __repr__(self) -> str:
         return f"TzDatabase({str(self.folder)!r}, version={self.version!r})"
