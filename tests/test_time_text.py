@@ -74,3 +74,11 @@ def test_an_entry_in_2040_is_shown_and_reminded_in_summer_time(
     due = json.loads(run_cli("reminders", "--from", "2040-07-04", "--to", "2040-07-04",
                              "--json").output)
     assert [(r["uid"], r["due_utc"]) for r in due] == [("july-4-2040", "2040-07-04T15:00:00Z")]
+
+
+def test_version_names_the_tz_database(run_cli: Callable[..., Result]) -> None:
+    import pytz
+
+    out = run_cli("--version").output.splitlines()
+    assert out[0].startswith("calendar-svc, version ")
+    assert out[1] == f"tz database {vars(pytz)['OLSON_VERSION']} (pytz {pytz.VERSION})"
