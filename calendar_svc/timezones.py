@@ -161,8 +161,11 @@ def _build_zone(database: TzDatabase, name: str) -> pytz.BaseTzInfo:
     changes = history.changes_through(LAST_YEAR + 1)
     if not changes:
         fixed = history.initial
-        cls = type(name, (_FixedZone,), {"zone": name, "_utcoffset": fixed.offset,
-                                         "_tzname": fixed.abbreviation})
+        cls = type(
+            name,
+            (_FixedZone,),
+            {"zone": name, "_utcoffset": fixed.offset, "_tzname": fixed.abbreviation},
+        )
         zone: pytz.BaseTzInfo = cls()
         return zone
     periods = [history.initial, *(change.after for change in changes)]
@@ -215,6 +218,7 @@ def _dst_amounts(periods: list[Period]) -> list[timedelta]:
 
 
 def is_zone(name: str) -> bool:
+    """Whether the tz database in use has a zone called ``name``."""
     try:
         get_zone(name)
     except UnknownTimezoneError:

@@ -12,8 +12,9 @@ them (``ZoneHistory.changes_through``). Offsets are rounded to the minute as
 pytz rounds them (local mean times such as -4:56:02 become -4:56), so the
 conversions in ``timezones`` and the VTIMEZONEs in ``vtimezone`` say the same.
 
-A database compares equal to another of the same folder and version: caches
-keyed by it never serve a zone from another folder or an older release.
+A database compares equal to another of the same folder, version and (for one
+``open`` read) bytes: caches keyed by it never serve a zone from another folder
+or another release.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class ZoneHistory:
         out: list[Change] = []
         for year in range(first_year, last_year + 1):
             for change in _rule_year(self.rule, year):
-                if out and out[-1].at >= change.at:
+                if out and out[-1].at == change.at:
                     # A rule whose year ends where the next begins: one change, not two.
                     out[-1] = Change(out[-1].at, out[-1].before, change.after)
                 else:

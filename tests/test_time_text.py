@@ -36,14 +36,20 @@ def test_list_show_and_reminders_say_a_quito_time_the_same_way(
 
 
 def test_a_reminder_message_says_it_the_same_way() -> None:
-    entry = sheinbaum_entry(start_tz="America/Guayaquil", location="Palacio de Carondelet",
-                            city="Quito")
+    entry = sheinbaum_entry(
+        start_tz="America/Guayaquil", location="Palacio de Carondelet", city="Quito"
+    )
     start = to_utc(datetime(2025, 9, 4, 10, 0), "America/Guayaquil")
-    reminder = sheinbaum_reminder(entry=entry, start_utc=start, late=True,
-                                  display=DisplayConfig(timezone="America/New_York",
-                                                        label="Washington"))
+    reminder = sheinbaum_reminder(
+        entry=entry,
+        start_utc=start,
+        late=True,
+        display=DisplayConfig(timezone="America/New_York", label="Washington"),
+    )
     assert reminder.title.endswith(f"(starts {QUITO})")
-    assert reminder.body.startswith(f"Thu 4 Sep 2025, {QUITO} — 11:00 EDT (UTC-04:00) in Washington")
+    assert reminder.body.startswith(
+        f"Thu 4 Sep 2025, {QUITO} — 11:00 EDT (UTC-04:00) in Washington"
+    )
     assert (reminder.variables["time"], reminder.variables["zone"]) == ("10:00", "-05")
 
 
@@ -52,7 +58,8 @@ def test_an_entry_in_2040_is_shown_and_reminded_in_summer_time(
 ) -> None:
     """Past pytz's 2037: 12:00 on 4 July 2040 in New York is 16:00Z (EDT), and its
     one-hour reminder is due at 15:00Z."""
-    (workdir / "schedules" / "future.toml").write_text(textwrap.dedent("""\
+    (workdir / "schedules" / "future.toml").write_text(
+        textwrap.dedent("""\
         [calendar]
         slug = "future"
         name = "Future"
@@ -64,15 +71,21 @@ def test_an_entry_in_2040_is_shown_and_reminded_in_summer_time(
         title = "Independence Day lunch"
         start = 2040-07-04T12:00:00
         end = 2040-07-04T13:00:00
-        """))
+        """)
+    )
     assert run_cli("import", "schedules/future.toml").exit_code == 0
-    assert "Wed 2040-07-04 12:00 EDT (UTC-04:00) → 13:00" in run_cli(
-        "list", "--calendar", "future").output
+    assert (
+        "Wed 2040-07-04 12:00 EDT (UTC-04:00) → 13:00"
+        in run_cli("list", "--calendar", "future").output
+    )
     shown = json.loads(run_cli("show", "july-4-2040", "--json").output)
-    assert (shown["start"], shown["start_utc"]) == ("2040-07-04T12:00:00-04:00",
-                                                    "2040-07-04T16:00:00Z")
-    due = json.loads(run_cli("reminders", "--from", "2040-07-04", "--to", "2040-07-04",
-                             "--json").output)
+    assert (shown["start"], shown["start_utc"]) == (
+        "2040-07-04T12:00:00-04:00",
+        "2040-07-04T16:00:00Z",
+    )
+    due = json.loads(
+        run_cli("reminders", "--from", "2040-07-04", "--to", "2040-07-04", "--json").output
+    )
     assert [(r["uid"], r["due_utc"]) for r in due] == [("july-4-2040", "2040-07-04T15:00:00Z")]
 
 

@@ -79,7 +79,9 @@ def test_every_zone_agrees_with_pytz_up_to_2037() -> None:
         for instant in instants:
             mine, reference = instant.astimezone(ours), instant.astimezone(theirs)
             assert (mine.utcoffset(), mine.tzname(), mine.dst()) == (
-                reference.utcoffset(), reference.tzname(), reference.dst()
+                reference.utcoffset(),
+                reference.tzname(),
+                reference.dst(),
             ), f"{name} at {instant}"
         for at in changes:
             # The middle of the hour (or so) the change skips or repeats.
@@ -116,7 +118,8 @@ def test_every_zone_agrees_with_zoneinfo_from_1900_to_2199() -> None:
         for instant in instants:
             mine, theirs = instant.astimezone(ours), instant.astimezone(reference)
             assert (mine.utcoffset(), mine.tzname()) == (
-                _rounded(theirs.utcoffset()), theirs.tzname()
+                _rounded(theirs.utcoffset()),
+                theirs.tzname(),
             ), f"{name} at {instant}"
         for change in future:
             inside = change.local_onset + (change.after.offset - change.before.offset) / 2
@@ -134,9 +137,7 @@ def test_zones_that_still_change_their_clocks_do_so_in_2199() -> None:
 
 # --- the database object --------------------------------------------------------------
 
-ZIC = shutil.which("zic") or (
-    "/usr/sbin/zic" if Path("/usr/sbin/zic").exists() else None
-)
+ZIC = shutil.which("zic") or ("/usr/sbin/zic" if Path("/usr/sbin/zic").exists() else None)
 needs_zic = pytest.mark.skipif(ZIC is None, reason="zic (the tz compiler) is not installed")
 
 ISLAND_A = """\
@@ -155,7 +156,7 @@ Zone	Test/Island	0:00	-	LMT	1900
 """
 
 
-def _compile(folder: Path, source: str, version: str | None) -> Path:
+def compile_zones(folder: Path, source: str, version: str | None) -> Path:
     """A tz database folder as ``zic -b slim -d`` writes it (zic's own default layout)."""
     assert ZIC is not None
     folder.mkdir()
@@ -182,8 +183,8 @@ def restore_database() -> Iterator[None]:
 def test_switching_folders_changes_the_rules_at_once(
     tmp_path: Path, restore_database: None
 ) -> None:
-    a = _compile(tmp_path / "a", ISLAND_A, "test-a")
-    b = _compile(tmp_path / "b", ISLAND_B, "test-b")
+    a = compile_zones(tmp_path / "a", ISLAND_A, "test-a")
+    b = compile_zones(tmp_path / "b", ISLAND_B, "test-b")
     wall = datetime(2031, 7, 1, 12, 0)
 
     assert tz.use_folder(a).version == "test-a" == tz.version()
@@ -217,7 +218,7 @@ def test_switching_folders_changes_the_rules_at_once(
 def test_a_slim_file_pytz_cannot_read_is_read_right(tmp_path: Path) -> None:
     """zic's default "slim" files list changes only until the footer rule takes over;
     pytz's own reader sees no change at all in them."""
-    folder = _compile(tmp_path / "slim", ISLAND_A, None)
+    folder = compile_zones(tmp_path / "slim", ISLAND_A, None)
     with (folder / "Test" / "Island").open("rb") as handle:
         assert pytz.tzfile.build_tzinfo("Test/Island", handle).utcoffset(
             datetime(2031, 7, 1)
@@ -245,9 +246,7 @@ def test_a_folder_without_version_file_is_known_by_a_digest(tmp_path: Path) -> N
     changed = TzDatabase.open(folder)
     assert changed.version != first.version and changed != first
     # Each reads the data of its own version.
-    assert first.history("America/New_York").changes != changed.history(
-        "America/New_York"
-    ).changes
+    assert first.history("America/New_York").changes != changed.history("America/New_York").changes
     (folder / "+VERSION").write_text("2099z\n")
     assert TzDatabase.open(folder).version == "2099z"
 
