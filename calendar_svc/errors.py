@@ -4,12 +4,14 @@ The hierarchy::
 
     CalendarSvcError                 base of everything below
     ├── ConfigError                  config.toml is wrong (names the file and the key)
+    │   └── TzDatabaseError          the tz database folder, or a TZif file in it, is unusable
     ├── InputError                   a schedule file or CLI argument is wrong
     │   │                            (names the file, the entry and the field)
     │   └── TimeInputError           a wall time that cannot be turned into an instant
     │       ├── UnknownTimezoneError     not an IANA zone name (e.g. America/Quito)
     │       ├── NonexistentTimeError     falls in a DST gap
-    │       └── AmbiguousTimeError       falls in a DST fold and no ``fold`` was given
+    │       ├── AmbiguousTimeError       falls in a DST fold and no ``fold`` was given
+    │       └── TimeRangeError           a year the time-zone rules are not computed for
     ├── StoreError                   the database refused or is in a bad state
     │   ├── NotFoundError            no such calendar / entry
     │   └── AlreadyRunningError      a second daemon on one SQLite file
@@ -43,6 +45,10 @@ class ConfigError(CalendarSvcError):
         where = ": ".join(part for part in (file, key) if part)
         super().__init__(f"{where}: {message}" if where else message)
         self.detail = message
+
+
+class TzDatabaseError(ConfigError):
+    """The tz database folder is missing or unreadable, or holds a file that is not TZif."""
 
 
 class InputError(CalendarSvcError, ValueError):
@@ -107,6 +113,10 @@ class NonexistentTimeError(TimeInputError):
 
 class AmbiguousTimeError(TimeInputError):
     """The wall time happens twice (a fold) and the input did not say which."""
+
+
+class TimeRangeError(TimeInputError):
+    """The wall time or instant is outside the years calendar-svc computes zone rules for."""
 
 
 class StoreError(CalendarSvcError):

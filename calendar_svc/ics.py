@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from icalendar import Alarm, Component, Event, vCategory, vRecur, vText
 from icalendar import Calendar as ICalendar
 
+from calendar_svc import timezones, vtimezone
 from calendar_svc.durations import format_duration
 from calendar_svc.models import Calendar, Entry, EntryStatus
 from calendar_svc.reminders.rules import alarm_offsets
@@ -40,7 +41,8 @@ PRODID = "-//calendar-svc//calendar-svc//EN"
 FOOTER = b"END:VCALENDAR\r\n"
 _STATUS = {status: status.upper() for status in EntryStatus}
 _TRANSP = {"opaque": "OPAQUE", "transparent": "TRANSPARENT"}
-# Any instant does: a VTIMEZONE covers icalendar's whole default range.
+# Any instant does: whether icalendar writes a zone's times with a TZID or as UTC
+# depends on the zone alone.
 _PROBE_INSTANT = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 # RFC 5545 TEXT has no form for control characters other than TAB and the
 # line break; dropping them is the only way every parser reads the value back.
@@ -220,17 +222,18 @@ def build_header(calendar: Calendar, options: FeedOptions) -> ICalendar:
 def build_calendar(
     calendar: Calendar, entries: Sequence[Entry], options: FeedOptions
 ) -> ICalendar:
-    """The whole feed as one ``icalendar.Calendar``: header, VTIMEZONEs, then VEVENTs."""
+    """The whole feed as one ``icalendar.Calendar``: header, VTIMEZONEs (sorted by
+    TZID, from ``first_year(entries)`` on), then VEVENTs."""
     cal = build_header(calendar, options)
+    year = first_year(entries)
+    zones: dict[str, str] = {}
+    for zone in used_tzids(entries):
+        if (tzid := _tzid_written(zone)) is not None:
+            zones.setdefault(tzid, zone)
+    for tzid in sorted(zones):
+        cal.add_component(vtimezone.vtimezone(zones[tzid], year))
     for entry in entries:
         cal.add_component(build_event(entry, calendar, options))
-    cal.add_missing_timezones()
-    for timezone in cal.timezones:
-        one_onset_per_rdate(timezone)
-    # add_missing_timezones inserts them in set order, which changes with the
-    # process's hash seed; sort them so two processes give the same bytes.
-    count = len(cal.timezones)
-    cal.subcomponents[:count] = sorted(cal.subcomponents[:count], key=lambda tz: str(tz["TZID"]))
     return cal
 
 
@@ -283,47 +286,56 @@ def component_bytes(component: Component) -> bytes:
     return b"\r\n".join(out) + b"\r\n"
 
 
-def one_onset_per_rdate(timezone: Component) -> None:
-    """Give each onset of a VTIMEZONE observance an RDATE property of its own.
+def first_year(entries: Iterable[Entry]) -> int:
+    """The year the feed's VTIMEZONEs must start in: the earliest local year of a timed
+    entry's start or end, and never later than ``vtimezone.DEFAULT_FIRST_YEAR`` (1970),
+    so the usual feed has the usual blocks."""
+    year = vtimezone.DEFAULT_FIRST_YEAR
+    for entry in entries:
+        if not entry.all_day:
+            year = min(year, entry.start_local.year, entry.end_local.year)
+    return year
 
-    ``add_missing_timezones`` lists an observance's onsets in one comma-separated
-    RDATE, which RFC 5545 allows, but ical.js (the parser of Thunderbird and of
-    web calendars) reads only the first value of each RDATE: every later onset
-    was lost, and a reader going by the feed's VTIMEZONE kept New York on EST
-    from 1971 on, an hour off all summer. One onset per RDATE reads the same in
-    every parser.
+
+def _tzid_written(zone: str) -> str | None:
+    """The TZID icalendar writes for times in ``zone``, or None when it writes them as
+    UTC (``Z``): UTC itself and zones it holds equal to it."""
+    return _tzid_in(timezones.current(), zone)
+
+
+@lru_cache(maxsize=512)
+def _tzid_in(database: object, zone: str) -> str | None:
+    del database  # part of the cache key only: another tz database, another answer
+    probe = Event()
+    probe.add("dtstart", to_local(_PROBE_INSTANT, zone))
+    tzid = probe["DTSTART"].params.get("TZID")
+    return None if tzid is None else str(tzid)
+
+
+def timezone_block(
+    zone: str, first_year: int = vtimezone.DEFAULT_FIRST_YEAR
+) -> tuple[str, bytes] | None:
+    """(TZID, VTIMEZONE bytes) for ``zone``, from 1 January of ``first_year`` on and
+    never ending (see ``vtimezone``); cached per tz database, zone and year.
+
+    None when no VTIMEZONE is needed (icalendar writes the zone's times with ``Z``).
     """
-    for observance in timezone.subcomponents:
-        rdates = observance.pop("RDATE", None)
-        if rdates is None:
-            continue
-        for rdate in rdates if isinstance(rdates, list) else [rdates]:
-            for onset in rdate.dts:
-                observance.add("rdate", onset.dt)
-
-
-@lru_cache(maxsize=256)
-def timezone_block(zone: str) -> tuple[str, bytes] | None:
-    """(TZID, VTIMEZONE) as ``add_missing_timezones`` writes them for ``zone``; built once.
-
-    None when no VTIMEZONE is needed or known (UTC is written with ``Z``).
-    """
-    probe = ICalendar()
-    event = Event()
-    event.add("dtstart", to_local(_PROBE_INSTANT, zone))
-    probe.add_component(event)
-    probe.add_missing_timezones()
-    if not probe.timezones:
+    if _tzid_written(zone) is None:
         return None
-    timezone = probe.timezones[0]
-    one_onset_per_rdate(timezone)
-    data: bytes = timezone.to_ical(sorted=True)
-    return str(timezone["TZID"]), data
+    return vtimezone.vtimezone_bytes(zone, first_year)
 
 
-def timezone_blocks(zones: Iterable[str]) -> list[bytes]:
-    """The VTIMEZONEs for ``zones``, once per TZID, in ``build_calendar``'s order."""
-    blocks = dict(block for zone in zones if (block := timezone_block(zone)) is not None)
+def timezone_blocks(
+    zones: Iterable[str], first_year: int = vtimezone.DEFAULT_FIRST_YEAR
+) -> list[bytes]:
+    """The VTIMEZONEs for ``zones``, once per TZID, in ``build_calendar``'s order.
+
+    ``first_year``: ``first_year(entries)`` of the feed's entries; the default covers
+    every feed whose timed entries start and end in 1970 or later.
+    """
+    blocks = dict(
+        block for zone in zones if (block := timezone_block(zone, first_year)) is not None
+    )
     return [blocks[tzid] for tzid in sorted(blocks)]
 
 
@@ -335,7 +347,7 @@ def render_pieces(calendar: Calendar, entries: Sequence[Entry], options: FeedOpt
     """``render`` by joining pieces, with nothing cached (for tests and tools)."""
     return assemble(
         header_bytes(calendar, options),
-        timezone_blocks(used_tzids(entries)),
+        timezone_blocks(used_tzids(entries), first_year(entries)),
         (event_bytes(entry, calendar, options) for entry in entries),
     )
 

@@ -3,14 +3,16 @@
 Default texts::
 
     In 1 hour: Bilateral meeting with President Claudia Sheinbaum
-    Tue 2 Sep 2025, 10:00 CST (UTC-06:00) — 12:00 EDT in Washington · Palacio Nacional, Mexico City
+    Tue 2 Sep 2025, 10:00 CST (UTC-06:00) — 12:00 EDT (UTC-04:00) in Washington · Palacio …
 
-A reminder sent after its due time (the daemon was down) reads
-``Late: Bilateral meeting with President Claudia Sheinbaum (starts 10:00 CST)``,
-because "in 1 hour" is then no longer true; all-day entries show their date
-only. Dates are spelled in English whatever the process locale, so a message
-does not change with the host it is sent from. The variables a channel's own
-templates may use are listed in ``notifiers.base.TEMPLATE_VARIABLES``.
+Every time is shown as ``timezones.time_text`` shows it (wall time,
+abbreviation, offset). A reminder sent after its due time (the daemon was
+down) reads ``Late: Bilateral meeting with President Claudia Sheinbaum
+(starts 10:00 CST (UTC-06:00))``, because "in 1 hour" is then no longer
+true; all-day entries show their date only. Dates are spelled in English
+whatever the process locale, so a message does not change with the host it is
+sent from. The variables a channel's own templates may use are listed in
+``notifiers.base.TEMPLATE_VARIABLES``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Protocol
 from calendar_svc.config import DisplayConfig
 from calendar_svc.durations import humanize
 from calendar_svc.notifiers.base import Reminder, ReminderEntry
-from calendar_svc.timezones import abbreviation, iso_utc, to_local, utc_offset_text
+from calendar_svc.timezones import abbreviation, iso_utc, time_text, to_local, utc_offset_text
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -48,18 +50,6 @@ def day_text(local: datetime) -> str:
     return f"{_DAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]} {local.year}"
 
 
-def zone_text(local: datetime) -> str:
-    """``CST`` for zones with a letter abbreviation; '' for those with only a number (-05)."""
-    abbr = abbreviation(local)
-    return "" if abbr[:1] in "+-" or abbr.startswith("UTC") else abbr
-
-
-def clock_text(local: datetime) -> str:
-    """``10:00 CST`` or, for a zone without a letter abbreviation, ``10:00``."""
-    zone = zone_text(local)
-    return f"{local:%H:%M} {zone}" if zone else f"{local:%H:%M}"
-
-
 def place_text(location: str, city: str) -> str:
     """``Palacio Nacional, Mexico City``, without saying the city twice."""
     location, city = location.strip(), city.strip()
@@ -76,13 +66,14 @@ def _label(display: DisplayConfig) -> str:
 
 
 def display_text(start_utc: datetime, local: datetime, display: DisplayConfig) -> str:
-    """``12:00 EDT in Washington``, or '' when no display zone is set or it shows the same."""
+    """``12:00 EDT (UTC-04:00) in Washington``, or '' when no display zone is set or it
+    shows the same."""
     if not display.timezone:
         return ""
     there = to_local(start_utc, display.timezone)
     if there.utcoffset() == local.utcoffset():
         return ""
-    text = clock_text(there) if zone_text(there) else f"{there:%H:%M} ({utc_offset_text(there)})"
+    text = time_text(there)
     if there.date() != local.date():
         # Across midnight the day matters more than the hour.
         text = f"{_DAYS[there.weekday()]} {there.day} {_MONTHS[there.month - 1]}, {text}"
@@ -110,8 +101,8 @@ def build_reminder(
         when, shown_elsewhere, clock, when_short = date, "", "", f"on {date}"
     else:
         clock = f"{local:%H:%M}"
-        when_short = f"starts {clock_text(local)}"
-        when = f"{date}, {clock_text(local)} ({utc_offset_text(local)})"
+        when_short = f"starts {time_text(local)}"
+        when = f"{date}, {time_text(local)}"
         shown_elsewhere = display_text(start_utc, local, display)
     where = place_text(entry.location or "", entry.city or "")
 
@@ -145,7 +136,7 @@ def build_reminder(
         "when": when,
         "date": date,
         "time": clock,
-        "zone": "" if all_day else zone_text(local),
+        "zone": "" if all_day else abbreviation(local),
         "utc_offset": utc_offset_text(local),
         "timezone": entry.start_tz,
         "display_time": shown_elsewhere,

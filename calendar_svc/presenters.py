@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from calendar_svc.models import Entry
-from calendar_svc.timezones import abbreviation, iso_utc, to_local, utc_offset_text
+from calendar_svc.timezones import iso_utc, time_text, to_local
 
 
 def local_start(entry: Entry) -> datetime:
@@ -59,7 +59,7 @@ def when_text(entry: Entry) -> str:
         return f"{entry.start_day:%a %Y-%m-%d} → {entry.last_day:%a %Y-%m-%d} (all day)"
     start = local_start(entry)
     end = local_end(entry)
-    text = f"{start:%a %Y-%m-%d %H:%M} {abbreviation(start)} ({utc_offset_text(start)})"
+    text = f"{start:%a %Y-%m-%d} {time_text(start)}"
     if end == start:
         return text
     same_zone = entry.end_tz == entry.start_tz and end.utcoffset() == start.utcoffset()
@@ -67,7 +67,7 @@ def when_text(entry: Entry) -> str:
         return f"{text} → {end:%H:%M}"
     if same_zone:
         return f"{text} → {end:%a %Y-%m-%d %H:%M}"
-    return f"{text} → {end:%a %Y-%m-%d %H:%M} {abbreviation(end)} ({utc_offset_text(end)})"
+    return f"{text} → {end:%a %Y-%m-%d} {time_text(end)}"
 
 
 def duration_text(entry: Entry) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -21,14 +21,13 @@ from sqlalchemy import Engine, delete, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from calendar_svc.clock import Clock, now_utc
 from calendar_svc.db import first_line, is_sqlite, make_engine, migrate
 from calendar_svc.errors import InputError, NotFoundError, StoreError
 from calendar_svc.filters import EntryFilter as EntryFilter
 from calendar_svc.models import Calendar, Entry, EntryStatus
 from calendar_svc.schedule_files import CalendarSpec, EntrySpec
-from calendar_svc.timezones import day_start_utc, now_utc
-
-Clock = Callable[[], datetime]
+from calendar_svc.timezones import day_start_utc
 
 # Entry fields an import compares and copies; a difference in any is an edit.
 ENTRY_FIELDS = (

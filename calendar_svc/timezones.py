@@ -1,76 +1,240 @@
-"""Wall time + IANA zone <-> UTC instants. Pure; the only module that touches pytz.
+"""Wall time + IANA zone <-> UTC instants, and how a zoned time is shown. Pure; the only
+module that touches pytz.
 
 Rules (see DESIGN.md, "Time"):
 
 * An entry's truth is its naive wall time and its IANA zone; UTC is derived here
-  with the installed tz data, never typed in.
-* pytz zones are used only through ``localize(naive, is_dst=None)`` and
-  ``normalize``. ``datetime(..., tzinfo=pytz_zone)`` would attach the zone's
-  first (LMT) offset, e.g. -06:37 for Mexico City, so it never appears here.
+  with the tz database in use, never typed in.
+* One tz database serves every year. Zones come from ``current()``, a
+  ``tzdb.TzDatabase`` (pytz's own folder of TZif files unless ``use_folder``
+  names another), and are pytz zones, used only through ``localize(naive,
+  is_dst=None)`` and ``normalize``. pytz itself reads only the 32-bit part of
+  each file, whose changes end in 2037 (New York would stay on EST in July
+  2040) and start in December 1901; the zones here are built from the 64-bit
+  part of the same file and continued by the file's own footer rule up to
+  ``LAST_YEAR``, so a DST gap or fold is refused or resolved by the same pytz
+  code in 2040 as in 2025.
+* ``datetime(..., tzinfo=pytz_zone)`` would attach the zone's first (LMT)
+  offset, e.g. -06:37 for Mexico City, so it never appears here.
 * A wall time inside a DST gap or fold is an error unless the caller says which
   side to take with ``fold``, with PEP 495's meaning: ``fold=0`` reads the wall
   time with the offset in force *before* the transition, ``fold=1`` with the
   offset *after* it.
+* Wall times and instants outside ``FIRST_YEAR``..``LAST_YEAR`` are refused
+  (TimeRangeError): past ``LAST_YEAR`` the zones' rules are not computed.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 from datetime import UTC as UTC
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import pytz
+from pytz.tzinfo import DstTzInfo, StaticTzInfo
 
+from calendar_svc import tzdb
 from calendar_svc.errors import (
     AmbiguousTimeError,
     NonexistentTimeError,
+    TimeRangeError,
     UnknownTimezoneError,
 )
+from calendar_svc.tzdb import Period, TzDatabase
 
 Kind = Literal["ok", "gap", "fold"]
 
+# The years conversions are right for: the zones' rules are computed up to LAST_YEAR.
+FIRST_YEAR = tzdb.FIRST_YEAR
+LAST_YEAR = tzdb.LAST_YEAR
 
-@lru_cache(maxsize=512)
+
+# --- the tz database in use -----------------------------------------------------------
+
+
+def bundled() -> TzDatabase:
+    """pytz's own folder of TZif files, with pytz's tz data version (``2026f``)."""
+    return TzDatabase(
+        Path(pytz.__file__).resolve().parent / "zoneinfo",
+        str(vars(pytz)["OLSON_VERSION"]),  # not in pytz's type stubs
+        names=pytz.all_timezones,
+        common_names=pytz.common_timezones,
+        label=f"pytz {pytz.VERSION}",
+    )
+
+
+_state_lock = threading.Lock()
+_current: TzDatabase | None = None
+
+
+def current() -> TzDatabase:
+    """The tz database every conversion in the process uses (pytz's unless switched)."""
+    global _current
+    with _state_lock:
+        if _current is None:
+            _current = bundled()
+        return _current
+
+
+def use(database: TzDatabase) -> TzDatabase:
+    """Make ``database`` the one in use from now on; returns the one it replaces.
+
+    Zones already handed out stay as they were; every later conversion reads
+    the new database (caches are keyed by it, never by zone name alone).
+    """
+    global _current
+    with _state_lock:
+        previous = _current if _current is not None else bundled()
+        _current = database
+    return previous
+
+
+def use_folder(folder: str | os.PathLike[str] | None) -> TzDatabase:
+    """Switch to the tz database in ``folder`` (None: pytz's own) and return it.
+
+    Any folder of TZif files laid out by zone name (as ``zic -d DIR`` writes
+    it) will do; TzDatabaseError when it is no folder or holds no file. A zone
+    it lacks is an unknown zone when asked for.
+    """
+    database = bundled() if folder is None else TzDatabase.open(folder)
+    use(database)
+    return database
+
+
+def version() -> str:
+    """The version of the tz database in use: ``2026f``, or ``sha256:…`` for a folder
+    without a ``+VERSION`` file."""
+    return current().version
+
+
+# --- zones ----------------------------------------------------------------------------
+
+
+class _Zone(DstTzInfo):
+    """A pytz zone whose transition table comes from a ``TzDatabase``.
+
+    Subclassed once per zone (as pytz does) with ``zone``, ``_utc_transition_times``
+    and ``_transition_info``; pickles by name, through the database in use.
+    """
+
+    # Set by DstTzInfo.__init__ (absent from pytz's type stubs).
+    _dst: timedelta
+    _tzinfos: dict[tuple[timedelta, timedelta, str], pytz.BaseTzInfo]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _unpickle, (self.zone, self._utcoffset, self._dst, self._tzname)
+
+
+class _FixedZone(StaticTzInfo):
+    """A pytz zone with one offset for ever."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _unpickle, (self.zone,)
+
+
+def _unpickle(
+    name: str, offset: timedelta | None = None, dst: timedelta | None = None, tzname: str = ""
+) -> pytz.BaseTzInfo:
+    zone = get_zone(name)
+    if offset is None or not isinstance(zone, _Zone):
+        return zone
+    found = zone._tzinfos.get((offset, dst or timedelta(0), tzname))
+    return found if found is not None else zone
+
+
 def get_zone(name: str) -> pytz.BaseTzInfo:
-    """The pytz zone called ``name``, or UnknownTimezoneError naming close matches."""
-    if not isinstance(name, str) or not name:
-        raise UnknownTimezoneError(f"timezone must be an IANA zone name, got {name!r}")
-    try:
-        return pytz.timezone(name)
-    except pytz.UnknownTimeZoneError:
-        hint = _suggest(name)
-        raise UnknownTimezoneError(f"unknown timezone {name!r}{hint}") from None
+    """The zone called ``name`` in the tz database in use, or UnknownTimezoneError
+    naming close matches. ``UTC`` is pytz's own (feeds write it with ``Z``)."""
+    if isinstance(name, str) and name.upper() == "UTC":
+        return pytz.utc
+    database = current()
+    return _build_zone(database, database.canonical(name))
 
 
-# Places people type that are not zones of their own.
-_ALIASES = {
-    "america/quito": "America/Guayaquil",
-    "america/washington": "America/New_York",
-    "america/washington_dc": "America/New_York",
-    "america/quito_city": "America/Guayaquil",
-}
+@lru_cache(maxsize=1024)
+def _build_zone(database: TzDatabase, name: str) -> pytz.BaseTzInfo:
+    history = database.history(name)
+    changes = history.changes_through(LAST_YEAR + 1)
+    if not changes:
+        fixed = history.initial
+        cls = type(
+            name,
+            (_FixedZone,),
+            {"zone": name, "_utcoffset": fixed.offset, "_tzname": fixed.abbreviation},
+        )
+        zone: pytz.BaseTzInfo = cls()
+        return zone
+    periods = [history.initial, *(change.after for change in changes)]
+    dsts = _dst_amounts(periods)
+    table = {
+        "zone": name,
+        # pytz's first entry stands for "since the beginning of time"; its table is
+        # of naive UTC datetimes.
+        "_utc_transition_times": [datetime.min]  # noqa: DTZ901
+        + [change.at.replace(tzinfo=None) for change in changes],
+        "_transition_info": [
+            (period.offset, dst, period.abbreviation)
+            for period, dst in zip(periods, dsts, strict=True)
+        ],
+    }
+    zone = type(name, (_Zone,), table)()
+    return zone
 
 
-def _suggest(name: str) -> str:
-    alias = _ALIASES.get(name.lower())
-    if alias:
-        return f" (it is not an IANA zone; use {alias!r})"
-    city = name.rsplit("/", 1)[-1].lower()
-    matches = sorted(z for z in pytz.common_timezones if z.rsplit("/", 1)[-1].lower() == city)
-    if not matches:
-        matches = sorted(z for z in pytz.common_timezones if z.lower() == name.lower())
-    if matches:
-        return f" (did you mean {', '.join(repr(m) for m in matches[:3])}?)"
-    return " (use an IANA name such as 'America/Mexico_City')"
+def _dst_amounts(periods: list[Period]) -> list[timedelta]:
+    """pytz's ``dst()`` of each period: how far a DST period is ahead of standard time.
+
+    The standard time is the nearest earlier non-DST period; when that gives no
+    plausible amount (none, zero or over 3 hours: a zone that also moved its
+    standard time), the nearest later one that does.
+    """
+    # The standard periods that follow each index, nearest first (built once, backwards).
+    following: list[list[Period]] = [[] for _ in periods]
+    later: list[Period] = []
+    for index in range(len(periods) - 1, -1, -1):
+        following[index] = later
+        if not periods[index].is_dst:
+            later = [periods[index], *later[:7]]
+    amounts = []
+    last_standard: Period | None = None
+    for index, period in enumerate(periods):
+        if not period.is_dst:
+            amounts.append(timedelta(0))
+            last_standard = period
+            continue
+        amount = period.offset - last_standard.offset if last_standard else timedelta(0)
+        if not timedelta(0) < amount <= timedelta(hours=3):
+            for standard in following[index]:
+                candidate = period.offset - standard.offset
+                if timedelta(0) < abs(candidate) <= timedelta(hours=3):
+                    amount = candidate
+                    break
+        amounts.append(amount)
+    return amounts
 
 
 def is_zone(name: str) -> bool:
+    """Whether the tz database in use has a zone called ``name``."""
     try:
         get_zone(name)
     except UnknownTimezoneError:
         return False
     return True
+
+
+# --- conversions ----------------------------------------------------------------------
+
+
+def _check_year(year: int, what: str) -> None:
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        raise TimeRangeError(
+            f"{what} is in year {year}: calendar-svc converts times from {FIRST_YEAR} "
+            f"to {LAST_YEAR} only"
+        )
 
 
 def _neighbour_offsets(zone: pytz.BaseTzInfo, naive: datetime) -> tuple[timedelta, timedelta]:
@@ -84,6 +248,7 @@ def _neighbour_offsets(zone: pytz.BaseTzInfo, naive: datetime) -> tuple[timedelt
 def classify(naive: datetime, zone_name: str) -> Kind:
     """Whether ``naive`` exists once ("ok"), never ("gap") or twice ("fold") in the zone."""
     zone = get_zone(zone_name)
+    _check_year(naive.year, f"{naive:%Y-%m-%d %H:%M}")
     try:
         zone.localize(naive, is_dst=None)
     except pytz.NonExistentTimeError:
@@ -97,11 +262,12 @@ def to_utc(naive: datetime, zone_name: str, fold: int | None = None) -> datetime
     """The UTC instant of wall time ``naive`` in ``zone_name``.
 
     Raises NonexistentTimeError / AmbiguousTimeError when the wall time is in a
-    gap / fold and ``fold`` is None.
+    gap / fold and ``fold`` is None, TimeRangeError outside FIRST_YEAR..LAST_YEAR.
     """
     if naive.tzinfo is not None:
         raise ValueError("to_utc takes a naive wall time")
     zone = get_zone(zone_name)
+    _check_year(naive.year, f"{naive:%Y-%m-%d %H:%M} in {zone_name}")
     try:
         local = zone.localize(naive, is_dst=None)
     except pytz.NonExistentTimeError:
@@ -135,7 +301,9 @@ def to_local(instant: datetime, zone_name: str) -> datetime:
     if instant.tzinfo is None:
         raise ValueError("to_local takes an aware datetime")
     zone = get_zone(zone_name)
-    return zone.normalize(instant.astimezone(zone))
+    utc = instant.astimezone(UTC)
+    _check_year(utc.year, f"{utc:%Y-%m-%dT%H:%M}Z")
+    return zone.normalize(utc.astimezone(zone))
 
 
 def wall_time(instant: datetime, zone_name: str) -> tuple[datetime, int | None]:
@@ -157,24 +325,6 @@ def day_start_utc(day: date, zone_name: str) -> datetime:
     return to_utc(datetime.combine(day, time()), zone_name, fold=0)
 
 
-def utc_offset_text(aware: datetime) -> str:
-    """``UTC-06:00`` style text for an aware datetime."""
-    offset = aware.utcoffset() or timedelta(0)
-    sign = "-" if offset < timedelta(0) else "+"
-    minutes = abs(int(offset.total_seconds())) // 60
-    return f"UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
-
-
-def abbreviation(aware: datetime) -> str:
-    """The zone abbreviation (CST, EDT, -05) of an aware local datetime."""
-    return aware.tzname() or utc_offset_text(aware)
-
-
-def now_utc() -> datetime:
-    """The real clock. Logic takes a clock argument instead of calling this directly."""
-    return datetime.now(UTC)
-
-
 def ensure_utc(value: datetime) -> datetime:
     """An aware UTC datetime; a naive one is taken to be UTC already."""
     if value.tzinfo is None:
@@ -187,6 +337,28 @@ def iso_utc(value: datetime) -> str:
     return ensure_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def zone_tzinfo(zone_name: str) -> tzinfo:
-    """The zone as a tzinfo for converting *instants* (``astimezone``), never for building."""
-    return get_zone(zone_name)
+# --- how a zoned time is shown --------------------------------------------------------
+
+
+def utc_offset_text(aware: datetime) -> str:
+    """``UTC-06:00`` style text for an aware datetime."""
+    offset = aware.utcoffset() or timedelta(0)
+    sign = "-" if offset < timedelta(0) else "+"
+    minutes = abs(int(offset.total_seconds())) // 60
+    return f"UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def abbreviation(aware: datetime) -> str:
+    """The zone abbreviation of an aware local datetime, as the tz database spells it:
+    ``CST``, ``EDT``, or ``-05`` for a zone that has no letters."""
+    return aware.tzname() or utc_offset_text(aware)
+
+
+def time_text(local: datetime) -> str:
+    """``10:00 CST (UTC-06:00)``: how every wall time is shown to a person.
+
+    Always the wall time, the abbreviation and the offset (``10:00 -05
+    (UTC-05:00)`` in Quito, where the tz database has no letters). ``list``,
+    ``show``, ``reminders`` and reminder messages all say a time this way.
+    """
+    return f"{local:%H:%M} {abbreviation(local)} ({utc_offset_text(local)})"

@@ -25,7 +25,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from calendar_svc.timezones import UTC, now_utc
+from calendar_svc.clock import now_utc
+from calendar_svc.timezones import UTC
 
 LOOPBACK = "127.0.0.1"
 

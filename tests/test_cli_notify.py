@@ -28,7 +28,7 @@ def test_console_sends_the_built_in_sample(tmp_path: Path) -> None:
     code, out, _ = run(tmp_path, "", "console")
     assert code == 0
     assert "In 1 hour: Bilateral meeting with President Claudia Sheinbaum | " \
-        "Tue 2 Sep 2025, 10:00 CST (UTC-06:00) — 12:00 EDT in Washington" in out
+        "Tue 2 Sep 2025, 10:00 CST (UTC-06:00) — 12:00 EDT (UTC-04:00) in Washington" in out
     assert "sent a test reminder through console" in out
     assert not (tmp_path / "none.sqlite3").exists()  # a test never creates a database
 

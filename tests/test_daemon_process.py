@@ -25,11 +25,11 @@ import pytest
 from service_helpers import instant, schedule_text, soon
 from sqlalchemy import func, select
 
+from calendar_svc.clock import now_utc
 from calendar_svc.models import Delivery, Entry
 from calendar_svc.reminders.rules import dedupe_key, idempotency_key
 from calendar_svc.schedule_files import load_file, parse_schedule
 from calendar_svc.store import Store
-from calendar_svc.timezones import now_utc
 
 pytestmark = pytest.mark.slow
 

@@ -87,14 +87,20 @@ def test_one_vtimezone_per_tzid_before_events(trip_store: Store) -> None:
 
 def _offset_by_first_rdate_only(timezone: Any, when: datetime) -> timedelta:
     """The UTC offset at local time ``when`` as ical.js reads a VTIMEZONE: each RDATE
-    property contributes its first value only."""
+    property contributes its first value only (an RRULE repeats DTSTART)."""
+    from dateutil.rrule import rrulestr
+
     onsets: list[tuple[datetime, timedelta]] = []
     for observance in timezone.subcomponents:
         offset = observance["TZOFFSETTO"].td
-        onsets.append((observance["DTSTART"].dt, offset))
+        start = observance["DTSTART"].dt
+        onsets.append((start, offset))
         rdates = observance.get("RDATE", [])
         for rdate in rdates if isinstance(rdates, list) else [rdates]:
             onsets.append((rdate.dts[0].dt, offset))
+        if "RRULE" in observance:
+            rule = rrulestr(observance["RRULE"].to_ical().decode(), dtstart=start)
+            onsets.extend((onset, offset) for onset in rule.between(start, when, inc=True))
     return max(o for o in onsets if o[0] <= when)[1]
 
 

@@ -4,7 +4,9 @@ libical is loaded from the system (Debian: ``apt-get install libical3``) through
 ctypes; without it these tests are skipped. libical marks what it cannot read with
 X-LIC-ERROR properties instead of failing, so the check is that there are none,
 and that every DTSTART/DTEND resolves (through the feed's TZIDs) to the instant
-the store holds.
+the store holds. libical goes by the feed's own VTIMEZONEs: entries in 2040 and
+2100 and a weekly series across 2038 must read as the standard library's zoneinfo
+says (recurrences expanded by libical itself).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from feed_zones import expected_instants, future_entries
+from test_ics import make_calendar
 from test_ics_parsers import OPTIONS, hostile_feed  # noqa: F401  (a fixture)
 
 from calendar_svc import ics
@@ -36,6 +40,15 @@ class IcalTime(ctypes.Structure):
     ]
 
 
+class IcalTimeSpan(ctypes.Structure):
+    _fields_ = [("start", ctypes.c_int64), ("end", ctypes.c_int64), ("is_busy", ctypes.c_int)]
+
+
+RECURRENCE_CALLBACK = ctypes.CFUNCTYPE(
+    None, ctypes.c_void_p, ctypes.POINTER(IcalTimeSpan), ctypes.c_void_p
+)
+
+
 def _library() -> ctypes.CDLL:
     lib = ctypes.CDLL(_PATH)
     signatures = {
@@ -50,6 +63,10 @@ def _library() -> ctypes.CDLL:
         "icaltimezone_get_utc_timezone": ([], ctypes.c_void_p),
         "icaltime_convert_to_zone": ([IcalTime, ctypes.c_void_p], IcalTime),
         "icalcomponent_free": ([ctypes.c_void_p], None),
+        "icalcomponent_foreach_recurrence": (
+            [ctypes.c_void_p, IcalTime, IcalTime, RECURRENCE_CALLBACK, ctypes.c_void_p],
+            None,
+        ),
     }
     for name, (args, result) in signatures.items():
         function = getattr(lib, name)
@@ -68,12 +85,14 @@ class Parsed:
             self.errors = lib.icalcomponent_count_errors(root)
             utc = lib.icaltimezone_get_utc_timezone()
             self.events: dict[str, tuple[str, datetime | date, datetime | date]] = {}
+            self.occurrences: dict[str, list[datetime]] = {}
             for event in _components(lib, root):
                 uid = lib.icalcomponent_get_uid(event).decode()
                 summary = (lib.icalcomponent_get_summary(event) or b"").decode()
                 start = _instant(lib, lib.icalcomponent_get_dtstart(event), utc)
                 end = _instant(lib, lib.icalcomponent_get_dtend(event), utc)
                 self.events[uid.split("@")[0]] = (summary, start, end)
+                self.occurrences[uid.split("@")[0]] = _recurrences(lib, event, utc)
         finally:
             lib.icalcomponent_free(root)
 
@@ -83,6 +102,19 @@ def _components(lib: ctypes.CDLL, root: int) -> Iterator[int]:
     while event:
         yield event
         event = lib.icalcomponent_get_next_component(root, ICAL_VEVENT_COMPONENT)
+
+
+def _recurrences(lib: ctypes.CDLL, event: int, utc: int) -> list[datetime]:
+    """Every occurrence start of the event from 1900 to 2200, as libical expands it."""
+    found: list[datetime] = []
+
+    def collect(_component: int, span: ctypes._Pointer[IcalTimeSpan], _data: int) -> None:
+        found.append(datetime.fromtimestamp(span.contents.start, UTC))
+
+    callback = RECURRENCE_CALLBACK(collect)
+    window = [IcalTime(year, 1, 1, 0, 0, 0, 0, 0, utc) for year in (1900, 2200)]
+    lib.icalcomponent_foreach_recurrence(event, *window, callback, None)
+    return found
 
 
 def _instant(lib: ctypes.CDLL, value: IcalTime, utc: int) -> datetime | date:
@@ -120,3 +152,16 @@ def test_hostile_feed_reads_the_same_in_libical(
 ) -> None:
     data, store = hostile_feed
     _assert_read_as_stored(Parsed(data), store.entries(EntryFilter(calendar="hostile")))
+
+
+def test_entries_past_2037_read_the_same_in_libical() -> None:
+    """libical reads the feed's VTIMEZONE: with one that ended in 2037 it put
+    12:00 on 4 July 2040 in New York at 17:00Z; the weekly series crosses 2038."""
+    data = ics.render(make_calendar(), future_entries(), OPTIONS)
+    parsed = Parsed(data)
+    assert parsed.errors == 0
+    expected = expected_instants()
+    assert {uid: event[1] for uid, event in parsed.events.items()} == {
+        uid: instants[0] for uid, instants in expected.items()
+    }
+    assert parsed.occurrences == expected

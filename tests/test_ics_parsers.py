@@ -1,9 +1,13 @@
-"""Our feeds in four independent parsers, on the trip and on 1,000 hostile entries.
+"""Our feeds in four independent parsers, on the trip, on 1,000 hostile entries and
+on entries past 2037.
 
 icalendar, ics, vobject and ical (the strict parser Home Assistant uses) must
 all read every feed without an error; lines stay within 75 octets without
 splitting a UTF-8 character; text survives a round trip; a title cannot
-inject a component.
+inject a component. Entries in 2040, 2100 and 2199, and a weekly series across
+2038, read as the standard library's zoneinfo says in every parser, whether it
+goes by the feed's VTIMEZONE (vobject, ics, icalendar's ``to_tz``, a reader of
+the VTIMEZONE alone) or by its own copy of the zone (icalendar, ical).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
+from feed_zones import expected_instants, future_entries, read_by_vtimezones
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from icalendar import Calendar as ICalendar
@@ -243,3 +248,68 @@ def test_title_cannot_inject_a_component(title: str) -> None:
     assert counts == dict.fromkeys(("icalendar", "ics", "vobject", "ical"), 1)
     assert data.count(b"\r\nBEGIN:VEVENT\r\n") == 1  # the rest is escaped text
     assert str(ICalendar.from_ical(data).walk("VEVENT")[0]["SUMMARY"]) == ics.clean_text(title)
+
+
+# --- past 2037 ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def future_feed() -> bytes:
+    return ics.render(make_calendar(), future_entries(), OPTIONS)
+
+
+def test_future_feed_is_the_same_joined_from_pieces(future_feed: bytes) -> None:
+    entries = future_entries()
+    assert ics.render_pieces(make_calendar(), entries, OPTIONS) == future_feed
+    assert ics.first_year(entries) == 1950  # Kolkata in 1950: the blocks start there
+    assert_lines_well_folded(future_feed)
+
+
+def test_future_instants_read_by_the_feed_s_own_vtimezones(future_feed: bytes) -> None:
+    assert read_by_vtimezones(future_feed) == expected_instants()
+
+
+def test_future_instants_in_icalendar(future_feed: bytes) -> None:
+    expected = expected_instants()
+    calendar = ICalendar.from_ical(future_feed)
+    zones = {str(tz["TZID"]): tz.to_tz(lookup_tzid=False) for tz in calendar.walk("VTIMEZONE")}
+    for event in calendar.walk("VEVENT"):
+        uid = str(event["UID"]).split("@")[0]
+        start = event["DTSTART"].dt
+        assert start.astimezone(UTC) == expected[uid][0], uid
+        # icalendar's own reading of our VTIMEZONE (dateutil rrules), not its zone copy.
+        ours = zones[str(event["DTSTART"].params["TZID"])]
+        assert start.replace(tzinfo=ours).astimezone(UTC) == expected[uid][0], uid
+
+
+def test_future_instants_and_the_weekly_series_in_vobject(future_feed: bytes) -> None:
+    import vobject
+
+    expected = expected_instants()
+    for event in vobject.readOne(future_feed.decode()).vevent_list:
+        uid = event.uid.value.split("@")[0]
+        assert event.dtstart.value.astimezone(UTC) == expected[uid][0], uid
+        if uid == "ny-weekly":
+            occurrences = [o.astimezone(UTC) for o in event.getrruleset(addRDate=True)]
+            assert occurrences == expected[uid]
+
+
+def test_future_instants_in_ics(future_feed: bytes) -> None:
+    import ics as ics_lib
+
+    expected = expected_instants()
+    for event in ics_lib.Calendar(future_feed.decode()).events:
+        uid = event.uid.split("@")[0]
+        assert event.begin.datetime.astimezone(UTC) == expected[uid][0], uid
+
+
+def test_future_instants_and_the_weekly_series_in_ical(future_feed: bytes) -> None:
+    from ical.calendar_stream import IcsCalendarStream
+
+    calendar = IcsCalendarStream.calendar_from_ics(future_feed.decode())
+    found: dict[str, list[datetime]] = {}
+    for occurrence in calendar.timeline:
+        found.setdefault(occurrence.uid.split("@")[0], []).append(
+            occurrence.dtstart.astimezone(UTC)  # type: ignore[union-attr]
+        )
+    assert found == expected_instants()

@@ -19,7 +19,7 @@ def test_default_texts_read_exactly_so() -> None:
     r = sheinbaum_reminder()
     assert r.title == f"In 1 hour: {TITLE}"
     assert r.body == (
-        "Tue 2 Sep 2025, 10:00 CST (UTC-06:00) — 12:00 EDT in Washington · "
+        "Tue 2 Sep 2025, 10:00 CST (UTC-06:00) — 12:00 EDT (UTC-04:00) in Washington · "
         "Palacio Nacional, Mexico City"
     )
 
@@ -41,7 +41,7 @@ def test_reminder_carries_the_occurrence() -> None:
 
 def test_late_reminder_says_so_and_does_not_claim_in_1_hour() -> None:
     r = sheinbaum_reminder(late=True)
-    assert r.title == f"Late: {TITLE} (starts 10:00 CST)"
+    assert r.title == f"Late: {TITLE} (starts 10:00 CST (UTC-06:00))"
 
 
 def test_offsets_in_words() -> None:
@@ -75,9 +75,10 @@ def test_display_label_defaults_to_the_zone_city_and_shows_a_different_day() -> 
     start = to_utc(datetime(2025, 9, 3, 21, 0), "America/Guayaquil")
     r = sheinbaum_reminder(entry=entry, start_utc=start,
                            display=DisplayConfig(timezone="Asia/Tokyo"))
-    # Guayaquil has no letter abbreviation ("-05"): the offset says it all.
-    assert r.body == ("Wed 3 Sep 2025, 21:00 (UTC-05:00) — Thu 4 Sep, 11:00 JST in Tokyo · "
-                      "Palacio de Carondelet, Quito")
+    # Guayaquil has no letter abbreviation: the tz database's "-05" is shown as it is.
+    assert r.body == ("Wed 3 Sep 2025, 21:00 -05 (UTC-05:00) — Thu 4 Sep, 11:00 JST (UTC+09:00) "
+                      "in Tokyo · Palacio de Carondelet, Quito")
+    assert r.variables["zone"] == "-05"
 
 
 def test_city_is_not_repeated_when_the_location_names_it() -> None:
@@ -95,7 +96,7 @@ def test_dst_zone_uses_its_abbreviation() -> None:
     r = build_reminder(idempotency_key="k", calendar_slug="c", entry=entry, start_utc=start,
                        offset=timedelta(hours=1), due_at=start, late=False,
                        display=DisplayConfig(timezone="America/Mexico_City", label="CDMX"))
-    assert r.body == ("Mon 3 Nov 2025, 09:00 EST (UTC-05:00) — 08:00 CST in CDMX · "
+    assert r.body == ("Mon 3 Nov 2025, 09:00 EST (UTC-05:00) — 08:00 CST (UTC-06:00) in CDMX · "
                       "State Department, Washington")
 
 
@@ -114,7 +115,7 @@ def test_channel_templates_render_variables() -> None:
     title, body = n.render(sheinbaum_reminder())
     assert title == f"{TITLE} @ 10:00 CST"
     assert body == ("Tue 2 Sep 2025, 10:00 CST (UTC-06:00) [America/Mexico_City] $5 "
-                    "12:00 EDT in Washington")
+                    "12:00 EDT (UTC-04:00) in Washington")
     assert Plain("t", {"type": "plain"}).render(sheinbaum_reminder()) == (
         sheinbaum_reminder().title, sheinbaum_reminder().body)
 

@@ -56,7 +56,7 @@ def test_json_payload_with_qos_1(broker: None) -> None:
     assert data["idempotency_key"] == "rem-mqtt-1"
     assert data["timezone"] == "America/Guayaquil"
     assert data["start"] == "2025-09-03T18:30:00-05:00"
-    assert data["body"].startswith("Wed 3 Sep 2025, 18:30 (UTC-05:00)")
+    assert data["body"].startswith("Wed 3 Sep 2025, 18:30 -05 (UTC-05:00)")
 
 
 def test_retained_message_reaches_a_later_subscriber(broker: None) -> None:

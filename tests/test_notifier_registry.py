@@ -91,7 +91,7 @@ def test_third_party_notifier_used_from_config(plugin: str, tmp_path: Path) -> N
     sent = sys.modules[plugin].SENT
     assert sent == [("#ops", (
         "In 1 hour: Bilateral meeting with President Claudia Sheinbaum",
-        "Tue 2 Sep 2025, 10:00 CST (UTC-06:00) — 12:00 EDT in Washington · "
+        "Tue 2 Sep 2025, 10:00 CST (UTC-06:00) — 12:00 EDT (UTC-04:00) in Washington · "
         "Palacio Nacional, Mexico City",
     ))]
 

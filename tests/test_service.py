@@ -432,12 +432,12 @@ def test_healthz_is_503_when_the_scheduler_loop_is_stuck(tmp_path: Path) -> None
 
     import httpx
 
+    from calendar_svc.clock import now_utc
     from calendar_svc.config import Config, DatabaseConfig
     from calendar_svc.events import DaemonStarted, DaemonStopping, LoopTicked, PlannerPassed
     from calendar_svc.feed.app import build_app
     from calendar_svc.observers import Observers
     from calendar_svc.store import Store
-    from calendar_svc.timezones import now_utc
 
     monotonic = [5000.0]
     store = Store(f"sqlite:///{tmp_path / 'h.sqlite3'}")

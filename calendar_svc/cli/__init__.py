@@ -8,7 +8,7 @@ from typing import Any
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from calendar_svc import __version__
+from calendar_svc import __version__, timezones
 from calendar_svc.cli.context import CliContext
 from calendar_svc.db import first_line
 from calendar_svc.errors import CalendarSvcError
@@ -29,6 +29,16 @@ class _Group(click.Group):
             ctx.exit(1)
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``calendar-svc, version 0.1.0`` and the tz database release its times come from."""
+    if not value or ctx.resilient_parsing:
+        return
+    database = timezones.current()
+    click.echo(f"calendar-svc, version {__version__}")
+    click.echo(f"tz database {timezones.version()} ({database.label})")
+    ctx.exit()
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
@@ -44,7 +54,14 @@ class _Group(click.Group):
     help="Database URL, overriding [database] url (also $CALENDAR_SVC_DATABASE_URL). "
     "E.g. sqlite:///var/cal.sqlite3 or postgresql+psycopg://user@host/db.",
 )
-@click.version_option(__version__, prog_name="calendar-svc")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version and the tz database in use, and exit.",
+)
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, database_url: str | None) -> None:
     """Itinerary calendars: subscribable ICS feeds and timezone-correct reminders.

@@ -10,12 +10,13 @@ from typing import Any
 import click
 
 from calendar_svc.cli.context import CliContext
+from calendar_svc.clock import now_utc
 from calendar_svc.config import Config
 from calendar_svc.errors import ConfigError, NotifierError, RetryableNotifierError
 from calendar_svc.messages import EntryLike, build_reminder
 from calendar_svc.notifiers import build_notifier
 from calendar_svc.notifiers.base import Reminder
-from calendar_svc.timezones import now_utc, to_utc
+from calendar_svc.timezones import to_utc
 
 
 @dataclass

@@ -11,16 +11,16 @@ from typing import Any
 import click
 
 from calendar_svc.cli.context import CliContext, echo_json, pass_ctx
+from calendar_svc.clock import now_utc
 from calendar_svc.config import Config, load_config
 from calendar_svc.durations import format_duration
 from calendar_svc.errors import InputError
-from calendar_svc.messages import clock_text
 from calendar_svc.models import DeliveryStatus
 from calendar_svc.reminders import repository as repo
 from calendar_svc.reminders.lock import holder_pid, sqlite_file
 from calendar_svc.reminders.planner import Planner
 from calendar_svc.reminders.rules import PlannedReminder
-from calendar_svc.timezones import UTC, iso_utc, now_utc, to_local, utc_offset_text
+from calendar_svc.timezones import UTC, iso_utc, time_text, to_local
 
 
 @click.command()
@@ -75,7 +75,7 @@ def parse_instant(value: str | None, option: str, *, end: bool = False) -> datet
 
 def local_text(instant: datetime, zone: str) -> str:
     local = to_local(instant, zone)
-    return f"{local:%a %Y-%m-%d} {clock_text(local)} ({utc_offset_text(local)})"
+    return f"{local:%a %Y-%m-%d} {time_text(local)}"
 
 
 def reminder_json(r: PlannedReminder, config: Config) -> dict[str, Any]:
@@ -131,7 +131,7 @@ def reminders(ctx: CliContext, from_: str | None, to: str | None, as_json: bool)
         display = ""
         if config.display.timezone:
             there = to_local(r.due_at, config.display.timezone)
-            display = f"  [{clock_text(there)} {config.display.label or config.display.timezone}]"
+            display = f"  [{time_text(there)} {config.display.label or config.display.timezone}]"
         click.echo(
             f"{iso_utc(r.due_at)}  {local_text(r.due_at, r.start_tz):<36}{display}  "
             f"{format_duration(r.offset):>6} before  {r.channel:<10} {r.entry_uid}: "

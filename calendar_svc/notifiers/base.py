@@ -33,9 +33,10 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 from calendar_svc import secrets
+from calendar_svc.clock import now_utc
 from calendar_svc.durations import format_duration
 from calendar_svc.errors import ConfigError, PermanentNotifierError, RetryableNotifierError
-from calendar_svc.timezones import UTC, iso_utc, now_utc
+from calendar_svc.timezones import UTC, iso_utc
 
 # Variables a title_template / body_template may use ($name or ${name}); values are text.
 TEMPLATE_VARIABLES: Mapping[str, str] = MappingProxyType(
@@ -58,11 +59,11 @@ TEMPLATE_VARIABLES: Mapping[str, str] = MappingProxyType(
         "(the date only for all-day entries)",
         "date": "start date: 'Tue 2 Sep 2025'",
         "time": "start wall time: '10:00' ('' for all-day entries)",
-        "zone": "zone abbreviation: 'CST' ('' when the zone has none)",
+        "zone": "zone abbreviation: 'CST', or '-05' where the tz database has no letters",
         "utc_offset": "'UTC-06:00'",
         "timezone": "IANA zone of the entry: 'America/Mexico_City'",
-        "display_time": "start in the [display] zone: '12:00 EDT in Washington' ('' when not "
-        "configured, same as the entry's zone, or all-day)",
+        "display_time": "start in the [display] zone: '12:00 EDT (UTC-04:00) in Washington' "
+        "('' when not configured, same as the entry's zone, or all-day)",
         "start_utc": "start as ISO 8601 UTC: '2025-09-02T16:00:00Z'",
         "due_utc": "when the reminder was due, ISO 8601 UTC",
         "feed_url": "the calendar's feed page ('' when unknown)",

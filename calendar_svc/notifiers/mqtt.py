@@ -19,8 +19,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from calendar_svc.clock import now_utc
 from calendar_svc.notifiers.base import Key, Notifier, Reminder
-from calendar_svc.timezones import iso_utc, now_utc
+from calendar_svc.timezones import iso_utc
 
 # CONNACK / PUBACK reasons that retrying with the same config cannot fix.
 _PERMANENT_REASONS = {
