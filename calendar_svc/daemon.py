@@ -37,6 +37,7 @@ from typing import Any
 from calendar_svc.config import Config
 from calendar_svc.errors import CalendarSvcError, InputError
 from calendar_svc.health import STATE
+from calendar_svc.importer import import_specs
 from calendar_svc.logs import log_event, setup_logging
 from calendar_svc.metrics import PENDING
 from calendar_svc.notifiers import Notifier, build_notifiers, close_all
@@ -362,7 +363,9 @@ class Daemon:
     def _import_schedules(self, files: list[Any]) -> None:
         for path in files:
             try:
-                report = self.store.import_specs([load_file(path)])
+                spec = load_file(path)
+                with self.store.write(what="the import") as session:
+                    report = import_specs(session, [spec], now=self.store.clock())
             except CalendarSvcError as exc:
                 bad_file = isinstance(exc, InputError)
                 log_event(

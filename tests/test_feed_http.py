@@ -26,6 +26,7 @@ from calendar_svc import health
 from calendar_svc.config import Config, default_config
 from calendar_svc.errors import CalendarSvcError
 from calendar_svc.feed import FeedServer, build_app
+from calendar_svc.importer import import_specs
 from calendar_svc.schedule_files import load_file
 from calendar_svc.store import Store
 from calendar_svc.timezones import UTC
@@ -61,7 +62,8 @@ def path(store: Store, slug: str = SLUG) -> str:
 def edit_title(store: Store, trip_path: Path, uid: str, title: str) -> None:
     spec = load_file(trip_path)
     entries = tuple(dataclasses.replace(e, title=title) if e.uid == uid else e for e in spec.entries)
-    store.import_specs([dataclasses.replace(spec, entries=entries)])
+    with store.write() as session:
+        import_specs(session, [dataclasses.replace(spec, entries=entries)], now=store.clock())
 
 
 def test_start_binds_a_real_port(server: FeedServer) -> None:

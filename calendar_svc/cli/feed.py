@@ -12,9 +12,9 @@ from calendar_svc.cli.context import CliContext, pass_ctx
 from calendar_svc.cli.options import filter_options
 from calendar_svc.errors import InputError
 from calendar_svc.feed.cache import render_feed
-from calendar_svc.filters import parse_filter
+from calendar_svc.filters import EntryFilter, parse_filter
 from calendar_svc.ics import FeedOptions
-from calendar_svc.store import EntryFilter, Store
+from calendar_svc.store import Store
 
 
 def _filter(

@@ -40,16 +40,18 @@ class SampleEntry:
 
 def _store_entry(ctx: CliContext, now: datetime) -> Any | None:
     """The next (else the first) live entry, if a database already exists; never creates one."""
+    from pathlib import Path
+
     from sqlalchemy.engine import make_url
 
-    from calendar_svc.store import EntryFilter
+    from calendar_svc.db import is_sqlite
+    from calendar_svc.filters import EntryFilter
 
     url = make_url(ctx.config.database.url)
-    if url.get_backend_name() == "sqlite":
-        from pathlib import Path
-
-        if not url.database or url.database == ":memory:" or not Path(url.database).is_file():
-            return None
+    if is_sqlite(url) and (
+        not url.database or url.database == ":memory:" or not Path(url.database).is_file()
+    ):
+        return None
     try:
         entries = ctx.store.entries(EntryFilter(include_cancelled=False))
     except Exception:  # a sample is only a nicety: any store trouble falls back to ours

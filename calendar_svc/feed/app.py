@@ -30,18 +30,12 @@ from starlette.routing import Route
 from calendar_svc import __version__, health, metrics
 from calendar_svc.config import Config
 from calendar_svc.errors import InputError, StoreError
-from calendar_svc.feed.cache import (
-    CalendarHead,
-    CalendarLookup,
-    FeedCache,
-    RenderedFeed,
-    filter_key,
-)
+from calendar_svc.feed.cache import FeedCache, RenderedFeed, filter_key, freeze_heap_once
 from calendar_svc.filters import EntryFilter, parse_filter
 from calendar_svc.ics import FeedOptions
 from calendar_svc.logs import log_event, redact_token
 from calendar_svc.metrics import FEED_REQUESTS
-from calendar_svc.store import Store
+from calendar_svc.store import CalendarHead, Store
 
 log = logging.getLogger("calendar_svc.feed")
 
@@ -110,19 +104,19 @@ class FeedEndpoint:
     """ASGI endpoint of ``GET``/``HEAD /feeds/{token}/{slug}.ics``."""
 
     def __init__(self, store: Store, config: Config):
+        self.store = store
         self.cache = FeedCache(store, FeedOptions.from_config(config))
-        self.lookup = CalendarLookup(store)
         self.max_age = int(config.feed.refresh_interval.total_seconds())
 
     def close(self) -> None:
-        self.lookup.close()
+        """Nothing of its own to release: the store's held connection goes with the store."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         params = scope["path_params"]
         token: str = params["token"]
         slug: str = params["slug"]
         try:
-            head = self.lookup.get(slug)
+            head = self.store.calendar_head(slug)
         except StoreError:
             log_event(log, "feed.database_unavailable", logging.WARNING, slug=slug)
             await _plain(send, 503, b"Service Unavailable: database unreachable\n")
@@ -161,7 +155,7 @@ class FeedEndpoint:
     ) -> tuple[RenderedFeed, _Prepared]:
         feed = self.cache.get(head, filter_key(flt))
         if feed is None:
-            feed = await run_in_threadpool(self.cache.render, head.id, flt)
+            feed = await run_in_threadpool(self._render, head.id, flt)
             log_event(
                 log,
                 "feed.rendered",
@@ -176,6 +170,13 @@ class FeedEndpoint:
             prepared = feed.http = _Prepared(feed, self.max_age)
         assert isinstance(prepared, _Prepared)
         return feed, prepared
+
+
+    def _render(self, calendar_id: int, flt: EntryFilter) -> RenderedFeed:
+        feed = self.cache.render(calendar_id, flt)
+        # A server keeps its caches for good: out of the collector's walks with them.
+        freeze_heap_once()
+        return feed
 
 
 def _token_ok(head: CalendarHead | None, token: str) -> bool:
