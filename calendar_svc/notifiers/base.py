@@ -65,7 +65,8 @@ TEMPLATE_VARIABLES: Mapping[str, str] = MappingProxyType(
         "configured, same as the entry's zone, or all-day)",
         "start_utc": "start as ISO 8601 UTC: '2025-09-02T16:00:00Z'",
         "due_utc": "when the reminder was due, ISO 8601 UTC",
-        "feed_url": "the calendar's feed page ('' when unknown)",
+        "feed_url": "the calendar's feed URL, from [feed] public_url and the calendar's own "
+        "token ('' when public_url would have port 0)",
         "idempotency_key": "the delivery's idempotency key",
     }
 )

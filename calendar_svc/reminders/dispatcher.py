@@ -31,6 +31,7 @@ from typing import Any
 from calendar_svc.config import Config
 from calendar_svc.errors import PermanentNotifierError, RetryableNotifierError
 from calendar_svc.health import STATE
+from calendar_svc.links import reminder_feed_url
 from calendar_svc.logs import log_event
 from calendar_svc.messages import build_reminder
 from calendar_svc.metrics import LATENESS_SECONDS, REMINDERS, SEND_SECONDS
@@ -321,6 +322,7 @@ class Dispatcher:
             due_at=row.due_at,
             late=late,
             display=config.display,
+            feed_url=reminder_feed_url(config.feed.public_url, entry.calendar),
         )
         with self._lock:
             if row.id in self._inflight:  # already being sent by this process: never twice
