@@ -10,7 +10,7 @@ A reminder sent after its due time (the daemon was down) reads
 because "in 1 hour" is then no longer true; all-day entries show their date
 only. Dates are spelled in English whatever the process locale, so a message
 does not change with the host it is sent from. The variables a channel's own
-templates may use are listed in ``notifiers.base.TEMPLATE_VARIABLES``.
+templates may use are listed in ``notifiers.reminder.TEMPLATE_VARIABLES``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Protocol
 
 from calendar_svc.config import DisplayConfig
 from calendar_svc.durations import humanize
-from calendar_svc.notifiers.base import Reminder, ReminderEntry
+from calendar_svc.notifiers.reminder import Reminder, ReminderEntry
 from calendar_svc.timezones import abbreviation, iso_utc, to_local, utc_offset_text
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

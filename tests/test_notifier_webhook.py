@@ -19,8 +19,7 @@ from standardwebhooks import Webhook
 from calendar_svc.config import DisplayConfig
 from calendar_svc.errors import ConfigError, PermanentNotifierError, RetryableNotifierError
 from calendar_svc.messages import build_reminder
-from calendar_svc.notifiers import _http
-from calendar_svc.notifiers.base import Reminder
+from calendar_svc.notifiers import Reminder, _http
 from calendar_svc.notifiers.webhook import WebhookNotifier
 from calendar_svc.timezones import UTC, now_utc, to_utc
 

@@ -24,8 +24,7 @@ from standardwebhooks import Webhook
 from calendar_svc.config import DisplayConfig
 from calendar_svc.errors import PermanentNotifierError, RetryableNotifierError
 from calendar_svc.messages import build_reminder
-from calendar_svc.notifiers import build_notifier
-from calendar_svc.notifiers.base import Notifier, Reminder
+from calendar_svc.notifiers import Notifier, Reminder, build_notifier
 from calendar_svc.timezones import to_utc
 
 # Apprise loads its plugins with `imghdr` (deprecated since Python 3.11), nothing we can change.

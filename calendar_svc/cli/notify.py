@@ -14,8 +14,7 @@ from calendar_svc.config import Config
 from calendar_svc.errors import ConfigError, NotifierError, RetryableNotifierError
 from calendar_svc.links import reminder_feed_url
 from calendar_svc.messages import EntryLike, build_reminder
-from calendar_svc.notifiers import build_notifier
-from calendar_svc.notifiers.base import Reminder
+from calendar_svc.notifiers import Reminder, build_notifier
 from calendar_svc.timezones import now_utc, to_utc
 
 

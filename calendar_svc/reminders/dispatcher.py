@@ -36,7 +36,7 @@ from calendar_svc.logs import log_event
 from calendar_svc.messages import build_reminder
 from calendar_svc.metrics import LATENESS_SECONDS, REMINDERS, SEND_SECONDS
 from calendar_svc.models import Entry
-from calendar_svc.notifiers.base import Notifier, Reminder
+from calendar_svc.notifiers import Notifier, Reminder
 from calendar_svc.reminders import repository as repo
 from calendar_svc.reminders.policy import Timing, retry_delay, timing
 from calendar_svc.reminders.repository import ClaimedRow, Outcome
