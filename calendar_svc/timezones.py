@@ -1,6 +1,6 @@
 """Wall time + IANA zone <-> UTC instants. Pure; the only module that touches pytz.
 
-Rules (see DESIGN.md, "Time"):
+Rules (README.md, "Time rules"):
 
 * An entry's truth is its naive wall time and its IANA zone; UTC is derived here
   with the installed tz data, never typed in.
