@@ -6,7 +6,7 @@ Two levels:
   and, once a client asks, their gzip. The store bumps a calendar's version in
   the same transaction as every write a feed shows, so a version seen in the
   database is a complete key; a write from another process shows in the next
-  request because each request reads the version (``CalendarLookup``).
+  request because each request reads the version (``Store.calendar_head``).
 * **Events**, per entry id: the serialised VEVENT, valid while the entry's
   (uid, updated-at, sequence) and its calendar's reminder offsets stay the
   same (every edit a subscriber can see moves ``updated_at`` and ``sequence``).
