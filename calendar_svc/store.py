@@ -249,7 +249,7 @@ class Store:
         """The calendar called ``slug`` (id, token, version), or None: one indexed SELECT
         on a held autocommit connection, for every feed request. Raises StoreError if the
         database fails."""
-        rows = self._held.rows(self._head_query, slug=slug)
+        rows = self._held.rows(self._head_query, {"slug": slug})
         if not rows:
             return None
         row = rows[0]
@@ -260,7 +260,7 @@ class Store:
         the driver gives them, read in ``session``'s transaction. A feed compares them with
         the keys of the VEVENTs it cached to find what changed."""
         return self._entry_keys_query.rows(
-            session.connection().connection, calendar_id=calendar_id
+            session.connection().connection, {"calendar_id": calendar_id}
         )
 
     def entries_by_id(self, session: Session, ids: Sequence[int]) -> Iterator[Entry]:
