@@ -30,6 +30,7 @@ from calendar_svc.errors import ConfigError
 from calendar_svc.validation import (
     Place,
     Table,
+    anything,
     boolean,
     clock_time,
     duration,
@@ -278,12 +279,12 @@ def parse_config(
     rem = section("reminders")
     routes = tuple(
         _route(Table(raw, rem.place.within(f"routes[{index}]")))
-        for index, raw in enumerate(rem.read("routes", list_of(table, "a list of tables"), []))
+        for index, raw in enumerate(rem.read("routes", list_of(anything, "a list of tables"), []))
     )
     reminders = RemindersConfig(**read_section(RemindersConfig, rem), routes=routes)
 
     display = DisplayConfig(**read_section(DisplayConfig, section("display")))
-    logging = LoggingConfig(**read_section(LoggingConfig, section("logging")))
+    log_config = LoggingConfig(**read_section(LoggingConfig, section("logging")))
 
     raw_notifiers = top.read("notifiers", table, {"console": {"type": "console"}})
     notifiers: dict[str, dict[str, Any]] = {}
@@ -315,7 +316,7 @@ def parse_config(
         feed=feed,
         reminders=reminders,
         display=display,
-        logging=logging,
+        logging=log_config,
         notifiers=notifiers,
     )
 
