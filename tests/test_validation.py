@@ -47,7 +47,7 @@ ENTRY = '[[entries]]\nuid = "e"\ntitle = "E"\nstart = 2025-09-02T10:00:00\n'
         (  # a value of the wrong type
             {"feed": {"port": "8080"}},
             {"type": "smtp", "host": "h", "from": "a@b.c", "to": ["d@e.f"], "port": "25"},
-            ENTRY + 'city = 5\n',
+            ENTRY + "city = 5\n",
             "expected {}, got {}",
         ),
         (  # a key nobody knows
@@ -69,7 +69,9 @@ def test_one_mistake_reads_the_same_in_all_three(
     config: dict[str, Any], notifier: dict[str, Any], schedule: str, words: str
 ) -> None:
     errors: list[LocatedError] = [
-        config_error(config), notifier_error(notifier), schedule_error(schedule),
+        config_error(config),
+        notifier_error(notifier),
+        schedule_error(schedule),
     ]
     for error in errors:
         assert error.exit_code == 2
