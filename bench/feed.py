@@ -42,6 +42,7 @@ from typing import Any
 
 import httpx
 
+from calendar_svc.importer import import_specs
 from calendar_svc.schedule_files import CalendarSpec, EntrySpec
 from calendar_svc.store import Store
 from calendar_svc.timezones import to_utc
@@ -170,7 +171,8 @@ BARE_APP = textwrap.dedent('''
 COLD_ICALENDAR = textwrap.dedent('''
     import json, sys, time
     from calendar_svc import ics
-    from calendar_svc.store import EntryFilter, Store
+    from calendar_svc.filters import EntryFilter
+    from calendar_svc.store import Store
     store = Store(sys.argv[1])
     calendar = store.get_calendar("bench")
     entries = store.entries(EntryFilter(calendar="bench"))
@@ -183,14 +185,16 @@ COLD_ICALENDAR = textwrap.dedent('''
 RERENDER = textwrap.dedent('''
     import json, statistics, sys, time
     from calendar_svc import ics
-    from calendar_svc.feed.cache import FeedCache
-    from calendar_svc.store import EntryFilter, Store
+    from calendar_svc.feed.cache import FeedCache, freeze_heap_once
+    from calendar_svc.filters import EntryFilter
+    from calendar_svc.store import Store
     store = Store(sys.argv[1])
     calendar = store.get_calendar("bench")
     cache = FeedCache(store, ics.FeedOptions())
     started = time.perf_counter()
     cache.render(calendar.id, EntryFilter())
     cold = time.perf_counter() - started
+    freeze_heap_once()  # as the feed server does after its first render
     times = []
     for i in range(int(sys.argv[2])):
         store.set_status(f"bench-{i * 7:05d}", "tentative", "bench")
@@ -281,7 +285,8 @@ def main() -> None:
         store = Store(db_url)
         store.migrate()
         started = time.perf_counter()
-        store.import_specs([make_spec(count)])
+        with store.write() as session:
+            import_specs(session, [make_spec(count)], now=store.clock())
         figures["import_s"] = time.perf_counter() - started
         token = store.get_calendar(SLUG).feed_token
         print(f"{count} entries imported in {figures['import_s']:.1f} s", flush=True)

@@ -151,7 +151,7 @@ def burst(db: Path, count: int) -> dict[str, Any]:
 
     from calendar_svc.config import parse_config
     from calendar_svc.models import Calendar, Entry
-    from calendar_svc.notifiers.base import Notifier, Reminder
+    from calendar_svc.notifiers import Notifier, Reminder
     from calendar_svc.reminders import repository as repo
     from calendar_svc.reminders.alarms import Alarms
     from calendar_svc.reminders.dispatcher import Dispatcher

@@ -6,9 +6,12 @@ The database URL can be overridden by ``--db URL`` or
 ``$CALENDAR_SVC_DATABASE_URL``. Relative paths (schedule globs, a relative
 SQLite file) resolve against the folder of the config file.
 
+The schema is declared once: each section is a dataclass below whose fields
+are its keys, with their defaults and readers (``validation.setting``).
 Every problem is one ``ConfigError`` naming the file and the dotted key.
-Notifier tables are checked for ``type`` here and for their own keys by the
-notifier class (``notifiers.base``), so a plugin owns its keys.
+A ``[notifiers.<name>]`` table is checked here for its ``type``
+(``channel_type``) and for its own keys by the notifier class, so a plugin
+owns its keys.
 """
 
 from __future__ import annotations
@@ -16,36 +19,91 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from calendar_svc.durations import parse_duration
 from calendar_svc.errors import ConfigError
-from calendar_svc.timezones import is_zone
+from calendar_svc.validation import (
+    Place,
+    Table,
+    anything,
+    boolean,
+    clock_time,
+    duration,
+    durations,
+    integer,
+    list_of,
+    mismatch,
+    one_of,
+    read_section,
+    setting,
+    strings,
+    table,
+    text,
+    then,
+    zone,
+)
 
 ENV_CONFIG = "CALENDAR_SVC_CONFIG"
 ENV_DATABASE_URL = "CALENDAR_SVC_DATABASE_URL"
 DEFAULT_LOCATIONS = (Path("config.toml"), Path("/etc/calendar-svc/config.toml"))
 
 
+def public_url(value: Any) -> str:
+    """``[feed] public_url``: an http(s) base URL that subscribers can reach (no trailing /)."""
+    url = text(value).rstrip("/")
+    if not re.match(r"^https?://", url):
+        raise ValueError(f"must start with http:// or https://, got {url!r}")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unbalanced or non-IPv6 [bracketed] host
+        raise ValueError(f"is not a valid URL ({exc}): {url!r}") from None
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"has an invalid port: {url!r}") from None
+    if not parts.hostname:
+        raise ValueError(f"has no host name: {url!r}")
+    if port == 0:
+        raise ValueError(
+            f"port 0 cannot be subscribed to, got {url!r}; give the port "
+            "subscribers reach (or none for 80/443)"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError(f"must be a base URL without ?query or #fragment, got {url!r}")
+    return url
+
+
+def _channels(value: Any) -> tuple[str, ...]:
+    return tuple(strings(value))
+
+
+def _some_channels(value: Any) -> tuple[str, ...]:
+    channels = _channels(value)
+    if not channels:
+        raise ValueError("a route needs at least one channel")
+    return channels
+
+
 @dataclass(frozen=True)
 class DatabaseConfig:
-    url: str
+    url: str = setting(text, "sqlite:///var/calendar-svc.sqlite3")
 
 
 @dataclass(frozen=True)
 class FeedConfig:
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    port: int = 8080
-    public_url: str = "http://127.0.0.1:8080"
-    domain: str = "calendar-svc.local"
-    refresh_interval: timedelta = timedelta(hours=1)
-    include_alarms: bool = True
+    enabled: bool = setting(boolean, True)
+    host: str = setting(text, "127.0.0.1")
+    port: int = setting(integer(0, 65535), 8080)
+    # When not given: http://127.0.0.1:<port> (parse_config derives it).
+    public_url: str = setting(public_url, "http://127.0.0.1:8080")
+    domain: str = setting(text, "calendar-svc.local")
+    refresh_interval: timedelta = setting(duration(positive=True), timedelta(hours=1))
+    include_alarms: bool = setting(boolean, True)
 
 
 @dataclass(frozen=True)
@@ -53,39 +111,40 @@ class Route:
     """Reminders of ``calendar`` (``*`` = any), optionally only of ``category``, go to
     ``channels``."""
 
-    calendar: str
-    category: str | None
-    channels: tuple[str, ...]
+    calendar: str = setting(text, "*")
+    category: str | None = setting(text, None)
+    channels: tuple[str, ...] = setting(_some_channels, ())
 
 
 @dataclass(frozen=True)
 class RemindersConfig:
-    enabled: bool = True
-    offsets: tuple[timedelta, ...] = (timedelta(hours=1), timedelta(minutes=15))
-    channels: tuple[str, ...] = ("console",)
+    enabled: bool = setting(boolean, True)
+    offsets: tuple[timedelta, ...] = setting(durations, (timedelta(hours=1), timedelta(minutes=15)))
+    channels: tuple[str, ...] = setting(_channels, ("console",))
+    # [[reminders.routes]]: read by parse_config, one table per route.
     routes: tuple[Route, ...] = ()
-    horizon: timedelta = timedelta(hours=6)
-    grace: timedelta = timedelta(minutes=10)
-    all_day_time: time = time(9, 0)
-    max_attempts: int = 8
-    retry_base: timedelta = timedelta(seconds=30)
-    retry_max: timedelta = timedelta(hours=1)
-    lease: timedelta = timedelta(minutes=5)
-    poll_interval: timedelta = timedelta(seconds=2)
-    rescan_interval: timedelta = timedelta(seconds=30)
-    stop_timeout: timedelta = timedelta(seconds=20)
+    horizon: timedelta = setting(duration(positive=True), timedelta(hours=6))
+    grace: timedelta = setting(duration(positive=True), timedelta(minutes=10))
+    all_day_time: time = setting(clock_time, time(9, 0))
+    max_attempts: int = setting(integer(minimum=1), 8)
+    retry_base: timedelta = setting(duration(positive=True), timedelta(seconds=30))
+    retry_max: timedelta = setting(duration(positive=True), timedelta(hours=1))
+    lease: timedelta = setting(duration(positive=True), timedelta(minutes=5))
+    poll_interval: timedelta = setting(duration(positive=True), timedelta(seconds=2))
+    rescan_interval: timedelta = setting(duration(positive=True), timedelta(seconds=30))
+    stop_timeout: timedelta = setting(duration(positive=True), timedelta(seconds=20))
 
 
 @dataclass(frozen=True)
 class DisplayConfig:
-    timezone: str | None = None
-    label: str | None = None
+    timezone: str | None = setting(zone, None)
+    label: str | None = setting(text, None)
 
 
 @dataclass(frozen=True)
 class LoggingConfig:
-    level: str = "info"
-    format: str = "text"
+    level: str = setting(one_of("debug", "info", "warning", "error", fold_case=True), "info")
+    format: str = setting(one_of("text", "json", fold_case=True), "text")
 
 
 @dataclass(frozen=True)
@@ -97,7 +156,7 @@ class Config:
     reminders: RemindersConfig = field(default_factory=RemindersConfig)
     display: DisplayConfig = field(default_factory=DisplayConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
-    # [notifiers.NAME] tables as written (minus nothing); validated by the notifier class.
+    # [notifiers.NAME] tables as written, ``type`` checked; validated by the notifier class.
     notifiers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
@@ -119,132 +178,19 @@ class Config:
         return list(found)
 
 
-# --- validation helpers -----------------------------------------------------------------
+def channel_type(name: str, channel: Mapping[str, Any], *, file: str | None = None) -> str:
+    """The notifier type of channel ``name``: the ``type`` of its table, a string.
 
-
-class _Reader:
-    """Walks one TOML table, converting values and naming the dotted key on error."""
-
-    def __init__(self, file: str, table: Mapping[str, Any], prefix: str):
-        self.file = file
-        self.table = dict(table)
-        self.prefix = prefix
-        self.seen: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.prefix}{name}"
-
-    def fail(self, name: str, message: str) -> ConfigError:
-        return ConfigError(message, file=self.file, key=self.key(name))
-
-    def get(self, name: str, kind: type | tuple[type, ...], default: Any) -> Any:
-        self.seen.add(name)
-        if name not in self.table:
-            return default
-        value = self.table[name]
-        if kind is int and isinstance(value, bool):
-            raise self.fail(name, f"expected an integer, got {value!r}")
-        if not isinstance(value, kind):
-            raise self.fail(name, f"expected {_kind_name(kind)}, got {_type_name(value)} {value!r}")
-        return value
-
-    def convert(self, name: str, default: Any, func: Callable[[Any], Any]) -> Any:
-        self.seen.add(name)
-        if name not in self.table:
-            return default
-        try:
-            return func(self.table[name])
-        except (ValueError, TypeError) as exc:
-            raise self.fail(name, str(exc)) from None
-
-    def duration(self, name: str, default: timedelta, *, positive: bool = True) -> timedelta:
-        value: timedelta = self.convert(name, default, parse_duration)
-        if positive and value <= timedelta(0):
-            raise self.fail(name, "must be longer than zero")
-        return value
-
-    def strings(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-        value = self.get(name, list, None)
-        if value is None:
-            return default
-        for item in value:
-            if not isinstance(item, str):
-                raise self.fail(name, f"expected a list of strings, found {item!r}")
-        return tuple(value)
-
-    def done(self) -> None:
-        unknown = sorted(set(self.table) - self.seen)
-        if unknown:
-            raise self.fail(
-                unknown[0],
-                f"unknown key (known keys here: {', '.join(sorted(self.seen))})",
-            )
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {
-        str: "a string",
-        int: "an integer",
-        bool: "true or false",
-        list: "a list",
-        dict: "a table",
-        float: "a number",
-    }
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def _type_name(value: Any) -> str:
-    return {
-        str: "string",
-        int: "integer",
-        bool: "boolean",
-        list: "list",
-        dict: "table",
-        float: "number",
-    }.get(type(value), type(value).__name__)
-
-
-def _zone(value: Any) -> str:
-    if not isinstance(value, str) or not is_zone(value):
-        from calendar_svc.timezones import get_zone
-
-        get_zone(str(value))  # raises with a suggestion
-    return str(value)
-
-
-def _clock_time(value: Any) -> time:
-    if isinstance(value, time):
-        return value
-    if isinstance(value, str) and re.fullmatch(r"\d{1,2}:\d{2}", value):
-        hours, minutes = (int(part) for part in value.split(":"))
-        return time(hours, minutes)
-    raise ValueError(f'expected a local time such as "09:00", got {value!r}')
-
-
-def _check_public_url(reader: _Reader, url: str) -> None:
-    """``[feed] public_url``: an http(s) base URL that subscribers can reach."""
-    if not re.match(r"^https?://", url):
-        raise reader.fail("public_url", f"must start with http:// or https://, got {url!r}")
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:  # e.g. an unbalanced or non-IPv6 [bracketed] host
-        raise reader.fail("public_url", f"is not a valid URL ({exc}): {url!r}") from None
-    try:
-        port = parts.port
-    except ValueError:
-        raise reader.fail("public_url", f"has an invalid port: {url!r}") from None
-    if not parts.hostname:
-        raise reader.fail("public_url", f"has no host name: {url!r}")
-    if port == 0:
-        raise reader.fail(
-            "public_url", f"port 0 cannot be subscribed to, got {url!r}; give the port "
-            "subscribers reach (or none for 80/443)"
-        )
-    if parts.query or parts.fragment:
-        raise reader.fail(
-            "public_url", f"must be a base URL without ?query or #fragment, got {url!r}"
-        )
+    The one check of it, for the config loader and the notifier registry alike;
+    whether a notifier of that type exists is the registry's question.
+    """
+    value = channel.get("type")
+    place = Place(ConfigError, file, f"notifiers.{name}")
+    if value is None:
+        raise place.fail("type", 'missing the notifier\'s type (e.g. type = "console")')
+    if not isinstance(value, str):
+        raise place.fail("type", str(mismatch("a string naming a notifier type", value)))
+    return value
 
 
 def _sqlite_url(url: str, base: Path) -> str:
@@ -256,9 +202,6 @@ def _sqlite_url(url: str, base: Path) -> str:
     path, _, query = rest.partition("?")
     resolved = (base / path).resolve()
     return f"{scheme}:///{resolved}" + (f"?{query}" if query else "")
-
-
-SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
 # --- loading -----------------------------------------------------------------------------
@@ -312,142 +255,77 @@ def load_config(
 def parse_config(
     data: Mapping[str, Any], *, path: Path | None, database_url: str | None = None
 ) -> Config:
+    """A ``Config`` from config.toml's parsed ``data``; ``database_url`` (``--db``) wins."""
     file = str(path) if path else "<config>"
     base = path.parent if path else Path.cwd()
-    top = _Reader(file, data, "")
+    place = Place(ConfigError, file)
+    top = Table(dict(data), place)
 
-    schedules = top.strings("schedules", ("schedules/*.toml",))
+    def section(name: str) -> Table[ConfigError]:
+        return Table(top.read(name, table, {}), place.within(name))
 
-    db = _Reader(file, top.get("database", dict, {}), "database.")
-    url = db.get("url", str, "sqlite:///var/calendar-svc.sqlite3")
-    db.done()
-    url = _sqlite_url(database_url, Path.cwd()) if database_url else _sqlite_url(url, base)
+    schedules = top.read("schedules", then(strings, tuple), ("schedules/*.toml",))
 
-    feed_r = _Reader(file, top.get("feed", dict, {}), "feed.")
-    d_feed = FeedConfig()
-    port = feed_r.get("port", int, d_feed.port)
-    if not 0 <= port <= 65535:
-        raise feed_r.fail("port", f"must be between 0 and 65535, got {port}")
-    feed = FeedConfig(
-        enabled=feed_r.get("enabled", bool, d_feed.enabled),
-        host=feed_r.get("host", str, d_feed.host),
-        port=port,
-        public_url=feed_r.get("public_url", str, f"http://127.0.0.1:{port}").rstrip("/"),
-        domain=feed_r.get("domain", str, d_feed.domain),
-        refresh_interval=feed_r.duration("refresh_interval", d_feed.refresh_interval),
-        include_alarms=feed_r.get("include_alarms", bool, d_feed.include_alarms),
+    database = DatabaseConfig(**read_section(DatabaseConfig, section("database")))
+    url = (
+        _sqlite_url(database_url, Path.cwd()) if database_url else _sqlite_url(database.url, base)
     )
-    if "public_url" in feed_r.table:
-        _check_public_url(feed_r, feed.public_url)
-    feed_r.done()
 
-    rem_r = _Reader(file, top.get("reminders", dict, {}), "reminders.")
-    d_rem = RemindersConfig()
-    offsets = rem_r.convert("offsets", d_rem.offsets, lambda v: _offsets(v))
-    routes = tuple(_route(file, i, table) for i, table in enumerate(rem_r.get("routes", list, [])))
-    max_attempts = rem_r.get("max_attempts", int, d_rem.max_attempts)
-    if max_attempts < 1:
-        raise rem_r.fail("max_attempts", "must be at least 1")
-    reminders = RemindersConfig(
-        enabled=rem_r.get("enabled", bool, d_rem.enabled),
-        offsets=offsets,
-        channels=rem_r.strings("channels", d_rem.channels),
-        routes=routes,
-        horizon=rem_r.duration("horizon", d_rem.horizon),
-        grace=rem_r.duration("grace", d_rem.grace),
-        all_day_time=rem_r.convert("all_day_time", d_rem.all_day_time, _clock_time),
-        max_attempts=max_attempts,
-        retry_base=rem_r.duration("retry_base", d_rem.retry_base),
-        retry_max=rem_r.duration("retry_max", d_rem.retry_max),
-        lease=rem_r.duration("lease", d_rem.lease),
-        poll_interval=rem_r.duration("poll_interval", d_rem.poll_interval),
-        rescan_interval=rem_r.duration("rescan_interval", d_rem.rescan_interval),
-        stop_timeout=rem_r.duration("stop_timeout", d_rem.stop_timeout),
+    feed_values = read_section(FeedConfig, section("feed"))
+    port = feed_values.get("port", FeedConfig.port)
+    feed_values.setdefault("public_url", f"http://127.0.0.1:{port}")
+    feed = FeedConfig(**feed_values)
+
+    rem = section("reminders")
+    routes = tuple(
+        _route(Table(raw, rem.place.within(f"routes[{index}]")))
+        for index, raw in enumerate(rem.read("routes", list_of(anything, "a list of tables"), []))
     )
-    rem_r.done()
+    reminders = RemindersConfig(**read_section(RemindersConfig, rem), routes=routes)
 
-    disp_r = _Reader(file, top.get("display", dict, {}), "display.")
-    display = DisplayConfig(
-        timezone=disp_r.convert("timezone", None, _zone),
-        label=disp_r.get("label", str, None),
-    )
-    disp_r.done()
+    display = DisplayConfig(**read_section(DisplayConfig, section("display")))
+    log_config = LoggingConfig(**read_section(LoggingConfig, section("logging")))
 
-    log_r = _Reader(file, top.get("logging", dict, {}), "logging.")
-    level = log_r.get("level", str, "info").lower()
-    if level not in ("debug", "info", "warning", "error"):
-        raise log_r.fail("level", f"expected debug, info, warning or error, got {level!r}")
-    fmt = log_r.get("format", str, "text").lower()
-    if fmt not in ("text", "json"):
-        raise log_r.fail("format", f'expected "text" or "json", got {fmt!r}')
-    log_r.done()
-
-    notifiers_raw = top.get("notifiers", dict, {"console": {"type": "console"}})
+    raw_notifiers = top.read("notifiers", table, {"console": {"type": "console"}})
     notifiers: dict[str, dict[str, Any]] = {}
-    for name, table in notifiers_raw.items():
-        if not isinstance(table, dict):
-            raise ConfigError("expected a table", file=file, key=f"notifiers.{name}")
-        if "type" not in table:
-            raise ConfigError(
-                'missing the notifier\'s type (e.g. type = "console")',
-                file=file,
-                key=f"notifiers.{name}.type",
-            )
-        if not isinstance(table["type"], str):
-            raise ConfigError(
-                f"expected a string naming a notifier type, got {table['type']!r}",
-                file=file,
-                key=f"notifiers.{name}.type",
-            )
-        notifiers[name] = dict(table)
+    for name, raw in raw_notifiers.items():
+        channel = Table(raw, place.within(f"notifiers.{name}")).values
+        channel_type(name, channel, file=file)
+        notifiers[name] = dict(channel)
     top.done()
 
-    for channel in reminders.channels:
-        if channel not in notifiers:
-            raise ConfigError(
-                f"channel {channel!r} has no [notifiers.{channel}] table "
-                f"(configured: {', '.join(sorted(notifiers)) or 'none'})",
-                file=file,
-                key="reminders.channels",
+    configured = ", ".join(sorted(notifiers)) or "none"
+    for channel_name in reminders.channels:
+        if channel_name not in notifiers:
+            raise place.within("reminders").fail(
+                "channels",
+                f"channel {channel_name!r} has no [notifiers.{channel_name}] table "
+                f"(configured: {configured})",
             )
-    for i, route in enumerate(reminders.routes):
-        for channel in route.channels:
-            if channel not in notifiers:
-                raise ConfigError(
-                    f"channel {channel!r} has no [notifiers.{channel}] table",
-                    file=file,
-                    key=f"reminders.routes[{i}].channels",
+    for index, route in enumerate(reminders.routes):
+        for channel_name in route.channels:
+            if channel_name not in notifiers:
+                raise place.within(f"reminders.routes[{index}]").fail(
+                    "channels", f"channel {channel_name!r} has no [notifiers.{channel_name}] table"
                 )
 
     return Config(
         path=path,
-        schedules=tuple(schedules),
+        schedules=schedules,
         database=DatabaseConfig(url=url),
         feed=feed,
         reminders=reminders,
         display=display,
-        logging=LoggingConfig(level=level, format=fmt),
+        logging=log_config,
         notifiers=notifiers,
     )
 
 
-def _offsets(value: Any) -> tuple[timedelta, ...]:
-    if not isinstance(value, list):
-        raise ValueError(f"expected a list of ISO 8601 durations, got {value!r}")
-    return tuple(parse_duration(item) for item in value)
-
-
-def _route(file: str, index: int, table: Any) -> Route:
-    reader = _Reader(file, table if isinstance(table, dict) else {}, f"reminders.routes[{index}].")
-    if not isinstance(table, dict):
-        raise ConfigError("expected a table", file=file, key=f"reminders.routes[{index}]")
-    calendar = reader.get("calendar", str, "*")
-    category = reader.get("category", str, None)
-    channels = reader.strings("channels", ())
-    if not channels:
-        raise reader.fail("channels", "a route needs at least one channel")
-    reader.done()
-    return Route(calendar=calendar, category=category, channels=channels)
+def _route(route: Table[ConfigError]) -> Route:
+    values = read_section(Route, route)
+    if "channels" not in values:
+        raise route.fail("channels", "a route needs at least one channel")
+    return Route(**values)
 
 
 def default_config(database_url: str) -> Config:

@@ -58,6 +58,7 @@ from calendar_svc.events import (
     ScheduleImportFailed,
 )
 from calendar_svc.feed.server import FeedServer
+from calendar_svc.importer import import_specs
 from calendar_svc.logs import log_event, setup_logging
 from calendar_svc.notifiers import Notifier, build_notifiers, close_all
 from calendar_svc.observers import Observers
@@ -380,7 +381,9 @@ class Daemon:
     def _import_schedules(self, files: list[Path]) -> None:
         for path in files:
             try:
-                report = self.store.import_specs([load_file(path)])
+                spec = load_file(path)
+                with self.store.write(what="the import") as session:
+                    report = import_specs(session, [spec], now=self.store.clock())
             except CalendarSvcError as exc:
                 bad_file = isinstance(exc, InputError)
                 self.events.emit(

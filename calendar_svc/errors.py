@@ -3,15 +3,16 @@
 The hierarchy::
 
     CalendarSvcError                 base of everything below
-    ├── ConfigError                  config.toml is wrong (names the file and the key)
-    │   └── TzDatabaseError          the tz database folder, or a TZif file in it, is unusable
-    ├── InputError                   a schedule file or CLI argument is wrong
-    │   │                            (names the file, the entry and the field)
-    │   └── TimeInputError           a wall time that cannot be turned into an instant
-    │       ├── UnknownTimezoneError     not an IANA zone name (e.g. America/Quito)
-    │       ├── NonexistentTimeError     falls in a DST gap
-    │       ├── AmbiguousTimeError       falls in a DST fold and no ``fold`` was given
-    │       └── TimeRangeError           a year the time-zone rules are not computed for
+    ├── LocatedError                 something a person wrote is wrong; says where
+    │   ├── ConfigError              config.toml is wrong (names the file and the dotted key)
+    │   │   └── TzDatabaseError      the tz database folder, or a TZif file in it, is unusable
+    │   └── InputError               a schedule file or CLI argument is wrong
+    │       │                        (names the file, the entry and the field)
+    │       └── TimeInputError       a wall time that cannot be turned into an instant
+    │           ├── UnknownTimezoneError     not an IANA zone name (e.g. America/Quito)
+    │           ├── NonexistentTimeError     falls in a DST gap
+    │           ├── AmbiguousTimeError       falls in a DST fold and no ``fold`` was given
+    │           └── TimeRangeError           a year the time-zone rules are not computed for
     ├── StoreError                   the database refused or is in a bad state
     │   ├── NotFoundError            no such calendar / entry
     │   └── AlreadyRunningError      a second daemon on one SQLite file
@@ -22,7 +23,8 @@ The hierarchy::
 
 The CLI turns any ``CalendarSvcError`` into one line on stderr and an exit code
 (2 for bad input or config, 1 for everything else); anything else is a bug and
-keeps its traceback.
+keeps its traceback. ``validation.Place`` builds the located errors of config,
+notifier tables and schedule files alike.
 """
 
 from __future__ import annotations
@@ -34,28 +36,13 @@ class CalendarSvcError(Exception):
     exit_code = 1
 
 
-class ConfigError(CalendarSvcError):
-    """The configuration is invalid. The message names the file and the key."""
+class LocatedError(CalendarSvcError):
+    """Something a person wrote is wrong, and the message says where.
 
-    exit_code = 2
-
-    def __init__(self, message: str, *, file: str | None = None, key: str | None = None):
-        self.file = file
-        self.key = key
-        where = ": ".join(part for part in (file, key) if part)
-        super().__init__(f"{where}: {message}" if where else message)
-        self.detail = message
-
-
-class TzDatabaseError(ConfigError):
-    """The tz database folder is missing or unreadable, or holds a file that is not TZif."""
-
-
-class InputError(CalendarSvcError, ValueError):
-    """Bad user input: a schedule file, an entry field or a CLI argument.
-
-    ``file``, ``entry`` and ``field`` say where; the message reads
-    ``FILE: entry UID: field FIELD: what is wrong``.
+    ``file`` is the file, ``location`` where in it (a dotted table such as
+    ``notifiers.phone``, or a schedule entry), ``field`` the key there, and
+    ``detail`` what is wrong, alone. ``str()`` joins what is known,
+    ``FILE: WHERE: detail``, each subclass spelling WHERE its own way.
     """
 
     exit_code = 2
@@ -65,38 +52,91 @@ class InputError(CalendarSvcError, ValueError):
         message: str,
         *,
         file: str | None = None,
-        entry: str | None = None,
+        location: str | None = None,
         field: str | None = None,
     ):
         self.detail = message
         self.file = file
-        self.entry = entry
+        self.location = location
         self.field = field
         super().__init__(self._compose())
 
-    def _compose(self) -> str:
-        parts = []
-        if self.file:
-            parts.append(self.file)
-        if self.entry:
-            parts.append(f"entry {self.entry}")
-        if self.field:
-            parts.append(f"field {self.field!r}")
-        parts.append(self.detail)
-        return ": ".join(parts)
+    def _where(self) -> list[str]:
+        return [part for part in (self.location, self.field) if part]
 
-    def located(
-        self, *, file: str | None = None, entry: str | None = None, field: str | None = None
-    ) -> InputError:
-        """Fill in location details that the raiser could not know."""
-        self.file = self.file or file
-        self.entry = self.entry or entry
-        self.field = self.field or field
-        self.args = (self._compose(),)
-        return self
+    def _compose(self) -> str:
+        return ": ".join([*([self.file] if self.file else []), *self._where(), self.detail])
 
     def __str__(self) -> str:
         return self._compose()
+
+
+class ConfigError(LocatedError):
+    """The configuration is invalid: ``FILE: notifiers.phone.topic: what is wrong``.
+
+    Where is given as ``location`` (the table) and ``field``, or as the whole
+    dotted ``key``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        location: str | None = None,
+        field: str | None = None,
+        key: str | None = None,
+    ):
+        if key is not None:
+            table, _, name = key.rpartition(".")
+            location, field = table or None, name
+        super().__init__(message, file=file, location=location, field=field)
+
+    @property
+    def key(self) -> str | None:
+        """The dotted key: location and field (``feed.port``, ``notifiers.phone.topic``)."""
+        return ".".join(part for part in (self.location, self.field) if part) or None
+
+    def _where(self) -> list[str]:
+        return [self.key] if self.key else []
+
+
+class TzDatabaseError(ConfigError):
+    """The tz database folder is missing or unreadable, or holds a file that is not TZif."""
+
+
+class InputError(LocatedError, ValueError):
+    """Bad user input: a schedule file, an entry field or a CLI argument.
+
+    ``location`` (also given as ``entry``) is the entry: its uid, or ``#N`` when
+    the uid is the problem. The message reads ``FILE: entry UID: field FIELD:
+    what is wrong``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        location: str | None = None,
+        field: str | None = None,
+        entry: str | None = None,
+    ):
+        super().__init__(
+            message, file=file, location=entry if entry is not None else location, field=field
+        )
+
+    @property
+    def entry(self) -> str | None:
+        return self.location
+
+    def _where(self) -> list[str]:
+        parts = []
+        if self.location:
+            parts.append(f"entry {self.location}")
+        if self.field:
+            parts.append(f"field {self.field!r}")
+        return parts
 
 
 class TimeInputError(InputError):

@@ -1,15 +1,24 @@
 """Which entries a listing, an export or a feed URL asks for. Pure.
 
-One parser serves the CLI (``--from``) and the feed's query (``?from=``), so a
-filter means the same everywhere; ``store.entries`` applies it.
+One parser serves the CLI (``--from``) and the feed's query (``?from=``), and
+one predicate (``matches``) decides whether an entry is in, so a filter means
+the same everywhere. ``store.entries`` narrows the rows in SQL first (by a
+margin wide enough for any zone) and then keeps those ``matches`` accepts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
+from typing import Protocol
 
 from calendar_svc.errors import InputError
+from calendar_svc.recurrence import Recurring, occurrences
+from calendar_svc.timezones import day_start_utc
+
+# How far ahead a recurring entry is searched for an occurrence when the filter has
+# no end day: ten years.
+_OPEN_END = timedelta(days=3660)
 
 
 @dataclass
@@ -60,3 +69,50 @@ def parse_filter(
         start=start,
         end=end,
     )
+
+
+class Filterable(Recurring, Protocol):
+    """What the filter reads of an entry (``models.Entry`` has it all)."""
+
+    @property
+    def city(self) -> str: ...
+
+    @property
+    def categories(self) -> list[str]: ...
+
+    @property
+    def end_utc(self) -> datetime: ...
+
+
+def next_day(day: date) -> date:
+    return day + timedelta(days=1)
+
+
+def matches(entry: Filterable, flt: EntryFilter) -> bool:
+    """Whether ``flt`` asks for ``entry`` (calendar and status aside: the SQL checks those)."""
+    # casefold in Python: SQLite's lower() only folds ASCII ("Łódź" would never match).
+    if flt.city and (entry.city or "").casefold() != flt.city.casefold():
+        return False
+    if flt.category and flt.category.lower() not in {c.lower() for c in entry.categories or []}:
+        return False
+    if entry.rrule and (flt.start or flt.end):
+        return _recurs_within(entry, flt)
+    if flt.start:
+        day_start = day_start_utc(flt.start, entry.start_tz)
+        # An instantaneous entry at exactly the boundary still belongs to that day.
+        instant_at_start = entry.end_utc == entry.start_utc == day_start
+        if entry.end_utc <= day_start and not instant_at_start:
+            return False
+    return not (flt.end and entry.start_utc >= day_start_utc(next_day(flt.end), entry.start_tz))
+
+
+def _recurs_within(entry: Filterable, flt: EntryFilter) -> bool:
+    """Whether any occurrence of a recurring entry overlaps the filter's days."""
+    length = entry.end_utc - entry.start_utc
+    lower = day_start_utc(flt.start, entry.start_tz) - length if flt.start else entry.start_utc
+    upper = (
+        day_start_utc(next_day(flt.end), entry.start_tz) - timedelta(microseconds=1)
+        if flt.end
+        else lower + _OPEN_END
+    )
+    return any(True for _ in occurrences(entry, max(lower, entry.start_utc), upper))

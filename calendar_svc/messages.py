@@ -12,7 +12,7 @@ down) reads ``Late: Bilateral meeting with President Claudia Sheinbaum
 true; all-day entries show their date only. Dates are spelled in English
 whatever the process locale, so a message does not change with the host it is
 sent from. The variables a channel's own templates may use are listed in
-``notifiers.base.TEMPLATE_VARIABLES``.
+``notifiers.reminder.TEMPLATE_VARIABLES``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Protocol
 
 from calendar_svc.config import DisplayConfig
 from calendar_svc.durations import humanize
-from calendar_svc.notifiers.base import Reminder, ReminderEntry
+from calendar_svc.notifiers.reminder import Reminder, ReminderEntry
 from calendar_svc.timezones import abbreviation, iso_utc, time_text, to_local, utc_offset_text
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

@@ -30,11 +30,13 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+from calendar_svc import validation
 from calendar_svc.durations import format_duration, parse_duration
 from calendar_svc.errors import InputError
 from calendar_svc.ics import clean_text
 from calendar_svc.models import EntryStatus
-from calendar_svc.timezones import day_start_utc, ensure_utc, get_zone, to_utc, wall_time
+from calendar_svc.timezones import day_start_utc, ensure_utc, to_utc, wall_time
+from calendar_svc.validation import Place, Table, matching, text
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 UID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$")
@@ -122,7 +124,9 @@ def load_file(path: str | Path) -> CalendarSpec:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         entry, key = _locate_toml_error(text, str(exc))
-        raise InputError(f"TOML syntax error: {exc}", file=name, entry=entry, field=key) from None
+        raise InputError(
+            f"TOML syntax error: {exc}", file=name, entry=entry, field=key
+        ) from None
     return parse_schedule(data, source=name)
 
 
@@ -153,42 +157,35 @@ def _locate_toml_error(text: str, message: str) -> tuple[str | None, str | None]
 
 
 def parse_schedule(data: dict[str, Any], *, source: str) -> CalendarSpec:
+    """Validate one schedule file's parsed TOML; every mistake is one InputError saying where."""
+    top = Table(data, Place(InputError, source))
     unknown = sorted(set(data) - {"calendar", "entries"})
     if unknown:
-        raise InputError(
-            f"unknown top-level key {unknown[0]!r} (expected [calendar] and [[entries]])",
-            file=source,
+        raise top.fail(
+            None, f"unknown top-level key {unknown[0]!r} (expected [calendar] and [[entries]])"
         )
-    cal = data.get("calendar")
-    if not isinstance(cal, dict):
-        raise InputError("missing the [calendar] table (slug, name, timezone)", file=source)
-
-    def cal_fail(key: str, message: str) -> InputError:
-        return InputError(message, file=source, field=f"calendar.{key}")
-
-    for key in sorted(set(cal) - CALENDAR_KEYS):
-        raise cal_fail(key, f"unknown key (known: {', '.join(sorted(CALENDAR_KEYS))})")
-    slug = cal.get("slug")
-    if not isinstance(slug, str) or not SLUG_RE.match(slug):
-        raise cal_fail(
-            "slug",
-            f"must be lowercase letters, digits and dashes (e.g. 'rubio-2025-09'), got {slug!r}",
-        )
-    cal_name = _text(cal, "name", required=True, fail=cal_fail)
-    zone = cal.get("timezone")
-    if not isinstance(zone, str):
-        raise cal_fail(
-            "timezone", "required: the IANA zone of the entries, e.g. 'America/Mexico_City'"
-        )
-    try:
-        get_zone(zone)
-    except InputError as exc:
-        raise cal_fail("timezone", exc.detail) from None
-    reminders = _offsets(cal.get("reminders"), lambda m: cal_fail("reminders", m))
+    if not isinstance(data.get("calendar"), dict):
+        raise top.fail(None, "missing the [calendar] table (slug, name, timezone)")
+    cal = Table(data["calendar"], Place(InputError, source, prefix="calendar."))
+    cal.done(also=CALENDAR_KEYS)
+    slug = cal.read(
+        "slug",
+        matching(SLUG_RE, "lowercase letters, digits and dashes (e.g. 'rubio-2025-09')"),
+        None,
+    )
+    if slug is None:
+        raise cal.fail("slug", "required, and missing (e.g. slug = 'rubio-2025-09')")
+    name = cal.read("name", _visible_text)
+    zone = cal.read(
+        "timezone",
+        validation.zone,
+        hint=" (the IANA zone of the entries, e.g. 'America/Mexico_City')",
+    )
+    reminders = cal.read("reminders", _offsets, None)
 
     raw_entries = data.get("entries", [])
     if not isinstance(raw_entries, list):
-        raise InputError("`entries` must be an array of tables ([[entries]])", file=source)
+        raise top.fail(None, "`entries` must be an array of tables ([[entries]])")
     seen: dict[str, int] = {}
     entries = []
     for index, raw in enumerate(raw_entries, start=1):
@@ -206,110 +203,125 @@ def parse_schedule(data: dict[str, Any], *, source: str) -> CalendarSpec:
     return CalendarSpec(
         source=source,
         slug=slug,
-        name=cal_name,
+        name=name,
         timezone=zone,
-        description=_text(cal, "description", fail=cal_fail),
+        description=cal.read("description", text, ""),
         reminders=reminders,
         entries=tuple(entries),
     )
 
 
-def _text(table: dict[str, Any], key: str, *, required: bool = False, fail: Any) -> str:
-    value = table.get(key)
-    if value is None:
-        if required:
-            raise fail(key, "required, and missing")
-        return ""
-    if not isinstance(value, str):
-        raise fail(key, f"expected a string, got {value!r}")
-    # What a feed drops (control characters) does not count: it would show nothing.
-    if required and not clean_text(value).strip():
-        raise fail(key, "must not be empty")
-    return value
+# --- readers of entry fields -------------------------------------------------------------------
 
 
-def _offsets(value: Any, fail: Any) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    if not isinstance(value, list):
-        raise fail(f'expected a list of ISO 8601 durations such as ["PT1H"], got {value!r}')
-    out = []
-    for item in value:
-        try:
-            out.append(format_duration(parse_duration(item)))
-        except ValueError as exc:
-            raise fail(str(exc)) from None
-    return tuple(sorted(set(out), key=lambda s: parse_duration(s), reverse=True))
+def _visible_text(value: Any) -> str:
+    """Text with something a feed would show: control characters, which it drops, do not count."""
+    if not clean_text(text(value)).strip():
+        raise ValueError("must not be empty")
+    return str(value)
+
+
+def _offsets(value: Any) -> tuple[str, ...]:
+    """Reminder offsets as canonical ISO 8601 strings, largest first, without repeats."""
+    parsed = validation.durations(value)
+    canonical = {format_duration(offset) for offset in parsed}
+    return tuple(sorted(canonical, key=parse_duration, reverse=True))
+
+
+def _fold(value: Any) -> int:
+    if isinstance(value, bool) or value not in (0, 1):
+        raise ValueError(
+            f"must be 0 (first occurrence / offset before the change) or 1, got {value!r}"
+        )
+    return int(value)
+
+
+def _geo(value: Any) -> tuple[float, float]:
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(g, int | float) and not isinstance(g, bool) for g in value)
+        or not (-90 <= value[0] <= 90 and -180 <= value[1] <= 180)
+    ):
+        raise ValueError(f"expected [latitude, longitude] in degrees, got {value!r}")
+    return float(value[0]), float(value[1])
+
+
+def _url(value: Any) -> str:
+    url = text(value)
+    if url and not re.match(r"^https?://\S+$", url):
+        raise ValueError(f"expected an http(s) URL, got {url!r}")
+    return url
+
+
+def _rrule(value: Any) -> str:
+    from icalendar import vRecur
+
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(
+            f"expected an RFC 5545 RRULE such as 'FREQ=DAILY;COUNT=3', got {value!r}"
+        )
+    rule = value.strip().removeprefix("RRULE:")
+    try:
+        parsed = vRecur.from_ical(rule)
+    except ValueError as exc:
+        raise ValueError(f"not a valid RRULE: {exc}") from None
+    if "FREQ" not in parsed:
+        raise ValueError("an RRULE needs FREQ (e.g. FREQ=DAILY;COUNT=3)")
+    return rule
+
+
+_categories = validation.then(
+    validation.list_of(validation.nonblank, "a list of non-empty strings"),
+    lambda items: tuple(item.strip() for item in items),
+)
+
+
+# --- entries ---------------------------------------------------------------------------------
 
 
 def _entry(raw: Any, *, index: int, source: str, default_zone: str) -> EntrySpec:
-    label = f"#{index}"
-    if not isinstance(raw, dict):
-        raise InputError("expected a table", file=source, entry=label)
-    uid = raw.get("uid")
-    if uid is None:
-        raise InputError("required, and missing", file=source, entry=label, field="uid")
-    if not isinstance(uid, str) or not UID_RE.match(uid):
-        raise InputError(
-            f"must be letters, digits and . _ : @ + - (no spaces), got {uid!r}",
-            file=source,
-            entry=label,
-            field="uid",
-        )
-    label = uid
+    entry = Table(raw, Place(InputError, source, location=f"#{index}"))
+    uid = entry.read("uid", matching(UID_RE, "letters, digits and . _ : @ + - (no spaces)"))
+    # From here on the entry is called by its uid.
+    entry = Table(raw, Place(InputError, source, location=uid))
+    entry.done(also=ENTRY_KEYS)
+    title = entry.read("title", _visible_text)
 
-    def fail(key: str, message: str) -> InputError:
-        return InputError(message, file=source, entry=label, field=key)
-
-    for key in sorted(set(raw) - ENTRY_KEYS):
-        raise fail(key, f"unknown key (known: {', '.join(sorted(ENTRY_KEYS))})")
-    title = _text(raw, "title", required=True, fail=fail)
-
-    zone: str = raw.get("timezone", default_zone)
-    end_zone: str = raw.get("end_timezone", zone)
-    for key, value in (("timezone", zone), ("end_timezone", end_zone)):
-        if not isinstance(value, str):
-            raise fail(key, f"expected an IANA zone name, got {value!r}")
-        try:
-            get_zone(value)
-        except InputError as exc:
-            raise fail(key, exc.detail) from None
-
-    fold = _fold(raw, "fold", fail)
-    end_fold = _fold(raw, "end_fold", fail)
-    if "start" not in raw:
-        raise fail("start", "required, and missing (e.g. start = 2025-09-02T10:00:00)")
-    start = raw["start"]
+    zone: str = entry.read("timezone", validation.zone, default_zone)
+    end_zone: str = entry.read("end_timezone", validation.zone, zone)
+    fold = entry.read("fold", _fold, None)
+    end_fold = entry.read("end_fold", _fold, None)
+    start = entry.read("start", validation.anything, hint=" (e.g. start = 2025-09-02T10:00:00)")
     end = raw.get("end")
     if "end" in raw and "duration" in raw:
-        raise fail("duration", "give either end or duration, not both")
+        raise entry.fail("duration", "give either end or duration, not both")
 
     if isinstance(start, date) and not isinstance(start, datetime):
-        return _all_day(raw, uid, title, start, end, zone, fail)
+        return _all_day(entry, uid, title, start, end, zone)
     if isinstance(start, time):
-        raise fail("start", "a time without a date; write e.g. 2025-09-02T10:00:00")
+        raise entry.fail("start", "a time without a date; write e.g. 2025-09-02T10:00:00")
     if not isinstance(start, datetime):
-        raise fail("start", f"expected a TOML date-time such as 2025-09-02T10:00:00, got {start!r}")
-    start_local, start_utc, fold = _wall(start, zone, fold, "start", fail)
+        raise entry.fail(
+            "start", f"expected a TOML date-time such as 2025-09-02T10:00:00, got {start!r}"
+        )
+    start_local, start_utc, fold = _wall(entry, start, zone, fold, "start")
 
     if "duration" in raw:
-        try:
-            length = parse_duration(raw["duration"])
-        except ValueError as exc:
-            raise fail("duration", str(exc)) from None
+        length = entry.read("duration", validation.duration())
         end_utc = start_utc + length
         end_local, end_fold = wall_time(end_utc, end_zone)
     elif end is None:
-        end_local, end_utc, end_fold = start_local, start_utc, None
+        end_utc = start_utc
         end_local, end_fold = wall_time(start_utc, end_zone)
     else:
         if isinstance(end, date) and not isinstance(end, datetime):
-            raise fail("end", "a date, but start is a date-time; give a date-time")
+            raise entry.fail("end", "a date, but start is a date-time; give a date-time")
         if not isinstance(end, datetime):
-            raise fail("end", f"expected a TOML date-time, got {end!r}")
-        end_local, end_utc, end_fold = _wall(end, end_zone, end_fold, "end", fail)
+            raise entry.fail("end", f"expected a TOML date-time, got {end!r}")
+        end_local, end_utc, end_fold = _wall(entry, end, end_zone, end_fold, "end")
     if end_utc < start_utc:
-        raise fail(
+        raise entry.fail(
             "end",
             f"ends before it starts ({end_local:%Y-%m-%d %H:%M} {end_zone} is before "
             f"{start_local:%Y-%m-%d %H:%M} {zone})",
@@ -326,23 +338,12 @@ def _entry(raw: Any, *, index: int, source: str, default_zone: str) -> EntrySpec
         end_fold=end_fold,
         start_utc=start_utc,
         end_utc=end_utc,
-        **_common(raw, fail),
+        **_common(entry),
     )
 
 
-def _fold(raw: dict[str, Any], key: str, fail: Any) -> int | None:
-    value = raw.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or value not in (0, 1):
-        raise fail(
-            key, f"must be 0 (first occurrence / offset before the change) or 1, got {value!r}"
-        )
-    return int(value)
-
-
 def _wall(
-    value: datetime, zone: str, fold: int | None, key: str, fail: Any
+    entry: Table[InputError], value: datetime, zone: str, fold: int | None, key: str
 ) -> tuple[datetime, datetime, int | None]:
     """(wall time, UTC instant, fold) of a TOML date-time in ``zone``."""
     if value.tzinfo is not None:
@@ -354,29 +355,28 @@ def _wall(
     try:
         instant = to_utc(naive, zone, fold)
     except InputError as exc:
-        raise fail(key, exc.detail) from None
+        raise entry.fail(key, exc.detail) from None
     return naive, instant, fold
 
 
 def _all_day(
-    raw: dict[str, Any], uid: str, title: str, start: date, end: Any, zone: str, fail: Any
+    entry: Table[InputError], uid: str, title: str, start: date, end: Any, zone: str
 ) -> EntrySpec:
-    if "end_timezone" in raw and raw["end_timezone"] != zone:
-        raise fail("end_timezone", "all-day entries have one zone")
-    if "duration" in raw:
-        try:
-            length = parse_duration(raw["duration"])
-        except ValueError as exc:
-            raise fail("duration", str(exc)) from None
+    if "end_timezone" in entry and entry.values["end_timezone"] != zone:
+        raise entry.fail("end_timezone", "all-day entries have one zone")
+    if "duration" in entry:
+        length = entry.read("duration", validation.duration())
         if length.seconds or length.days < 1:
-            raise fail("duration", "an all-day entry lasts whole days (P1D, P2D, ...)")
+            raise entry.fail("duration", "an all-day entry lasts whole days (P1D, P2D, ...)")
         end = start + timedelta(days=length.days - 1)
     elif end is None:
         end = start
     elif isinstance(end, datetime) or not isinstance(end, date):
-        raise fail("end", "start is a date (all-day), so end must be a date too (the last day)")
+        raise entry.fail(
+            "end", "start is a date (all-day), so end must be a date too (the last day)"
+        )
     if end < start:
-        raise fail("end", f"last day {end} is before the first day {start}")
+        raise entry.fail("end", f"last day {end} is before the first day {start}")
     return EntrySpec(
         uid=uid,
         title=title,
@@ -389,66 +389,26 @@ def _all_day(
         end_fold=None,
         start_utc=day_start_utc(start, zone),
         end_utc=day_start_utc(end + timedelta(days=1), zone),
-        **_common(raw, fail),
+        **_common(entry),
     )
 
 
-def _common(raw: dict[str, Any], fail: Any) -> dict[str, Any]:
-    status = raw.get("status", EntryStatus.CONFIRMED)
-    if status not in STATUSES:
-        raise fail("status", f"expected one of {', '.join(STATUSES)}, got {status!r}")
-    transparency = raw.get("transparency", "opaque")
-    if transparency not in ("opaque", "transparent"):
-        raise fail("transparency", f"expected opaque or transparent, got {transparency!r}")
-    categories = raw.get("categories", [])
-    if not isinstance(categories, list) or not all(
-        isinstance(c, str) and c.strip() for c in categories
-    ):
-        raise fail("categories", f"expected a list of non-empty strings, got {categories!r}")
-    geo = raw.get("geo")
-    lat = lon = None
-    if geo is not None:
-        if (
-            not isinstance(geo, list)
-            or len(geo) != 2
-            or not all(isinstance(g, int | float) and not isinstance(g, bool) for g in geo)
-            or not (-90 <= geo[0] <= 90 and -180 <= geo[1] <= 180)
-        ):
-            raise fail("geo", f"expected [latitude, longitude] in degrees, got {geo!r}")
-        lat, lon = float(geo[0]), float(geo[1])
-    url = _text(raw, "url", fail=fail)
-    if url and not re.match(r"^https?://\S+$", url):
-        raise fail("url", f"expected an http(s) URL, got {url!r}")
-    rrule = raw.get("rrule")
-    if rrule is not None:
-        rrule = _rrule(rrule, fail)
+def _common(entry: Table[InputError]) -> dict[str, Any]:
+    """The fields timed and all-day entries share, read in this order."""
+    status = entry.read("status", validation.one_of(*STATUSES), EntryStatus.CONFIRMED)
+    transparency = entry.read("transparency", validation.one_of("opaque", "transparent"), "opaque")
+    categories = entry.read("categories", _categories, ())
+    lat, lon = entry.read("geo", _geo, (None, None))
     return {
-        "description": _text(raw, "description", fail=fail),
-        "location": _text(raw, "location", fail=fail),
-        "city": _text(raw, "city", fail=fail),
-        "geo_lat": lat,
-        "geo_lon": lon,
-        "url": url,
-        "categories": tuple(c.strip() for c in categories),
         "status": status,
         "transparency": transparency,
-        "rrule": rrule,
-        "reminders": _offsets(raw.get("reminders"), lambda m: fail("reminders", m)),
+        "categories": categories,
+        "geo_lat": lat,
+        "geo_lon": lon,
+        "url": entry.read("url", _url, ""),
+        "rrule": entry.read("rrule", _rrule, None),
+        "description": entry.read("description", text, ""),
+        "location": entry.read("location", text, ""),
+        "city": entry.read("city", text, ""),
+        "reminders": entry.read("reminders", _offsets, None),
     }
-
-
-def _rrule(value: Any, fail: Any) -> str:
-    from icalendar import vRecur
-
-    if not isinstance(value, str) or not value.strip():
-        raise fail(
-            "rrule", f"expected an RFC 5545 RRULE such as 'FREQ=DAILY;COUNT=3', got {value!r}"
-        )
-    text = value.strip().removeprefix("RRULE:")
-    try:
-        parsed = vRecur.from_ical(text)
-    except ValueError as exc:
-        raise fail("rrule", f"not a valid RRULE: {exc}") from None
-    if "FREQ" not in parsed:
-        raise fail("rrule", "an RRULE needs FREQ (e.g. FREQ=DAILY;COUNT=3)")
-    return text

@@ -20,6 +20,7 @@ import stat
 from pathlib import Path
 
 from calendar_svc.errors import ConfigError
+from calendar_svc.validation import Place
 
 CREDENTIALS_DIRECTORY = "CREDENTIALS_DIRECTORY"
 
@@ -27,47 +28,44 @@ CREDENTIALS_DIRECTORY = "CREDENTIALS_DIRECTORY"
 INLINE_SECRET_KEYS = frozenset({"password", "secret", "token"})
 
 
-def read_env(variable: str, *, key: str, file: str | None = None) -> str:
-    """The value of environment variable ``variable``; ConfigError when unset or empty."""
+def read_env(variable: str, *, place: Place[ConfigError], field: str) -> str:
+    """The value of environment variable ``variable``; ConfigError at ``field`` when unset or
+    empty."""
     value = os.environ.get(variable)
     if not value:
-        raise ConfigError(
-            f"environment variable {variable!r} is not set or empty", file=file, key=key
-        )
+        raise place.fail(field, f"environment variable {variable!r} is not set or empty")
     return value
 
 
-def read_credential(name: str, *, key: str, file: str | None = None) -> str:
+def read_credential(name: str, *, place: Place[ConfigError], field: str) -> str:
     """The systemd credential ``name`` (trailing newline stripped); ConfigError when missing."""
     if not name or "/" in name or name in (".", ".."):
-        raise ConfigError(f"{name!r} is not a credential name (no slashes)", file=file, key=key)
+        raise place.fail(field, f"{name!r} is not a credential name (no slashes)")
     folder = os.environ.get(CREDENTIALS_DIRECTORY)
     if not folder:
-        raise ConfigError(
+        raise place.fail(
+            field,
             f"credential {name!r} asked for but $CREDENTIALS_DIRECTORY is not set "
             f"(add LoadCredential={name}:/path/to/file to the systemd unit)",
-            file=file, key=key,
         )
     try:
         value = (Path(folder) / name).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(
-            f"credential {name!r} not found in $CREDENTIALS_DIRECTORY", file=file, key=key
+        raise place.fail(
+            field, f"credential {name!r} not found in $CREDENTIALS_DIRECTORY"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(
-            f"cannot read credential {name!r}: {reason}", file=file, key=key
-        ) from None
+        raise place.fail(field, f"cannot read credential {name!r}: {reason}") from None
     # Files written with `echo` end in a newline that is not part of the secret.
     value = value.rstrip("\r\n")
     if not value:
-        raise ConfigError(f"credential {name!r} is empty", file=file, key=key)
+        raise place.fail(field, f"credential {name!r} is empty")
     return value
 
 
-def ensure_private(path: Path | None, *, key: str) -> None:
-    """Refuse an inline secret (at ``key``) in a file that group or others may read.
+def ensure_private(path: Path | None, *, place: Place[ConfigError], field: str) -> None:
+    """Refuse an inline secret (at ``field``) in a file that group or others may read.
 
     ``path`` None means the config did not come from a file (tests, defaults).
     """
@@ -80,12 +78,12 @@ def ensure_private(path: Path | None, *, key: str) -> None:
     bits = ((stat.S_IRGRP, "group"), (stat.S_IROTH, "others"))
     readers = [who for bit, who in bits if mode & bit]
     if readers:
-        base = key.rsplit(".", 1)[-1]
-        raise ConfigError(
+        raise Place(ConfigError, str(path), place.location).fail(
+            field,
             f"holds a secret inline but the file is readable by {' and '.join(readers)} "
             f"(mode {stat.S_IMODE(mode):04o}); run `chmod 600 {path}`, or move the secret to "
-            f"{base}_env (an environment variable) or {base}_credential (a systemd credential)",
-            file=str(path), key=key,
+            f"{field}_env (an environment variable) or {field}_credential (a systemd "
+            "credential)",
         )
 
 
@@ -97,8 +95,9 @@ def check_config_file(
     """Refuse ``path`` if any ``[notifiers.*]`` table holds one of ``secret_keys`` inline
     while the file is group- or world-readable."""
     for name, table in (notifier_tables or {}).items():
+        place = Place(ConfigError, str(path) if path else None, f"notifiers.{name}")
         for key in sorted(secret_keys & set(table)):
-            ensure_private(path, key=f"notifiers.{name}.{key}")
+            ensure_private(path, place=place, field=key)
 
 
 def resolve(
@@ -116,16 +115,13 @@ def resolve(
     ``allow_list`` an inline list of strings is accepted, joined with ", "
     (Apprise URL lists).
     """
-    file = str(config_path) if config_path else None
+    place = Place(ConfigError, str(config_path) if config_path else None, table_name)
     given = [k for k in (key, f"{key}_env", f"{key}_credential") if k in table]
     if not given:
         return None
     if len(given) > 1:
-        raise ConfigError(
-            f"set only one of {', '.join(given)}", file=file, key=f"{table_name}.{given[1]}"
-        )
+        raise place.fail(given[1], f"set only one of {', '.join(given)}")
     which = given[0]
-    dotted = f"{table_name}.{which}"
     value = table[which]
     if (
         allow_list and which == key and isinstance(value, list) and value
@@ -134,10 +130,10 @@ def resolve(
         value = ", ".join(value)
     if not isinstance(value, str) or not value:
         # Never echo the value: it may be the secret itself.
-        raise ConfigError("expected a non-empty string", file=file, key=dotted)
+        raise place.fail(which, "expected a non-empty string")
     if which == key:
-        ensure_private(config_path, key=dotted)
+        ensure_private(config_path, place=place, field=which)
         return value
     if which.endswith("_env"):
-        return read_env(value, key=dotted, file=file)
-    return read_credential(value, key=dotted, file=file)
+        return read_env(value, place=place, field=which)
+    return read_credential(value, place=place, field=which)

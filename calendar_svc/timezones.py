@@ -1,7 +1,7 @@
 """Wall time + IANA zone <-> UTC instants, and how a zoned time is shown. Pure; the only
 module that touches pytz.
 
-Rules (see DESIGN.md, "Time"):
+Rules (README.md, "Time rules"):
 
 * An entry's truth is its naive wall time and its IANA zone; UTC is derived here
   with the tz database in use, never typed in.

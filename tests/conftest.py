@@ -109,9 +109,11 @@ def trip_path() -> Path:
 
 @pytest.fixture
 def trip_store(store: Store) -> Store:
+    from calendar_svc.importer import import_specs
     from calendar_svc.schedule_files import load_file
 
-    store.import_specs([load_file(TRIP)])
+    with store.write() as session:
+        import_specs(session, [load_file(TRIP)], now=store.clock())
     return store
 
 

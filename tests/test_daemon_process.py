@@ -26,6 +26,7 @@ from service_helpers import instant, schedule_text, soon
 from sqlalchemy import func, select
 
 from calendar_svc.clock import now_utc
+from calendar_svc.importer import import_specs
 from calendar_svc.models import Delivery, Entry
 from calendar_svc.reminders.rules import dedupe_key, idempotency_key
 from calendar_svc.schedule_files import load_file, parse_schedule
@@ -332,9 +333,10 @@ def test_several_daemons_on_postgresql_send_each_reminder_once(
     starts = spread(2000, first, 20)
     entries = [{"uid": uid, "title": uid, "start": start.replace(tzinfo=None),
                 "duration": "PT30M"} for uid, start in starts.items()]
-    store.import_specs([parse_schedule({
-        "calendar": {"slug": "many", "name": "Many", "timezone": "UTC", "reminders": ["PT0S"]},
-        "entries": entries}, source="test")])
+    with store.write() as session:
+        import_specs(session, [parse_schedule({
+            "calendar": {"slug": "many", "name": "Many", "timezone": "UTC", "reminders": ["PT0S"]},
+            "entries": entries}, source="test")], now=store.clock())
     store.close()
     assert now_utc() < first, "writing the entries took too long to test anything"
     expected = {key_of("many", uid, start) for uid, start in starts.items()}
@@ -574,7 +576,8 @@ def test_reminders_due_while_the_daemon_was_down(
     earlier = now - timedelta(minutes=40)
     store = Store(url, clock=lambda: earlier)
     store.migrate()
-    store.import_specs([load_file(tmp_path / "schedules" / "down.toml")])
+    with store.write() as session:
+        import_specs(session, [load_file(tmp_path / "schedules" / "down.toml")], now=store.clock())
     Planner(store, config.reminders).plan(earlier)
     store.close()
     assert statuses(url) == Counter({"pending": 2})

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from calendar_svc.config import Config, default_config
 from calendar_svc.errors import PermanentNotifierError, RetryableNotifierError
+from calendar_svc.importer import import_specs
 from calendar_svc.models import Delivery
 from calendar_svc.notifiers.base import Notifier, Reminder
 from calendar_svc.reminders import repository as repo
@@ -129,9 +130,10 @@ def test_two_dispatchers_racing_send_each_row_once(store: Store, clock, config, 
 
     entries = [{"uid": f"e{i:03d}", "title": f"Entry {i}", "start": datetime(2025, 9, 2, 10, 0),
                 "reminders": ["PT0S"]} for i in range(200)]
-    store.import_specs([parse_schedule({
-        "calendar": {"slug": "burst", "name": "Burst", "timezone": "America/Mexico_City"},
-        "entries": entries}, source="test")])
+    with store.write() as session:
+        import_specs(session, [parse_schedule({
+            "calendar": {"slug": "burst", "name": "Burst", "timezone": "America/Mexico_City"},
+            "entries": entries}, source="test")], now=store.clock())
     clock.set(Z("2025-09-02T15:59:00Z"))
     Planner(store, config.reminders).plan()
     clock.set(Z("2025-09-02T16:00:00Z"))

@@ -26,6 +26,7 @@ from calendar_svc.config import Config, default_config
 from calendar_svc.errors import CalendarSvcError
 from calendar_svc.events import DaemonStarted, DaemonStopping, LoopTicked
 from calendar_svc.feed import FeedServer, build_app
+from calendar_svc.importer import import_specs
 from calendar_svc.observers import Observers
 from calendar_svc.schedule_files import load_file
 from calendar_svc.store import Store
@@ -62,7 +63,8 @@ def path(store: Store, slug: str = SLUG) -> str:
 def edit_title(store: Store, trip_path: Path, uid: str, title: str) -> None:
     spec = load_file(trip_path)
     entries = tuple(dataclasses.replace(e, title=title) if e.uid == uid else e for e in spec.entries)
-    store.import_specs([dataclasses.replace(spec, entries=entries)])
+    with store.write() as session:
+        import_specs(session, [dataclasses.replace(spec, entries=entries)], now=store.clock())
 
 
 def test_start_binds_a_real_port(server: FeedServer) -> None:
@@ -339,3 +341,46 @@ def test_testclient_serves_the_same_bytes(trip_store: Store, server: FeedServer)
         assert http.head(url).content == b""
         assert http.post(url).status_code == 405
     app.state.feed.close()
+
+
+FREEZE_CHECK = """
+import asyncio, gc, sys
+from calendar_svc.config import default_config
+from calendar_svc.feed import build_app, render_feed
+from calendar_svc.ics import FeedOptions
+from calendar_svc.store import Store
+
+store = Store(sys.argv[1])
+render_feed(store, FeedOptions(), sys.argv[2])  # what `export` does
+print(gc.get_freeze_count())
+app = build_app(store, default_config(sys.argv[1]))
+
+async def get(query):
+    calendar = store.get_calendar(sys.argv[2])
+    scope = {"type": "http", "method": "GET", "headers": [], "query_string": query,
+             "path": f"/feeds/{calendar.feed_token}/{calendar.slug}.ics"}
+    async def receive():
+        return {"type": "http.request", "body": b""}
+    async def send(message):
+        assert message.get("status", 200) == 200, message
+    await app(scope, receive, send)
+
+asyncio.run(get(b""))
+print(gc.get_freeze_count())
+asyncio.run(get(b"city=Quito"))  # a second render: frozen once already
+print(gc.get_freeze_count())
+"""
+
+
+def test_the_heap_is_frozen_once_by_a_server_never_by_an_export(trip_store: Store) -> None:
+    if "sqlite" not in trip_store.url:
+        pytest.skip("one backend is enough for a per-process setting")
+    result = subprocess.run(
+        [sys.executable, "-c", FREEZE_CHECK, trip_store.url, SLUG],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    after_export, after_first_feed, after_second_feed = map(int, result.stdout.split())
+    assert after_export == 0
+    assert after_first_feed > 0
+    # Frozen objects can still be freed; a second freeze would add the new feed's.
+    assert after_second_feed <= after_first_feed

@@ -14,9 +14,10 @@ from icalendar import Calendar as ICalendar
 from calendar_svc import ics
 from calendar_svc.feed import cache as feed_cache
 from calendar_svc.feed.cache import FeedCache, render_feed
-from calendar_svc.filters import parse_filter
+from calendar_svc.filters import EntryFilter, parse_filter
+from calendar_svc.importer import import_specs
 from calendar_svc.models import Calendar, Entry
-from calendar_svc.store import EntryFilter, Store
+from calendar_svc.store import Store
 from calendar_svc.timezones import UTC, to_utc
 
 SLUG = "rubio-2025-09"
@@ -210,7 +211,8 @@ def test_output_is_deterministic_across_hash_seeds(sqlite_store: Store, trip_pat
     """VTIMEZONE order must not follow set order (it changes with PYTHONHASHSEED)."""
     from calendar_svc.schedule_files import load_file
 
-    sqlite_store.import_specs([load_file(trip_path)])
+    with sqlite_store.write() as session:
+        import_specs(session, [load_file(trip_path)], now=sqlite_store.clock())
     code = (
         "import sys; from calendar_svc.store import Store; from calendar_svc.ics import FeedOptions;"
         "from calendar_svc.feed.cache import render_feed;"
@@ -324,7 +326,8 @@ def test_calendar_reminders_change_reaches_inheriting_events(trip_store: Store, 
     calendar_id = trip_store.get_calendar(SLUG).id
     cache.render(calendar_id, EntryFilter())
     spec = dataclasses.replace(load_file(trip_path), reminders=("PT30M",))
-    trip_store.import_specs([spec])
+    with trip_store.write() as session:
+        import_specs(session, [spec], now=trip_store.clock())
     feed = cache.render(calendar_id, EntryFilter())
     assert feed.body == ics.render(*trip(trip_store), OPTIONS)
     assert b"TRIGGER:-PT30M" in feed.body

@@ -23,8 +23,9 @@ from test_ics_parsers import OPTIONS, hostile_feed  # noqa: F401  (a fixture)
 
 from calendar_svc import ics
 from calendar_svc.feed.cache import render_feed
+from calendar_svc.filters import EntryFilter
 from calendar_svc.models import Entry
-from calendar_svc.store import EntryFilter, Store
+from calendar_svc.store import Store
 
 _PATH = ctypes.util.find_library("ical")
 pytestmark = pytest.mark.skipif(_PATH is None, reason="libical is not installed (libical3)")

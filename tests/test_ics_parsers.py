@@ -25,9 +25,11 @@ from test_ics import make_calendar, make_entry
 
 from calendar_svc import ics
 from calendar_svc.feed.cache import render_feed
+from calendar_svc.filters import EntryFilter
+from calendar_svc.importer import import_specs
 from calendar_svc.models import Entry
 from calendar_svc.schedule_files import CalendarSpec, EntrySpec
-from calendar_svc.store import EntryFilter, Store
+from calendar_svc.store import Store
 from calendar_svc.timezones import UTC, wall_time
 
 OPTIONS = ics.FeedOptions()
@@ -119,7 +121,8 @@ def hostile_specs(count: int = 1000, seed: int = 3) -> CalendarSpec:
 def hostile_feed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[bytes, Store]]:
     store = Store(f"sqlite:///{tmp_path_factory.mktemp('hostile') / 'h.sqlite3'}")
     store.migrate()
-    store.import_specs([hostile_specs()])
+    with store.write() as session:
+        import_specs(session, [hostile_specs()], now=store.clock())
     yield render_feed(store, OPTIONS, "hostile").body, store
     store.close()
 

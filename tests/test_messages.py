@@ -9,7 +9,7 @@ from peers import sheinbaum_entry, sheinbaum_reminder
 
 from calendar_svc.config import DisplayConfig
 from calendar_svc.messages import build_reminder
-from calendar_svc.notifiers.base import TEMPLATE_VARIABLES, Notifier, Reminder
+from calendar_svc.notifiers import TEMPLATE_VARIABLES, Notifier, Reminder
 from calendar_svc.timezones import UTC, to_utc
 
 TITLE = "Bilateral meeting with President Claudia Sheinbaum"

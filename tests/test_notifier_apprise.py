@@ -11,8 +11,8 @@ import pytest
 from calendar_svc.config import DisplayConfig
 from calendar_svc.errors import ConfigError, RetryableNotifierError
 from calendar_svc.messages import build_reminder
+from calendar_svc.notifiers import Reminder
 from calendar_svc.notifiers.apprise import AppriseNotifier
-from calendar_svc.notifiers.base import Reminder
 from calendar_svc.timezones import to_utc
 
 # Apprise loads its plugins with `imghdr` (deprecated since Python 3.11), nothing we can change.

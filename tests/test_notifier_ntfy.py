@@ -14,7 +14,7 @@ import pytest
 from calendar_svc.config import DisplayConfig
 from calendar_svc.errors import ConfigError, PermanentNotifierError, RetryableNotifierError
 from calendar_svc.messages import build_reminder
-from calendar_svc.notifiers.base import Reminder
+from calendar_svc.notifiers import Reminder
 from calendar_svc.notifiers.ntfy import NtfyNotifier
 from calendar_svc.timezones import to_utc
 

@@ -14,14 +14,20 @@ import pytest
 
 from calendar_svc.config import parse_config
 from calendar_svc.errors import ConfigError
-from calendar_svc.notifiers import available_types, build_notifier, build_notifiers
-from calendar_svc.notifiers.base import Key, Notifier, Reminder
+from calendar_svc.notifiers import (
+    Key,
+    Notifier,
+    Reminder,
+    available_types,
+    build_notifier,
+    build_notifiers,
+)
 from calendar_svc.notifiers.console import ConsoleNotifier
 
 BUILTINS = ["apprise", "console", "mqtt", "ntfy", "smtp", "webhook"]
 
 PLUGIN = '''
-from calendar_svc.notifiers.base import Key, Notifier
+from calendar_svc.notifiers import Key, Notifier
 
 SENT = []
 

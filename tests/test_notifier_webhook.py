@@ -20,8 +20,7 @@ from calendar_svc.clock import now_utc
 from calendar_svc.config import DisplayConfig
 from calendar_svc.errors import ConfigError, PermanentNotifierError, RetryableNotifierError
 from calendar_svc.messages import build_reminder
-from calendar_svc.notifiers import _http
-from calendar_svc.notifiers.base import Reminder
+from calendar_svc.notifiers import Reminder, _http
 from calendar_svc.notifiers.webhook import WebhookNotifier
 from calendar_svc.timezones import UTC, to_utc
 

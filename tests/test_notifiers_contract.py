@@ -24,8 +24,7 @@ from standardwebhooks import Webhook
 from calendar_svc.config import DisplayConfig
 from calendar_svc.errors import PermanentNotifierError, RetryableNotifierError
 from calendar_svc.messages import build_reminder
-from calendar_svc.notifiers import build_notifier
-from calendar_svc.notifiers.base import Notifier, Reminder
+from calendar_svc.notifiers import Notifier, Reminder, build_notifier
 from calendar_svc.timezones import to_utc
 
 # Apprise loads its plugins with `imghdr` (deprecated since Python 3.11), nothing we can change.
@@ -46,6 +45,8 @@ class Received:
     title: str
     body: str
     key: str | None
+    # The payload's own feed_url field, for the types whose payload has one (JSON).
+    feed_url: str | None = None
 
 
 @dataclass
@@ -60,7 +61,7 @@ class Channel:
     passes_key: bool = True
 
 
-def reminder() -> Reminder:
+def reminder(feed_url: str | None = None) -> Reminder:
     entry = SimpleNamespace(
         uid="sheinbaum-bilateral", title="Reunión bilateral con la Presidenta Claudia Sheinbaum 🇲🇽",
         location="Palacio Nacional", city="Ciudad de México", url="https://example.org/día",
@@ -72,6 +73,7 @@ def reminder() -> Reminder:
         idempotency_key=KEY, calendar_slug="rubio-2025-09", entry=entry, start_utc=start,
         offset=timedelta(hours=1), due_at=start - timedelta(hours=1), late=False,
         display=DisplayConfig(timezone="America/New_York", label="Washington"),
+        feed_url=feed_url,
     )
 
 
@@ -131,7 +133,9 @@ def webhook_channel(**_: Any) -> Iterator[Channel]:
         def received() -> Received:
             request = receiver.wait_for(1)[-1]
             data = request.json()["data"]
-            return Received(data["title"], data["body"], request.header("webhook-id"))
+            return Received(
+                data["title"], data["body"], request.header("webhook-id"), data["feed_url"]
+            )
 
         yield Channel(
             "webhook", table, received,
@@ -169,7 +173,7 @@ def mqtt_channel(tmp_path: Path, **_: Any) -> Iterator[Channel]:
 
         def received() -> Received:
             data = json.loads(subscriber.wait_for(1)[-1].payload)["data"]
-            return Received(data["title"], data["body"], data["idempotency_key"])
+            return Received(data["title"], data["body"], data["idempotency_key"], data["feed_url"])
 
         stack: list[Any] = []
 
@@ -295,3 +299,18 @@ def test_never_logs_secrets(channel: Channel, caplog: pytest.LogCaptureFixture) 
     seen = caplog.text + "\n".join(errors)
     for secret in channel.secrets:
         assert secret not in seen
+
+
+FEED_URL = "https://cal.example.org/feeds/tok3n_of-the-calendar/rubio-2025-09.ics"
+
+
+def test_carries_the_feed_url(channel: Channel) -> None:
+    notifier = make({**channel.table, "body_template": "Subscribe: $feed_url"})
+    try:
+        notifier.send(reminder(feed_url=FEED_URL))
+    finally:
+        notifier.close()
+    got = channel.received()
+    assert got.body == f"Subscribe: {FEED_URL}"
+    if channel.type in ("webhook", "mqtt"):
+        assert got.feed_url == FEED_URL

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from calendar_svc.config import RemindersConfig
+from calendar_svc.importer import import_specs
 from calendar_svc.models import Delivery
 from calendar_svc.reminders.planner import Planner
 from calendar_svc.schedule_files import CalendarSpec, load_file
@@ -86,8 +87,9 @@ def test_moving_an_entry_cancels_the_old_rows_and_back_revives_them(
     first_ids = [r.id for r in rows(trip_store, "sheinbaum-bilateral")]
     spec = load_file(trip_path)
 
-    trip_store.import_specs([moved(spec, "sheinbaum-bilateral",
-                                   start_local=datetime(2025, 9, 2, 11, 0))])
+    with trip_store.write() as session:
+        import_specs(session, [moved(spec, "sheinbaum-bilateral",
+                                     start_local=datetime(2025, 9, 2, 11, 0))], now=trip_store.clock())
     report = planner.plan()
     assert len(report.cancelled) == 2 and len(report.planned) == 2
     assert summary(trip_store, "sheinbaum-bilateral") == [
@@ -95,7 +97,8 @@ def test_moving_an_entry_cancels_the_old_rows_and_back_revives_them(
         ("16:00", "3600", "pending"), ("16:45", "900", "pending"),
     ]
 
-    trip_store.import_specs([spec])  # back to 10:00
+    with trip_store.write() as session:
+        import_specs(session, [spec], now=trip_store.clock())  # back to 10:00
     planner.plan()
     assert summary(trip_store, "sheinbaum-bilateral") == [
         ("15:00", "3600", "pending"), ("15:45", "900", "pending"),
@@ -124,7 +127,8 @@ def test_offset_or_channel_going_away_cancels_only_those_rows(
     Planner(trip_store, config).plan()
     assert len(rows(trip_store)) == 4
     spec = dataclasses.replace(load_file(trip_path), reminders=("PT15M",))
-    trip_store.import_specs([spec])
+    with trip_store.write() as session:
+        import_specs(session, [spec], now=trip_store.clock())
     Planner(trip_store, RemindersConfig(channels=("console",))).plan()
     live = [(r.offset_seconds, r.channel) for r in rows(trip_store) if r.status == "pending"]
     assert live == [(900, "console")]
@@ -352,7 +356,8 @@ def test_recurring_entries_are_planned_per_occurrence(store: Store, clock) -> No
         "entries": [{"uid": "daily", "title": "Standup", "start": datetime(2025, 11, 1, 9, 0),
                      "duration": "PT15M", "rrule": "FREQ=DAILY", "reminders": ["PT10M"]}],
     }, source="test")
-    store.import_specs([spec])
+    with store.write() as session:
+        import_specs(session, [spec], now=store.clock())
     clock.set(datetime(2025, 11, 1, 0, 0, tzinfo=UTC))
     report = Planner(store, RemindersConfig(horizon=timedelta(days=3))).plan()
     # 1 Nov EDT (13:00Z start), 2 and 3 Nov EST (14:00Z): wall time 09:00 every day.

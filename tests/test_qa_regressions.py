@@ -15,6 +15,7 @@ import pytest
 from click.testing import Result
 
 from calendar_svc.errors import CalendarSvcError
+from calendar_svc.importer import import_specs
 from calendar_svc.schedule_files import load_file
 from calendar_svc.store import Store
 
@@ -93,7 +94,8 @@ def test_long_calendar_name_and_city_import_or_fail_cleanly(store: Store, tmp_pa
     )
     try:
         spec = load_file(path)
-        store.import_specs([spec])
+        with store.write() as session:
+            import_specs(session, [spec], now=store.clock())
     except CalendarSvcError:
         return  # refused cleanly: fine
     (entry,) = store.entries()

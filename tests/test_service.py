@@ -315,6 +315,7 @@ def test_health_metrics_and_warning_level_after_a_real_run(
     was down, a feed request: /healthz and /metrics say what happened; with
     ``level = "warning"`` no info line is written; a WATCHDOG_PID of another process: no ping."""
     from calendar_svc.config import RemindersConfig
+    from calendar_svc.importer import import_specs
     from calendar_svc.reminders.planner import Planner
     from calendar_svc.schedule_files import load_file
     from calendar_svc.store import Store
@@ -334,7 +335,8 @@ def test_health_metrics_and_warning_level_after_a_real_run(
     store = Store(f"sqlite:///{db}")
     try:
         store.migrate()
-        store.import_specs([load_file(old)])
+        with store.write() as session:
+            import_specs(session, [load_file(old)], now=store.clock())
         Planner(store, RemindersConfig(offsets=(timedelta(0),), channels=("good",))).plan(
             past - timedelta(seconds=1))
     finally:

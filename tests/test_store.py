@@ -10,16 +10,27 @@ import pytest
 from conftest import FakeClock
 from sqlalchemy import select
 
+from calendar_svc import importer
 from calendar_svc.db import current_revision, head_revision
-from calendar_svc.errors import InputError, NotFoundError
+from calendar_svc.errors import InputError, NotFoundError, StoreError
+from calendar_svc.filters import EntryFilter
+from calendar_svc.importer import ImportReport
 from calendar_svc.models import Calendar
 from calendar_svc.schedule_files import CalendarSpec, load_file
-from calendar_svc.store import EntryFilter, Store
+from calendar_svc.store import Store
 from calendar_svc.timezones import UTC
 
 
 def trip(trip_path: Path) -> CalendarSpec:
     return load_file(trip_path)
+
+
+def load(
+    store: Store, specs: list[CalendarSpec], *, prune: bool = False, dry_run: bool = False
+) -> ImportReport:
+    """An import as ``calendar-svc import`` runs one: one transaction, owned by the caller."""
+    with store.write(dry_run=dry_run, what="the import") as session:
+        return importer.import_specs(session, specs, now=store.clock(), prune=prune)
 
 
 def version(store: Store, slug: str = "rubio-2025-09") -> int:
@@ -43,10 +54,10 @@ def test_models_match_migrations(store: Store) -> None:
 
 
 def test_import_is_idempotent(store: Store, trip_path: Path) -> None:
-    first = store.import_specs([trip(trip_path)])
+    first = load(store, [trip(trip_path)])
     assert first.totals()["created"] == 11
     v = version(store)
-    second = store.import_specs([trip(trip_path)])
+    second = load(store, [trip(trip_path)])
     assert second.totals() == {"created": 0, "updated": 0, "unchanged": 11, "pruned": 0}
     assert not second.changed
     assert version(store) == v
@@ -80,7 +91,7 @@ def test_edit_bumps_sequence_and_version(
         else e
         for e in spec.entries
     ]
-    report = trip_store.import_specs([dataclasses.replace(spec, entries=tuple(moved))])
+    report = load(trip_store, [dataclasses.replace(spec, entries=tuple(moved))])
     assert report.totals()["updated"] == 1
     after = trip_store.find_entry("sheinbaum-bilateral")
     assert after.sequence == before.sequence + 1
@@ -92,13 +103,13 @@ def test_edit_bumps_sequence_and_version(
 def test_prune_and_dry_run(trip_store: Store, trip_path: Path) -> None:
     spec = trip(trip_path)
     fewer = dataclasses.replace(spec, entries=spec.entries[:-1])
-    dry = trip_store.import_specs([fewer], prune=True, dry_run=True)
-    assert dry.totals()["pruned"] == 1 and dry.dry_run
+    dry = load(trip_store, [fewer], prune=True, dry_run=True)
+    assert dry.totals()["pruned"] == 1
     assert len(trip_store.entries()) == 11  # nothing written
-    trip_store.import_specs([fewer])  # without --prune nothing is deleted
+    load(trip_store, [fewer])  # without --prune nothing is deleted
     assert len(trip_store.entries()) == 11
     v = version(trip_store)
-    real = trip_store.import_specs([fewer], prune=True)
+    real = load(trip_store, [fewer], prune=True)
     assert real.calendars[0].pruned == ["flight-uio-was"]
     assert len(trip_store.entries()) == 10
     assert version(trip_store) == v + 1
@@ -107,7 +118,7 @@ def test_prune_and_dry_run(trip_store: Store, trip_path: Path) -> None:
 def test_same_slug_twice_is_refused(trip_store: Store, trip_path: Path) -> None:
     spec = trip(trip_path)
     with pytest.raises(InputError, match="also defined in"):
-        trip_store.import_specs([spec, dataclasses.replace(spec, source="c.toml")])
+        load(trip_store, [spec, dataclasses.replace(spec, source="c.toml")])
 
 
 def test_import_is_one_transaction(
@@ -117,18 +128,26 @@ def test_import_is_one_transaction(
     spec = trip(trip_path)
     first = dataclasses.replace(spec, slug="second-cal", source="b.toml")
     second = dataclasses.replace(spec, slug="third-cal", source="c.toml")
-    real = Store._import_one
+    real = importer.import_calendar
 
-    def failing(self: Store, session, item: CalendarSpec, **kw):  # type: ignore[no-untyped-def]
+    def failing(session, item: CalendarSpec, **kw):  # type: ignore[no-untyped-def]
         if item.slug == "third-cal":
             raise RuntimeError("disk full")
-        return real(self, session, item, **kw)
+        return real(session, item, **kw)
 
-    monkeypatch.setattr(Store, "_import_one", failing)
+    monkeypatch.setattr(importer, "import_calendar", failing)
     with pytest.raises(RuntimeError, match="disk full"):
-        trip_store.import_specs([first, second])
+        load(trip_store, [first, second])
     assert [c.slug for c in trip_store.calendars()] == ["rubio-2025-09"]
     assert len(trip_store.entries()) == 11
+
+
+def test_a_database_refusal_is_a_store_error_naming_it(store: Store, trip_path: Path) -> None:
+    spec = trip(trip_path)
+    broken = dataclasses.replace(spec.entries[0], title=None)  # NOT NULL in the schema
+    with pytest.raises(StoreError, match=r"the database refused the import: .*title"):
+        load(store, [dataclasses.replace(spec, entries=(broken,))])
+    assert store.calendars() == []  # rolled back, calendar and all
 
 
 def test_cancel_delete_rotate_bump_version(trip_store: Store) -> None:
@@ -175,7 +194,7 @@ def test_filters(trip_store: Store) -> None:
 
 def test_feed_tokens_are_unique_and_unguessable(store: Store, trip_path: Path) -> None:
     spec = trip(trip_path)
-    store.import_specs([spec, dataclasses.replace(spec, slug="copy", source="b.toml")])
+    load(store, [spec, dataclasses.replace(spec, slug="copy", source="b.toml")])
     with store.read() as session:
         tokens = list(session.scalars(select(Calendar.feed_token)))
     assert len(set(tokens)) == 2 and all(len(t) >= 43 for t in tokens)
@@ -199,7 +218,7 @@ def test_cli_cancel_survives_reimport_of_an_unchanged_file(
 ) -> None:
     """The daemon re-imports schedule files on start: a cancel must not be undone by that."""
     trip_store.set_status("press-mexico-city", "cancelled")
-    report = trip_store.import_specs([trip(trip_path)])
+    report = load(trip_store, [trip(trip_path)])
     assert report.totals()["updated"] == 0
     assert trip_store.find_entry("press-mexico-city").status == "cancelled"
     # When the file itself changes that entry, the file wins again.
@@ -211,7 +230,7 @@ def test_cli_cancel_survives_reimport_of_an_unchanged_file(
         for e in spec.entries
     ]
     clock.advance(timedelta(minutes=1))
-    trip_store.import_specs([dataclasses.replace(spec, entries=tuple(edited))])
+    load(trip_store, [dataclasses.replace(spec, entries=tuple(edited))])
     entry = trip_store.find_entry("press-mexico-city")
     assert (entry.title, entry.status) == ("Joint press statement (moved)", "confirmed")
 
@@ -220,5 +239,5 @@ def test_long_text_fields_import_on_every_backend(store: Store, trip_path: Path)
     spec = trip(trip_path)
     long_city = "Ciudad " * 100
     entries = tuple(dataclasses.replace(e, city=long_city) for e in spec.entries)
-    store.import_specs([dataclasses.replace(spec, name="N" * 500, entries=entries)])
+    load(store, [dataclasses.replace(spec, name="N" * 500, entries=entries)])
     assert store.find_entry("noboa-meeting").city == long_city

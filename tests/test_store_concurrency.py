@@ -13,6 +13,7 @@ WRITER = textwrap.dedent(
     """
     import sys
     from datetime import datetime
+    from calendar_svc.importer import import_specs
     from calendar_svc.schedule_files import parse_schedule
     from calendar_svc.store import Store
 
@@ -24,7 +25,8 @@ WRITER = textwrap.dedent(
             "entries": [{"uid": f"e{j}", "title": f"{name} round {i}",
                          "start": datetime(2025, 9, 4, 10 + j % 8)} for j in range(20)],
         }, source=name)
-        store.import_specs([spec])
+        with store.write() as session:
+            import_specs(session, [spec], now=store.clock())
         store.set_status("e0", "cancelled" if i % 2 == 0 else "confirmed", name)
     print("ok", flush=True)
     """

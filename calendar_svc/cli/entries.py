@@ -8,12 +8,12 @@ import click
 
 from calendar_svc.cli.context import CliContext, echo_json, pass_ctx
 from calendar_svc.cli.options import filter_options
-from calendar_svc.db import current_revision, head_revision
+from calendar_svc.db import current_revision, head_revision, safe_url
 from calendar_svc.filters import EntryFilter, parse_filter
+from calendar_svc.importer import ImportReport, import_specs
 from calendar_svc.models import EntryStatus
 from calendar_svc.presenters import duration_text, entry_json, when_text
 from calendar_svc.schedule_files import load_file
-from calendar_svc.store import ImportReport
 from calendar_svc.timezones import iso_utc
 
 
@@ -50,14 +50,8 @@ def init(ctx: CliContext) -> None:
     store = ctx.store  # migrates
     click.echo(
         f"database ready at schema {current_revision(store.engine)} (newest {head_revision()}): "
-        f"{_safe_url(ctx.config.database.url)}"
+        f"{safe_url(ctx.config.database.url)}"
     )
-
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 @click.command("import")
@@ -84,12 +78,15 @@ def import_(ctx: CliContext, files: tuple[Path, ...], dry_run: bool, prune: bool
     """
     unique = list(dict.fromkeys(path.resolve() for path in files))
     specs = [load_file(path) for path in unique]
-    report = ctx.store.import_specs(specs, prune=prune, dry_run=dry_run)
-    print_import_report(report)
+    store = ctx.store
+    # All files in one transaction: one bad entry anywhere and nothing is written.
+    with store.write(dry_run=dry_run, what="the import") as session:
+        report = import_specs(session, specs, now=store.clock(), prune=prune)
+    print_import_report(report, dry_run=dry_run)
 
 
-def print_import_report(report: ImportReport) -> None:
-    verb = "would be " if report.dry_run else ""
+def print_import_report(report: ImportReport, *, dry_run: bool = False) -> None:
+    verb = "would be " if dry_run else ""
     for cal in report.calendars:
         head = f"{cal.slug}:"
         if cal.calendar_created:
@@ -102,7 +99,7 @@ def print_import_report(report: ImportReport) -> None:
         for name, sign in (("created", "+"), ("updated", "~"), ("pruned", "-")):
             for uid in getattr(cal, name):
                 click.echo(f"  {sign} {uid}")
-    if report.dry_run:
+    if dry_run:
         click.echo("dry run: nothing was written")
 
 

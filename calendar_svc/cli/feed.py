@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import click
 
@@ -12,9 +11,10 @@ from calendar_svc.cli.context import CliContext, pass_ctx
 from calendar_svc.cli.options import filter_options
 from calendar_svc.errors import InputError
 from calendar_svc.feed.cache import render_feed
-from calendar_svc.filters import parse_filter
+from calendar_svc.filters import EntryFilter, parse_filter
 from calendar_svc.ics import FeedOptions
-from calendar_svc.store import EntryFilter, Store
+from calendar_svc.links import check_public_url, feed_urls
+from calendar_svc.store import Store
 
 
 def _filter(
@@ -33,41 +33,6 @@ def _pick_calendar(store: Store, slug: str | None) -> str:
     if not slugs:
         raise InputError("the database has no calendars yet (calendar-svc import FILE.toml)")
     raise InputError(f"several calendars ({', '.join(slugs)}): name one with --calendar SLUG")
-
-
-def check_public_url(public_url: str) -> None:
-    """Refuse a base URL no subscriber can reach: port 0 means "any free port" when binding.
-
-    An explicit ``[feed] public_url`` is checked when the config loads; this catches
-    the one derived from ``[feed] port = 0``.
-    """
-    if urlsplit(public_url).port == 0:
-        raise InputError(
-            f"the feed's public URL would be {public_url!r}: [feed] port is 0 (any free "
-            "port) and [feed] public_url is not set; set public_url to the address "
-            "subscribers reach, e.g. public_url = \"https://calendar.example.org\""
-        )
-
-
-def feed_urls(
-    public_url: str, token: str, slug: str, flt: EntryFilter | None = None
-) -> tuple[str, str]:
-    """The feed's http(s) URL and its ``webcal://`` form (which calendar apps open to subscribe)."""
-    check_public_url(public_url)
-    query = ""
-    if flt is not None:
-        pairs = [
-            ("city", flt.city),
-            ("category", flt.category),
-            ("from", flt.start.isoformat() if flt.start else None),
-            ("to", flt.end.isoformat() if flt.end else None),
-        ]
-        query = urlencode([(k, v) for k, v in pairs if v])
-    base = urlsplit(public_url.rstrip("/"))
-    path = f"{base.path}/feeds/{token}/{slug}.ics"
-    http = urlunsplit((base.scheme, base.netloc, path, query, ""))
-    webcal = urlunsplit(("webcal", base.netloc, path, query, ""))
-    return http, webcal
 
 
 @click.command()

@@ -13,9 +13,9 @@ from calendar_svc.cli.context import CliContext
 from calendar_svc.clock import now_utc
 from calendar_svc.config import Config
 from calendar_svc.errors import ConfigError, NotifierError, RetryableNotifierError
+from calendar_svc.links import reminder_feed_url
 from calendar_svc.messages import EntryLike, build_reminder
-from calendar_svc.notifiers import build_notifier
-from calendar_svc.notifiers.base import Reminder
+from calendar_svc.notifiers import Reminder, build_notifier
 from calendar_svc.timezones import to_utc
 
 
@@ -41,16 +41,18 @@ class SampleEntry:
 
 def _store_entry(ctx: CliContext, now: datetime) -> Any | None:
     """The next (else the first) live entry, if a database already exists; never creates one."""
+    from pathlib import Path
+
     from sqlalchemy.engine import make_url
 
-    from calendar_svc.store import EntryFilter
+    from calendar_svc.db import is_sqlite
+    from calendar_svc.filters import EntryFilter
 
     url = make_url(ctx.config.database.url)
-    if url.get_backend_name() == "sqlite":
-        from pathlib import Path
-
-        if not url.database or url.database == ":memory:" or not Path(url.database).is_file():
-            return None
+    if is_sqlite(url) and (
+        not url.database or url.database == ":memory:" or not Path(url.database).is_file()
+    ):
+        return None
     try:
         entries = ctx.store.entries(EntryFilter(include_cancelled=False))
     except Exception:  # a sample is only a nicety: any store trouble falls back to ours
@@ -65,17 +67,21 @@ def _store_entry(ctx: CliContext, now: datetime) -> Any | None:
 def sample_reminder(config: Config, entry: EntryLike | None, now: datetime) -> Reminder:
     chosen: Any = entry if entry is not None else SampleEntry()
     offset = config.reminders.offsets[0] if config.reminders.offsets else timedelta(hours=1)
-    calendar = getattr(getattr(chosen, "calendar", None), "slug", "sample")
+    calendar = getattr(chosen, "calendar", None)
     return build_reminder(
         # Unique per run: a test must not be dropped as a duplicate of the previous test.
         idempotency_key=f"notify-test-{uuid.uuid4().hex}",
-        calendar_slug=calendar,
+        calendar_slug=calendar.slug if calendar is not None else "sample",
         entry=chosen,
         start_utc=chosen.start_utc,
         offset=offset,
         due_at=now,
         late=False,
         display=config.display,
+        # What the daemon would send: the entry's calendar's feed; the sample has none.
+        feed_url=(
+            reminder_feed_url(config.feed.public_url, calendar) if calendar is not None else None
+        ),
     )
 
 

@@ -36,18 +36,12 @@ from calendar_svc import __version__
 from calendar_svc.config import Config
 from calendar_svc.errors import InputError, StoreError
 from calendar_svc.events import EventBus, FeedAnswered, FeedCacheLookup, FeedRendered
-from calendar_svc.feed.cache import (
-    CalendarHead,
-    CalendarLookup,
-    FeedCache,
-    RenderedFeed,
-    filter_key,
-)
+from calendar_svc.feed.cache import FeedCache, RenderedFeed, filter_key, freeze_heap_once
 from calendar_svc.filters import EntryFilter, parse_filter
 from calendar_svc.ics import FeedOptions
 from calendar_svc.logs import log_event, redact_token
 from calendar_svc.observers import Observers
-from calendar_svc.store import Store
+from calendar_svc.store import CalendarHead, Store
 
 log = logging.getLogger("calendar_svc.feed")
 
@@ -118,20 +112,20 @@ class FeedEndpoint:
     """ASGI endpoint of ``GET``/``HEAD /feeds/{token}/{slug}.ics``."""
 
     def __init__(self, store: Store, config: Config, events: EventBus):
+        self.store = store
         self.cache = FeedCache(store, FeedOptions.from_config(config))
-        self.lookup = CalendarLookup(store)
         self.max_age = int(config.feed.refresh_interval.total_seconds())
         self.events = events
 
     def close(self) -> None:
-        self.lookup.close()
+        """Nothing of its own to release: the store's held connection goes with the store."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         params = scope["path_params"]
         token: str = params["token"]
         slug: str = params["slug"]
         try:
-            head = self.lookup.get(slug)
+            head = self.store.calendar_head(slug)
         except StoreError:
             log_event(log, "feed.database_unavailable", logging.WARNING, slug=slug)
             self.events.emit(_ANSWERED[503])
@@ -197,7 +191,10 @@ class FeedEndpoint:
         """The rendered feed and the seconds it took (in the thread that renders)."""
         started = time.perf_counter()
         feed = self.cache.render(calendar_id, flt)
-        return feed, time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        # A server keeps its caches for good: out of the collector's walks with them.
+        freeze_heap_once()
+        return feed, seconds
 
 
 def _token_ok(head: CalendarHead | None, token: str) -> bool:

@@ -6,46 +6,43 @@ Two levels:
   and, once a client asks, their gzip. The store bumps a calendar's version in
   the same transaction as every write a feed shows, so a version seen in the
   database is a complete key; a write from another process shows in the next
-  request because each request reads the version (``CalendarLookup``).
+  request because each request reads the version (``Store.calendar_head``).
 * **Events**, per entry id: the serialised VEVENT, valid while the entry's
   (uid, updated-at, sequence) and its calendar's reminder offsets stay the
   same (every edit a subscriber can see moves ``updated_at`` and ``sequence``).
   After one edit a 10,000-entry feed is rebuilt by one cheap keys query, one
   VEVENT and a join; the result is byte-identical to ``ics.render``.
 
-Filters are ``store.EntryFilter`` values; ``parse_filter`` is shared by the
-HTTP query and the ``export`` command so both give the same bytes.
+Filters are ``filters.EntryFilter`` values; ``parse_filter`` is shared by the
+HTTP query and the ``export`` command so both give the same bytes. Every read
+goes through the store (``entry_keys`` below the ORM, for speed).
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import gzip
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from email.utils import format_datetime
 from operator import itemgetter
 from typing import Any, Final
 
-from sqlalchemy import select
-from sqlalchemy.engine import Dialect
-from sqlalchemy.sql import ClauseElement, bindparam
+from sqlalchemy.orm import Session
 
 from calendar_svc import ics
-from calendar_svc.errors import NotFoundError, StoreError
+from calendar_svc.errors import NotFoundError
 from calendar_svc.filters import EntryFilter
 from calendar_svc.models import Calendar, Entry
-from calendar_svc.store import Store
+from calendar_svc.store import CalendarHead, Store
 from calendar_svc.timezones import UTC
 
 FilterKey = tuple[str | None, str | None, date | None, date | None]
 _GZIP_LEVEL = 6  # ~3% of the size for feeds; level 9 halves the speed for 0.2% more
-_LOAD_CHUNK = 500  # ids per IN (...) when loading changed entries
 
 
 # --- filters ---------------------------------------------------------------------------
@@ -59,105 +56,6 @@ def filter_key(flt: EntryFilter) -> FilterKey:
         flt.start,
         flt.end,
     )
-
-
-# --- queries run below SQLAlchemy's result layer -----------------------------------------
-
-
-class DriverQuery:
-    """One SELECT compiled once for a dialect and run on a DBAPI connection.
-
-    For the two reads on a feed's hot paths: SQLAlchemy's result machinery
-    costs more than the query itself there (per request, and per row of a
-    10,000-entry calendar). Rows come back as the driver's tuples, with no
-    type processing: values are only compared or used as the driver gives them.
-    """
-
-    def __init__(self, stmt: ClauseElement, dialect: Dialect):
-        compiled = stmt.compile(dialect=dialect)
-        self.sql: str = compiled.string
-        # qmark drivers (sqlite3) take a tuple in the compiled order, pyformat ones a dict.
-        self._order: Sequence[str] | None = getattr(compiled, "positiontup", None)
-
-    def rows(self, dbapi_connection: Any, **params: Any) -> list[tuple[Any, ...]]:
-        bound = tuple(params[name] for name in self._order) if self._order else params
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute(self.sql, bound)
-            return list(cursor.fetchall())
-        finally:
-            cursor.close()
-
-
-# --- the per-request lookup ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CalendarHead:
-    """What a request needs before anything else: which calendar, its token and version."""
-
-    id: int
-    slug: str
-    token: str
-    version: int
-
-
-class CalendarLookup:
-    """Reads one calendar's id, token and version per request, on one held connection.
-
-    A session through the store costs ~0.5 ms per request, more than the whole
-    budget of a 304 at thousands per second; this compiles the one SELECT once
-    and runs it on a DBAPI connection taken from the store's engine (~10 µs on
-    SQLite). The connection is in autocommit mode, so every read sees the
-    latest commit of any process. On an error the connection is dropped and
-    the next request takes a new one.
-    """
-
-    def __init__(self, store: Store):
-        self._engine = store.engine
-        self._query = DriverQuery(
-            select(Calendar.id, Calendar.feed_token, Calendar.version).where(
-                Calendar.slug == bindparam("slug")
-            ),
-            self._engine.dialect,
-        )
-        self._lock = threading.Lock()
-        self._conn: Any = None
-
-    def _connect(self) -> Any:
-        conn = self._engine.raw_connection()
-        driver = conn.driver_connection
-        if self._engine.dialect.name == "postgresql" and driver is not None:
-            # Without autocommit the SELECT would leave a transaction open.
-            driver.autocommit = True
-        return conn
-
-    def get(self, slug: str) -> CalendarHead | None:
-        """The calendar called ``slug``, or None. Raises StoreError if the database fails."""
-        with self._lock:
-            try:
-                if self._conn is None:
-                    self._conn = self._connect()
-                rows = self._query.rows(self._conn, slug=slug)
-            except Exception as exc:
-                self._drop()
-                raise StoreError(f"database unavailable: {type(exc).__name__}") from exc
-        if not rows:
-            return None
-        row = rows[0]
-        return CalendarHead(id=int(row[0]), slug=slug, token=str(row[1]), version=int(row[2]))
-
-    def _drop(self) -> None:
-        if self._conn is not None:
-            # A connection that already broke has nothing more to release.
-            with contextlib.suppress(Exception):
-                self._conn.invalidate()
-            self._conn = None
-
-    def close(self) -> None:
-        with self._lock:
-            # Invalidated rather than returned: its autocommit setting stays ours.
-            self._drop()
 
 
 # --- rendered feeds --------------------------------------------------------------------
@@ -185,10 +83,6 @@ class RenderedFeed:
     def last_modified_http(self) -> str:
         return format_datetime(self.last_modified.astimezone(UTC), usegmt=True)
 
-    @property
-    def gzip_ready(self) -> bool:
-        return self._gzip is not None
-
     def gzipped(self) -> bytes:
         if self._gzip is None:
             with self._gzip_lock:
@@ -209,26 +103,12 @@ _KEY: Final = 0
 _ZONES: Final = 1
 _BODY: Final = 2
 
-_ENTRY_KEYS = (
-    # Feed order (that of Store.entries within one calendar), read in index order from
-    # ix_entries_feed_order: on SQLite from the index alone (the rowid id is in every
-    # index), on PostgreSQL with a visit to each row for id, but no sort. An edit a
-    # subscriber sees moves updated_at and sequence; uid guards against an id that
-    # SQLite hands out again after a delete.
-    select(Entry.id, Entry.uid, Entry.updated_at, Entry.sequence)
-    .where(Entry.calendar_id == bindparam("calendar_id"))
-    .order_by(Entry.start_utc, Entry.uid)
-)
-
-
 class FeedCache:
     """Builds feeds for one set of ``FeedOptions`` and keeps them (thread-safe).
 
     ``max_feeds`` bounds the rendered feeds kept (least recently used go
     first; an older version of the same feed goes as soon as a newer exists).
     """
-
-    _frozen = False  # set by the first render: see _freeze_heap
 
     def __init__(self, store: Store, options: ics.FeedOptions, *, max_feeds: int = 64):
         self.store = store
@@ -239,7 +119,6 @@ class FeedCache:
         # Per calendar: the reminder offsets its entries inherit, which its VALARMs show.
         self._inherited: dict[int, tuple[str, ...] | None] = {}
         self._zones: dict[str, str] = {}  # one shared string per zone pair
-        self._entry_keys = DriverQuery(_ENTRY_KEYS, store.engine.dialect)
         # One render at a time: a second request for the same feed waits and
         # then finds it cached instead of rendering it again.
         self._render_lock = threading.Lock()
@@ -253,14 +132,6 @@ class FeedCache:
             if feed is not None:
                 self._feeds.move_to_end((head.id, head.version, key))
         return feed
-
-    def feed(self, head: CalendarHead, flt: EntryFilter) -> RenderedFeed:
-        """The feed of ``head`` for ``flt``, from the cache or rendered now."""
-        key = filter_key(flt)
-        found = self.get(head, key)
-        if found is not None:
-            return found
-        return self.render(head.id, flt)
 
     # -- rendering ---------------------------------------------------------------------
 
@@ -276,9 +147,7 @@ class FeedCache:
                     cached = self._feeds.get((calendar.id, calendar.version, key))
                 if cached is not None:
                     return cached
-                rows = self._entry_keys.rows(
-                    session.connection().connection, calendar_id=calendar.id
-                )
+                rows = self.store.entry_keys(session, calendar.id)
                 preloaded: dict[int, Entry] = {}
                 if not _is_whole(flt):
                     # The store's filter is the one truth about what a filter selects
@@ -305,23 +174,7 @@ class FeedCache:
                 entries=len(events),
             )
             self._store_feed(calendar.id, key, feed)
-            if not self._frozen:
-                self._freeze_heap()
             return feed
-
-    def _freeze_heap(self) -> None:
-        """Move everything alive after the first render out of the collector's sight.
-
-        The caches hold tens of thousands of long-lived objects; without this every
-        full collection walks them all, and one landing in a re-render costs it
-        50-80 ms (measured: a one-edit re-render of 10,000 entries went from 70 ms
-        median / 134 ms worst to the figures in bench/RESULTS.md). Frozen objects are
-        still freed by reference counting; only cycles among them are no longer
-        collected, and the garbage of the cold render is collected first.
-        """
-        gc.collect()
-        gc.freeze()
-        self._frozen = True
 
     def _store_feed(self, calendar_id: int, key: FilterKey, feed: RenderedFeed) -> None:
         with self._lock:
@@ -333,7 +186,7 @@ class FeedCache:
 
     def _events_for(
         self,
-        session: Any,
+        session: Session,
         calendar: Calendar,
         rows: Sequence[tuple[Any, ...]],
         *,
@@ -356,7 +209,7 @@ class FeedCache:
         if stale:
             loaded = [preloaded[i] for i in stale if i in preloaded]
             missing = [i for i in stale if i not in preloaded]
-            for entry in [*loaded, *_load_entries(session, missing)]:
+            for entry in [*loaded, *self.store.entries_by_id(session, missing)]:
                 row = stale[entry.id]
                 zones = "" if entry.all_day else f"{entry.start_tz} {entry.end_tz}"
                 body = ics.event_bytes(entry, calendar, self.options)
@@ -380,15 +233,33 @@ def _is_whole(flt: EntryFilter) -> bool:
     return not (flt.city or flt.category or flt.start or flt.end)
 
 
-def _load_entries(session: Any, ids: Sequence[int]) -> Iterator[Entry]:
-    for start in range(0, len(ids), _LOAD_CHUNK):
-        chunk = ids[start : start + _LOAD_CHUNK]
-        yield from session.scalars(select(Entry).where(Entry.id.in_(chunk)))
-
-
 def render_feed(
     store: Store, options: ics.FeedOptions, slug: str, flt: EntryFilter | None = None
 ) -> RenderedFeed:
     """The feed ``slug`` serves for ``flt``, rendered once (``export`` uses this)."""
     calendar = store.get_calendar(slug)
     return FeedCache(store, options, max_feeds=1).render(calendar.id, flt or EntryFilter())
+
+
+_heap_frozen = False
+_freeze_lock = threading.Lock()
+
+
+def freeze_heap_once() -> None:
+    """Move everything alive now out of the garbage collector's sight, once per process.
+
+    For a long-running feed server, after its first render: the caches hold tens of
+    thousands of long-lived objects; without this every full collection walks them
+    all, and one landing in a re-render costs it 50-80 ms (measured: a one-edit
+    re-render of 10,000 entries went from 70 ms median / 134 ms worst to the figures
+    in bench/RESULTS.md). Frozen objects are still freed by reference counting; only
+    cycles among them are no longer collected, and the garbage of the cold render is
+    collected first. A one-shot render (``export``) has nothing to gain from it.
+    """
+    global _heap_frozen
+    with _freeze_lock:
+        if _heap_frozen:
+            return
+        gc.collect()
+        gc.freeze()
+        _heap_frozen = True

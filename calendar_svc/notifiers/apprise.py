@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
-from calendar_svc.notifiers.base import Key, Notifier, Reminder
+from calendar_svc.notifiers.base import Notifier
+from calendar_svc.notifiers.keys import Key
+from calendar_svc.notifiers.reminder import Reminder
 
 try:
     import apprise

@@ -5,7 +5,9 @@ from __future__ import annotations
 import sys
 from typing import ClassVar, TextIO
 
-from calendar_svc.notifiers.base import Key, Notifier, Reminder
+from calendar_svc.notifiers.base import Notifier
+from calendar_svc.notifiers.keys import Key
+from calendar_svc.notifiers.reminder import Reminder
 
 
 class ConsoleNotifier(Notifier):

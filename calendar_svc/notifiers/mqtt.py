@@ -20,7 +20,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from calendar_svc.clock import now_utc
-from calendar_svc.notifiers.base import Key, Notifier, Reminder
+from calendar_svc.notifiers.base import Notifier
+from calendar_svc.notifiers.keys import Key
+from calendar_svc.notifiers.reminder import Reminder
 from calendar_svc.timezones import iso_utc
 
 # CONNACK / PUBACK reasons that retrying with the same config cannot fix.

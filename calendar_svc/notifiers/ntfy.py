@@ -20,7 +20,9 @@ import httpx
 
 from calendar_svc import __version__
 from calendar_svc.notifiers import _http
-from calendar_svc.notifiers.base import Key, Notifier, Reminder, message_id_token
+from calendar_svc.notifiers.base import Notifier, message_id_token
+from calendar_svc.notifiers.keys import Key
+from calendar_svc.notifiers.reminder import Reminder
 
 # ntfy's own rules for topic names and priorities.
 _TOPIC = re.compile(r"^[-_A-Za-z0-9]{1,64}$")

@@ -21,7 +21,9 @@ from typing import Any, ClassVar
 
 from calendar_svc.errors import NotifierError
 from calendar_svc.logs import log_event
-from calendar_svc.notifiers.base import Key, Notifier, Reminder, message_id_token
+from calendar_svc.notifiers.base import Notifier, message_id_token
+from calendar_svc.notifiers.keys import Key
+from calendar_svc.notifiers.reminder import Reminder
 
 log = logging.getLogger(__name__)
 

@@ -35,10 +35,11 @@ from calendar_svc.config import Config
 from calendar_svc.errors import PermanentNotifierError, RetryableNotifierError
 from calendar_svc.event_log import logging_bus
 from calendar_svc.events import ChannelFailing, DeliveryFinished, EventBus, OutcomeKind
+from calendar_svc.links import reminder_feed_url
 from calendar_svc.logs import log_event
 from calendar_svc.messages import build_reminder
 from calendar_svc.models import Entry
-from calendar_svc.notifiers.base import Notifier, Reminder
+from calendar_svc.notifiers import Notifier, Reminder
 from calendar_svc.reminders import repository as repo
 from calendar_svc.reminders.policy import Timing, retry_delay, timing
 from calendar_svc.reminders.repository import ClaimedRow, Outcome
@@ -312,6 +313,7 @@ class Dispatcher:
             due_at=row.due_at,
             late=late,
             display=config.display,
+            feed_url=reminder_feed_url(config.feed.public_url, entry.calendar),
         )
         with self._lock:
             if row.id in self._inflight:  # already being sent by this process: never twice

@@ -27,17 +27,15 @@ that notifiers pass on (webhook-id, Message-ID), the same on every attempt.
 from __future__ import annotations
 
 import hashlib
-import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import NamedTuple, Protocol
 
-from dateutil.rrule import rrulestr
-
 from calendar_svc.config import RemindersConfig
 from calendar_svc.durations import parse_duration
 from calendar_svc.models import EntryStatus
+from calendar_svc.recurrence import occurrences
 from calendar_svc.timezones import UTC, to_local, to_utc
 
 # An all-day reminder is at most about a day before the day starts; two days of
@@ -227,36 +225,6 @@ def lead_time(offsets: Sequence[timedelta], all_day: bool) -> timedelta:
     if all_day:
         return ALL_DAY_LEAD
     return max(offsets, default=timedelta(0))
-
-
-def occurrences(entry: EntryLike, start: datetime, end: datetime) -> Iterator[datetime]:
-    """Start instants (UTC) of the entry's occurrences within ``[start, end]``."""
-    if not entry.rrule:
-        if start <= entry.start_utc <= end:
-            yield entry.start_utc
-        return
-    # Expand in wall time; one day of margin on both sides covers any UTC offset.
-    wall_from = to_local(start, entry.start_tz).replace(tzinfo=None) - timedelta(days=1)
-    wall_to = to_local(end, entry.start_tz).replace(tzinfo=None) + timedelta(days=1)
-    rule = rrulestr(_naive_until(entry.rrule, entry.start_tz), dtstart=entry.start_local)
-    for wall in rule.between(wall_from, wall_to, inc=True):
-        fold = entry.start_fold if wall == entry.start_local else None
-        instant = to_utc(wall, entry.start_tz, fold=0 if fold is None else fold)
-        if start <= instant <= end:
-            yield instant
-
-
-_UNTIL_UTC = re.compile(r"UNTIL=(\d{8}T\d{6})Z", re.IGNORECASE)
-
-
-def _naive_until(rule: str, zone: str) -> str:
-    """An RRULE whose UTC ``UNTIL`` is rewritten as wall time, to match the naive DTSTART."""
-
-    def local(match: re.Match[str]) -> str:
-        instant = datetime.strptime(match.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
-        return "UNTIL=" + to_local(instant, zone).strftime("%Y%m%dT%H%M%S")
-
-    return _UNTIL_UTC.sub(local, rule)
 
 
 def reminders_between(
