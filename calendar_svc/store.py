@@ -81,10 +81,10 @@ class Store:
         self.url = url
         self.clock = clock
         self.engine = engine or make_engine(url)
-        self.sqlite = is_sqlite(self.engine)
+        self._sqlite = is_sqlite(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         writer = (
-            self.engine.execution_options(sqlite_begin="IMMEDIATE") if self.sqlite else self.engine
+            self.engine.execution_options(sqlite_begin="IMMEDIATE") if self._sqlite else self.engine
         )
         self._writers = sessionmaker(writer, expire_on_commit=False)
         self._held = HeldConnection(self.engine)
@@ -281,7 +281,7 @@ class Store:
                 Entry,
                 target.id,
                 options=[selectinload(Entry.calendar)],
-                with_for_update=not self.sqlite,
+                with_for_update=not self._sqlite,
             )
             if entry is None:
                 raise NotFoundError(f"no entry with uid {uid!r}")

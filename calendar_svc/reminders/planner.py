@@ -43,6 +43,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from calendar_svc.config import RemindersConfig
+from calendar_svc.db import is_sqlite
 from calendar_svc.event_log import logging_bus
 from calendar_svc.events import (
     EventBus,
@@ -133,7 +134,7 @@ class Planner:
         start, end = now - self.config.grace, now + self.config.horizon
         report = PlanReport(start=start, end=end)
         with self.store.write() as session:
-            if not self.store.sqlite:
+            if not is_sqlite(session):
                 session.execute(select(func.pg_advisory_xact_lock(_PG_PLANNER_LOCK)))
             oldest = repo.oldest_pending_due(session)
             report.last_pass, report.last_pass_by = repo.last_pass(session)

@@ -34,6 +34,7 @@ from sqlalchemy import Text, and_, bindparam, cast, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, contains_eager
 
+from calendar_svc.db import is_sqlite
 from calendar_svc.durations import parse_duration
 from calendar_svc.events import OutcomeKind
 from calendar_svc.models import Calendar, Delivery, DeliveryStatus, Entry, PlannerState
@@ -207,8 +208,7 @@ def insert_missed(
 def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = sqlite.insert if is_sqlite(session) else postgresql.insert
     # One statement, many parameter sets: SQLAlchemy batches them ("insertmanyvalues")
     # and compiles the statement once, not once per distinct row count.
     stmt = insert(TABLE).on_conflict_do_nothing(index_elements=["dedupe_key"])
@@ -329,7 +329,7 @@ def claim_due(
         .order_by(T.next_attempt_at, T.id)
         .limit(limit)
     )
-    if session.get_bind().dialect.name != "sqlite":
+    if not is_sqlite(session):
         due = due.with_for_update(skip_locked=True)
     stmt = (
         update(TABLE)
