@@ -25,13 +25,16 @@ import textwrap
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 from click.testing import CliRunner, Result
 
 from calendar_svc.store import Store
 from calendar_svc.timezones import UTC
+
+if TYPE_CHECKING:
+    from service_helpers import Service
 
 ROOT = Path(__file__).resolve().parents[1]
 TRIP = ROOT / "schedules" / "rubio-2025-09.toml"
@@ -245,3 +248,12 @@ def run_cli(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Res
         return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
 
     return invoke
+
+
+@pytest.fixture
+def services() -> Iterator[list[Service]]:
+    """The ``calendar-svc run`` processes a test starts: append each; all are killed after."""
+    started: list[Service] = []
+    yield started
+    for service in started:
+        service.kill()
