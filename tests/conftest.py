@@ -236,6 +236,17 @@ def workdir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def add_to_config(workdir: Path) -> Callable[[str], None]:
+    """Append TOML (dedented) to ``workdir``'s config.toml, e.g. a ``[notifiers.x]`` table."""
+
+    def add(text: str) -> None:
+        config = workdir / "config.toml"
+        config.write_text(config.read_text() + textwrap.dedent(text))
+
+    return add
+
+
+@pytest.fixture
 def run_cli(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
     """Invoke the CLI in ``workdir`` (so ./config.toml is found) and return the result."""
     from calendar_svc.cli import cli

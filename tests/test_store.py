@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import textwrap
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from conftest import FakeClock
 from sqlalchemy import select
 
 from calendar_svc.db import current_revision, head_revision
-from calendar_svc.errors import InputError, NotFoundError
+from calendar_svc.errors import CalendarSvcError, InputError, NotFoundError
 from calendar_svc.models import Calendar
 from calendar_svc.schedule_files import CalendarSpec, load_file
 from calendar_svc.store import EntryFilter, Store
@@ -222,3 +223,34 @@ def test_long_text_fields_import_on_every_backend(store: Store, trip_path: Path)
     entries = tuple(dataclasses.replace(e, city=long_city) for e in spec.entries)
     store.import_specs([dataclasses.replace(spec, name="N" * 500, entries=entries)])
     assert store.find_entry("noboa-meeting").city == long_city
+
+
+def test_long_calendar_name_and_city_import_or_fail_cleanly(store: Store, tmp_path: Path) -> None:
+    """A 300-character calendar name or city is accepted by the schedule parser, then
+    crashes the import on PostgreSQL with a DataError traceback (VARCHAR(255)).
+
+    On every backend it must either be stored in full or refused as bad input.
+    """
+    path = tmp_path / "long.toml"
+    path.write_text(textwrap.dedent(
+        f"""\
+        [calendar]
+        slug = "long"
+        name = "{"N" * 300}"
+        timezone = "America/Mexico_City"
+
+        [[entries]]
+        uid = "a"
+        title = "x"
+        start = 2025-09-02T10:00:00
+        city = "{"C" * 300}"
+        """
+    ), encoding="utf-8")
+    try:
+        spec = load_file(path)
+        store.import_specs([spec])
+    except CalendarSvcError:
+        return  # refused cleanly: fine
+    (entry,) = store.entries()
+    assert entry.city == "C" * 300
+    assert store.get_calendar("long").name == "N" * 300
