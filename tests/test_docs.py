@@ -87,6 +87,14 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert test_command in ci.splitlines()
 
 
+def test_ci_runs_the_static_checks_the_readme_lists() -> None:
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    development = README.split("## Development", 1)[1].split("\n## ", 1)[0]
+    for check in ("ruff check .", "ruff format --check .", "mypy"):
+        assert check in development, f"README's Development does not list {check!r}"
+        assert f'"{check}"' in ci, f".ci/run does not run {check!r}"
+
+
 def test_changelog_is_keep_a_changelog() -> None:
     text = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
     assert "## [Unreleased]" in text and "Keep a Changelog" in text
