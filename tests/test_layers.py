@@ -145,7 +145,9 @@ def _literal(node: ast.expr | None) -> str | None:
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
 
-def imports_in(source: str, module: str, *, is_package: bool, known: set[str]) -> list[tuple[str, int]]:
+def imports_in(
+    source: str, module: str, *, is_package: bool, known: set[str]
+) -> list[tuple[str, int]]:
     """(imported module, line) for every import in ``source``, the source of ``module``.
 
     Relative imports are resolved against ``module``; ``from a import b`` counts as an
@@ -171,8 +173,11 @@ def imports_in(source: str, module: str, *, is_package: bool, known: set[str]) -
                 found.append((candidate if candidate in known else base, node.lineno))
         elif isinstance(node, ast.Call):
             func = node.func
-            called = func.id if isinstance(func, ast.Name) else (
-                func.attr if isinstance(func, ast.Attribute) else None)
+            called = (
+                func.id
+                if isinstance(func, ast.Name)
+                else (func.attr if isinstance(func, ast.Attribute) else None)
+            )
             if called not in ("__import__", "import_module") or not node.args:
                 continue
             name = _literal(node.args[0])
@@ -196,8 +201,9 @@ def import_graph() -> list[tuple[str, str, int]]:
     edges = []
     for name, path in modules.items():
         source = path.read_text(encoding="utf-8")
-        for target, line in imports_in(source, name, is_package=path.name == "__init__.py",
-                                       known=set(modules)):
+        for target, line in imports_in(
+            source, name, is_package=path.name == "__init__.py", known=set(modules)
+        ):
             top = target.split(".")[0]
             if top == PACKAGE or top in helpers:
                 edges.append((name, target, line))
@@ -232,11 +238,28 @@ def test_the_scan_sees_every_form_of_import() -> None:
             __import__("calendar_svc.metrics")
             __import__(name)  # computed: not readable
         """)
-    known = {f"calendar_svc.{m}" for m in (
-        "errors", "store", "models", "reminders.rules", "daemon", "feed.app",
-        "cli", "reminders.planner", "health", "reminders.watch", "metrics")}
-    found = {name for name, _ in imports_in(
-        source, "calendar_svc.reminders.dispatcher", is_package=False, known=known)}
+    known = {
+        f"calendar_svc.{m}"
+        for m in (
+            "errors",
+            "store",
+            "models",
+            "reminders.rules",
+            "daemon",
+            "feed.app",
+            "cli",
+            "reminders.planner",
+            "health",
+            "reminders.watch",
+            "metrics",
+        )
+    }
+    found = {
+        name
+        for name, _ in imports_in(
+            source, "calendar_svc.reminders.dispatcher", is_package=False, known=known
+        )
+    }
     assert found == known | {"importlib", "typing"}
 
 
@@ -253,7 +276,7 @@ def test_every_module_has_a_rank() -> None:
     unplaced = sorted(short(m) for m in package_modules() if rank_of(short(m)) is None)
     assert not unplaced, (
         f"modules with no layer: {unplaced}. Place each in RANKS in tests/test_layers.py at "
-        "the rank of what it is (and in README's \"Layout\")."
+        'the rank of what it is (and in README\'s "Layout").'
     )
 
 
@@ -264,15 +287,19 @@ def test_no_module_imports_a_higher_layer() -> None:
             continue
         mine, theirs = rank_of(short(importer)), rank_of(short(imported))
         if mine is not None and theirs is not None and theirs > mine:
-            upward.append(f"{where(importer, line)}: {short(importer)} (rank {mine}) imports "
-                          f"{short(imported)} (rank {theirs})")
+            upward.append(
+                f"{where(importer, line)}: {short(importer)} (rank {mine}) imports "
+                f"{short(imported)} (rank {theirs})"
+            )
     assert not upward, "imports from a lower layer to a higher one:\n" + "\n".join(upward)
 
 
 def test_the_package_never_imports_the_tests() -> None:
-    found = [f"{where(importer, line)}: imports {imported}"
-             for importer, imported, line in import_graph()
-             if not imported.startswith(PACKAGE)]
+    found = [
+        f"{where(importer, line)}: imports {imported}"
+        for importer, imported, line in import_graph()
+        if not imported.startswith(PACKAGE)
+    ]
     assert not found, "the package imports test code:\n" + "\n".join(found)
 
 
@@ -298,16 +325,19 @@ def readme_layers() -> dict[int, set[str]]:
     layers = {}
     for rank, text in texts.items():
         names = (n.strip() for n in re.sub(r"\([^)]*\)", "", text).split(","))
-        layers[rank] = {n.rstrip("/").replace("/", ".") for n in names
-                        if n and n != "notifiers/<type>"}
+        layers[rank] = {
+            n.rstrip("/").replace("/", ".") for n in names if n and n != "notifiers/<type>"
+        }
     return layers
 
 
 @pytest.mark.parametrize("rank", range(8))
 def test_readme_layout_lists_each_layer_as_the_test_does(rank: int) -> None:
     expected = {
-        name.removesuffix(".*") for name, r in RANKS.items()
-        if r == rank and name not in ("__init__", "reminders")
+        name.removesuffix(".*")
+        for name, r in RANKS.items()
+        if r == rank
+        and name not in ("__init__", "reminders")
         and not (name.endswith(".*") and name.removesuffix(".*") in RANKS)
     }
     assert readme_layers().get(rank, set()) == expected
