@@ -1,8 +1,10 @@
-"""Helpers for tests/test_service.py: a real ``calendar-svc run`` process, a real
-``$NOTIFY_SOCKET``, config and schedule files written into the test's folder.
+"""Helpers for the tests that run ``calendar-svc run`` for real (tests/test_service.py,
+tests/test_daemon_process.py): the daemon process, a real ``$NOTIFY_SOCKET``, config and
+schedule files written into the test's folder, reads of the daemon's SQLite file.
 
-Every wait is a poll or a socket receive with a deadline; nothing sleeps to
-synchronise. Processes are killed by the caller's fixture (``Service.kill``).
+Every wait is a poll (``waiting.wait_for``) or a socket receive with a deadline;
+nothing sleeps to synchronise. Processes are killed by the ``services`` fixture
+(conftest.py) that the test appends them to.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -25,25 +26,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from waiting import wait_for
+
 from calendar_svc.clock import now_utc
 from calendar_svc.timezones import UTC
 
 LOOPBACK = "127.0.0.1"
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str,
-             services: list[Service] | None = None) -> Any:
-    """Poll ``check`` until it returns something true; fail after ``timeout`` seconds,
-    showing the tail of each service's stderr."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            logs = "".join(f"\n--- {s.name} stderr\n{s.stderr()[-4000:]}" for s in services or [])
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}{logs}")
-        threading.Event().wait(0.02)
 
 
 # --- sd_notify ----------------------------------------------------------------------------
@@ -123,18 +111,29 @@ def base_env(**extra: str) -> dict[str, str]:
 
 
 class Service:
-    """One ``python -m calendar_svc --config FILE run``; stdout and stderr go to files."""
+    """One ``python -m calendar_svc --config FILE run``; stdout and stderr go to files.
+
+    ``start`` may be called again after the process ended (a restart); each run
+    writes files of its own (``NAME.stderr``, then ``NAME.2.stderr``, ...), so
+    ``stderr()`` and the waits read the current run only.
+    """
 
     def __init__(self, config: Path, *, env: Mapping[str, str] | None = None,
                  name: str = "svc") -> None:
         self.config = config
         self.name = name
         self.env = base_env(**(env or {}))
+        self.runs = 0
         self.out_path = config.parent / f"{name}.stdout"
         self.err_path = config.parent / f"{name}.stderr"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Service:
+        assert not self.alive(), f"{self.name} is already running"
+        self.runs += 1
+        suffix = "" if self.runs == 1 else f".{self.runs}"
+        self.out_path = self.config.parent / f"{self.name}{suffix}.stdout"
+        self.err_path = self.config.parent / f"{self.name}{suffix}.stderr"
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "calendar_svc", "--config", str(self.config), "run"],
@@ -182,6 +181,17 @@ class Service:
 
         wait_for(found, timeout, f"{text!r} x{count} on {self.name}'s stdout", [self])
         return self.stdout()
+
+    def wait_ready(self, timeout: float = 30) -> Service:
+        """Wait for this run's ``daemon.ready`` line (text or JSON logs)."""
+        def ready() -> bool:
+            if re.search(r'msg=daemon\.ready\b|"msg": "daemon\.ready"', self.stderr()):
+                return True
+            self._check_alive()
+            return False
+
+        wait_for(ready, timeout, f"{self.name} to be ready", [self])
+        return self
 
     def feed_port(self, timeout: float = 20) -> int:
         """The port the feed listens on, from the ``feed.listening`` log line (text or JSON)."""

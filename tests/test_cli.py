@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -103,3 +104,99 @@ def test_python_dash_m_works(workdir: Path) -> None:
         check=False,
     )
     assert result.returncode == 0 and "calendar-svc" in result.stdout
+
+
+def test_city_filter_finds_non_ascii_city_on_sqlite(
+    run_cli: Callable[..., Result], workdir: Path
+) -> None:
+    """`list --city Łódź` must find an entry whose city is exactly "Łódź".
+
+    SQLite's lower() only folds ASCII, while the filter lower-cases the argument in
+    Python, so on the default backend a city starting with a non-ASCII capital is
+    never found, not even spelt exactly as in the file (PostgreSQL finds it).
+    """
+    (workdir / "schedules" / "poland.toml").write_text(textwrap.dedent(
+        """\
+        [calendar]
+        slug = "poland"
+        name = "Poland"
+        timezone = "Europe/Warsaw"
+
+        [[entries]]
+        uid = "lodz"
+        title = "Meeting"
+        start = 2025-09-02T10:00:00
+        city = "Łódź"
+
+        [[entries]]
+        uid = "edes"
+        title = "Visit"
+        start = 2025-09-03T10:00:00
+        city = "Édes"
+        """
+    ), encoding="utf-8")
+    assert run_cli("import", "schedules/poland.toml").exit_code == 0
+    for city, uid in (("Łódź", "lodz"), ("łódź", "lodz"), ("Édes", "edes"), ("ÉDES", "edes")):
+        result = run_cli("list", "--city", city, "--json")
+        assert result.exit_code == 0
+        assert [e["uid"] for e in json.loads(result.output)] == [uid], city
+
+
+def test_unreachable_database_is_one_line(run_cli: Callable[..., Result]) -> None:
+    """README: "Errors are one line on stderr". A refused PostgreSQL connection prints
+    three lines (psycopg's hint and SQLAlchemy's "Background on this error" link)."""
+    result = run_cli("--db", "postgresql+psycopg://nobody@127.0.0.1:1/x", "list")
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("calendar-svc: error:")
+    assert "sqlalche.me" not in result.stderr
+
+
+def test_recurring_entry_shows_its_rule(run_cli: Callable[..., Result], workdir: Path) -> None:
+    """`show --json` / `list --json` never mention `rrule`: a user cannot see that an
+    entry repeats (and `show`, "one entry in full", does not print it either)."""
+    (workdir / "schedules" / "standup.toml").write_text(textwrap.dedent(
+        """\
+        [calendar]
+        slug = "standup"
+        name = "Standup"
+        timezone = "America/New_York"
+
+        [[entries]]
+        uid = "daily"
+        title = "Daily standup"
+        start = 2025-09-01T09:00:00
+        duration = "PT15M"
+        rrule = "FREQ=DAILY;COUNT=5"
+        """
+    ), encoding="utf-8")
+    assert run_cli("import", "schedules/standup.toml").exit_code == 0
+    shown = json.loads(run_cli("show", "daily", "--json").output)
+    assert shown.get("rrule") == "FREQ=DAILY;COUNT=5"
+    assert "FREQ=DAILY;COUNT=5" in run_cli("show", "daily").output
+
+
+def test_list_day_filter_finds_later_occurrence_of_recurring_entry(
+    run_cli: Callable[..., Result], workdir: Path
+) -> None:
+    """A daily standup from 1 to 5 Sep happens on 3 Sep, but
+    `list --from 2025-09-03 --to 2025-09-03` prints "no entries match"."""
+    (workdir / "schedules" / "standup.toml").write_text(textwrap.dedent(
+        """\
+        [calendar]
+        slug = "standup"
+        name = "Standup"
+        timezone = "America/New_York"
+
+        [[entries]]
+        uid = "daily"
+        title = "Daily standup"
+        start = 2025-09-01T09:00:00
+        duration = "PT15M"
+        rrule = "FREQ=DAILY;COUNT=5"
+        """
+    ), encoding="utf-8")
+    assert run_cli("import", "schedules/standup.toml").exit_code == 0
+    result = run_cli("list", "--calendar", "standup", "--from", "2025-09-03", "--to", "2025-09-03")
+    assert "daily" in result.output, result.output

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import textwrap
+from collections.abc import Callable
 from datetime import time, timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from calendar_svc.cli import cli
 from calendar_svc.config import load_config
@@ -147,3 +148,22 @@ def test_env_config_that_does_not_exist(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setenv("CALENDAR_SVC_CONFIG", os.fspath(tmp_path / "nope.toml"))
     with pytest.raises(ConfigError, match=r"does not exist \(from \$CALENDAR_SVC_CONFIG\)"):
         load_config()
+
+
+def test_config_with_utf8_bom_is_accepted(run_cli: Callable[..., Result], workdir: Path) -> None:
+    config = workdir / "config.toml"
+    config.write_bytes(b"\xef\xbb\xbf" + config.read_bytes())
+    result = run_cli("calendars")
+    assert result.exit_code == 0 or "BOM" in result.output, result.output
+
+
+def test_config_env_var_error_names_the_env_var(
+    run_cli: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With CALENDAR_SVC_CONFIG=/nonexistent the error says "(given with --config)",
+    sending the user to look for a --config flag they never passed."""
+    monkeypatch.setenv("CALENDAR_SVC_CONFIG", "/nonexistent/calendar-svc.toml")
+    result = run_cli("calendars")
+    assert result.exit_code == 2
+    assert "CALENDAR_SVC_CONFIG" in result.output
+    assert "given with --config" not in result.output

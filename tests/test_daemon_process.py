@@ -1,13 +1,15 @@
 """Real ``calendar-svc run`` processes, real time, a real HTTP receiver behind the webhook notifier.
 
 Every wait polls with a deadline; the only sleeps are the scenario itself (how
-long a daemon stays SIGSTOPped, how long the receiver stays down).
+long a daemon stays SIGSTOPped, how long the receiver takes to answer). A test
+that asserts something did *not* happen (no duplicate, no stray reminder) first
+waits until the system is settled: every delivery row final and every attempt
+the database records arrived at the receiver, so nothing is still on its way.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import contextlib
 import signal
 import subprocess
 import sys
@@ -17,13 +19,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
-from service_helpers import instant, schedule_text, soon
+from peers import HttpReceiver, HttpRequest, Response
+from service_helpers import Service, base_env, instant, schedule_text, soon
 from sqlalchemy import func, select
+from waiting import wait_for
 
 from calendar_svc.clock import now_utc
 from calendar_svc.importer import import_specs
@@ -40,161 +42,73 @@ CHANNEL = "hook"
 # --- a real receiver ------------------------------------------------------------------
 
 
-class Receiver:
-    """An HTTP server recording each webhook it answered 200, by ``webhook-id``.
+class WebhookPeer:
+    """What the daemons' webhook channel posts to (served by ``peers.HttpReceiver``).
 
-    ``mode``: ``ok``; ``fail`` (HTTP 500); ``slow`` (answers after 1.5 s, past the
-    notifier's timeout); ``hang`` (holds the request until ``release``). Entries
-    whose uid starts with ``reject`` always get HTTP 400.
+    Records each webhook it answered 200 in ``got`` and counts every request by
+    ``webhook-id``. ``mode``: ``ok``; ``fail`` (HTTP 500); ``slow`` (answers after
+    1.5 s, past the notifier's timeout); ``hang`` (holds the request until
+    ``release``). Entries whose uid starts with ``reject`` always get HTTP 400.
     """
 
     def __init__(self) -> None:
         self.mode = "ok"
-        self.got: list[tuple[str, str, float]] = []
+        self.url = ""  # set by webhook_peer() once the server listens
+        self.got: list[tuple[str, str]] = []
         self.requests: Counter[str] = Counter()
         self.hanging = 0
         self.release = threading.Event()
         self.lock = threading.Lock()
-        receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["content-length"]))
-                key = self.headers["webhook-id"]
-                uid = json.loads(body)["data"]["entry"]["uid"]
-                with receiver.lock:
-                    receiver.requests[key] += 1
-                    mode = receiver.mode
-                if uid.startswith("reject"):
-                    return self._answer(400)
-                if mode == "fail":
-                    return self._answer(500)
-                if mode == "slow":
-                    time.sleep(1.5)
-                    return self._answer(200)
-                if mode == "hang":
-                    with receiver.lock:
-                        receiver.hanging += 1
-                    receiver.release.wait(60)
-                    return self._answer(503)
-                with receiver.lock:
-                    receiver.got.append((key, uid, time.time()))
-                self._answer(200)
-
-            def _answer(self, status: int) -> None:
-                try:
-                    self.send_response(status)
-                    self.send_header("content-length", "0")
-                    self.end_headers()
-                except OSError:
-                    pass  # the daemon gave up on us (timeout) or went away
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+    def respond(self, request: HttpRequest) -> Response:
+        key = request.header("webhook-id") or ""
+        uid = request.json()["data"]["entry"]["uid"]
+        with self.lock:
+            self.requests[key] += 1
+            mode = self.mode
+        if uid.startswith("reject"):
+            return 400, {}, b""
+        if mode == "fail":
+            return 500, {}, b""
+        if mode == "slow":
+            time.sleep(1.5)  # the scenario: a peer slower than the notifier's timeout
+            return 200, {}, b""
+        if mode == "hang":
+            with self.lock:
+                self.hanging += 1
+            self.release.wait(60)
+            return 503, {}, b""
+        with self.lock:
+            self.got.append((key, uid))
+        return 200, {}, b""
 
     def keys(self) -> Counter[str]:
         with self.lock:
-            return Counter(key for key, _, _ in self.got)
+            return Counter(key for key, _ in self.got)
 
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
+    def request_count(self) -> int:
+        with self.lock:
+            return sum(self.requests.values())
 
 
-# --- daemons --------------------------------------------------------------------------
-
-
-LIVE: list[DaemonProcess] = []  # daemons of the running test, whose logs a timeout shows
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str, step: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            logs = "".join(f"\n--- {d.log_path.name}\n{d.log()[-4000:]}" for d in LIVE)
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}{logs}")
-        time.sleep(step)
-
-
-class DaemonProcess:
-    def __init__(self, config: Path, name: str = "daemon"):
-        self.config = config
-        self.name = name
-        self.runs = 0
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path: Path = config.parent / f"{name}.log"
-
-    def start(self) -> DaemonProcess:
-        self.runs += 1
-        self.log_path = self.config.parent / f"{self.name}-{self.runs}.log"
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "calendar_svc", "--config", str(self.config), "run"],
-                stdout=subprocess.DEVNULL, stderr=log, cwd=self.config.parent, env=_env(),
-            )
-        return self
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 30) -> DaemonProcess:
-        def ready() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"{self.name} exited early:\n{self.log()}")
-            return "msg=daemon.ready" in self.log()
-
-        wait_for(ready, timeout, f"{self.name} to be ready")
-        return self
-
-    def signal(self, sig: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-    def wait_exit(self, timeout: float) -> int:
-        assert self.proc is not None
-        return self.proc.wait(timeout)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CALENDAR_SVC_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+@contextlib.contextmanager
+def webhook_peer() -> Iterator[WebhookPeer]:
+    peer = WebhookPeer()
+    with HttpReceiver(peer.respond) as server:
+        peer.url = f"{server.url}/hook"
+        try:
+            yield peer
+        finally:
+            peer.release.set()  # a hung request ends before the server shuts down
 
 
 @pytest.fixture
-def daemons(tmp_path: Path) -> Iterator[list[DaemonProcess]]:
-    started = LIVE
-    started.clear()
-    yield started
-    for d in started:
-        d.kill()
-    started.clear()
+def receiver() -> Iterator[WebhookPeer]:
+    with webhook_peer() as peer:
+        yield peer
 
 
-def write_config(folder: Path, db_url: str, receiver: Receiver, *, schedules: bool = True,
+def write_config(folder: Path, db_url: str, receiver: WebhookPeer, *, schedules: bool = True,
                  timeout: float = 2.0, **reminders: str) -> Path:
     settings = {
         "channels": f'["{CHANNEL}"]', "poll_interval": '"PT1S"', "rescan_interval": '"PT5S"',
@@ -246,9 +160,33 @@ def statuses(url: str) -> Counter[str]:
         store.close()
 
 
-def settled(url: str) -> bool:
-    """No delivery is pending or being sent: nothing more can arrive at the receiver."""
-    return not set(statuses(url)) & {"pending", "sending"}
+def attempts_recorded(url: str) -> int:
+    store = Store(url)
+    try:
+        with store.read() as session:
+            return int(session.scalar(select(func.coalesce(func.sum(Delivery.attempts), 0))))
+    finally:
+        store.close()
+
+
+def settled(url: str, *receivers: WebhookPeer) -> bool:
+    """No delivery is pending or being sent and, given the receivers, every attempt the
+    database records has reached one of them: nothing more is on its way.
+
+    (Leave the receivers out after a kill -9: a row claimed by the killed daemon counts
+    an attempt that was never sent.)"""
+    if set(statuses(url)) & {"pending", "sending"}:
+        return False
+    return not receivers or sum(r.request_count() for r in receivers) >= attempts_recorded(url)
+
+
+def unsettled(url: str, *receivers: WebhookPeer) -> Callable[[], str]:
+    """What ``settled`` waits for, with the state when the wait timed out."""
+    def say() -> str:
+        received = sum(r.request_count() for r in receivers)
+        return (f"every delivery to be final (statuses {dict(statuses(url))}, "
+                f"{attempts_recorded(url)} attempts recorded, {received} requests received)")
+    return say
 
 
 def sqlite_url(folder: Path) -> str:
@@ -258,7 +196,9 @@ def sqlite_url(folder: Path) -> str:
 # --- the scenarios --------------------------------------------------------------------
 
 
-def test_edits_while_running(tmp_path: Path, receiver: Receiver, daemons) -> None:
+def test_edits_while_running(
+    tmp_path: Path, receiver: WebhookPeer, services: list[Service]
+) -> None:
     """Move, cancel and delete entries while the daemon runs: old reminders never fire."""
     url = sqlite_url(tmp_path)
     config = write_config(tmp_path, url, receiver)
@@ -266,45 +206,52 @@ def test_edits_while_running(tmp_path: Path, receiver: Receiver, daemons) -> Non
     starts = {"keep": t, "moveme": t, "cancelme": t, "deleteme": t}
     file = tmp_path / "schedules" / "edits.toml"
     file.write_text(schedule_text("edits", starts))
-    daemon = DaemonProcess(config)
-    daemons.append(daemon.start().wait_ready())
+    daemon = Service(config, name="daemon")
+    services.append(daemon.start().wait_ready())
 
     moved_to = t + timedelta(seconds=5)
     file.write_text(schedule_text("edits", {**starts, "moveme": moved_to}))
-    wait_for(lambda: "updated=1" in daemon.log(), 10, "the edited file to be re-imported")
+    wait_for(lambda: "updated=1" in daemon.stderr(), 10, "the edited file to be re-imported",
+             services)
     cli = [sys.executable, "-m", "calendar_svc", "--config", str(config)]
     for args in (["cancel", "cancelme"], ["delete", "deleteme", "--yes"]):
-        done = subprocess.run(cli + args, capture_output=True, env=_env(), timeout=30)
+        done = subprocess.run(cli + args, capture_output=True, env=base_env(), timeout=30)
         assert done.returncode == 0, done.stderr
-    assert now_utc() < t, "the edits took too long to test anything"
+    if now_utc() >= t:
+        pytest.skip("this runner took longer than the 14 s to the reminders to start the "
+                    "daemon and make the edits: the old reminders came due before them")
 
-    wait_for(lambda: len(receiver.keys()) >= 2, 30, "the two remaining reminders")
-    time.sleep(1.5)  # a stray old reminder would fire right after the new one
+    wait_for(lambda: len(receiver.keys()) >= 2, 30, "the two remaining reminders", services)
+    # A stray old reminder would still be pending or on its way.
+    wait_for(lambda: settled(url, receiver), 30, unsettled(url, receiver), services)
     assert receiver.keys() == Counter({key_of("edits", "keep", t): 1,
                                        key_of("edits", "moveme", moved_to): 1})
-    log = daemon.log()
+    log = daemon.stderr()
     assert log.count("msg=reminder.cancelled") == 3  # old moveme, cancelme, deleteme
 
 
-def test_kill_9_during_a_burst_then_restart(tmp_path: Path, receiver: Receiver, daemons) -> None:
+def test_kill_9_during_a_burst_then_restart(
+    tmp_path: Path, receiver: WebhookPeer, services: list[Service]
+) -> None:
     """500 reminders due within 3 s; kill -9 mid-burst; a restart delivers the rest."""
     url = sqlite_url(tmp_path)
     config = write_config(tmp_path, url, receiver)
     starts = spread(500, soon(6), 3)
     (tmp_path / "schedules" / "burst.toml").write_text(schedule_text("burst", starts))
     expected = {key_of("burst", uid, start) for uid, start in starts.items()}
-    daemon = DaemonProcess(config)
-    daemons.append(daemon.start().wait_ready())
+    daemon = Service(config, name="daemon")
+    services.append(daemon.start().wait_ready())
 
-    wait_for(lambda: len(receiver.keys()) >= 150, 30, "the burst to be under way")
+    wait_for(lambda: len(receiver.keys()) >= 150, 30, "the burst to be under way", services)
     daemon.signal(signal.SIGKILL)
     daemon.wait_exit(10)
     at_kill = len(receiver.keys())
     assert at_kill < 500, "the burst was over before the kill; nothing was tested"
 
     daemon.start().wait_ready()
-    wait_for(lambda: set(receiver.keys()) >= expected, 60, "every reminder after the restart")
-    wait_for(lambda: settled(url), 30, "every delivery to reach a final status")
+    wait_for(lambda: set(receiver.keys()) >= expected, 60, "every reminder after the restart",
+             services)
+    wait_for(lambda: settled(url), 30, "every delivery to reach a final status", services)
     keys = receiver.keys()
     assert set(keys) == expected
     # Duplicates only for sends in flight at the kill, and then with the same key.
@@ -315,7 +262,7 @@ def test_kill_9_during_a_burst_then_restart(tmp_path: Path, receiver: Receiver, 
 
 @pytest.mark.parametrize("count", [2, 3])
 def test_several_daemons_on_postgresql_send_each_reminder_once(
-    tmp_path: Path, receiver: Receiver, daemons, pg_url: str, count: int
+    tmp_path: Path, receiver: WebhookPeer, services: list[Service], pg_url: str, count: int
 ) -> None:
     """2,000 reminders due within 20 s, 2 or 3 daemons on one PostgreSQL schema.
 
@@ -325,8 +272,8 @@ def test_several_daemons_on_postgresql_send_each_reminder_once(
     store.migrate()
     config = write_config(tmp_path, pg_url, receiver, schedules=False)
     for i in range(count):
-        daemons.append(DaemonProcess(config, f"daemon{i}").start())
-    for d in daemons:
+        services.append(Service(config, name=f"daemon{i}").start())
+    for d in services:
         d.wait_ready()
 
     first = soon(8)
@@ -338,11 +285,14 @@ def test_several_daemons_on_postgresql_send_each_reminder_once(
             "calendar": {"slug": "many", "name": "Many", "timezone": "UTC", "reminders": ["PT0S"]},
             "entries": entries}, source="test")], now=store.clock())
     store.close()
-    assert now_utc() < first, "writing the entries took too long to test anything"
+    if now_utc() >= first:
+        pytest.skip("this runner took longer than the 8 s to the first reminder to start the "
+                    "daemons and write 2,000 entries: no longer a burst the daemons plan ahead")
     expected = {key_of("many", uid, start) for uid, start in starts.items()}
 
-    wait_for(lambda: set(receiver.keys()) >= expected, 90, "all 2,000 reminders")
-    time.sleep(2)  # room for a duplicate to show up
+    wait_for(lambda: set(receiver.keys()) >= expected, 90, "all 2,000 reminders", services)
+    # A duplicate would be a row still sending or an attempt still on its way.
+    wait_for(lambda: settled(pg_url, receiver), 30, unsettled(pg_url, receiver), services)
     keys = receiver.keys()
     assert set(keys) == expected
     assert max(keys.values()) == 1, [k for k, n in keys.items() if n > 1][:10]
@@ -354,7 +304,9 @@ def test_several_daemons_on_postgresql_send_each_reminder_once(
     assert len(claimers) >= 2, claimers  # the work was shared, not done by one
 
 
-def test_notifier_down_then_back(tmp_path: Path, receiver: Receiver, daemons) -> None:
+def test_notifier_down_then_back(
+    tmp_path: Path, receiver: WebhookPeer, services: list[Service]
+) -> None:
     """500s, then timeouts, then recovery: all delivered once, attempts recorded;
     a permanently rejected reminder ends failed without holding up the others."""
     url = sqlite_url(tmp_path)
@@ -363,16 +315,16 @@ def test_notifier_down_then_back(tmp_path: Path, receiver: Receiver, daemons) ->
     starts["reject-me"] = starts["e0000"]
     (tmp_path / "schedules" / "down.toml").write_text(schedule_text("down", starts))
     receiver.mode = "fail"
-    daemon = DaemonProcess(config)
-    daemons.append(daemon.start().wait_ready())
+    daemon = Service(config, name="daemon")
+    services.append(daemon.start().wait_ready())
 
-    wait_for(lambda: sum(receiver.requests.values()) >= 40, 30, "retries against HTTP 500")
+    wait_for(lambda: receiver.request_count() >= 40, 30, "retries against HTTP 500", services)
     receiver.mode = "slow"
-    wait_for(lambda: "timed out" in daemon.log(), 30, "a timed-out attempt")
+    wait_for(lambda: "timed out" in daemon.stderr(), 30, "a timed-out attempt", services)
     receiver.mode = "ok"
     expected = {key_of("down", uid, s) for uid, s in starts.items() if uid != "reject-me"}
-    wait_for(lambda: set(receiver.keys()) >= expected, 30, "delivery after recovery")
-    wait_for(lambda: settled(url), 30, "every delivery to reach a final status")
+    wait_for(lambda: set(receiver.keys()) >= expected, 30, "delivery after recovery", services)
+    wait_for(lambda: settled(url, receiver), 30, unsettled(url, receiver), services)
     assert receiver.keys() == Counter(dict.fromkeys(expected, 1))
     store = Store(url)
     with store.read() as session:
@@ -382,19 +334,23 @@ def test_notifier_down_then_back(tmp_path: Path, receiver: Receiver, daemons) ->
     assert "400" in (rows["reject-me"].last_error or "")
     sent = [r for uid, r in rows.items() if uid != "reject-me"]
     assert all(r.status == "sent" and r.attempts >= 2 for r in sent)
-    assert "msg=reminder.retry" in daemon.log() and "msg=reminder.failed" in daemon.log()
+    assert "msg=reminder.retry" in daemon.stderr() and "msg=reminder.failed" in daemon.stderr()
 
 
-def test_sigstop_across_due_times(tmp_path: Path, receiver: Receiver, daemons) -> None:
+def test_sigstop_across_due_times(
+    tmp_path: Path, receiver: WebhookPeer, services: list[Service]
+) -> None:
     """Stopped for 60 s across every due time, the daemon sends all overdue reminders once,
     within 30 s of SIGCONT: nothing is skipped as a misfire."""
     url = sqlite_url(tmp_path)
     config = write_config(tmp_path, url, receiver)
     starts = spread(30, soon(12), 45)  # due times over 45 s, all inside the stop
     (tmp_path / "schedules" / "stop.toml").write_text(schedule_text("stop", starts))
-    daemon = DaemonProcess(config)
-    daemons.append(daemon.start().wait_ready())
-    assert now_utc() < min(starts.values())
+    daemon = Service(config, name="daemon")
+    services.append(daemon.start().wait_ready())
+    if now_utc() >= min(starts.values()):
+        pytest.skip("this runner took longer than the 12 s to the first reminder to start the "
+                    "daemon: a reminder came due before the stop")
     daemon.signal(signal.SIGSTOP)
     stopped = time.monotonic()
     # The stop itself (not a synchronisation): 60 s, and past the last due time.
@@ -402,43 +358,43 @@ def test_sigstop_across_due_times(tmp_path: Path, receiver: Receiver, daemons) -
     time.sleep(max(60.0, last_due + 3))
     assert time.monotonic() - stopped >= 60
     assert receiver.keys() == Counter()
-    resumed = time.time()
     daemon.signal(signal.SIGCONT)
     expected = {key_of("stop", uid, s) for uid, s in starts.items()}
-    wait_for(lambda: set(receiver.keys()) >= expected, 30, "the overdue reminders")
-    wait_for(lambda: settled(url), 30, "every delivery to reach a final status")
+    wait_for(lambda: set(receiver.keys()) >= expected, 30, "the overdue reminders", services)
+    wait_for(lambda: settled(url, receiver), 30, unsettled(url, receiver), services)
     assert receiver.keys() == Counter(dict.fromkeys(expected, 1))
-    assert max(t for _, _, t in receiver.got) - resumed < 30
 
 
-def test_sigterm_while_the_notifier_hangs(tmp_path: Path, receiver: Receiver, daemons) -> None:
+def test_sigterm_while_the_notifier_hangs(
+    tmp_path: Path, receiver: WebhookPeer, services: list[Service]
+) -> None:
     url = sqlite_url(tmp_path)
     config = write_config(tmp_path, url, receiver, timeout=30.0, stop_timeout="PT2S")
     start = soon(4)
     (tmp_path / "schedules" / "hang.toml").write_text(schedule_text("hang", {"hung": start}))
     receiver.mode = "hang"
-    daemon = DaemonProcess(config)
-    daemons.append(daemon.start().wait_ready())
-    wait_for(lambda: receiver.hanging >= 1, 20, "the send to hang")
+    daemon = Service(config, name="daemon")
+    services.append(daemon.start().wait_ready())
+    wait_for(lambda: receiver.hanging >= 1, 20, "the send to hang", services)
 
-    asked = time.monotonic()
     daemon.signal(signal.SIGTERM)
-    assert daemon.wait_exit(10) == 0
-    assert time.monotonic() - asked < 2 + 5  # stop_timeout plus a generous teardown
+    # Waiting for the hung send would take the notifier's 30 s timeout: an exit well
+    # before that is stop_timeout (2 s) giving up on it.
+    assert daemon.wait_exit(20) == 0
     assert statuses(url) == Counter({"pending": 1})
-    assert "msg=reminder.released" in daemon.log()
+    assert "msg=reminder.released" in daemon.stderr()
 
     receiver.mode = "ok"
     receiver.release.set()
     daemon.start().wait_ready()
-    wait_for(lambda: receiver.keys(), 20, "the reminder after the restart")
-    wait_for(lambda: settled(url), 30, "every delivery to reach a final status")
+    wait_for(lambda: receiver.keys(), 20, "the reminder after the restart", services)
+    wait_for(lambda: settled(url), 30, "every delivery to reach a final status", services)
     assert receiver.keys() == Counter({key_of("hang", "hung", start): 1})
     assert statuses(url) == Counter({"sent": 1})
 
 
 def test_three_cli_writers_while_the_daemon_runs_on_sqlite(
-    tmp_path: Path, receiver: Receiver, daemons
+    tmp_path: Path, receiver: WebhookPeer, services: list[Service]
 ) -> None:
     """No "database is locked" reaches a user, and no write is lost."""
     url = sqlite_url(tmp_path)
@@ -446,8 +402,8 @@ def test_three_cli_writers_while_the_daemon_runs_on_sqlite(
     # The daemon is busy too: reminders come due while the writers write.
     (tmp_path / "schedules" / "busy.toml").write_text(
         schedule_text("busy", spread(100, soon(4), 8)))
-    daemon = DaemonProcess(config)
-    daemons.append(daemon.start().wait_ready())
+    daemon = Service(config, name="daemon")
+    services.append(daemon.start().wait_ready())
 
     rounds = 4
     script = textwrap.dedent(f"""\
@@ -475,7 +431,7 @@ def test_three_cli_writers_while_the_daemon_runs_on_sqlite(
             if done.returncode:
                 sys.exit(done.returncode)
         """)
-    writers = [subprocess.Popen([sys.executable, "-c", script, str(i)], env=_env(),
+    writers = [subprocess.Popen([sys.executable, "-c", script, str(i)], env=base_env(),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for i in range(3)]
     results = [w.communicate(timeout=120) for w in writers]
@@ -490,56 +446,56 @@ def test_three_cli_writers_while_the_daemon_runs_on_sqlite(
     assert len(uids) == 3 * rounds
     last = f"u{rounds - 1}"
     assert [status for uid, status in uids if uid == last] == ["cancelled"] * 3
-    assert "locked" not in daemon.log().lower()
-    assert daemon.proc is not None and daemon.proc.poll() is None
+    assert "locked" not in daemon.stderr().lower()
+    assert daemon.alive()
 
 
 def test_a_second_daemon_on_one_sqlite_file_is_refused(
-    tmp_path: Path, receiver: Receiver, daemons
+    tmp_path: Path, receiver: WebhookPeer, services: list[Service]
 ) -> None:
     url = sqlite_url(tmp_path)
     config = write_config(tmp_path, url, receiver)
-    first = DaemonProcess(config, "first")
-    daemons.append(first.start().wait_ready())
-    second = DaemonProcess(config, "second")
-    daemons.append(second.start())
+    first = Service(config, name="first")
+    services.append(first.start().wait_ready())
+    second = Service(config, name="second")
+    services.append(second.start())
     assert second.wait_exit(20) == 1
-    assert "only one daemon may run per SQLite database" in second.log()
-    assert f"pid {first.proc.pid}" in second.log()  # type: ignore[union-attr]
-    assert first.proc is not None and first.proc.poll() is None
+    assert "only one daemon may run per SQLite database" in second.stderr()
+    assert f"pid {first.pid}" in second.stderr()
+    assert first.alive()
 
 
 def test_sighup_reloads_and_a_broken_config_keeps_the_old_one(
-    tmp_path: Path, receiver: Receiver, daemons
+    tmp_path: Path, receiver: WebhookPeer, services: list[Service]
 ) -> None:
     url = sqlite_url(tmp_path)
     config = write_config(tmp_path, url, receiver)
     good = config.read_text()
-    daemon = DaemonProcess(config)
-    daemons.append(daemon.start().wait_ready())
+    daemon = Service(config, name="daemon")
+    services.append(daemon.start().wait_ready())
 
     config.write_text(good.replace('type = "webhook"', 'type = "carrier-pigeon"'))
     daemon.signal(signal.SIGHUP)
-    wait_for(lambda: "msg=config.reload_failed" in daemon.log(), 10, "the failed reload")
-    assert "unknown notifier type 'carrier-pigeon'" in daemon.log()
+    wait_for(lambda: "msg=config.reload_failed" in daemon.stderr(), 10, "the failed reload",
+             services)
+    assert "unknown notifier type 'carrier-pigeon'" in daemon.stderr()
 
-    other = Receiver()
-    try:
+    with webhook_peer() as other:
         config.write_text(good.replace(receiver.url, other.url))
         daemon.signal(signal.SIGHUP)
-        wait_for(lambda: "msg=config.reloaded" in daemon.log(), 10, "the reload")
+        wait_for(lambda: "msg=config.reloaded" in daemon.stderr(), 10, "the reload", services)
         start = soon(3)
         (tmp_path / "schedules" / "hup.toml").write_text(schedule_text("hup", {"after": start}))
-        wait_for(lambda: other.keys(), 20, "the reminder through the reloaded channel")
+        wait_for(lambda: other.keys(), 20, "the reminder through the reloaded channel", services)
+        wait_for(lambda: settled(url, receiver, other), 30, unsettled(url, receiver, other),
+                 services)
         assert other.keys() == Counter({key_of("hup", "after", start): 1})
         assert receiver.keys() == Counter()
-    finally:
-        other.close()
-    assert daemon.proc is not None and daemon.proc.poll() is None
+    assert daemon.alive()
 
 
 def test_reminders_due_while_the_daemon_was_down(
-    tmp_path: Path, receiver: Receiver, daemons
+    tmp_path: Path, receiver: WebhookPeer, services: list[Service]
 ) -> None:
     """Late-or-missed after downtime, on a real daemon: a reminder whose entry has not
     started goes out marked late; one whose entry started and whose grace ran out is
@@ -595,11 +551,11 @@ def test_reminders_due_while_the_daemon_was_down(
         reminders = ["PT15M"]
         """))
 
-    daemon = DaemonProcess(config_path)
-    daemons.append(daemon.start().wait_ready())
-    wait_for(lambda: settled(url), 30, "both deliveries to reach a final status")
+    daemon = Service(config_path, name="daemon")
+    services.append(daemon.start().wait_ready())
+    wait_for(lambda: settled(url), 30, "both deliveries to reach a final status", services)
 
-    assert [uid for _, uid, _ in receiver.got] == ["still-ahead"]
+    assert [uid for _, uid in receiver.got] == ["still-ahead"]
     check = Store(url)
     with check.read() as session:
         by_uid = {d.entry_uid: d for d in session.scalars(select(Delivery))}
@@ -609,5 +565,5 @@ def test_reminders_due_while_the_daemon_was_down(
     never = by_uid["added-while-down"]
     assert never.status == "missed" and never.attempts == 0
     assert "while no daemon planned" in (never.last_error or "")
-    assert "msg=reminder.missed" in daemon.log()
-    assert "msg=planner.gap" in daemon.log() and "missed=1" in daemon.log()
+    assert "msg=reminder.missed" in daemon.stderr()
+    assert "msg=planner.gap" in daemon.stderr() and "missed=1" in daemon.stderr()

@@ -380,10 +380,12 @@ def test_sends_queued_at_a_stop_are_released_once_and_not_retried(
 
     from calendar_svc.schedule_files import parse_schedule
 
-    store.import_specs([parse_schedule({
+    spec = parse_schedule({
         "calendar": {"slug": "pair", "name": "Pair", "timezone": "America/Mexico_City"},
         "entries": [{"uid": uid, "title": uid, "start": datetime(2025, 9, 2, 10, 0),
-                     "reminders": ["PT0S"]} for uid in ("first", "second")]}, source="test")])
+                     "reminders": ["PT0S"]} for uid in ("first", "second")]}, source="test")
+    with store.write() as session:
+        import_specs(session, [spec], now=store.clock())
     clock.set(Z("2025-09-02T15:59:00Z"))
     Planner(store, config.reminders).plan()
     clock.set(Z("2025-09-02T16:00:00Z"))

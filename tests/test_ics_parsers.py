@@ -179,14 +179,21 @@ def test_hostile_text_comes_back(hostile_feed: tuple[bytes, Store]) -> None:
 
     data, store = hostile_feed
     entries = {e.uid: e for e in store.entries(EntryFilter(calendar="hostile"))}
+    assert len(entries) == 1000
+    seen = []
     for event in ICalendar.from_ical(data).walk("VEVENT"):
         entry = entries[str(event["UID"]).split("@")[0]]
+        seen.append(entry.uid)
         assert str(event["SUMMARY"]) == ics.clean_text(entry.title)
         assert str(event.get("DESCRIPTION", "")) == ics.optional_text(entry.description)
         assert str(event.get("LOCATION", "")) == ics.optional_text(entry.location)
+    assert sorted(seen) == sorted(entries)  # every entry came back, once
+    seen = []
     for event in vobject.readOne(data.decode()).vevent_list:
         entry = entries[event.uid.value.split("@")[0]]
+        seen.append(entry.uid)
         assert event.summary.value == ics.clean_text(entry.title)
+    assert sorted(seen) == sorted(entries)
 
 
 def _one_event_calendar(entry: Entry) -> bytes:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import importlib
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ClassVar
 
 import peers
 import pytest
+from click.testing import Result
 
 from calendar_svc.config import parse_config
 from calendar_svc.errors import ConfigError
@@ -174,3 +175,41 @@ def test_a_minimal_subclass_is_enough() -> None:
     assert bare.settings["where"] == "here"
     assert repr(bare) == "<Bare 'b'>"
     bare.close()
+
+
+@pytest.mark.parametrize("kind", ["smtp", "mqtt"])
+def test_notifier_port_out_of_range_is_a_config_error(
+    run_cli: Callable[..., Result], add_to_config: Callable[[str], None], kind: str
+) -> None:
+    """`port = -1` (or 70000) is accepted and every send then fails as *retryable*
+    ("gaierror" / "Invalid port number"); feed.port is range-checked, notifier ports not."""
+    extra = (
+        'security = "plain"\nfrom = "calendar@example.org"\nto = ["ops@example.org"]'
+        if kind == "smtp"
+        else 'topic = "calendar/reminders"'
+    )
+    add_to_config(
+        f'\n[notifiers.chan]\ntype = "{kind}"\nhost = "127.0.0.1"\nport = -1\n{extra}\n',
+    )
+    result = run_cli("notify-test", "chan", "--sample")
+    assert result.exit_code == 2, result.output
+    assert "notifiers.chan.port" in result.output
+
+
+def test_notifier_type_is_required_as_documented(
+    run_cli: Callable[..., Result], workdir: Path
+) -> None:
+    """README's config table says `notifiers.NAME.type` is required; a table without it
+    is one error naming the key, and the README must not claim a default."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    row = next(line for line in readme.splitlines() if line.startswith("| `notifiers.NAME.type`"))
+    assert "required" in row
+    config = workdir / "config.toml"
+    config.write_text(
+        config.read_text().replace(
+            '[notifiers.console]\ntype = "console"\n', '[notifiers.console]\nstream = "stdout"\n'
+        )
+    )
+    result = run_cli("notify-test", "console", "--sample")
+    assert result.exit_code == 2, result.output
+    assert "notifiers.console.type" in result.output and "missing" in result.output

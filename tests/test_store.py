@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import textwrap
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from sqlalchemy import select
 
 from calendar_svc import importer
 from calendar_svc.db import current_revision, head_revision
-from calendar_svc.errors import InputError, NotFoundError, StoreError
+from calendar_svc.errors import CalendarSvcError, InputError, NotFoundError, StoreError
 from calendar_svc.filters import EntryFilter
 from calendar_svc.importer import ImportReport
 from calendar_svc.models import Calendar
@@ -241,3 +242,33 @@ def test_long_text_fields_import_on_every_backend(store: Store, trip_path: Path)
     entries = tuple(dataclasses.replace(e, city=long_city) for e in spec.entries)
     load(store, [dataclasses.replace(spec, name="N" * 500, entries=entries)])
     assert store.find_entry("noboa-meeting").city == long_city
+
+
+def test_long_calendar_name_and_city_import_or_fail_cleanly(store: Store, tmp_path: Path) -> None:
+    """A 300-character calendar name or city is accepted by the schedule parser, then
+    crashes the import on PostgreSQL with a DataError traceback (VARCHAR(255)).
+
+    On every backend it must either be stored in full or refused as bad input.
+    """
+    path = tmp_path / "long.toml"
+    path.write_text(textwrap.dedent(
+        f"""\
+        [calendar]
+        slug = "long"
+        name = "{"N" * 300}"
+        timezone = "America/Mexico_City"
+
+        [[entries]]
+        uid = "a"
+        title = "x"
+        start = 2025-09-02T10:00:00
+        city = "{"C" * 300}"
+        """
+    ), encoding="utf-8")
+    try:
+        load(store, [load_file(path)])
+    except CalendarSvcError:
+        return  # refused cleanly: fine
+    (entry,) = store.entries()
+    assert entry.city == "C" * 300
+    assert store.get_calendar("long").name == "N" * 300
