@@ -63,19 +63,36 @@ def make_spec(count: int) -> CalendarSpec:
         slot = i // 3
         start = datetime(2025, 9, 1, 8) + timedelta(days=slot // 10, hours=slot % 10)
         end = start + timedelta(minutes=90)
-        entries.append(EntrySpec(
-            uid=f"bench-{i:05d}", title=f"Meeting {i}: security, trade; follow-up",
-            all_day=False, start_local=start, start_tz=zone, start_fold=None,
-            end_local=end, end_tz=zone, end_fold=None,
-            start_utc=to_utc(start, zone), end_utc=to_utc(end, zone),
-            description="Agenda:\nmigration, fentanyl; tariffs under the USMCA.",
-            location="Palacio Nacional, Mexico City",
-            city=("Mexico City", "Quito", "Washington")[i % 3],
-            geo_lat=19.4326, geo_lon=-99.1313, categories=("meeting",),
-            reminders=("PT1H", "PT15M"),
-        ))
-    return CalendarSpec(source="<bench>", slug=SLUG, name="Bench calendar",
-                        timezone=ZONES[0], description="10,000 entries", entries=tuple(entries))
+        entries.append(
+            EntrySpec(
+                uid=f"bench-{i:05d}",
+                title=f"Meeting {i}: security, trade; follow-up",
+                all_day=False,
+                start_local=start,
+                start_tz=zone,
+                start_fold=None,
+                end_local=end,
+                end_tz=zone,
+                end_fold=None,
+                start_utc=to_utc(start, zone),
+                end_utc=to_utc(end, zone),
+                description="Agenda:\nmigration, fentanyl; tariffs under the USMCA.",
+                location="Palacio Nacional, Mexico City",
+                city=("Mexico City", "Quito", "Washington")[i % 3],
+                geo_lat=19.4326,
+                geo_lon=-99.1313,
+                categories=("meeting",),
+                reminders=("PT1H", "PT15M"),
+            )
+        )
+    return CalendarSpec(
+        source="<bench>",
+        slug=SLUG,
+        name="Bench calendar",
+        timezone=ZONES[0],
+        description="10,000 entries",
+        entries=tuple(entries),
+    )
 
 
 # --- processes ------------------------------------------------------------------------
@@ -102,8 +119,9 @@ def wait_http(url: str, timeout: float = 60) -> None:
 def process(
     args: list[str], *, cwd: Path, env: dict[str, str] | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        args, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         yield proc
     finally:
@@ -132,8 +150,9 @@ def rate(url: str, headers: dict[str, str], seconds: float, connections: int) ->
         args = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
         for name, value in headers.items():
             args += ["-H", f"{name}: {value}"]
-        out = subprocess.run([*args, url], capture_output=True, text=True, timeout=seconds + 60,
-                             check=True).stdout
+        out = subprocess.run(
+            [*args, url], capture_output=True, text=True, timeout=seconds + 60, check=True
+        ).stdout
         match = re.search(r"Requests/sec:\s+([\d.]+)", out)
         non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
         if non2xx:
@@ -148,7 +167,7 @@ def rate(url: str, headers: dict[str, str], seconds: float, connections: int) ->
         return count / (time.monotonic() - started), "httpx loop (1 connection)"
 
 
-BARE_APP = textwrap.dedent('''
+BARE_APP = textwrap.dedent("""
     import sys, uvicorn
     body = open(sys.argv[1], "rb").read()
     etag = open(sys.argv[2]).read().encode()
@@ -166,9 +185,9 @@ BARE_APP = textwrap.dedent('''
         await send({"type": "http.response.body", "body": body})
     uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[3]), log_level="warning",
                 access_log=False, lifespan="off", server_header=False)
-''')
+""")
 
-COLD_ICALENDAR = textwrap.dedent('''
+COLD_ICALENDAR = textwrap.dedent("""
     import json, sys, time
     from calendar_svc import ics
     from calendar_svc.filters import EntryFilter
@@ -180,9 +199,9 @@ COLD_ICALENDAR = textwrap.dedent('''
     cal = ics.build_calendar(calendar, entries, ics.FeedOptions())
     body = cal.to_ical(sorted=True)
     print(json.dumps({"seconds": time.perf_counter() - started, "bytes": len(body)}))
-''')
+""")
 
-RERENDER = textwrap.dedent('''
+RERENDER = textwrap.dedent("""
     import json, statistics, sys, time
     from calendar_svc import ics
     from calendar_svc.feed.cache import FeedCache, freeze_heap_once
@@ -203,7 +222,7 @@ RERENDER = textwrap.dedent('''
         times.append(time.perf_counter() - started)
     print(json.dumps({"cold": cold, "median": statistics.median(times), "max": max(times),
                       "bytes": len(feed.body)}))
-''')
+""")
 
 
 # --- Radicale ---------------------------------------------------------------------------
@@ -216,16 +235,21 @@ def radicale_collection(root: Path, feed: bytes) -> int:
     props = {"tag": "VCALENDAR", "D:displayname": "bench"}
     (folder / ".Radicale.props").write_text(json.dumps(props))
     text = feed.decode()
-    zones = {m.group(1): m.group(0) for m in re.finditer(
-        r"BEGIN:VTIMEZONE\r\nTZID:([^\r]+)\r\n.*?END:VTIMEZONE\r\n", text, flags=re.S)}
+    zones = {
+        m.group(1): m.group(0)
+        for m in re.finditer(
+            r"BEGIN:VTIMEZONE\r\nTZID:([^\r]+)\r\n.*?END:VTIMEZONE\r\n", text, flags=re.S
+        )
+    }
     head = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//calendar-svc//bench//EN\r\n"
     count = 0
     for match in re.finditer(r"BEGIN:VEVENT\r\n.*?\r\nEND:VEVENT\r\n", text, flags=re.S):
         event = match.group(0)
         tzid = re.search(r"TZID=([^:;]+)", event)
         zone = zones.get(tzid.group(1), "") if tzid else ""
-        (folder / f"item-{count:05d}.ics").write_text(head + zone + event + "END:VCALENDAR\r\n",
-                                                      newline="")
+        (folder / f"item-{count:05d}.ics").write_text(
+            head + zone + event + "END:VCALENDAR\r\n", newline=""
+        )
         count += 1
     return count
 
@@ -238,10 +262,21 @@ def radicale_figures(workdir: Path, feed: bytes, gets: int, budget: float) -> di
     storage = workdir / "radicale"
     items = radicale_collection(storage, feed)
     port = free_port()
-    args = [sys.executable, "-m", "radicale", "--auth-type", "none",
-            "--rights-type", "authenticated",
-            "--storage-filesystem-folder", str(storage), "--server-hosts", f"{HOST}:{port}",
-            "--logging-level", "warning"]
+    args = [
+        sys.executable,
+        "-m",
+        "radicale",
+        "--auth-type",
+        "none",
+        "--rights-type",
+        "authenticated",
+        "--storage-filesystem-folder",
+        str(storage),
+        "--server-hosts",
+        f"{HOST}:{port}",
+        "--logging-level",
+        "warning",
+    ]
     url = f"http://{HOST}:{port}/bench/cal/"
     times: list[float] = []
     with process(args, cwd=workdir) as proc, httpx.Client(timeout=300, auth=("bench", "x")) as http:
@@ -258,10 +293,14 @@ def radicale_figures(workdir: Path, feed: bytes, gets: int, budget: float) -> di
         conditional = http.get(url, headers={"if-none-match": etag or '"x"'}).status_code
         rss = peak_rss_mb(proc.pid)
     return {
-        "version": radicale.VERSION, "items": items, "gets": len(times),
-        "first_get_s": times[0], "median_get_s": statistics.median(times[1:] or times),
+        "version": radicale.VERSION,
+        "items": items,
+        "gets": len(times),
+        "first_get_s": times[0],
+        "median_get_s": statistics.median(times[1:] or times),
         "req_per_s": 1 / statistics.median(times[1:] or times),
-        "conditional_status": conditional, "peak_rss_mb": rss,
+        "conditional_status": conditional,
+        "peak_rss_mb": rss,
     }
 
 
@@ -276,9 +315,13 @@ def main() -> None:
     count = args.entries or (500 if args.quick else 10_000)
     seconds = 2.0 if args.quick else 4.0
     rounds = 1 if args.quick else 3
-    figures: dict[str, Any] = {"entries": count, "date": time.strftime("%Y-%m-%d"),
-                               "cpus": os.cpu_count(), "python": sys.version.split()[0],
-                               "load_before": os.getloadavg()[0]}
+    figures: dict[str, Any] = {
+        "entries": count,
+        "date": time.strftime("%Y-%m-%d"),
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "load_before": os.getloadavg()[0],
+    }
     workdir = Path(tempfile.mkdtemp(prefix="calendar-svc-bench-"))
     try:
         db_url = f"sqlite:///{workdir / 'bench.sqlite3'}"
@@ -291,11 +334,19 @@ def main() -> None:
         token = store.get_calendar(SLUG).feed_token
         print(f"{count} entries imported in {figures['import_s']:.1f} s", flush=True)
 
-        out = subprocess.run([sys.executable, "-c", COLD_ICALENDAR, db_url], capture_output=True,
-                             text=True, check=True, timeout=600).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", COLD_ICALENDAR, db_url],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=600,
+        ).stdout
         figures["icalendar_build_to_ical_s"] = json.loads(out)["seconds"]
-        print("icalendar build + to_ical (fresh process): "
-              f"{figures['icalendar_build_to_ical_s']:.2f} s", flush=True)
+        print(
+            "icalendar build + to_ical (fresh process): "
+            f"{figures['icalendar_build_to_ical_s']:.2f} s",
+            flush=True,
+        )
 
         (workdir / "config.toml").write_text(
             f'[database]\nurl = "{db_url}"\n[feed]\nhost = "{HOST}"\nport = {free_port()}\n'
@@ -303,8 +354,14 @@ def main() -> None:
         )
         port = int(re.findall(r"port = (\d+)", (workdir / "config.toml").read_text())[0])
         env = {k: v for k, v in os.environ.items() if not k.startswith("CALENDAR_SVC_")}
-        serve = [sys.executable, "-m", "calendar_svc", "--config", str(workdir / "config.toml"),
-                 "serve"]
+        serve = [
+            sys.executable,
+            "-m",
+            "calendar_svc",
+            "--config",
+            str(workdir / "config.toml"),
+            "serve",
+        ]
         feed_url = f"http://{HOST}:{port}/feeds/{token}/{SLUG}.ics"
         with process(serve, cwd=workdir, env=env) as server, httpx.Client(timeout=600) as http:
             wait_http(f"http://{HOST}:{port}/healthz")
@@ -314,8 +371,11 @@ def main() -> None:
             figures["cold_first_get_s"] = time.perf_counter() - started
             body, etag = first.content, first.headers["etag"]
             figures["feed_bytes"] = len(body)
-            print(f"cold render, first GET of a fresh server: {figures['cold_first_get_s']:.2f} s "
-                  f"({len(body) / 1e6:.1f} MB)", flush=True)
+            print(
+                f"cold render, first GET of a fresh server: {figures['cold_first_get_s']:.2f} s "
+                f"({len(body) / 1e6:.1f} MB)",
+                flush=True,
+            )
             started = time.perf_counter()
             packed = http.get(feed_url, headers={"accept-encoding": "gzip"})
             figures["gzip_first_s"] = time.perf_counter() - started
@@ -324,22 +384,30 @@ def main() -> None:
             (workdir / "feed.ics").write_bytes(body)
             (workdir / "etag").write_text(etag)
             bare_port = free_port()
-            bare = [sys.executable, "-c", BARE_APP, str(workdir / "feed.ics"),
-                    str(workdir / "etag"), str(bare_port)]
+            bare = [
+                sys.executable,
+                "-c",
+                BARE_APP,
+                str(workdir / "feed.ics"),
+                str(workdir / "etag"),
+                str(bare_port),
+            ]
             with process(bare, cwd=workdir):
                 bare_url = f"http://{HOST}:{bare_port}/"
                 wait_http(bare_url)
                 # Alternate short runs of ours and the bare app: on a shared machine
                 # both see the same background load; medians are reported.
                 runs: dict[str, list[float]] = {
-                    k: [] for k in ("ours", "bare", "ours304", "bare304")}
+                    k: [] for k in ("ours", "bare", "ours304", "bare304")
+                }
                 tool = ""
                 for _ in range(rounds):
                     value, tool = rate(feed_url, identity, seconds, 4)
                     runs["ours"].append(value)
                     runs["bare"].append(rate(bare_url, {}, seconds, 4)[0])
-                    runs["ours304"].append(rate(feed_url, {**identity, "if-none-match": etag},
-                                                seconds, 8)[0])
+                    runs["ours304"].append(
+                        rate(feed_url, {**identity, "if-none-match": etag}, seconds, 8)[0]
+                    )
                     runs["bare304"].append(rate(bare_url, {"if-none-match": etag}, seconds, 8)[0])
             figures["runs"] = runs
             figures["full_get_rps"] = statistics.median(runs["ours"])
@@ -348,10 +416,13 @@ def main() -> None:
             figures["bare_not_modified_rps"] = statistics.median(runs["bare304"])
             figures["tool"] = f"{tool}, {rounds} alternating {seconds:.0f} s runs, medians"
             figures["server_peak_rss_mb"] = peak_rss_mb(server.pid)
-            print(f"ours: full GET {figures['full_get_rps']:.0f}/s, 304 "
-                  f"{figures['not_modified_rps']:.0f}/s; bare uvicorn: full GET "
-                  f"{figures['bare_full_get_rps']:.0f}/s, 304 "
-                  f"{figures['bare_not_modified_rps']:.0f}/s ({tool})", flush=True)
+            print(
+                f"ours: full GET {figures['full_get_rps']:.0f}/s, 304 "
+                f"{figures['not_modified_rps']:.0f}/s; bare uvicorn: full GET "
+                f"{figures['bare_full_get_rps']:.0f}/s, 304 "
+                f"{figures['bare_not_modified_rps']:.0f}/s ({tool})",
+                flush=True,
+            )
 
             # One entry changed, the next GET: what a subscriber waits for after an edit.
             waits = []
@@ -365,15 +436,21 @@ def main() -> None:
             figures["get_after_one_edit_s"] = statistics.median(waits)
             figures["server_peak_rss_mb"] = peak_rss_mb(server.pid)
 
-        out = subprocess.run([sys.executable, "-c", RERENDER, db_url, "5"], capture_output=True,
-                             text=True, check=True, timeout=600).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", RERENDER, db_url, "5"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=600,
+        ).stdout
         rerender = json.loads(out)
         figures["cache_cold_render_s"] = rerender["cold"]
         figures["rerender_one_change_s"] = rerender["median"]
         figures["rerender_one_change_max_s"] = rerender["max"]
 
-        figures["radicale"] = radicale_figures(workdir, body, 3 if args.quick else 4,
-                                               30 if args.quick else 90)
+        figures["radicale"] = radicale_figures(
+            workdir, body, 3 if args.quick else 4, 30 if args.quick else 90
+        )
         store.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -48,8 +48,12 @@ def peak_rss_mb(pid: int | str = "self") -> float:
 
 
 def child(part: str, *args: str) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, __file__, "--part", part, *args],
-                         capture_output=True, text=True, timeout=900)
+    out = subprocess.run(
+        [sys.executable, __file__, "--part", part, *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if out.returncode:
         raise SystemExit(f"part {part} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -71,10 +75,21 @@ def fill(db: Path, entries: int) -> dict[str, Any]:
     started = time.perf_counter()
     rng = random.Random(7)
     with store.write() as session:
-        cal_id = session.execute(insert(Calendar).values(
-            slug="big", name="Big", description="", timezone=ZONES[0],
-            reminders=["PT1H", "PT15M"], feed_token=new_feed_token(), version=1,
-            created_at=now, updated_at=now).returning(Calendar.id)).scalar_one()
+        cal_id = session.execute(
+            insert(Calendar)
+            .values(
+                slug="big",
+                name="Big",
+                description="",
+                timezone=ZONES[0],
+                reminders=["PT1H", "PT15M"],
+                feed_token=new_feed_token(),
+                version=1,
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(Calendar.id)
+        ).scalar_one()
         rows = []
         for i in range(entries):
             zone = ZONES[i % 3]
@@ -82,15 +97,31 @@ def fill(db: Path, entries: int) -> dict[str, Any]:
             instant = now + timedelta(minutes=rng.randrange(30 * 24 * 60))
             wall = to_local(instant, zone).replace(tzinfo=None, second=0, microsecond=0)
             start_utc = to_utc(wall, zone, fold=0)
-            rows.append({
-                "calendar_id": cal_id, "uid": f"e{i:06d}", "title": f"Entry {i}",
-                "description": "", "location": "Somewhere", "city": "", "url": "",
-                "categories": [], "status": "confirmed", "transparency": "opaque",
-                "sequence": 0, "all_day": False, "start_local": wall, "start_tz": zone,
-                "end_local": wall + timedelta(hours=1), "end_tz": zone,
-                "start_utc": start_utc, "end_utc": start_utc + timedelta(hours=1),
-                "reminders": None, "created_at": now, "updated_at": now,
-            })
+            rows.append(
+                {
+                    "calendar_id": cal_id,
+                    "uid": f"e{i:06d}",
+                    "title": f"Entry {i}",
+                    "description": "",
+                    "location": "Somewhere",
+                    "city": "",
+                    "url": "",
+                    "categories": [],
+                    "status": "confirmed",
+                    "transparency": "opaque",
+                    "sequence": 0,
+                    "all_day": False,
+                    "start_local": wall,
+                    "start_tz": zone,
+                    "end_local": wall + timedelta(hours=1),
+                    "end_tz": zone,
+                    "start_utc": start_utc,
+                    "end_utc": start_utc + timedelta(hours=1),
+                    "reminders": None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
             if len(rows) == 5000:
                 session.execute(insert(Entry), rows)
                 rows = []
@@ -102,7 +133,8 @@ def fill(db: Path, entries: int) -> dict[str, Any]:
 
 def run_daemon(folder: Path, db: Path) -> dict[str, Any]:
     config = folder / "config.toml"
-    config.write_text(textwrap.dedent(f"""\
+    config.write_text(
+        textwrap.dedent(f"""\
         schedules = []
         [database]
         url = "sqlite:///{db}"
@@ -111,13 +143,16 @@ def run_daemon(folder: Path, db: Path) -> dict[str, Any]:
         [notifiers.console]
         type = "console"
         stream = "stderr"
-        """))
+        """)
+    )
     log = folder / "daemon.log"
     started = time.perf_counter()
     with open(log, "wb") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "calendar_svc", "--config", str(config), "run"],
-            stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     ready_s = None
     deadline = time.monotonic() + 120
@@ -129,8 +164,12 @@ def run_daemon(folder: Path, db: Path) -> dict[str, Any]:
     rss = peak_rss_mb(proc.pid)
     proc.send_signal(signal.SIGTERM)
     proc.wait(30)
-    return {"ready_s": round(ready_s, 2) if ready_s else None, "rss_mb": round(rss, 1),
-            "planned_rows": _planned(db), "exit": proc.returncode}
+    return {
+        "ready_s": round(ready_s, 2) if ready_s else None,
+        "rss_mb": round(rss, 1),
+        "planned_rows": _planned(db),
+        "exit": proc.returncode,
+    }
 
 
 def _planned(db: Path) -> int:
@@ -178,28 +217,53 @@ def burst(db: Path, count: int) -> dict[str, Any]:
     due = (now + timedelta(seconds=6)).replace(microsecond=0)
     with store.write() as session:
         cal_id = session.scalar(select(Calendar.id).where(Calendar.slug == "big"))
-        session.execute(insert(Entry), [{
-            "calendar_id": cal_id, "uid": f"burst{i:04d}", "title": "Burst", "description": "",
-            "location": "", "city": "", "url": "", "categories": [], "status": "confirmed",
-            "transparency": "opaque", "sequence": 0, "all_day": False,
-            "start_local": due.replace(tzinfo=None), "start_tz": "UTC",
-            "end_local": due.replace(tzinfo=None), "end_tz": "UTC", "start_utc": due,
-            "end_utc": due, "reminders": ["PT0S"], "created_at": now, "updated_at": now,
-        } for i in range(count)])
+        session.execute(
+            insert(Entry),
+            [
+                {
+                    "calendar_id": cal_id,
+                    "uid": f"burst{i:04d}",
+                    "title": "Burst",
+                    "description": "",
+                    "location": "",
+                    "city": "",
+                    "url": "",
+                    "categories": [],
+                    "status": "confirmed",
+                    "transparency": "opaque",
+                    "sequence": 0,
+                    "all_day": False,
+                    "start_local": due.replace(tzinfo=None),
+                    "start_tz": "UTC",
+                    "end_local": due.replace(tzinfo=None),
+                    "end_tz": "UTC",
+                    "start_utc": due,
+                    "end_utc": due,
+                    "reminders": ["PT0S"],
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(count)
+            ],
+        )
         # Bump the version, as every store write does, so a daemon would notice.
         calendar = session.get(Calendar, cal_id)
         assert calendar is not None
         calendar.version += 1
-    config = parse_config({
-        "database": {"url": f"sqlite:///{db}"},
-        "reminders": {"channels": ["rec"]},
-        "notifiers": {"rec": {"type": "console"}},
-    }, path=None)
+    config = parse_config(
+        {
+            "database": {"url": f"sqlite:///{db}"},
+            "reminders": {"channels": ["rec"]},
+            "notifiers": {"rec": {"type": "console"}},
+        },
+        path=None,
+    )
     recorder = Recording()
     planner = Planner(store, config.reminders)
     dispatcher = Dispatcher(store, config, {"rec": recorder})
-    alarms = Alarms(wake=dispatcher.wake, tick=dispatcher.wake,
-                    tick_every=config.reminders.poll_interval)
+    alarms = Alarms(
+        wake=dispatcher.wake, tick=dispatcher.wake, tick_every=config.reminders.poll_interval
+    )
     planner.plan()
     with store.read() as session:
         alarms.sync(repo.schedule_of_pending(session, now + config.reminders.horizon))
@@ -218,9 +282,12 @@ def burst(db: Path, count: int) -> dict[str, Any]:
     late = sorted(t - due.timestamp() for t in recorder.times)
     q = statistics.quantiles(late, n=100) if len(late) > 1 else [float("nan")] * 99
     return {
-        "reminders": count, "sent": len(late),
-        "p50_s": round(statistics.median(late), 3), "p99_s": round(q[98], 3),
-        "max_s": round(late[-1], 3), "within_3s": sum(1 for x in late if x <= 3.0),
+        "reminders": count,
+        "sent": len(late),
+        "p50_s": round(statistics.median(late), 3),
+        "p99_s": round(q[98], 3),
+        "max_s": round(late[-1], 3),
+        "within_3s": sum(1 for x in late if x <= 3.0),
         "rss_mb": round(peak_rss_mb(), 1),
     }
 
@@ -239,19 +306,24 @@ def peer_add(db: Path, jobs: int, total: int) -> dict[str, Any]:
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    scheduler = BackgroundScheduler(jobstores={"default": SQLAlchemyJobStore(f"sqlite:///{db}")},
-                                    timezone=UTC)
+    scheduler = BackgroundScheduler(
+        jobstores={"default": SQLAlchemyJobStore(f"sqlite:///{db}")}, timezone=UTC
+    )
     scheduler.start()
     base = datetime.now(UTC) + timedelta(days=1)
     started = time.perf_counter()
     for i in range(jobs):
-        scheduler.add_job(_noop, "date", run_date=base + timedelta(minutes=i), args=[i],
-                          id=f"r{i}")
+        scheduler.add_job(_noop, "date", run_date=base + timedelta(minutes=i), args=[i], id=f"r{i}")
     took = time.perf_counter() - started
     scheduler.shutdown(wait=False)
     rate = jobs / took
-    return {"jobs_added": jobs, "add_s": round(took, 2), "jobs_per_s": round(rate),
-            "extrapolated_add_all_s": round(total / rate), "total_jobs": total}
+    return {
+        "jobs_added": jobs,
+        "add_s": round(took, 2),
+        "jobs_per_s": round(rate),
+        "extrapolated_add_all_s": round(total / rate),
+        "total_jobs": total,
+    }
 
 
 def peer_fill(db: Path, total: int) -> dict[str, Any]:
@@ -269,12 +341,27 @@ def peer_fill(db: Path, total: int) -> dict[str, Any]:
     started = time.perf_counter()
     for i in range(total):
         run = base + timedelta(seconds=13 * i)
-        job = Job(scheduler, id=f"r{i}", func=_noop, args=[i], kwargs={},
-                  trigger=DateTrigger(run_date=run, timezone=UTC), executor="default",
-                  misfire_grace_time=1, coalesce=True, max_instances=1, next_run_time=run,
-                  name="reminder")
-        rows.append({"id": job.id, "next_run_time": run.timestamp(),
-                     "job_state": pickle.dumps(job.__getstate__(), store.pickle_protocol)})
+        job = Job(
+            scheduler,
+            id=f"r{i}",
+            func=_noop,
+            args=[i],
+            kwargs={},
+            trigger=DateTrigger(run_date=run, timezone=UTC),
+            executor="default",
+            misfire_grace_time=1,
+            coalesce=True,
+            max_instances=1,
+            next_run_time=run,
+            name="reminder",
+        )
+        rows.append(
+            {
+                "id": job.id,
+                "next_run_time": run.timestamp(),
+                "job_state": pickle.dumps(job.__getstate__(), store.pickle_protocol),
+            }
+        )
         if len(rows) == 10000:
             with store.engine.begin() as conn:
                 conn.execute(store.jobs_t.insert(), rows)
@@ -291,16 +378,21 @@ def peer_start(db: Path) -> dict[str, Any]:
     from apscheduler.schedulers.background import BackgroundScheduler
 
     started = time.perf_counter()
-    scheduler = BackgroundScheduler(jobstores={"default": SQLAlchemyJobStore(f"sqlite:///{db}")},
-                                    timezone=UTC)
+    scheduler = BackgroundScheduler(
+        jobstores={"default": SQLAlchemyJobStore(f"sqlite:///{db}")}, timezone=UTC
+    )
     scheduler.start()
     start_s = time.perf_counter() - started
     loaded = time.perf_counter()
     jobs = len(scheduler.get_jobs())  # what listing or rescheduling them costs
     load_s = time.perf_counter() - loaded
     scheduler.shutdown(wait=False)
-    return {"start_s": round(start_s, 2), "get_jobs_s": round(load_s, 2), "jobs": jobs,
-            "rss_mb": round(peak_rss_mb(), 1)}
+    return {
+        "start_s": round(start_s, 2),
+        "get_jobs_s": round(load_s, 2),
+        "jobs": jobs,
+        "rss_mb": round(peak_rss_mb(), 1),
+    }
 
 
 def peer_fire(db: Path, count: int) -> dict[str, Any]:
@@ -309,8 +401,9 @@ def peer_fire(db: Path, count: int) -> dict[str, Any]:
     from apscheduler.schedulers.background import BackgroundScheduler
 
     missed: list[str] = []
-    scheduler = BackgroundScheduler(jobstores={"default": SQLAlchemyJobStore(f"sqlite:///{db}")},
-                                    timezone=UTC)  # default misfire_grace_time: 1 s
+    scheduler = BackgroundScheduler(
+        jobstores={"default": SQLAlchemyJobStore(f"sqlite:///{db}")}, timezone=UTC
+    )  # default misfire_grace_time: 1 s
     scheduler.add_listener(lambda e: missed.append(e.job_id), EVENT_JOB_MISSED)
     scheduler.start()
     due = (datetime.now(UTC) + timedelta(seconds=15)).replace(microsecond=0)
@@ -323,8 +416,12 @@ def peer_fire(db: Path, count: int) -> dict[str, Any]:
         time.sleep(0.1)
     scheduler.shutdown(wait=False)
     late = sorted(t - due.timestamp() for _, t in FIRED)
-    return {"due": count, "fired": len(FIRED), "skipped_as_misfire": len(missed),
-            "fired_max_late_s": round(late[-1], 3) if late else None}
+    return {
+        "due": count,
+        "fired": len(FIRED),
+        "skipped_as_misfire": len(missed),
+        "fired_max_late_s": round(late[-1], 3) if late else None,
+    }
 
 
 # --- orchestration ---------------------------------------------------------------------
@@ -337,13 +434,15 @@ def main() -> None:
     parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.part:
-        parts = {"fill": lambda a: fill(Path(a[0]), int(a[1])),
-                 "start": lambda a: run_daemon(Path(a[0]), Path(a[1])),
-                 "burst": lambda a: burst(Path(a[0]), int(a[1])),
-                 "peer-add": lambda a: peer_add(Path(a[0]), int(a[1]), int(a[2])),
-                 "peer-fill": lambda a: peer_fill(Path(a[0]), int(a[1])),
-                 "peer-start": lambda a: peer_start(Path(a[0])),
-                 "peer-fire": lambda a: peer_fire(Path(a[0]), int(a[1]))}
+        parts = {
+            "fill": lambda a: fill(Path(a[0]), int(a[1])),
+            "start": lambda a: run_daemon(Path(a[0]), Path(a[1])),
+            "burst": lambda a: burst(Path(a[0]), int(a[1])),
+            "peer-add": lambda a: peer_add(Path(a[0]), int(a[1]), int(a[2])),
+            "peer-fill": lambda a: peer_fill(Path(a[0]), int(a[1])),
+            "peer-start": lambda a: peer_start(Path(a[0])),
+            "peer-fire": lambda a: peer_fire(Path(a[0]), int(a[1])),
+        }
         print(json.dumps(parts[opts.part](opts.args)))
         return
 
@@ -352,34 +451,62 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cs-bench-") as tmp:
         folder = Path(tmp)
         db = folder / "big.sqlite3"
-        print(f"calendar-svc reminders benchmark: {entries:,} entries x 2 reminders, "
-              f"{os.cpu_count()} CPUs, {datetime.now(UTC):%Y-%m-%d %H:%M}Z", flush=True)
+        print(
+            f"calendar-svc reminders benchmark: {entries:,} entries x 2 reminders, "
+            f"{os.cpu_count()} CPUs, {datetime.now(UTC):%Y-%m-%d %H:%M}Z",
+            flush=True,
+        )
         filled = child("fill", str(db), str(entries))
         print(f"  filled {filled['entries']:,} entries in {filled['insert_s']} s", flush=True)
         start = child("start", str(folder), str(db))
-        print(f"ours / start: ready in {start['ready_s']} s, peak RSS {start['rss_mb']} MB, "
-              f"{start['planned_rows']:,} deliveries planned for the 6 h horizon "
-              f"(targets: < 5 s, < 250 MB)", flush=True)
+        print(
+            f"ours / start: ready in {start['ready_s']} s, peak RSS {start['rss_mb']} MB, "
+            f"{start['planned_rows']:,} deliveries planned for the 6 h horizon "
+            f"(targets: < 5 s, < 250 MB)",
+            flush=True,
+        )
         b = child("burst", str(db), "1000")
-        print(f"ours / burst: {b['sent']}/{b['reminders']} sent; lateness p50 {b['p50_s']} s, "
-              f"p99 {b['p99_s']} s, max {b['max_s']} s; {b['within_3s']} within 3 s "
-              f"(targets: p99 < 1 s, all within 3 s)", flush=True)
+        print(
+            f"ours / burst: {b['sent']}/{b['reminders']} sent; lateness p50 {b['p50_s']} s, "
+            f"p99 {b['p99_s']} s, max {b['max_s']} s; {b['within_3s']} within 3 s "
+            f"(targets: p99 < 1 s, all within 3 s)",
+            flush=True,
+        )
 
         peer_db = folder / "peer.sqlite3"
         add = child("peer-add", str(peer_db), str(500 if opts.quick else 3000), str(reminders))
-        print(f"peer / add: {add['jobs_per_s']} jobs/s one by one on a running scheduler -> "
-              f"~{add['extrapolated_add_all_s']} s for {reminders:,} jobs", flush=True)
+        print(
+            f"peer / add: {add['jobs_per_s']} jobs/s one by one on a running scheduler -> "
+            f"~{add['extrapolated_add_all_s']} s for {reminders:,} jobs",
+            flush=True,
+        )
         full_db = folder / "peer-full.sqlite3"
         fill_info = child("peer-fill", str(full_db), str(reminders))
         peer = child("peer-start", str(full_db))
-        print(f"peer / start over {peer['jobs']:,} jobs (table written directly in "
-              f"{fill_info['fill_s']} s): start {peer['start_s']} s, get_jobs "
-              f"{peer['get_jobs_s']} s, peak RSS {peer['rss_mb']} MB", flush=True)
+        print(
+            f"peer / start over {peer['jobs']:,} jobs (table written directly in "
+            f"{fill_info['fill_s']} s): start {peer['start_s']} s, get_jobs "
+            f"{peer['get_jobs_s']} s, peak RSS {peer['rss_mb']} MB",
+            flush=True,
+        )
         fire = child("peer-fire", str(folder / "peer-fire.sqlite3"), "1000")
-        print(f"peer / burst: {fire['fired']}/{fire['due']} fired, "
-              f"{fire['skipped_as_misfire']} skipped as misfires (default 1 s grace)", flush=True)
-        print(json.dumps({"entries": entries, "start": start, "burst": b, "peer_add": add,
-                          "peer_start": peer, "peer_fire": fire}))
+        print(
+            f"peer / burst: {fire['fired']}/{fire['due']} fired, "
+            f"{fire['skipped_as_misfire']} skipped as misfires (default 1 s grace)",
+            flush=True,
+        )
+        print(
+            json.dumps(
+                {
+                    "entries": entries,
+                    "start": start,
+                    "burst": b,
+                    "peer_add": add,
+                    "peer_start": peer,
+                    "peer_fire": fire,
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

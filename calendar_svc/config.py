@@ -267,9 +267,7 @@ def parse_config(
     schedules = top.read("schedules", then(strings, tuple), ("schedules/*.toml",))
 
     database = DatabaseConfig(**read_section(DatabaseConfig, section("database")))
-    url = (
-        _sqlite_url(database_url, Path.cwd()) if database_url else _sqlite_url(database.url, base)
-    )
+    url = _sqlite_url(database_url, Path.cwd()) if database_url else _sqlite_url(database.url, base)
 
     feed_values = read_section(FeedConfig, section("feed"))
     port = feed_values.get("port", FeedConfig.port)

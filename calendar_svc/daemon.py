@@ -141,9 +141,7 @@ class Daemon:
         self._lock = DaemonLock(database) if database is not None else None
         self.notifiers: dict[str, Notifier] = {}
         self.feed = (
-            FeedServer(self.store, config, observers=self.observers)
-            if self.feed_enabled
-            else None
+            FeedServer(self.store, config, observers=self.observers) if self.feed_enabled else None
         )
         self.planner = Planner(self.store, config.reminders, events=self.events)
         self.dispatcher = Dispatcher(

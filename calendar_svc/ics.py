@@ -219,9 +219,7 @@ def build_header(calendar: Calendar, options: FeedOptions) -> ICalendar:
     return cal
 
 
-def build_calendar(
-    calendar: Calendar, entries: Sequence[Entry], options: FeedOptions
-) -> ICalendar:
+def build_calendar(calendar: Calendar, entries: Sequence[Entry], options: FeedOptions) -> ICalendar:
     """The whole feed as one ``icalendar.Calendar``: header, VTIMEZONEs (sorted by
     TZID, from ``first_year(entries)`` on), then VEVENTs."""
     cal = build_header(calendar, options)
@@ -350,4 +348,3 @@ def render_pieces(calendar: Calendar, entries: Sequence[Entry], options: FeedOpt
         timezone_blocks(used_tzids(entries), first_year(entries)),
         (event_bytes(entry, calendar, options) for entry in entries),
     )
-

@@ -143,9 +143,7 @@ class Entry(Base):
         UniqueConstraint("calendar_id", "uid", name="uq_entries_calendar_uid"),
         Index("ix_entries_start_utc", "start_utc"),
         # Feed order with each entry's change key, read from the index alone (0003).
-        Index(
-            "ix_entries_feed_order", "calendar_id", "start_utc", "uid", "updated_at", "sequence"
-        ),
+        Index("ix_entries_feed_order", "calendar_id", "start_utc", "uid", "updated_at", "sequence"),
         CheckConstraint(_one_of("status", EntryStatus), name="ck_entries_status"),
     )
 

@@ -124,9 +124,7 @@ def load_file(path: str | Path) -> CalendarSpec:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         entry, key = _locate_toml_error(text, str(exc))
-        raise InputError(
-            f"TOML syntax error: {exc}", file=name, entry=entry, field=key
-        ) from None
+        raise InputError(f"TOML syntax error: {exc}", file=name, entry=entry, field=key) from None
     return parse_schedule(data, source=name)
 
 
@@ -258,9 +256,7 @@ def _rrule(value: Any) -> str:
     from icalendar import vRecur
 
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(
-            f"expected an RFC 5545 RRULE such as 'FREQ=DAILY;COUNT=3', got {value!r}"
-        )
+        raise ValueError(f"expected an RFC 5545 RRULE such as 'FREQ=DAILY;COUNT=3', got {value!r}")
     rule = value.strip().removeprefix("RRULE:")
     try:
         parsed = vRecur.from_ical(rule)

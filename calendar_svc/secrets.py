@@ -124,7 +124,10 @@ def resolve(
     which = given[0]
     value = table[which]
     if (
-        allow_list and which == key and isinstance(value, list) and value
+        allow_list
+        and which == key
+        and isinstance(value, list)
+        and value
         and all(isinstance(item, str) and item for item in value)
     ):
         value = ", ".join(value)

@@ -42,6 +42,7 @@ def free_port() -> int:
 
 # --- HTTP ---------------------------------------------------------------------------------
 
+
 @dataclass
 class HttpRequest:
     method: str
@@ -145,6 +146,7 @@ class HttpReceiver:
 
 # --- SMTP ---------------------------------------------------------------------------------
 
+
 @dataclass
 class ReceivedMail:
     mail_from: str
@@ -207,8 +209,9 @@ class _Authenticator:
     def __init__(self, username: str, password: str) -> None:
         self.username, self.password = username.encode(), password.encode()
 
-    def __call__(self, server: Any, session: Any, envelope: Any, mechanism: str,
-                 auth_data: Any) -> AuthResult:
+    def __call__(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
         ok = (
             isinstance(auth_data, LoginPassword)
             and auth_data.login == self.username
@@ -247,6 +250,7 @@ def smtp_server(
 
 # --- MQTT ---------------------------------------------------------------------------------
 
+
 def broker_answers(host: str = LOOPBACK, port: int = MOSQUITTO_PORT) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):
@@ -263,7 +267,9 @@ class MqttSubscriber:
         self.messages: list[mqtt.MQTTMessage] = []
         self._changed = threading.Condition()
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sub-{uuid.uuid4().hex[:8]}")
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"sub-{uuid.uuid4().hex[:8]}"
+        )
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *_args: self._subscribed.set()
         self.client.on_message = self._on_message
@@ -306,8 +312,12 @@ def mosquitto_with_login(folder: Path, username: str, password: str) -> Iterator
 
         pytest.skip("mosquitto / mosquitto_passwd not installed: cannot run a broker with logins")
     password_file = folder / "passwords"
-    subprocess.run([passwd, "-b", "-c", str(password_file), username, password], check=True,
-                   capture_output=True, timeout=10)
+    subprocess.run(
+        [passwd, "-b", "-c", str(password_file), username, password],
+        check=True,
+        capture_output=True,
+        timeout=10,
+    )
     password_file.chmod(0o600)
     port = free_port()
     config = folder / "mosquitto.conf"
@@ -315,11 +325,15 @@ def mosquitto_with_login(folder: Path, username: str, password: str) -> Iterator
         f"listener {port} {LOOPBACK}\nallow_anonymous false\npassword_file {password_file}\n"
         "persistence false\nlog_dest none\nuser root\n"
     )
-    process = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
-        wait_for(lambda: broker_answers(LOOPBACK, port) or process.poll() is not None,
-                 5, "the private mosquitto to listen")
+        wait_for(
+            lambda: broker_answers(LOOPBACK, port) or process.poll() is not None,
+            5,
+            "the private mosquitto to listen",
+        )
         if process.poll() is not None:
             raise AssertionError(f"mosquitto exited with {process.returncode}")
         yield port
@@ -410,8 +424,10 @@ class NtfyServer:
             return self._error(404, 40401, "page not found")
         if self.token is not None and request.header("authorization") != f"Bearer {self.token}":
             return self._error(403, 40301, "forbidden")
+
         def first(*names: str) -> str | None:
             return next((v for n in names if (v := request.header(n)) is not None), None)
+
         priority = first("x-priority", "priority", "prio", "p")
         if priority is not None and priority not in _NTFY_PRIORITIES:
             return self._error(400, 40007, "invalid priority")
@@ -437,14 +453,20 @@ class NtfyServer:
 
 # --- a sample reminder --------------------------------------------------------------------
 
+
 def sheinbaum_entry(**overrides: Any) -> Any:
     """The first entry of the trip, with just the attributes ``build_reminder`` reads."""
     from types import SimpleNamespace
 
     fields = {
-        "uid": "sheinbaum-bilateral", "title": "Bilateral meeting with President Claudia Sheinbaum",
-        "location": "Palacio Nacional", "city": "Mexico City", "url": "",
-        "start_tz": "America/Mexico_City", "all_day": False, "description": "",
+        "uid": "sheinbaum-bilateral",
+        "title": "Bilateral meeting with President Claudia Sheinbaum",
+        "location": "Palacio Nacional",
+        "city": "Mexico City",
+        "url": "",
+        "start_tz": "America/Mexico_City",
+        "all_day": False,
+        "description": "",
         "categories": ["meeting"],
     }
     fields.update(overrides)
@@ -461,9 +483,13 @@ def sheinbaum_reminder(**overrides: Any) -> Any:
 
     start = to_utc(datetime(2025, 9, 2, 10, 0), "America/Mexico_City")
     args: dict[str, Any] = {
-        "idempotency_key": "rem-sample", "calendar_slug": "rubio-2025-09",
-        "entry": sheinbaum_entry(), "start_utc": start, "offset": timedelta(hours=1),
-        "due_at": start - timedelta(hours=1), "late": False,
+        "idempotency_key": "rem-sample",
+        "calendar_slug": "rubio-2025-09",
+        "entry": sheinbaum_entry(),
+        "start_utc": start,
+        "offset": timedelta(hours=1),
+        "due_at": start - timedelta(hours=1),
+        "late": False,
         "display": DisplayConfig(timezone="America/New_York", label="Washington"),
     }
     args.update(overrides)

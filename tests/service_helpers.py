@@ -69,8 +69,9 @@ class NotifySocket:
             left = deadline - time.monotonic()
             if left <= 0:
                 got = "\n".join(repr(m) for m in self.messages[-20:])
-                raise AssertionError(f"no sd_notify message {what} within {timeout}s; "
-                                     f"last ones:\n{got}")
+                raise AssertionError(
+                    f"no sd_notify message {what} within {timeout}s; last ones:\n{got}"
+                )
             self.sock.settimeout(left)
             try:
                 data = self.sock.recv(65536)
@@ -118,8 +119,9 @@ class Service:
     ``stderr()`` and the waits read the current run only.
     """
 
-    def __init__(self, config: Path, *, env: Mapping[str, str] | None = None,
-                 name: str = "svc") -> None:
+    def __init__(
+        self, config: Path, *, env: Mapping[str, str] | None = None, name: str = "svc"
+    ) -> None:
         self.config = config
         self.name = name
         self.env = base_env(**(env or {}))
@@ -137,8 +139,11 @@ class Service:
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "calendar_svc", "--config", str(self.config), "run"],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                cwd=self.config.parent, env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                cwd=self.config.parent,
+                env=self.env,
             )
         return self
 
@@ -158,8 +163,10 @@ class Service:
 
     def _check_alive(self) -> None:
         if not self.alive():
-            raise AssertionError(f"{self.name} exited early ({self.proc and self.proc.returncode})"
-                                 f":\n{self.stderr()[-4000:]}")
+            raise AssertionError(
+                f"{self.name} exited early ({self.proc and self.proc.returncode})"
+                f":\n{self.stderr()[-4000:]}"
+            )
 
     def wait_stderr(self, text: str, timeout: float = 20, count: int = 1) -> str:
         def found() -> bool:
@@ -184,6 +191,7 @@ class Service:
 
     def wait_ready(self, timeout: float = 30) -> Service:
         """Wait for this run's ``daemon.ready`` line (text or JSON logs)."""
+
         def ready() -> bool:
             if re.search(r'msg=daemon\.ready\b|"msg": "daemon\.ready"', self.stderr()):
                 return True
@@ -195,6 +203,7 @@ class Service:
 
     def feed_port(self, timeout: float = 20) -> int:
         """The port the feed listens on, from the ``feed.listening`` log line (text or JSON)."""
+
         def port() -> int | None:
             for line in self.stderr().splitlines():
                 if "feed.listening" not in line:
@@ -252,7 +261,7 @@ def metric(text: str, name: str, **labels: str) -> float | None:
             return float(value)
         if not series.startswith(name + "{"):
             continue
-        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', series[len(name):]))
+        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', series[len(name) :]))
         if found == labels:
             return float(value)
     return None
@@ -286,15 +295,24 @@ def config_text(
     """A config.toml: SQLite in the test folder, the feed on 127.0.0.1, fast timers."""
     notifiers = notifiers if notifiers is not None else {"console": {"type": "console"}}
     rem: dict[str, Any] = {
-        "channels": list(notifiers), "poll_interval": "PT1S", "rescan_interval": "PT5S",
-        "retry_base": "PT1S", "retry_max": "PT2S", "lease": "PT30S", "stop_timeout": "PT3S",
+        "channels": list(notifiers),
+        "poll_interval": "PT1S",
+        "rescan_interval": "PT5S",
+        "retry_base": "PT1S",
+        "retry_max": "PT2S",
+        "lease": "PT30S",
+        "stop_timeout": "PT3S",
         "offsets": ["PT0S"],
     }
     rem.update(reminders or {})
     tables: dict[str, Mapping[str, Any]] = {
         "database": {"url": f"sqlite:///{db_path}"},
-        "feed": {"enabled": True, "host": LOOPBACK, "port": port,
-                 "public_url": f"http://{LOOPBACK}:{port or 8080}"},
+        "feed": {
+            "enabled": True,
+            "host": LOOPBACK,
+            "port": port,
+            "public_url": f"http://{LOOPBACK}:{port or 8080}",
+        },
         "reminders": rem,
     }
     if display:
@@ -303,7 +321,9 @@ def config_text(
         tables["logging"] = logging
     for name, table in notifiers.items():
         tables[f"notifiers.{name}"] = table
-    lines = [f"schedules = {toml_value(schedules if schedules is not None else ['schedules/*.toml'])}"]
+    lines = [
+        f"schedules = {toml_value(schedules if schedules is not None else ['schedules/*.toml'])}"
+    ]
     for header, table in tables.items():
         lines.append(f"\n[{header}]")
         lines.extend(f"{key} = {toml_value(value)}" for key, value in table.items())
@@ -316,11 +336,14 @@ def instant(value: datetime) -> str:
 
 def schedule_text(slug: str, starts: Mapping[str, datetime]) -> str:
     """A calendar in UTC whose entries remind at their start (PT0S)."""
-    parts = [f'[calendar]\nslug = "{slug}"\nname = "{slug}"\ntimezone = "UTC"\n'
-             'reminders = ["PT0S"]\n']
+    parts = [
+        f'[calendar]\nslug = "{slug}"\nname = "{slug}"\ntimezone = "UTC"\nreminders = ["PT0S"]\n'
+    ]
     for uid, start in starts.items():
-        parts.append(f'[[entries]]\nuid = "{uid}"\ntitle = "Entry {uid}"\n'
-                     f'start = {instant(start)}\nduration = "PT30M"\n')
+        parts.append(
+            f'[[entries]]\nuid = "{uid}"\ntitle = "Entry {uid}"\n'
+            f'start = {instant(start)}\nduration = "PT30M"\n'
+        )
     return "\n".join(parts)
 
 

@@ -115,8 +115,9 @@ def test_city_filter_finds_non_ascii_city_on_sqlite(
     Python, so on the default backend a city starting with a non-ASCII capital is
     never found, not even spelt exactly as in the file (PostgreSQL finds it).
     """
-    (workdir / "schedules" / "poland.toml").write_text(textwrap.dedent(
-        """\
+    (workdir / "schedules" / "poland.toml").write_text(
+        textwrap.dedent(
+            """\
         [calendar]
         slug = "poland"
         name = "Poland"
@@ -134,7 +135,9 @@ def test_city_filter_finds_non_ascii_city_on_sqlite(
         start = 2025-09-03T10:00:00
         city = "Édes"
         """
-    ), encoding="utf-8")
+        ),
+        encoding="utf-8",
+    )
     assert run_cli("import", "schedules/poland.toml").exit_code == 0
     for city, uid in (("Łódź", "lodz"), ("łódź", "lodz"), ("Édes", "edes"), ("ÉDES", "edes")):
         result = run_cli("list", "--city", city, "--json")
@@ -156,8 +159,9 @@ def test_unreachable_database_is_one_line(run_cli: Callable[..., Result]) -> Non
 def test_recurring_entry_shows_its_rule(run_cli: Callable[..., Result], workdir: Path) -> None:
     """`show --json` / `list --json` never mention `rrule`: a user cannot see that an
     entry repeats (and `show`, "one entry in full", does not print it either)."""
-    (workdir / "schedules" / "standup.toml").write_text(textwrap.dedent(
-        """\
+    (workdir / "schedules" / "standup.toml").write_text(
+        textwrap.dedent(
+            """\
         [calendar]
         slug = "standup"
         name = "Standup"
@@ -170,7 +174,9 @@ def test_recurring_entry_shows_its_rule(run_cli: Callable[..., Result], workdir:
         duration = "PT15M"
         rrule = "FREQ=DAILY;COUNT=5"
         """
-    ), encoding="utf-8")
+        ),
+        encoding="utf-8",
+    )
     assert run_cli("import", "schedules/standup.toml").exit_code == 0
     shown = json.loads(run_cli("show", "daily", "--json").output)
     assert shown.get("rrule") == "FREQ=DAILY;COUNT=5"
@@ -182,8 +188,9 @@ def test_list_day_filter_finds_later_occurrence_of_recurring_entry(
 ) -> None:
     """A daily standup from 1 to 5 Sep happens on 3 Sep, but
     `list --from 2025-09-03 --to 2025-09-03` prints "no entries match"."""
-    (workdir / "schedules" / "standup.toml").write_text(textwrap.dedent(
-        """\
+    (workdir / "schedules" / "standup.toml").write_text(
+        textwrap.dedent(
+            """\
         [calendar]
         slug = "standup"
         name = "Standup"
@@ -196,7 +203,9 @@ def test_list_day_filter_finds_later_occurrence_of_recurring_entry(
         duration = "PT15M"
         rrule = "FREQ=DAILY;COUNT=5"
         """
-    ), encoding="utf-8")
+        ),
+        encoding="utf-8",
+    )
     assert run_cli("import", "schedules/standup.toml").exit_code == 0
     result = run_cli("list", "--calendar", "standup", "--from", "2025-09-03", "--to", "2025-09-03")
     assert "daily" in result.output, result.output

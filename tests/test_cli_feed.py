@@ -46,8 +46,9 @@ def served(cli: Cli, workdir: Path) -> Iterator[tuple[FeedServer, Store]]:
 def fetch(server: FeedServer, store: Store, **params: str) -> httpx.Response:
     token = store.get_calendar(SLUG).feed_token
     with httpx.Client(base_url=server.url, timeout=5) as http:
-        return http.get(f"/feeds/{token}/{SLUG}.ics", params=params,
-                        headers={"accept-encoding": "identity"})
+        return http.get(
+            f"/feeds/{token}/{SLUG}.ics", params=params, headers={"accept-encoding": "identity"}
+        )
 
 
 def stdout_bytes(result: Result) -> bytes:
@@ -60,7 +61,9 @@ def test_export_is_the_served_feed(cli: Cli, served: tuple[FeedServer, Store]) -
     assert exported.exit_code == 0
     assert stdout_bytes(exported) == fetch(server, store).content
     quito = cli("export", "--calendar", SLUG, "--city", "Quito", "--from", "2025-09-04")
-    assert stdout_bytes(quito) == fetch(server, store, city="Quito", **{"from": "2025-09-04"}).content
+    assert (
+        stdout_bytes(quito) == fetch(server, store, city="Quito", **{"from": "2025-09-04"}).content
+    )
     flights = cli("export", "--category", "flight", "--to", "2025-09-03")
     assert stdout_bytes(flights) == fetch(server, store, category="flight", to="2025-09-03").content
     assert stdout_bytes(flights).count(b"\r\nBEGIN:VEVENT\r\n") == 2
@@ -96,8 +99,11 @@ def test_export_needs_calendar_when_there_are_several(cli: Cli, workdir: Path) -
 
 def test_feed_url_prints_http_and_webcal(cli: Cli, workdir: Path) -> None:
     config = workdir / "config.toml"
-    config.write_text(config.read_text().replace(
-        "port = 0", 'port = 0\npublic_url = "https://cal.example.org/base/"'))
+    config.write_text(
+        config.read_text().replace(
+            "port = 0", 'port = 0\npublic_url = "https://cal.example.org/base/"'
+        )
+    )
     result = cli("feed-url", SLUG)
     assert result.exit_code == 0
     token = Store(load_config(config).database.url).get_calendar(SLUG).feed_token
@@ -126,8 +132,9 @@ def test_feed_url_refuses_port_0_without_public_url(cli: Cli, workdir: Path) -> 
 def test_rotate_token(cli: Cli, served: tuple[FeedServer, Store], workdir: Path) -> None:
     server, store = served
     config = workdir / "config.toml"
-    config.write_text(config.read_text().replace(
-        "port = 0", f'port = 0\npublic_url = "{server.url}"'))
+    config.write_text(
+        config.read_text().replace("port = 0", f'port = 0\npublic_url = "{server.url}"')
+    )
     old_token = store.get_calendar(SLUG).feed_token
     assert fetch(server, store).status_code == 200
     result = cli("rotate-token", SLUG)
@@ -156,7 +163,11 @@ def test_serve_runs_until_sigterm_and_exits_0(cli: Cli, workdir: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALENDAR_SVC_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "calendar_svc", "serve", "--host", "127.0.0.1", "--port", "0"],
-        cwd=workdir, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        cwd=workdir,
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
     )
     lines: queue.Queue[str] = queue.Queue()
     reader = threading.Thread(target=_lines, args=(proc.stderr, lines), daemon=True)

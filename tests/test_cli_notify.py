@@ -27,8 +27,10 @@ def run(tmp_path: Path, notifiers: str, *args: str) -> tuple[int, str, str]:
 def test_console_sends_the_built_in_sample(tmp_path: Path) -> None:
     code, out, _ = run(tmp_path, "", "console")
     assert code == 0
-    assert "In 1 hour: Bilateral meeting with President Claudia Sheinbaum | " \
+    assert (
+        "In 1 hour: Bilateral meeting with President Claudia Sheinbaum | "
         "Tue 2 Sep 2025, 10:00 CST (UTC-06:00) — 12:00 EDT (UTC-04:00) in Washington" in out
+    )
     assert "sent a test reminder through console" in out
     assert not (tmp_path / "none.sqlite3").exists()  # a test never creates a database
 
@@ -38,7 +40,7 @@ def test_webhook_delivers_to_a_real_receiver(tmp_path: Path) -> None:
         code, out, _ = run(
             tmp_path,
             f'[notifiers.hook]\ntype = "webhook"\nurl = "{receiver.url}/h"\n'
-            'allow_private = true\ntimeout = 2\n',
+            "allow_private = true\ntimeout = 2\n",
             "hook",
         )
         [request] = receiver.wait_for(1)
@@ -66,8 +68,10 @@ def test_unknown_channel_is_a_config_error(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="configured: console"):
         CliRunner().invoke(
-            notify_test, ["pager"],
-            obj=CliContext(config_path=str(_write(tmp_path))), catch_exceptions=False,
+            notify_test,
+            ["pager"],
+            obj=CliContext(config_path=str(_write(tmp_path))),
+            catch_exceptions=False,
         )
 
 

@@ -108,18 +108,32 @@ def receiver() -> Iterator[WebhookPeer]:
         yield peer
 
 
-def write_config(folder: Path, db_url: str, receiver: WebhookPeer, *, schedules: bool = True,
-                 timeout: float = 2.0, **reminders: str) -> Path:
+def write_config(
+    folder: Path,
+    db_url: str,
+    receiver: WebhookPeer,
+    *,
+    schedules: bool = True,
+    timeout: float = 2.0,
+    **reminders: str,
+) -> Path:
     settings = {
-        "channels": f'["{CHANNEL}"]', "poll_interval": '"PT1S"', "rescan_interval": '"PT5S"',
-        "retry_base": '"PT1S"', "retry_max": '"PT2S"', "max_attempts": "30",
-        "lease": '"PT30S"', "stop_timeout": '"PT3S"', "grace": '"PT10M"',
+        "channels": f'["{CHANNEL}"]',
+        "poll_interval": '"PT1S"',
+        "rescan_interval": '"PT5S"',
+        "retry_base": '"PT1S"',
+        "retry_max": '"PT2S"',
+        "max_attempts": "30",
+        "lease": '"PT30S"',
+        "stop_timeout": '"PT3S"',
+        "grace": '"PT10M"',
     }
     settings.update({k: f'"{v}"' if not v.isdigit() else v for k, v in reminders.items()})
     lines = "\n".join(f"{k} = {v}" for k, v in settings.items())
     path = folder / "config.toml"
-    path.write_text(textwrap.dedent(f"""\
-        schedules = [{'"schedules/*.toml"' if schedules else ''}]
+    path.write_text(
+        textwrap.dedent(f"""\
+        schedules = [{'"schedules/*.toml"' if schedules else ""}]
 
         [database]
         url = "{db_url}"
@@ -128,21 +142,25 @@ def write_config(folder: Path, db_url: str, receiver: WebhookPeer, *, schedules:
         enabled = false
 
         [reminders]
-        """) + lines + textwrap.dedent(f"""
+        """)
+        + lines
+        + textwrap.dedent(f"""
 
         [notifiers.{CHANNEL}]
         type = "webhook"
         url = "{receiver.url}"
         allow_private = true
         timeout = {timeout}
-        """))
+        """)
+    )
     (folder / "schedules").mkdir(exist_ok=True)
     return path
 
 
 def key_of(slug: str, uid: str, start: datetime) -> str:
-    return idempotency_key(dedupe_key(slug, uid, start.replace(microsecond=0), timedelta(0),
-                                      CHANNEL))
+    return idempotency_key(
+        dedupe_key(slug, uid, start.replace(microsecond=0), timedelta(0), CHANNEL)
+    )
 
 
 def spread(count: int, first: datetime, seconds: float, prefix: str = "e") -> dict[str, datetime]:
@@ -182,10 +200,14 @@ def settled(url: str, *receivers: WebhookPeer) -> bool:
 
 def unsettled(url: str, *receivers: WebhookPeer) -> Callable[[], str]:
     """What ``settled`` waits for, with the state when the wait timed out."""
+
     def say() -> str:
         received = sum(r.request_count() for r in receivers)
-        return (f"every delivery to be final (statuses {dict(statuses(url))}, "
-                f"{attempts_recorded(url)} attempts recorded, {received} requests received)")
+        return (
+            f"every delivery to be final (statuses {dict(statuses(url))}, "
+            f"{attempts_recorded(url)} attempts recorded, {received} requests received)"
+        )
+
     return say
 
 
@@ -211,21 +233,25 @@ def test_edits_while_running(
 
     moved_to = t + timedelta(seconds=5)
     file.write_text(schedule_text("edits", {**starts, "moveme": moved_to}))
-    wait_for(lambda: "updated=1" in daemon.stderr(), 10, "the edited file to be re-imported",
-             services)
+    wait_for(
+        lambda: "updated=1" in daemon.stderr(), 10, "the edited file to be re-imported", services
+    )
     cli = [sys.executable, "-m", "calendar_svc", "--config", str(config)]
     for args in (["cancel", "cancelme"], ["delete", "deleteme", "--yes"]):
         done = subprocess.run(cli + args, capture_output=True, env=base_env(), timeout=30)
         assert done.returncode == 0, done.stderr
     if now_utc() >= t:
-        pytest.skip("this runner took longer than the 14 s to the reminders to start the "
-                    "daemon and make the edits: the old reminders came due before them")
+        pytest.skip(
+            "this runner took longer than the 14 s to the reminders to start the "
+            "daemon and make the edits: the old reminders came due before them"
+        )
 
     wait_for(lambda: len(receiver.keys()) >= 2, 30, "the two remaining reminders", services)
     # A stray old reminder would still be pending or on its way.
     wait_for(lambda: settled(url, receiver), 30, unsettled(url, receiver), services)
-    assert receiver.keys() == Counter({key_of("edits", "keep", t): 1,
-                                       key_of("edits", "moveme", moved_to): 1})
+    assert receiver.keys() == Counter(
+        {key_of("edits", "keep", t): 1, key_of("edits", "moveme", moved_to): 1}
+    )
     log = daemon.stderr()
     assert log.count("msg=reminder.cancelled") == 3  # old moveme, cancelme, deleteme
 
@@ -249,8 +275,9 @@ def test_kill_9_during_a_burst_then_restart(
     assert at_kill < 500, "the burst was over before the kill; nothing was tested"
 
     daemon.start().wait_ready()
-    wait_for(lambda: set(receiver.keys()) >= expected, 60, "every reminder after the restart",
-             services)
+    wait_for(
+        lambda: set(receiver.keys()) >= expected, 60, "every reminder after the restart", services
+    )
     wait_for(lambda: settled(url), 30, "every delivery to reach a final status", services)
     keys = receiver.keys()
     assert set(keys) == expected
@@ -278,16 +305,35 @@ def test_several_daemons_on_postgresql_send_each_reminder_once(
 
     first = soon(8)
     starts = spread(2000, first, 20)
-    entries = [{"uid": uid, "title": uid, "start": start.replace(tzinfo=None),
-                "duration": "PT30M"} for uid, start in starts.items()]
+    entries = [
+        {"uid": uid, "title": uid, "start": start.replace(tzinfo=None), "duration": "PT30M"}
+        for uid, start in starts.items()
+    ]
     with store.write() as session:
-        import_specs(session, [parse_schedule({
-            "calendar": {"slug": "many", "name": "Many", "timezone": "UTC", "reminders": ["PT0S"]},
-            "entries": entries}, source="test")], now=store.clock())
+        import_specs(
+            session,
+            [
+                parse_schedule(
+                    {
+                        "calendar": {
+                            "slug": "many",
+                            "name": "Many",
+                            "timezone": "UTC",
+                            "reminders": ["PT0S"],
+                        },
+                        "entries": entries,
+                    },
+                    source="test",
+                )
+            ],
+            now=store.clock(),
+        )
     store.close()
     if now_utc() >= first:
-        pytest.skip("this runner took longer than the 8 s to the first reminder to start the "
-                    "daemons and write 2,000 entries: no longer a burst the daemons plan ahead")
+        pytest.skip(
+            "this runner took longer than the 8 s to the first reminder to start the "
+            "daemons and write 2,000 entries: no longer a burst the daemons plan ahead"
+        )
     expected = {key_of("many", uid, start) for uid, start in starts.items()}
 
     wait_for(lambda: set(receiver.keys()) >= expected, 90, "all 2,000 reminders", services)
@@ -349,8 +395,10 @@ def test_sigstop_across_due_times(
     daemon = Service(config, name="daemon")
     services.append(daemon.start().wait_ready())
     if now_utc() >= min(starts.values()):
-        pytest.skip("this runner took longer than the 12 s to the first reminder to start the "
-                    "daemon: a reminder came due before the stop")
+        pytest.skip(
+            "this runner took longer than the 12 s to the first reminder to start the "
+            "daemon: a reminder came due before the stop"
+        )
     daemon.signal(signal.SIGSTOP)
     stopped = time.monotonic()
     # The stop itself (not a synchronisation): 60 s, and past the last due time.
@@ -401,7 +449,8 @@ def test_three_cli_writers_while_the_daemon_runs_on_sqlite(
     config = write_config(tmp_path, url, receiver)
     # The daemon is busy too: reminders come due while the writers write.
     (tmp_path / "schedules" / "busy.toml").write_text(
-        schedule_text("busy", spread(100, soon(4), 8)))
+        schedule_text("busy", spread(100, soon(4), 8))
+    )
     daemon = Service(config, name="daemon")
     services.append(daemon.start().wait_ready())
 
@@ -431,9 +480,16 @@ def test_three_cli_writers_while_the_daemon_runs_on_sqlite(
             if done.returncode:
                 sys.exit(done.returncode)
         """)
-    writers = [subprocess.Popen([sys.executable, "-c", script, str(i)], env=base_env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for i in range(3)]
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(i)],
+            env=base_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(3)
+    ]
     results = [w.communicate(timeout=120) for w in writers]
     for w, (_, err) in zip(writers, results, strict=True):
         assert w.returncode == 0, err
@@ -476,8 +532,9 @@ def test_sighup_reloads_and_a_broken_config_keeps_the_old_one(
 
     config.write_text(good.replace('type = "webhook"', 'type = "carrier-pigeon"'))
     daemon.signal(signal.SIGHUP)
-    wait_for(lambda: "msg=config.reload_failed" in daemon.stderr(), 10, "the failed reload",
-             services)
+    wait_for(
+        lambda: "msg=config.reload_failed" in daemon.stderr(), 10, "the failed reload", services
+    )
     assert "unknown notifier type 'carrier-pigeon'" in daemon.stderr()
 
     with webhook_peer() as other:
@@ -487,8 +544,9 @@ def test_sighup_reloads_and_a_broken_config_keeps_the_old_one(
         start = soon(3)
         (tmp_path / "schedules" / "hup.toml").write_text(schedule_text("hup", {"after": start}))
         wait_for(lambda: other.keys(), 20, "the reminder through the reloaded channel", services)
-        wait_for(lambda: settled(url, receiver, other), 30, unsettled(url, receiver, other),
-                 services)
+        wait_for(
+            lambda: settled(url, receiver, other), 30, unsettled(url, receiver, other), services
+        )
         assert other.keys() == Counter({key_of("hup", "after", start): 1})
         assert receiver.keys() == Counter()
     assert daemon.alive()
@@ -509,7 +567,8 @@ def test_reminders_due_while_the_daemon_was_down(
     now = now_utc().replace(microsecond=0)
     late_start = now + timedelta(minutes=3)  # PT1H before it was 57 min ago
     gone_start = now - timedelta(minutes=20)  # PT15M before it was 35 min ago
-    (tmp_path / "schedules" / "down.toml").write_text(textwrap.dedent(f"""\
+    (tmp_path / "schedules" / "down.toml").write_text(
+        textwrap.dedent(f"""\
         [calendar]
         slug = "down"
         name = "down"
@@ -526,7 +585,8 @@ def test_reminders_due_while_the_daemon_was_down(
         title = "Already started"
         start = {instant(gone_start)}
         reminders = ["PT15M"]
-        """))
+        """)
+    )
     # A daemon planned both rows 40 minutes ago, then went down before sending either.
     config = load_config(config_path)
     earlier = now - timedelta(minutes=40)
@@ -538,7 +598,8 @@ def test_reminders_due_while_the_daemon_was_down(
     store.close()
     assert statuses(url) == Counter({"pending": 2})
     # Added while no daemon ran: its reminder came due 30 minutes ago with no row.
-    (tmp_path / "schedules" / "added.toml").write_text(textwrap.dedent(f"""\
+    (tmp_path / "schedules" / "added.toml").write_text(
+        textwrap.dedent(f"""\
         [calendar]
         slug = "added"
         name = "added"
@@ -549,7 +610,8 @@ def test_reminders_due_while_the_daemon_was_down(
         title = "Added while down"
         start = {instant(now - timedelta(minutes=15))}
         reminders = ["PT15M"]
-        """))
+        """)
+    )
 
     daemon = Service(config_path, name="daemon")
     services.append(daemon.start().wait_ready())

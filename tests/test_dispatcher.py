@@ -73,9 +73,14 @@ def drain(dispatcher: Dispatcher) -> None:
 def config(store: Store) -> Config:
     base = default_config(store.url)
     return dataclasses.replace(
-        base, reminders=dataclasses.replace(base.reminders, retry_base=timedelta(seconds=30),
-                                            retry_max=timedelta(minutes=10), max_attempts=4,
-                                            lease=timedelta(minutes=5)),
+        base,
+        reminders=dataclasses.replace(
+            base.reminders,
+            retry_base=timedelta(seconds=30),
+            retry_max=timedelta(minutes=10),
+            max_attempts=4,
+            lease=timedelta(minutes=5),
+        ),
     )
 
 
@@ -128,12 +133,33 @@ def test_two_dispatchers_racing_send_each_row_once(store: Store, clock, config, 
     """200 rows due at once, two daemons' dispatchers claiming concurrently."""
     from calendar_svc.schedule_files import parse_schedule
 
-    entries = [{"uid": f"e{i:03d}", "title": f"Entry {i}", "start": datetime(2025, 9, 2, 10, 0),
-                "reminders": ["PT0S"]} for i in range(200)]
+    entries = [
+        {
+            "uid": f"e{i:03d}",
+            "title": f"Entry {i}",
+            "start": datetime(2025, 9, 2, 10, 0),
+            "reminders": ["PT0S"],
+        }
+        for i in range(200)
+    ]
     with store.write() as session:
-        import_specs(session, [parse_schedule({
-            "calendar": {"slug": "burst", "name": "Burst", "timezone": "America/Mexico_City"},
-            "entries": entries}, source="test")], now=store.clock())
+        import_specs(
+            session,
+            [
+                parse_schedule(
+                    {
+                        "calendar": {
+                            "slug": "burst",
+                            "name": "Burst",
+                            "timezone": "America/Mexico_City",
+                        },
+                        "entries": entries,
+                    },
+                    source="test",
+                )
+            ],
+            now=store.clock(),
+        )
     clock.set(Z("2025-09-02T15:59:00Z"))
     Planner(store, config.reminders).plan()
     clock.set(Z("2025-09-02T16:00:00Z"))
@@ -238,8 +264,9 @@ def test_max_attempts_ends_in_failed(planned: Store, clock, config, make) -> Non
     assert row.last_error.startswith("gave up after 4 attempts: HTTP 500")
 
 
-def test_permanent_error_fails_one_without_blocking_others(planned: Store, clock, config, make
-                                                           ) -> None:
+def test_permanent_error_fails_one_without_blocking_others(
+    planned: Store, clock, config, make
+) -> None:
     def picky(reminder: Reminder) -> None:
         if reminder.offset == timedelta(hours=1):
             raise PermanentNotifierError("HTTP 400: bad payload")
@@ -249,7 +276,11 @@ def test_permanent_error_fails_one_without_blocking_others(planned: Store, clock
     clock.set(Z("2025-09-02T15:45:00Z"))  # both due now (the first 45 min late, entry not started)
     drain(dispatcher)
     first, second = rows(planned)
-    assert (first.status, first.attempts, first.last_error) == ("failed", 1, "HTTP 400: bad payload")
+    assert (first.status, first.attempts, first.last_error) == (
+        "failed",
+        1,
+        "HTTP 400: bad payload",
+    )
     assert second.status == "sent"
     assert [r.offset for r in recorder.got] == [timedelta(minutes=15)]
 
@@ -276,8 +307,9 @@ def test_late_reminder_is_sent_marked_late(planned: Store, clock, config, make) 
     assert recorder.got[0].late and recorder.got[0].title.startswith("Late: ")
 
 
-def test_missed_when_the_entry_started_and_grace_ran_out(planned: Store, clock, config, make
-                                                         ) -> None:
+def test_missed_when_the_entry_started_and_grace_ran_out(
+    planned: Store, clock, config, make
+) -> None:
     recorder = Recorder()
     clock.set(Z("2025-09-02T16:20:00Z"))  # both reminders late, entry started 20 min ago
     drain(make(planned, config, recorder))
@@ -285,14 +317,17 @@ def test_missed_when_the_entry_started_and_grace_ran_out(planned: Store, clock, 
     assert recorder.got == []
 
 
-def test_late_burst_sends_only_the_latest_of_an_occurrence(planned: Store, clock, config, make
-                                                           ) -> None:
+def test_late_burst_sends_only_the_latest_of_an_occurrence(
+    planned: Store, clock, config, make
+) -> None:
     # Down until 15:50Z: both reminders of the 16:00Z meeting are overdue; one message is enough.
     recorder = Recorder()
     clock.set(Z("2025-09-02T15:50:00Z"))
     drain(make(planned, config, recorder))
-    assert [(r.offset_seconds, r.status) for r in rows(planned)] == [(3600, "missed"),
-                                                                     (900, "sent")]
+    assert [(r.offset_seconds, r.status) for r in rows(planned)] == [
+        (3600, "missed"),
+        (900, "sent"),
+    ]
     assert [r.offset for r in recorder.got] == [timedelta(minutes=15)]
 
 
@@ -305,13 +340,15 @@ def test_entry_cancelled_before_the_planner_ran_again(planned: Store, clock, con
     assert rows(planned)[0].status == "cancelled"
 
 
-def test_lease_recovery_resends_with_the_same_idempotency_key(planned: Store, clock, config, make
-                                                              ) -> None:
+def test_lease_recovery_resends_with_the_same_idempotency_key(
+    planned: Store, clock, config, make
+) -> None:
     clock.set(Z("2025-09-02T15:00:00Z"))
     # A daemon claims the row, then dies (kill -9) without recording anything.
     with planned.write() as session:
-        claimed = repo.claim_due(session, now=clock.now, limit=10, claimer="dead-host:1",
-                                 lease=config.reminders.lease)
+        claimed = repo.claim_due(
+            session, now=clock.now, limit=10, claimer="dead-host:1", lease=config.reminders.lease
+        )
     assert [c.entry_uid for c in claimed] == ["sheinbaum-bilateral"]
     recorder = Recorder()
     dispatcher = make(planned, config, recorder)
@@ -329,17 +366,23 @@ def test_lease_recovery_resends_with_the_same_idempotency_key(planned: Store, cl
 def test_a_stale_owner_cannot_overwrite_a_row_taken_over(planned: Store, clock, config) -> None:
     clock.set(Z("2025-09-02T15:00:00Z"))
     with planned.write() as session:
-        [row] = repo.claim_due(session, now=clock.now, limit=1, claimer="slow:1",
-                               lease=timedelta(seconds=5))
+        [row] = repo.claim_due(
+            session, now=clock.now, limit=1, claimer="slow:1", lease=timedelta(seconds=5)
+        )
     clock.advance(timedelta(seconds=6))
     recover_expired(planned, clock.now)
     with planned.write() as session:
-        [again] = repo.claim_due(session, now=clock.now, limit=1, claimer="fast:2",
-                                 lease=timedelta(seconds=5))
+        [again] = repo.claim_due(
+            session, now=clock.now, limit=1, claimer="fast:2", lease=timedelta(seconds=5)
+        )
     assert again.id == row.id
     with planned.write() as session:
-        owned = repo.finish(session, [repo.Outcome.failed(row.id, now=clock.now, error="late")],
-                            claimer="slow:1", now=clock.now)
+        owned = repo.finish(
+            session,
+            [repo.Outcome.failed(row.id, now=clock.now, error="late")],
+            claimer="slow:1",
+            now=clock.now,
+        )
     assert owned == 0
     assert rows(planned)[0].status == "sending"
 
@@ -380,10 +423,21 @@ def test_sends_queued_at_a_stop_are_released_once_and_not_retried(
 
     from calendar_svc.schedule_files import parse_schedule
 
-    spec = parse_schedule({
-        "calendar": {"slug": "pair", "name": "Pair", "timezone": "America/Mexico_City"},
-        "entries": [{"uid": uid, "title": uid, "start": datetime(2025, 9, 2, 10, 0),
-                     "reminders": ["PT0S"]} for uid in ("first", "second")]}, source="test")
+    spec = parse_schedule(
+        {
+            "calendar": {"slug": "pair", "name": "Pair", "timezone": "America/Mexico_City"},
+            "entries": [
+                {
+                    "uid": uid,
+                    "title": uid,
+                    "start": datetime(2025, 9, 2, 10, 0),
+                    "reminders": ["PT0S"],
+                }
+                for uid in ("first", "second")
+            ],
+        },
+        source="test",
+    )
     with store.write() as session:
         import_specs(session, [spec], now=store.clock())
     clock.set(Z("2025-09-02T15:59:00Z"))
@@ -397,8 +451,9 @@ def test_sends_queued_at_a_stop_are_released_once_and_not_retried(
 
     recorder = Recorder(hang)
     retried: list[int] = []
-    dispatcher = Dispatcher(store, config, {"console": recorder}, workers=1,
-                            on_retry=lambda i, _: retried.append(i))
+    dispatcher = Dispatcher(
+        store, config, {"console": recorder}, workers=1, on_retry=lambda i, _: retried.append(i)
+    )
     assert dispatcher.run_once() == 2
     assert entered.wait(10)
     with caplog.at_level(logging.INFO, logger="calendar_svc.reminders.dispatcher"):
@@ -519,6 +574,7 @@ def test_a_reload_during_a_claim_does_not_release_the_round_s_notifiers(
 
     def claim_with_a_reload(*args: Any, **kwargs: Any) -> Any:
         if not released_during_claim:  # the reload, from another thread, mid-round
+
             def reload() -> None:
                 dispatcher.replace(config, {"console": new})
                 released_during_claim.append(dispatcher.wait_released([old], 0.2))

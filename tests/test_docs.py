@@ -216,8 +216,11 @@ def template_variables() -> list[str]:
 
 def documented_template_variables() -> set[str]:
     table = README.split("Template variables:", 1)[1].strip().split("\n\n", 1)[0]
-    return {name for line in table.splitlines() for name in re.findall(
-        r"`\$([a-z_]+)`", line.split("|")[1] if line.startswith("|") else "")}
+    return {
+        name
+        for line in table.splitlines()
+        for name in re.findall(r"`\$([a-z_]+)`", line.split("|")[1] if line.startswith("|") else "")
+    }
 
 
 @pytest.mark.parametrize("name", template_variables())
@@ -306,8 +309,9 @@ def log_calls(source: str, filename: str) -> list[LogCall]:
         else:
             continue
         text = message.value if isinstance(message, ast.Constant) else None
-        calls.append(LogCall(f"{filename}:{node.lineno}",
-                             text if isinstance(text, str) else None, levels))
+        calls.append(
+            LogCall(f"{filename}:{node.lineno}", text if isinstance(text, str) else None, levels)
+        )
     return calls
 
 
@@ -342,7 +346,7 @@ CODE_EVENTS = code_events()
 
 
 def test_the_log_scan_sees_every_form_of_logging_call() -> None:
-    source = textwrap.dedent('''\
+    source = textwrap.dedent("""\
         import logging
         log = logging.getLogger(__name__)
         _feed = logging.getLogger("calendar_svc.feed")
@@ -359,12 +363,17 @@ def test_the_log_scan_sees_every_form_of_logging_call() -> None:
             _feed.debug("free text %s", ok)
             log.log(logging.ERROR, "f.logged")
             log_event(log, computed_name)
-        ''')
+        """)
     calls = {c.message: c.levels for c in log_calls(source, "x.py")}
     assert calls == {
-        "a.default": {"info"}, "b.warned": {"warning"}, "c.either": {"info", "warning"},
-        "d.info": {"info"}, "e.failed": {"error"}, "free text %s": {"debug"},
-        "f.logged": {"error"}, None: {"info"},
+        "a.default": {"info"},
+        "b.warned": {"warning"},
+        "c.either": {"info", "warning"},
+        "d.info": {"info"},
+        "e.failed": {"error"},
+        "free text %s": {"debug"},
+        "f.logged": {"error"},
+        None: {"info"},
     }
 
 
@@ -377,9 +386,13 @@ def test_every_log_call_names_its_event_with_a_literal() -> None:
 def test_lines_above_debug_are_events() -> None:
     """Free text (``"sd_notify %r not sent"``) is for debugging; whatever an operator sees at
     info or above is an event of the reference."""
-    free = [f"{c.where}: {c.message!r}" for c in package_log_calls()
-            if c.message is not None and not EVENT_NAME.match(c.message)
-            and c.levels != frozenset({"debug"})]
+    free = [
+        f"{c.where}: {c.message!r}"
+        for c in package_log_calls()
+        if c.message is not None
+        and not EVENT_NAME.match(c.message)
+        and c.levels != frozenset({"debug"})
+    ]
     assert not free, f"log lines above debug that are not event names: {free}"
 
 

@@ -51,8 +51,9 @@ def server(trip_store: Store) -> Iterator[FeedServer]:
 @pytest.fixture
 def client(server: FeedServer) -> Iterator[httpx.Client]:
     # Identity unless a test asks for gzip, so bodies compare byte for byte.
-    with httpx.Client(base_url=server.url, timeout=5,
-                      headers={"accept-encoding": "identity"}) as http:
+    with httpx.Client(
+        base_url=server.url, timeout=5, headers={"accept-encoding": "identity"}
+    ) as http:
         yield http
 
 
@@ -62,7 +63,9 @@ def path(store: Store, slug: str = SLUG) -> str:
 
 def edit_title(store: Store, trip_path: Path, uid: str, title: str) -> None:
     spec = load_file(trip_path)
-    entries = tuple(dataclasses.replace(e, title=title) if e.uid == uid else e for e in spec.entries)
+    entries = tuple(
+        dataclasses.replace(e, title=title) if e.uid == uid else e for e in spec.entries
+    )
     with store.write() as session:
         import_specs(session, [dataclasses.replace(spec, entries=entries)], now=store.clock())
 
@@ -124,9 +127,19 @@ def test_edit_from_another_process_shows_in_next_request(
     etag = client.get(url).headers["etag"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALENDAR_SVC_")}
     subprocess.run(
-        [sys.executable, "-m", "calendar_svc", "--db", trip_store.url,
-         "cancel", "sheinbaum-talks-day-2"],
-        check=True, capture_output=True, timeout=60, env=env,
+        [
+            sys.executable,
+            "-m",
+            "calendar_svc",
+            "--db",
+            trip_store.url,
+            "cancel",
+            "sheinbaum-talks-day-2",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+        env=env,
     )
     response = client.get(url, headers={"if-none-match": etag})
     assert response.status_code == 200
@@ -142,10 +155,14 @@ def test_if_modified_since(client: httpx.Client, trip_store: Store, clock: FakeC
     trip_store.set_status("noboa-meeting", "tentative", SLUG)
     changed = client.get(url, headers={"if-modified-since": last_modified})
     assert changed.status_code == 200
-    assert changed.headers["last-modified"] == format_datetime(clock.now.astimezone(UTC), usegmt=True)
+    assert changed.headers["last-modified"] == format_datetime(
+        clock.now.astimezone(UTC), usegmt=True
+    )
     # If-None-Match wins over If-Modified-Since (RFC 9110).
-    stale = client.get(url, headers={"if-none-match": '"nope"',
-                                     "if-modified-since": changed.headers["last-modified"]})
+    stale = client.get(
+        url,
+        headers={"if-none-match": '"nope"', "if-modified-since": changed.headers["last-modified"]},
+    )
     assert stale.status_code == 200
 
 
@@ -161,15 +178,21 @@ def test_gzip_when_asked(client: httpx.Client, trip_store: Store) -> None:
     url = path(trip_store)
     plain = client.get(url)
     packed = client.get(url, headers={"accept-encoding": "gzip"})
-    assert packed.headers["content-encoding"] == "gzip" and packed.headers["vary"] == "Accept-Encoding"
+    assert (
+        packed.headers["content-encoding"] == "gzip" and packed.headers["vary"] == "Accept-Encoding"
+    )
     raw = packed.read()  # httpx decodes; compare to the identity bytes
     assert raw == plain.content
     assert int(packed.headers["content-length"]) < len(plain.content) / 2
     assert gzip.decompress(gzip.compress(raw)) == raw
     assert packed.headers["etag"] != plain.headers["etag"]
     # Either representation's tag validates the other: same content.
-    assert client.get(url, headers={"accept-encoding": "gzip",
-                                    "if-none-match": plain.headers["etag"]}).status_code == 304
+    assert (
+        client.get(
+            url, headers={"accept-encoding": "gzip", "if-none-match": plain.headers["etag"]}
+        ).status_code
+        == 304
+    )
     refused = client.get(url, headers={"accept-encoding": "gzip;q=0, identity"})
     assert "content-encoding" not in refused.headers
 
@@ -177,9 +200,15 @@ def test_gzip_when_asked(client: httpx.Client, trip_store: Store) -> None:
 def test_wrong_token_probes_get_identical_404s(client: httpx.Client, trip_store: Store) -> None:
     token = trip_store.get_calendar(SLUG).feed_token
     probes = [
-        f"/feeds/{token[:-1]}x/{SLUG}.ics", f"/feeds/{'A' * 43}/{SLUG}.ics",
-        f"/feeds/{token}/unknown.ics", "/feeds/wrong/unknown.ics", f"/feeds/{SLUG}.ics",
-        f"/feeds//{SLUG}.ics", f"/feeds/{token}/{SLUG}", "/feeds/", "/nothing-here",
+        f"/feeds/{token[:-1]}x/{SLUG}.ics",
+        f"/feeds/{'A' * 43}/{SLUG}.ics",
+        f"/feeds/{token}/unknown.ics",
+        "/feeds/wrong/unknown.ics",
+        f"/feeds/{SLUG}.ics",
+        f"/feeds//{SLUG}.ics",
+        f"/feeds/{token}/{SLUG}",
+        "/feeds/",
+        "/nothing-here",
         f"/feeds/%C3%A9{token}/{SLUG}.ics",
     ]
     answers = set()
@@ -267,8 +296,9 @@ def test_healthz(client: httpx.Client, trip_store: Store) -> None:
     # A daemon's feed server: its loop ticks every 40 s, so 3 missed ticks (120 s) is stuck.
     monotonic = Monotonic()
     observers = Observers.build(tick_every=timedelta(seconds=40), monotonic=monotonic)
-    daemon_side = FeedServer(trip_store, feed_config(trip_store.url), host="127.0.0.1",
-                             observers=observers)
+    daemon_side = FeedServer(
+        trip_store, feed_config(trip_store.url), host="127.0.0.1", observers=observers
+    )
     daemon_side.start()
     try:
         with httpx.Client(base_url=daemon_side.url, timeout=5) as http:
@@ -297,10 +327,12 @@ def test_metrics(client: httpx.Client, trip_store: Store) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     text = response.text
-    for needle in ('calendar_svc_feed_requests_total{status="200"}',
-                   'calendar_svc_feed_requests_total{status="404"}',
-                   'calendar_svc_feed_cache_total{result="hit"}',
-                   "calendar_svc_feed_render_seconds_count"):
+    for needle in (
+        'calendar_svc_feed_requests_total{status="200"}',
+        'calendar_svc_feed_requests_total{status="404"}',
+        'calendar_svc_feed_cache_total{result="hit"}',
+        "calendar_svc_feed_render_seconds_count",
+    ):
         assert needle in text
 
 
@@ -314,8 +346,9 @@ def _test_client() -> type:
     from starlette.exceptions import StarletteDeprecationWarning
 
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`",
-                                StarletteDeprecationWarning)
+        warnings.filterwarnings(
+            "ignore", "Using `httpx` with `starlette.testclient`", StarletteDeprecationWarning
+        )
         from starlette.testclient import TestClient
     return TestClient
 
@@ -377,7 +410,10 @@ def test_the_heap_is_frozen_once_by_a_server_never_by_an_export(trip_store: Stor
         pytest.skip("one backend is enough for a per-process setting")
     result = subprocess.run(
         [sys.executable, "-c", FREEZE_CHECK, trip_store.url, SLUG],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     after_export, after_first_feed, after_second_feed = map(int, result.stdout.split())
     assert after_export == 0

@@ -27,8 +27,16 @@ NOW = datetime(2025, 8, 20, 12, 0, tzinfo=UTC)
 
 def make_calendar(**overrides: Any) -> Calendar:
     values: dict[str, Any] = dict(
-        id=1, slug="cal", name="Cal", description="", timezone="America/Mexico_City",
-        reminders=None, feed_token="t" * 43, version=1, created_at=NOW, updated_at=NOW,
+        id=1,
+        slug="cal",
+        name="Cal",
+        description="",
+        timezone="America/Mexico_City",
+        reminders=None,
+        feed_token="t" * 43,
+        version=1,
+        created_at=NOW,
+        updated_at=NOW,
     )
     values.update(overrides)
     return Calendar(**values)
@@ -41,11 +49,31 @@ def make_entry(**overrides: Any) -> Entry:
     zone = overrides.pop("zone", "America/Mexico_City")
     end_zone = overrides.pop("end_zone", zone)
     values: dict[str, Any] = dict(
-        id=1, uid="e1", title="Title", description="", location="", city="", geo_lat=None,
-        geo_lon=None, url="", categories=[], status="confirmed", transparency="opaque",
-        sequence=0, all_day=False, start_local=start, start_tz=zone, start_fold=None,
-        end_local=end, end_tz=end_zone, end_fold=None, start_utc=to_utc(start, zone),
-        end_utc=to_utc(end, end_zone), rrule=None, reminders=None, created_at=NOW,
+        id=1,
+        uid="e1",
+        title="Title",
+        description="",
+        location="",
+        city="",
+        geo_lat=None,
+        geo_lon=None,
+        url="",
+        categories=[],
+        status="confirmed",
+        transparency="opaque",
+        sequence=0,
+        all_day=False,
+        start_local=start,
+        start_tz=zone,
+        start_fold=None,
+        end_local=end,
+        end_tz=end_zone,
+        end_fold=None,
+        start_utc=to_utc(start, zone),
+        end_utc=to_utc(end, end_zone),
+        rrule=None,
+        reminders=None,
+        created_at=NOW,
         updated_at=NOW,
     )
     values.update(overrides)
@@ -67,9 +95,15 @@ def vevents(data: bytes) -> dict[str, Any]:
 def test_trip_calendar_properties(trip_store: Store) -> None:
     data = ics.render(*trip(trip_store), OPTIONS)
     head = data.split(b"BEGIN:VTIMEZONE")[0].decode()
-    for line in ("VERSION:2.0", f"PRODID:{ics.PRODID}", "CALSCALE:GREGORIAN", "METHOD:PUBLISH",
-                 "REFRESH-INTERVAL;VALUE=DURATION:PT1H", "X-PUBLISHED-TTL:PT1H",
-                 "X-WR-TIMEZONE:America/Mexico_City"):
+    for line in (
+        "VERSION:2.0",
+        f"PRODID:{ics.PRODID}",
+        "CALSCALE:GREGORIAN",
+        "METHOD:PUBLISH",
+        "REFRESH-INTERVAL;VALUE=DURATION:PT1H",
+        "X-PUBLISHED-TTL:PT1H",
+        "X-WR-TIMEZONE:America/Mexico_City",
+    ):
         assert f"\r\n{line}\r\n" in head
     for name in ("NAME", "X-WR-CALNAME"):
         assert f"\r\n{name}:Secretary Rubio: Mexico and Ecuador\\, 2-4 Sep 2025\r\n" in head
@@ -132,8 +166,9 @@ def test_vtimezones_read_right_in_parsers_that_take_one_value_per_rdate(
 def test_whitespace_only_location_and_description_are_left_out() -> None:
     """Nothing to show, and libical reports an empty value as an error."""
     calendar = make_calendar()
-    blank = ics.event_bytes(make_entry(description=" \t\n ", location="\x01\u00a0"), calendar,
-                            OPTIONS)
+    blank = ics.event_bytes(
+        make_entry(description=" \t\n ", location="\x01\u00a0"), calendar, OPTIONS
+    )
     assert b"DESCRIPTION:" not in blank.split(b"BEGIN:VALARM")[0] and b"LOCATION" not in blank
     kept = ics.event_bytes(make_entry(description=" x ", location="  Quito"), calendar, OPTIONS)
     assert b"DESCRIPTION: x \r\n" in kept and b"LOCATION:  Quito\r\n" in kept
@@ -222,8 +257,9 @@ def test_output_is_deterministic_across_hash_seeds(sqlite_store: Store, trip_pat
     outputs = set()
     for seed in ("1", "2", "3"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                                timeout=60, check=True)
+        result = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, timeout=60, check=True
+        )
         outputs.add(result.stdout)
     assert len(outputs) == 1
     assert outputs.pop() == ics.render(*trip(sqlite_store), OPTIONS)
@@ -235,8 +271,11 @@ def test_output_is_deterministic_across_hash_seeds(sqlite_store: Store, trip_pat
 def test_backslash_n_is_text_not_a_line_break() -> None:
     calendar = make_calendar()
     entry = make_entry(title="C:\\New folder\\notes; a,b", description="one\r\ntwo\rthree\x00")
-    event = vevents(ics.event_bytes(entry, calendar, OPTIONS).join(
-        (b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\n", b"END:VCALENDAR\r\n")))["e1"]
+    event = vevents(
+        ics.event_bytes(entry, calendar, OPTIONS).join(
+            (b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\n", b"END:VCALENDAR\r\n")
+        )
+    )["e1"]
     assert str(event["SUMMARY"]) == "C:\\New folder\\notes; a,b"
     assert str(event["DESCRIPTION"]) == "one\ntwo\nthree"
 
@@ -252,8 +291,12 @@ def test_instant_has_no_dtend_and_utc_zone_needs_no_vtimezone() -> None:
 
 
 def test_rrule_url_and_transparency() -> None:
-    entry = make_entry(rrule="FREQ=DAILY;COUNT=3", url="https://example.org/a?b=c",
-                       transparency="transparent", status="tentative")
+    entry = make_entry(
+        rrule="FREQ=DAILY;COUNT=3",
+        url="https://example.org/a?b=c",
+        transparency="transparent",
+        status="tentative",
+    )
     data = ics.event_bytes(entry, make_calendar(), OPTIONS)
     assert b"RRULE:FREQ=DAILY;COUNT=3\r\n" in data
     assert b"URL:https://example.org/a?b=c\r\n" in data
@@ -273,12 +316,20 @@ def test_joined_pieces_equal_icalendar_whole(trip_store: Store) -> None:
 @pytest.mark.parametrize(
     "query",
     [
-        {}, {"city": "quito"}, {"city": "MEXICO CITY"}, {"category": "Flight"},
-        {"from_": "2025-09-03"}, {"to": "2025-09-02"}, {"from_": "2025-09-03", "to": "2025-09-03"},
-        {"city": "Mexico City", "category": "meeting", "from_": "2025-09-03"}, {"city": "nowhere"},
+        {},
+        {"city": "quito"},
+        {"city": "MEXICO CITY"},
+        {"category": "Flight"},
+        {"from_": "2025-09-03"},
+        {"to": "2025-09-02"},
+        {"from_": "2025-09-03", "to": "2025-09-03"},
+        {"city": "Mexico City", "category": "meeting", "from_": "2025-09-03"},
+        {"city": "nowhere"},
     ],
 )
-def test_filtered_feed_selects_what_the_store_selects(trip_store: Store, query: dict[str, str]) -> None:
+def test_filtered_feed_selects_what_the_store_selects(
+    trip_store: Store, query: dict[str, str]
+) -> None:
     flt = parse_filter(**query)
     feed = render_feed(trip_store, OPTIONS, SLUG, flt)
     flt.calendar = SLUG
@@ -317,7 +368,9 @@ def test_rerender_after_one_edit_serialises_one_event(
     assert third.body == ics.render(*trip(trip_store), OPTIONS)
 
 
-def test_calendar_reminders_change_reaches_inheriting_events(trip_store: Store, trip_path: Any) -> None:
+def test_calendar_reminders_change_reaches_inheriting_events(
+    trip_store: Store, trip_path: Any
+) -> None:
     import dataclasses
 
     from calendar_svc.schedule_files import load_file
@@ -347,7 +400,11 @@ def test_all_day_alarm_matches_the_daemon_rule() -> None:
     """One VALARM at all_day_time the day before, as the daemon sends it (not 23:45)."""
     day = datetime(2025, 9, 4)
     entry = make_entry(
-        all_day=True, start=day, end=day, zone="America/Guayaquil", reminders=["PT1H", "PT15M"],
+        all_day=True,
+        start=day,
+        end=day,
+        zone="America/Guayaquil",
+        reminders=["PT1H", "PT15M"],
         start_utc=to_utc(day, "America/Guayaquil"),
         end_utc=to_utc(day + timedelta(days=1), "America/Guayaquil"),
     )

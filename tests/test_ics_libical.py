@@ -35,9 +35,15 @@ ICAL_VEVENT_COMPONENT = 4  # icalcomponent_kind in icalenums.h
 
 class IcalTime(ctypes.Structure):
     _fields_ = [
-        ("year", ctypes.c_int), ("month", ctypes.c_int), ("day", ctypes.c_int),
-        ("hour", ctypes.c_int), ("minute", ctypes.c_int), ("second", ctypes.c_int),
-        ("is_date", ctypes.c_int), ("is_daylight", ctypes.c_int), ("zone", ctypes.c_void_p),
+        ("year", ctypes.c_int),
+        ("month", ctypes.c_int),
+        ("day", ctypes.c_int),
+        ("hour", ctypes.c_int),
+        ("minute", ctypes.c_int),
+        ("second", ctypes.c_int),
+        ("is_date", ctypes.c_int),
+        ("is_daylight", ctypes.c_int),
+        ("zone", ctypes.c_void_p),
     ]
 
 

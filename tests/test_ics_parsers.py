@@ -34,15 +34,54 @@ from calendar_svc.timezones import UTC, wall_time
 
 OPTIONS = ics.FeedOptions()
 ZONES = (
-    "America/Mexico_City", "America/Guayaquil", "America/New_York", "Europe/London",
-    "Asia/Kolkata", "Australia/Lord_Howe", "Pacific/Chatham", "Asia/Kathmandu", "UTC",
-    "America/St_Johns", "Africa/Casablanca", "Europe/Dublin",
+    "America/Mexico_City",
+    "America/Guayaquil",
+    "America/New_York",
+    "Europe/London",
+    "Asia/Kolkata",
+    "Australia/Lord_Howe",
+    "Pacific/Chatham",
+    "Asia/Kathmandu",
+    "UTC",
+    "America/St_Johns",
+    "Africa/Casablanca",
+    "Europe/Dublin",
 )
 NASTY = [
-    ",", ";", ":", "\\", "\\n", "\\N", "\\,", "\n", "\r\n", "\r", "\t", '"', "'", "=",
-    "BEGIN:VEVENT", "\r\nEND:VCALENDAR\r\n", "é", "ß", "日本語", "مرحبا", "שלום", "🇲🇽",
-    "👩‍👩‍👧‍👦", "🎉", "e\u0301", "\u200b", "\u00a0", " ", "x" * 80, "€" * 40, "😀" * 30,
-    "Palacio Nacional, Mexico City", "tl;dr", "a:b;c,d\\e",
+    ",",
+    ";",
+    ":",
+    "\\",
+    "\\n",
+    "\\N",
+    "\\,",
+    "\n",
+    "\r\n",
+    "\r",
+    "\t",
+    '"',
+    "'",
+    "=",
+    "BEGIN:VEVENT",
+    "\r\nEND:VCALENDAR\r\n",
+    "é",
+    "ß",
+    "日本語",
+    "مرحبا",
+    "שלום",
+    "🇲🇽",
+    "👩‍👩‍👧‍👦",
+    "🎉",
+    "e\u0301",
+    "\u200b",
+    "\u00a0",
+    " ",
+    "x" * 80,
+    "€" * 40,
+    "😀" * 30,
+    "Palacio Nacional, Mexico City",
+    "tl;dr",
+    "a:b;c,d\\e",
 ]
 
 
@@ -80,8 +119,13 @@ def hostile_specs(count: int = 1000, seed: int = 3) -> CalendarSpec:
             days = rng.randint(0, 3)
             end_local = start_local + timedelta(days=days)
             spec_times = dict(
-                all_day=True, start_local=start_local, start_tz=zone, start_fold=None,
-                end_local=end_local, end_tz=zone, end_fold=None,
+                all_day=True,
+                start_local=start_local,
+                start_tz=zone,
+                start_fold=None,
+                end_local=end_local,
+                end_tz=zone,
+                end_fold=None,
                 start_utc=day_start_utc(start_local.date(), zone),
                 end_utc=day_start_utc(end_local.date() + timedelta(days=1), zone),
             )
@@ -90,30 +134,44 @@ def hostile_specs(count: int = 1000, seed: int = 3) -> CalendarSpec:
             start_local, fold = wall_time(start_utc, zone)
             end_local, end_fold = wall_time(end_utc, end_zone)
             spec_times = dict(
-                all_day=False, start_local=start_local, start_tz=zone, start_fold=fold,
-                end_local=end_local, end_tz=end_zone, end_fold=end_fold,
-                start_utc=start_utc, end_utc=end_utc,
+                all_day=False,
+                start_local=start_local,
+                start_tz=zone,
+                start_fold=fold,
+                end_local=end_local,
+                end_tz=end_zone,
+                end_fold=end_fold,
+                start_utc=start_utc,
+                end_utc=end_utc,
             )
-        entries.append(EntrySpec(
-            uid=f"hostile-{i:04d}",
-            title=title,
-            description=hostile_text(rng, rng.randint(0, 30)),
-            location=hostile_text(rng, rng.randint(0, 6)),
-            city=rng.choice(("Quito", "Mexico City", "", "Zürich")),
-            geo_lat=rng.choice((None, -0.2202, 89.999999)),
-            geo_lon=rng.choice((None, -78.5122, 179.5)),
-            url=rng.choice(("", "https://example.org/a?b=c,d;e", "https://例え.jp/パス")),
-            categories=tuple(rng.sample(("meeting", "a,b", "x;y", "über", "🎉"), rng.randint(0, 3))),
-            status=rng.choice(("confirmed", "tentative", "cancelled")),
-            transparency=rng.choice(("opaque", "transparent")),
-            rrule=rng.choice((None, None, "FREQ=WEEKLY;COUNT=3")),
-            reminders=rng.choice((None, (), ("PT1H", "PT15M"), ("P1D",))),
-            **spec_times,  # type: ignore[arg-type]
-        ))
+        entries.append(
+            EntrySpec(
+                uid=f"hostile-{i:04d}",
+                title=title,
+                description=hostile_text(rng, rng.randint(0, 30)),
+                location=hostile_text(rng, rng.randint(0, 6)),
+                city=rng.choice(("Quito", "Mexico City", "", "Zürich")),
+                geo_lat=rng.choice((None, -0.2202, 89.999999)),
+                geo_lon=rng.choice((None, -78.5122, 179.5)),
+                url=rng.choice(("", "https://example.org/a?b=c,d;e", "https://例え.jp/パス")),
+                categories=tuple(
+                    rng.sample(("meeting", "a,b", "x;y", "über", "🎉"), rng.randint(0, 3))
+                ),
+                status=rng.choice(("confirmed", "tentative", "cancelled")),
+                transparency=rng.choice(("opaque", "transparent")),
+                rrule=rng.choice((None, None, "FREQ=WEEKLY;COUNT=3")),
+                reminders=rng.choice((None, (), ("PT1H", "PT15M"), ("P1D",))),
+                **spec_times,  # type: ignore[arg-type]
+            )
+        )
     return CalendarSpec(
-        source="<hostile>", slug="hostile", name="Hostile, ; \\ names 🎉",
-        timezone="America/Mexico_City", description="Line one\nline two; three, four",
-        reminders=("PT30M",), entries=tuple(entries),
+        source="<hostile>",
+        slug="hostile",
+        name="Hostile, ; \\ names 🎉",
+        timezone="America/Mexico_City",
+        description="Line one\nline two; three, four",
+        reminders=("PT30M",),
+        entries=tuple(entries),
     )
 
 
@@ -222,7 +280,7 @@ def test_event_bytes_are_icalendar_s_own_serialisation(
 
 @pytest.mark.parametrize("tail", ["", "é", "€", "😀", "\\", ",", ";x", "\n"])
 def test_event_bytes_match_icalendar_at_every_length_around_the_fold(tail: str) -> None:
-    """"DESCRIPTION:" and 50-70 more characters: lines just under, at and over the 75
+    """ "DESCRIPTION:" and 50-70 more characters: lines just under, at and over the 75
     octets where icalendar folds, ending in multi-octet characters and escapes."""
     calendar = make_calendar()
     for length in range(50, 71):
@@ -247,11 +305,14 @@ def test_any_text_round_trips(title: str, description: str, location: str) -> No
     assert len(strict) == 1 and strict[0].summary == ics.clean_text(title)
 
 
-@pytest.mark.parametrize("title", [
-    "x\r\nBEGIN:VEVENT\r\nUID:evil\r\nSUMMARY:injected\r\nEND:VEVENT",
-    "x\nEND:VEVENT\nBEGIN:VEVENT\nUID:evil\nDTSTART:20250101T000000Z",
-    "x\rEND:VCALENDAR\rBEGIN:VCALENDAR",
-])
+@pytest.mark.parametrize(
+    "title",
+    [
+        "x\r\nBEGIN:VEVENT\r\nUID:evil\r\nSUMMARY:injected\r\nEND:VEVENT",
+        "x\nEND:VEVENT\nBEGIN:VEVENT\nUID:evil\nDTSTART:20250101T000000Z",
+        "x\rEND:VCALENDAR\rBEGIN:VCALENDAR",
+    ],
+)
 def test_title_cannot_inject_a_component(title: str) -> None:
     data = _one_event_calendar(make_entry(title=title))
     counts = parse_everywhere(data)

@@ -21,13 +21,25 @@ pytestmark = pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:Deprecati
 
 def reminder() -> Reminder:
     entry = SimpleNamespace(
-        uid="trip-day", title="Visita a Quito", location="", city="Quito", url="",
-        start_tz="America/Guayaquil", all_day=True, description="", categories=[],
+        uid="trip-day",
+        title="Visita a Quito",
+        location="",
+        city="Quito",
+        url="",
+        start_tz="America/Guayaquil",
+        all_day=True,
+        description="",
+        categories=[],
     )
     start = to_utc(datetime(2025, 9, 3, 0, 0), "America/Guayaquil")
     return build_reminder(
-        idempotency_key="rem-a-1", calendar_slug="trip", entry=entry, start_utc=start,
-        offset=timedelta(days=1), due_at=start - timedelta(days=1), late=False,
+        idempotency_key="rem-a-1",
+        calendar_slug="trip",
+        entry=entry,
+        start_utc=start,
+        offset=timedelta(days=1),
+        due_at=start - timedelta(days=1),
+        late=False,
         display=DisplayConfig(timezone="America/New_York"),
     )
 
@@ -49,8 +61,12 @@ def test_urls_from_env_with_templates(monkeypatch: pytest.MonkeyPatch) -> None:
             "TEST_APPRISE_URLS",
             f"json://{peers.LOOPBACK}:{one.port}/a, json://{peers.LOOPBACK}:{two.port}/b",
         )
-        table = {"type": "apprise", "urls_env": "TEST_APPRISE_URLS",
-                 "title_template": "[$calendar] $title", "body_template": "$date ($uid)"}
+        table = {
+            "type": "apprise",
+            "urls_env": "TEST_APPRISE_URLS",
+            "title_template": "[$calendar] $title",
+            "body_template": "$date ($uid)",
+        }
         AppriseNotifier("chat", table).send(reminder())
         for receiver in (one, two):
             data = receiver.wait_for(1)[0].json()

@@ -27,14 +27,25 @@ def broker() -> None:
 
 def reminder() -> Reminder:
     entry = SimpleNamespace(
-        uid="quito-arrival", title="Llegada a Quito", location="Aeropuerto Mariscal Sucre",
-        city="Quito", url="", start_tz="America/Guayaquil", all_day=False, description="",
+        uid="quito-arrival",
+        title="Llegada a Quito",
+        location="Aeropuerto Mariscal Sucre",
+        city="Quito",
+        url="",
+        start_tz="America/Guayaquil",
+        all_day=False,
+        description="",
         categories=["flight"],
     )
     start = to_utc(datetime(2025, 9, 3, 18, 30), "America/Guayaquil")
     return build_reminder(
-        idempotency_key="rem-mqtt-1", calendar_slug="trip", entry=entry, start_utc=start,
-        offset=timedelta(hours=1), due_at=start - timedelta(hours=1), late=False,
+        idempotency_key="rem-mqtt-1",
+        calendar_slug="trip",
+        entry=entry,
+        start_utc=start,
+        offset=timedelta(hours=1),
+        due_at=start - timedelta(hours=1),
+        late=False,
         display=DisplayConfig(),
     )
 
@@ -83,8 +94,9 @@ def test_refused_connection_is_retryable() -> None:
 
 
 def test_no_acknowledgement_within_the_wait_is_retryable() -> None:
-    with peers.silent_mqtt_broker() as port, pytest.raises(
-        RetryableNotifierError, match="acknowledge"
+    with (
+        peers.silent_mqtt_broker() as port,
+        pytest.raises(RetryableNotifierError, match="acknowledge"),
     ):
         notifier("cal/test", port=port, timeout=0.5).send(reminder())
 

@@ -24,15 +24,26 @@ TOKEN = "tk_0123456789abcdefghijklmnopq"
 
 def reminder(*, url: str = "", late: bool = False, feed_url: str | None = None) -> Reminder:
     entry = SimpleNamespace(
-        uid="sheinbaum", title="Reunión bilateral — Sheinbaum", location="Palacio Nacional",
-        city="Ciudad de México", url=url, start_tz="America/Mexico_City", all_day=False,
-        description="", categories=[],
+        uid="sheinbaum",
+        title="Reunión bilateral — Sheinbaum",
+        location="Palacio Nacional",
+        city="Ciudad de México",
+        url=url,
+        start_tz="America/Mexico_City",
+        all_day=False,
+        description="",
+        categories=[],
     )
     start = to_utc(datetime(2025, 9, 2, 10, 0), "America/Mexico_City")
     return build_reminder(
-        idempotency_key="trip|sheinbaum|20250902T160000Z|3600|phone", calendar_slug="trip",
-        entry=entry, start_utc=start, offset=timedelta(minutes=15),
-        due_at=start - timedelta(minutes=15), late=late, display=DisplayConfig(),
+        idempotency_key="trip|sheinbaum|20250902T160000Z|3600|phone",
+        calendar_slug="trip",
+        entry=entry,
+        start_utc=start,
+        offset=timedelta(minutes=15),
+        due_at=start - timedelta(minutes=15),
+        late=late,
+        display=DisplayConfig(),
         feed_url=feed_url,
     )
 
@@ -55,8 +66,14 @@ def _close_notifiers() -> Iterator[None]:
 
 
 def notifier(server_url: str, **overrides: Any) -> NtfyNotifier:
-    table = {"type": "ntfy", "server": server_url, "topic": TOPIC, "token": TOKEN,
-             "timeout": 2, **overrides}
+    table = {
+        "type": "ntfy",
+        "server": server_url,
+        "topic": TOPIC,
+        "token": TOKEN,
+        "timeout": 2,
+        **overrides,
+    }
     built = NtfyNotifier("phone", table)
     _open.append(built)
     return built
@@ -122,8 +139,13 @@ def test_topic_never_reaches_logs_or_errors(ntfy: Any, caplog: pytest.LogCapture
 def test_topic_from_env(ntfy: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     server, receiver = ntfy
     monkeypatch.setenv("TEST_NTFY_TOPIC", TOPIC)
-    table = {"type": "ntfy", "server": receiver.url, "topic_env": "TEST_NTFY_TOPIC",
-             "token": TOKEN, "timeout": 2}
+    table = {
+        "type": "ntfy",
+        "server": receiver.url,
+        "topic_env": "TEST_NTFY_TOPIC",
+        "token": TOKEN,
+        "timeout": 2,
+    }
     built = NtfyNotifier("phone", table)
     _open.append(built)
     built.send(reminder())

@@ -58,12 +58,14 @@ def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     dist = site / "cs_memo_plugin-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: cs-memo-plugin\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(textwrap.dedent(f"""\
+    (dist / "entry_points.txt").write_text(
+        textwrap.dedent(f"""\
         [calendar_svc.notifiers]
         memo = {module}:MemoNotifier
         broken = {module}_missing:Nope
         bogus = {module}:NotANotifier
-        """))
+        """)
+    )
     monkeypatch.syspath_prepend(str(site))  # also invalidates importlib's caches
     yield module
     sys.modules.pop(module, None)
@@ -86,21 +88,29 @@ def test_unknown_type_lists_the_available_ones() -> None:
 def test_third_party_notifier_used_from_config(plugin: str, tmp_path: Path) -> None:
     assert "memo" in available_types()
     config = parse_config(
-        {"database": {"url": "sqlite://"},
-         "reminders": {"channels": ["team"]},
-         "notifiers": {"team": {"type": "memo", "room": "#ops",
-                                "title_template": "$lead: $title"}}},
+        {
+            "database": {"url": "sqlite://"},
+            "reminders": {"channels": ["team"]},
+            "notifiers": {
+                "team": {"type": "memo", "room": "#ops", "title_template": "$lead: $title"}
+            },
+        },
         path=None,
     )
     notifiers = build_notifiers(config)
     assert type(notifiers["team"]).__name__ == "MemoNotifier"
     notifiers["team"].send(peers.sheinbaum_reminder())
     sent = sys.modules[plugin].SENT
-    assert sent == [("#ops", (
-        "In 1 hour: Bilateral meeting with President Claudia Sheinbaum",
-        "Tue 2 Sep 2025, 10:00 CST (UTC-06:00) — 12:00 EDT (UTC-04:00) in Washington · "
-        "Palacio Nacional, Mexico City",
-    ))]
+    assert sent == [
+        (
+            "#ops",
+            (
+                "In 1 hour: Bilateral meeting with President Claudia Sheinbaum",
+                "Tue 2 Sep 2025, 10:00 CST (UTC-06:00) — 12:00 EDT (UTC-04:00) in Washington · "
+                "Palacio Nacional, Mexico City",
+            ),
+        )
+    ]
 
 
 def test_plugin_table_is_validated_by_its_keys(plugin: str) -> None:
@@ -129,14 +139,26 @@ def test_plugin_is_gone_after_cleanup() -> None:
     [
         ({"type": "console", "colour": "red"}, "notifiers.out.colour", "unknown key"),
         ({"type": "console", "stream": "printer"}, "notifiers.out.stream", "expected one of"),
-        ({"type": "console", "title_template": "$nope"}, "notifiers.out.title_template",
-         "unknown variable $nope"),
-        ({"type": "console", "body_template": "100$"}, "notifiers.out.body_template",
-         "invalid template"),
-        ({"type": "webhook", "url": "https://e.org", "timeout": True},
-         "notifiers.out.timeout", "expected a number"),
-        ({"type": "webhook", "url": "https://e.org", "secret": "a", "secret_env": "B"},
-         "notifiers.out.secret_env", "only one of"),
+        (
+            {"type": "console", "title_template": "$nope"},
+            "notifiers.out.title_template",
+            "unknown variable $nope",
+        ),
+        (
+            {"type": "console", "body_template": "100$"},
+            "notifiers.out.body_template",
+            "invalid template",
+        ),
+        (
+            {"type": "webhook", "url": "https://e.org", "timeout": True},
+            "notifiers.out.timeout",
+            "expected a number",
+        ),
+        (
+            {"type": "webhook", "url": "https://e.org", "secret": "a", "secret_env": "B"},
+            "notifiers.out.secret_env",
+            "only one of",
+        ),
         ({}, "notifiers.out.type", "missing"),
     ],
 )
@@ -155,8 +177,11 @@ def test_build_notifiers_closes_what_it_built_when_one_fails(
     closed: list[str] = []
     monkeypatch.setattr(ConsoleNotifier, "close", lambda self: closed.append(self.name))
     config = parse_config(
-        {"database": {"url": "sqlite://"}, "reminders": {"channels": ["a"]},
-         "notifiers": {"a": {"type": "console"}, "b": {"type": "nope"}}},
+        {
+            "database": {"url": "sqlite://"},
+            "reminders": {"channels": ["a"]},
+            "notifiers": {"a": {"type": "console"}, "b": {"type": "nope"}},
+        },
         path=None,
     )
     with pytest.raises(ConfigError):

@@ -27,14 +27,25 @@ FIXED = datetime(2025, 9, 2, 15, 0, tzinfo=UTC)
 
 def reminder(key: str = "rem-1") -> Reminder:
     entry = SimpleNamespace(
-        uid="sheinbaum", title="Reunión con Sheinbaum", location="Palacio Nacional",
-        city="Mexico City", url="https://example.org/e/1", start_tz="America/Mexico_City",
-        all_day=False, description="", categories=[],
+        uid="sheinbaum",
+        title="Reunión con Sheinbaum",
+        location="Palacio Nacional",
+        city="Mexico City",
+        url="https://example.org/e/1",
+        start_tz="America/Mexico_City",
+        all_day=False,
+        description="",
+        categories=[],
     )
     start = to_utc(datetime(2025, 9, 2, 10, 0), "America/Mexico_City")
     return build_reminder(
-        idempotency_key=key, calendar_slug="trip", entry=entry, start_utc=start,
-        offset=timedelta(hours=1), due_at=start - timedelta(hours=1), late=False,
+        idempotency_key=key,
+        calendar_slug="trip",
+        entry=entry,
+        start_utc=start,
+        offset=timedelta(hours=1),
+        due_at=start - timedelta(hours=1),
+        late=False,
         display=DisplayConfig(),
     )
 
@@ -45,8 +56,15 @@ def tls(tmp_path: Path) -> peers.Tls:
 
 
 def notifier(port: int, **overrides: Any) -> SmtpNotifier:
-    table = {"type": "smtp", "host": peers.LOOPBACK, "port": port, "from": "cal@example.org",
-             "to": ["a@example.org", "b@example.org"], "timeout": 3, **overrides}
+    table = {
+        "type": "smtp",
+        "host": peers.LOOPBACK,
+        "port": port,
+        "from": "cal@example.org",
+        "to": ["a@example.org", "b@example.org"],
+        "timeout": 3,
+        **overrides,
+    }
     return SmtpNotifier("mail", table, clock=lambda: FIXED)
 
 
@@ -81,15 +99,19 @@ def test_odd_idempotency_key_gives_a_stable_valid_message_id(tls: peers.Tls) -> 
 
 
 def test_server_without_starttls_is_refused_not_downgraded() -> None:
-    with peers.smtp_server() as (rec, port), pytest.raises(PermanentNotifierError, match="STARTTLS"):
+    with (
+        peers.smtp_server() as (rec, port),
+        pytest.raises(PermanentNotifierError, match="STARTTLS"),
+    ):
         notifier(port, username="cal", password="pw").send(reminder())
     assert rec.messages == []
 
 
 def test_untrusted_certificate_is_permanent(tls: peers.Tls) -> None:
     # No ca_file: the system store does not know our throwaway CA.
-    with peers.smtp_server(starttls=tls.server_context) as (rec, port), pytest.raises(
-        PermanentNotifierError, match="certificate"
+    with (
+        peers.smtp_server(starttls=tls.server_context) as (rec, port),
+        pytest.raises(PermanentNotifierError, match="certificate"),
     ):
         notifier(port).send(reminder())
     assert rec.messages == []
@@ -142,8 +164,10 @@ def test_password_from_env_and_credential(
     creds.mkdir()
     (creds / "smtp-password").write_text("from-cred\n")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
-    for secret, key, value in (("from-env", "password_env", "TEST_SMTP_PW"),
-                               ("from-cred", "password_credential", "smtp-password")):
+    for secret, key, value in (
+        ("from-env", "password_env", "TEST_SMTP_PW"),
+        ("from-cred", "password_credential", "smtp-password"),
+    ):
         with peers.smtp_server(starttls=tls.server_context, login=("cal", secret)) as (rec, port):
             notifier(port, username="cal", ca_file=str(tls.ca_file), **{key: value}).send(
                 reminder()

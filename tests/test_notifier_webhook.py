@@ -31,13 +31,25 @@ SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
 
 def reminder(key: str = "rem-1") -> Reminder:
     entry = SimpleNamespace(
-        uid="sheinbaum", title="Reunión", location="Palacio Nacional", city="Mexico City",
-        url="", start_tz="America/Mexico_City", all_day=False, description="", categories=[],
+        uid="sheinbaum",
+        title="Reunión",
+        location="Palacio Nacional",
+        city="Mexico City",
+        url="",
+        start_tz="America/Mexico_City",
+        all_day=False,
+        description="",
+        categories=[],
     )
     start = to_utc(datetime(2025, 9, 2, 10, 0), "America/Mexico_City")
     return build_reminder(
-        idempotency_key=key, calendar_slug="trip", entry=entry, start_utc=start,
-        offset=timedelta(hours=1), due_at=start - timedelta(hours=1), late=True,
+        idempotency_key=key,
+        calendar_slug="trip",
+        entry=entry,
+        start_utc=start,
+        offset=timedelta(hours=1),
+        due_at=start - timedelta(hours=1),
+        late=True,
         display=DisplayConfig(),
     )
 
@@ -61,8 +73,14 @@ def _close_notifiers() -> Any:
 
 
 def notifier(url: str, **overrides: Any) -> WebhookNotifier:
-    table = {"type": "webhook", "url": url, "secret": SECRET, "allow_private": True,
-             "timeout": 2, **overrides}
+    table = {
+        "type": "webhook",
+        "url": url,
+        "secret": SECRET,
+        "allow_private": True,
+        "timeout": 2,
+        **overrides,
+    }
     built = WebhookNotifier("hook", table)
     _open.append(built)
     return built
@@ -92,8 +110,9 @@ def test_signed_json_that_standardwebhooks_verifies() -> None:
 
 def test_a_wrong_secret_fails_verification() -> None:
     other = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"
-    with peers.HttpReceiver(verifying) as receiver, pytest.raises(
-        PermanentNotifierError, match="401"
+    with (
+        peers.HttpReceiver(verifying) as receiver,
+        pytest.raises(PermanentNotifierError, match="401"),
     ):
         notifier(receiver.url, secret=other).send(reminder())
 
@@ -144,8 +163,14 @@ def test_timeout_is_retryable() -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["http://127.0.0.1/hook", "http://10.0.0.5/hook", "http://169.254.169.254/latest/meta-data",
-     "http://[::1]/hook", "http://[::ffff:192.168.1.1]/hook", "http://100.100.100.200/"],
+    [
+        "http://127.0.0.1/hook",
+        "http://10.0.0.5/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/hook",
+        "http://[::ffff:192.168.1.1]/hook",
+        "http://100.100.100.200/",
+    ],
 )
 def test_private_literal_addresses_are_refused_at_start(url: str) -> None:
     with pytest.raises(ConfigError, match="allow_private") as caught:
@@ -188,9 +213,7 @@ def test_the_request_goes_to_the_address_that_was_checked(
     assert request.path == "/in"
 
 
-def _resolving(
-    monkeypatch: pytest.MonkeyPatch, name: str, addresses: list[str]
-) -> None:
+def _resolving(monkeypatch: pytest.MonkeyPatch, name: str, addresses: list[str]) -> None:
     """Make ``name`` resolve to ``addresses`` (in that order), all accepted as public."""
     real = socket.getaddrinfo
 
@@ -247,9 +270,15 @@ def test_fallback_stays_within_the_one_connect_timeout(monkeypatch: pytest.Monke
 
     client = httpx.Client(transport=httpx.MockTransport(blackhole), timeout=10)
     with pytest.raises(RetryableNotifierError) as caught:
-        _http.post(notifier("https://hook.example.org/in"), client,
-                   httpx.URL("https://hook.example.org/in"), content=b"{}", headers={},
-                   now=now_utc(), connect_to=["203.0.113.1", "203.0.113.2", "203.0.113.3"])
+        _http.post(
+            notifier("https://hook.example.org/in"),
+            client,
+            httpx.URL("https://hook.example.org/in"),
+            content=b"{}",
+            headers={},
+            now=now_utc(),
+            connect_to=["203.0.113.1", "203.0.113.2", "203.0.113.3"],
+        )
     client.close()
     assert given == [10, pytest.approx(4)]  # the third is never tried: no time left
     assert "any of 2 addresses" in str(caught.value)
@@ -291,8 +320,15 @@ def _pinned_request(url: str, address: str) -> httpx.Request:
         return httpx.Response(204)
 
     with httpx.Client(transport=httpx.MockTransport(handler)) as client:
-        _http.post(notifier("https://hook.example.org/in"), client, httpx.URL(url),
-                   content=b"{}", headers={}, now=now_utc(), connect_to=[address])
+        _http.post(
+            notifier("https://hook.example.org/in"),
+            client,
+            httpx.URL(url),
+            content=b"{}",
+            headers={},
+            now=now_utc(),
+            connect_to=[address],
+        )
     [request] = sent
     return request
 

@@ -63,21 +63,32 @@ class Channel:
 
 def reminder(feed_url: str | None = None) -> Reminder:
     entry = SimpleNamespace(
-        uid="sheinbaum-bilateral", title="Reunión bilateral con la Presidenta Claudia Sheinbaum 🇲🇽",
-        location="Palacio Nacional", city="Ciudad de México", url="https://example.org/día",
-        start_tz="America/Mexico_City", all_day=False, description="Año 2025",
+        uid="sheinbaum-bilateral",
+        title="Reunión bilateral con la Presidenta Claudia Sheinbaum 🇲🇽",
+        location="Palacio Nacional",
+        city="Ciudad de México",
+        url="https://example.org/día",
+        start_tz="America/Mexico_City",
+        all_day=False,
+        description="Año 2025",
         categories=["reunión"],
     )
     start = to_utc(datetime(2025, 9, 2, 10, 0), "America/Mexico_City")
     return build_reminder(
-        idempotency_key=KEY, calendar_slug="rubio-2025-09", entry=entry, start_utc=start,
-        offset=timedelta(hours=1), due_at=start - timedelta(hours=1), late=False,
+        idempotency_key=KEY,
+        calendar_slug="rubio-2025-09",
+        entry=entry,
+        start_utc=start,
+        offset=timedelta(hours=1),
+        due_at=start - timedelta(hours=1),
+        late=False,
         display=DisplayConfig(timezone="America/New_York", label="Washington"),
         feed_url=feed_url,
     )
 
 
 # --- one builder per type ------------------------------------------------------------------
+
 
 def console_channel(capsys: pytest.CaptureFixture[str], **_: Any) -> Iterator[Channel]:
     def received() -> Received:
@@ -92,12 +103,20 @@ def console_channel(capsys: pytest.CaptureFixture[str], **_: Any) -> Iterator[Ch
 def smtp_channel(tmp_path: Path, **_: Any) -> Iterator[Channel]:
     tls = peers.make_tls(tmp_path)
     with peers.smtp_server(starttls=tls.server_context, login=("cal", SMTP_PASSWORD)) as (
-        recorder, port,
+        recorder,
+        port,
     ):
         table = {
-            "type": "smtp", "host": peers.LOOPBACK, "port": port, "security": "starttls",
-            "username": "cal", "password": SMTP_PASSWORD, "from": "calendar@example.org",
-            "to": ["ops@example.org"], "ca_file": str(tls.ca_file), "timeout": 5,
+            "type": "smtp",
+            "host": peers.LOOPBACK,
+            "port": port,
+            "security": "starttls",
+            "username": "cal",
+            "password": SMTP_PASSWORD,
+            "from": "calendar@example.org",
+            "to": ["ops@example.org"],
+            "ca_file": str(tls.ca_file),
+            "timeout": 5,
         }
 
         def received() -> Received:
@@ -108,7 +127,9 @@ def smtp_channel(tmp_path: Path, **_: Any) -> Iterator[Channel]:
             return Received(str(msg["Subject"]), body, key)
 
         yield Channel(
-            "smtp", table, received,
+            "smtp",
+            table,
+            received,
             refused_table={**table, "port": peers.free_port()},
             permanent_table=lambda: {**table, "to": ["nobody@invalid.example"]},
             secrets=(SMTP_PASSWORD,),
@@ -127,8 +148,13 @@ def _webhook_verifier(request: peers.HttpRequest) -> peers.Response:
 
 def webhook_channel(**_: Any) -> Iterator[Channel]:
     with peers.HttpReceiver(_webhook_verifier) as receiver:
-        table = {"type": "webhook", "url": f"{receiver.url}/hook", "secret": WEBHOOK_SECRET,
-                 "allow_private": True, "timeout": 3}
+        table = {
+            "type": "webhook",
+            "url": f"{receiver.url}/hook",
+            "secret": WEBHOOK_SECRET,
+            "allow_private": True,
+            "timeout": 3,
+        }
 
         def received() -> Received:
             request = receiver.wait_for(1)[-1]
@@ -138,7 +164,9 @@ def webhook_channel(**_: Any) -> Iterator[Channel]:
             )
 
         yield Channel(
-            "webhook", table, received,
+            "webhook",
+            table,
+            received,
             refused_table={**table, "url": f"http://{peers.LOOPBACK}:{peers.free_port()}/hook"},
             permanent_table=lambda: {**table, "url": f"{receiver.url}/gone-for-good"},
             secrets=(WEBHOOK_SECRET, WEBHOOK_SECRET.removeprefix("whsec_")),
@@ -148,8 +176,13 @@ def webhook_channel(**_: Any) -> Iterator[Channel]:
 def ntfy_channel(**_: Any) -> Iterator[Channel]:
     server = peers.NtfyServer(topic=NTFY_TOPIC, token=NTFY_TOKEN)
     with peers.HttpReceiver(server.respond) as receiver:
-        table = {"type": "ntfy", "server": receiver.url, "topic": NTFY_TOPIC,
-                 "token": NTFY_TOKEN, "timeout": 3}
+        table = {
+            "type": "ntfy",
+            "server": receiver.url,
+            "topic": NTFY_TOPIC,
+            "token": NTFY_TOKEN,
+            "timeout": 3,
+        }
 
         def received() -> Received:
             receiver.wait_for(1)
@@ -157,7 +190,9 @@ def ntfy_channel(**_: Any) -> Iterator[Channel]:
             return Received(message["title"], message["message"], message["sequence_id"])
 
         yield Channel(
-            "ntfy", table, received,
+            "ntfy",
+            table,
+            received,
             refused_table={**table, "server": f"http://{peers.LOOPBACK}:{peers.free_port()}"},
             permanent_table=lambda: {**table, "token": "tk_revoked_token_0000000000"},
             secrets=(NTFY_TOPIC, NTFY_TOKEN),
@@ -168,8 +203,14 @@ def mqtt_channel(tmp_path: Path, **_: Any) -> Iterator[Channel]:
     if not peers.broker_answers():
         pytest.skip("no MQTT broker answers on 127.0.0.1:1883 (start mosquitto)")
     with peers.MqttSubscriber() as subscriber:
-        table = {"type": "mqtt", "host": peers.LOOPBACK, "topic": subscriber.topic,
-                 "username": "cal", "password": MQTT_PASSWORD, "timeout": 3}
+        table = {
+            "type": "mqtt",
+            "host": peers.LOOPBACK,
+            "topic": subscriber.topic,
+            "username": "cal",
+            "password": MQTT_PASSWORD,
+            "timeout": 3,
+        }
 
         def received() -> Received:
             data = json.loads(subscriber.wait_for(1)[-1].payload)["data"]
@@ -185,7 +226,9 @@ def mqtt_channel(tmp_path: Path, **_: Any) -> Iterator[Channel]:
 
         try:
             yield Channel(
-                "mqtt", table, received,
+                "mqtt",
+                table,
+                received,
                 refused_table={**table, "port": peers.free_port()},
                 permanent_table=permanent,
                 secrets=(MQTT_PASSWORD,),
@@ -205,9 +248,13 @@ def apprise_channel(**_: Any) -> Iterator[Channel]:
             return Received(data["title"], data["message"], None)
 
         yield Channel(
-            "apprise", table, received,
-            refused_table={"type": "apprise",
-                           "urls": [f"json://{peers.LOOPBACK}:{peers.free_port()}/notify"]},
+            "apprise",
+            table,
+            received,
+            refused_table={
+                "type": "apprise",
+                "urls": [f"json://{peers.LOOPBACK}:{peers.free_port()}/notify"],
+            },
             permanent_table=None,
             secrets=(APPRISE_PASSWORD,),
             passes_key=False,
@@ -215,8 +262,12 @@ def apprise_channel(**_: Any) -> Iterator[Channel]:
 
 
 BUILDERS = {
-    "console": console_channel, "smtp": smtp_channel, "webhook": webhook_channel,
-    "ntfy": ntfy_channel, "mqtt": mqtt_channel, "apprise": apprise_channel,
+    "console": console_channel,
+    "smtp": smtp_channel,
+    "webhook": webhook_channel,
+    "ntfy": ntfy_channel,
+    "mqtt": mqtt_channel,
+    "apprise": apprise_channel,
 }
 
 
@@ -243,6 +294,7 @@ def attempt(table: dict[str, Any]) -> Exception:
 
 # --- the contract --------------------------------------------------------------------------
 
+
 def test_delivers_non_ascii_text(channel: Channel) -> None:
     sent = reminder()
     notifier = make(channel.table)
@@ -251,8 +303,10 @@ def test_delivers_non_ascii_text(channel: Channel) -> None:
     finally:
         notifier.close()
     got = channel.received()
-    assert got.title == sent.title == (
-        "In 1 hour: Reunión bilateral con la Presidenta Claudia Sheinbaum 🇲🇽"
+    assert (
+        got.title
+        == sent.title
+        == ("In 1 hour: Reunión bilateral con la Presidenta Claudia Sheinbaum 🇲🇽")
     )
     assert got.body == sent.body
     assert "Ciudad de México" in got.body
@@ -285,8 +339,11 @@ def test_rejection_is_permanent(channel: Channel) -> None:
 
 def secret_keys(type_name: str) -> set[str]:
     """The keys the notifier class declares secret (``Key(..., secret=True)``)."""
-    return {name for name, key in notifier_class(type_name).keys.items()
-            if getattr(key, "secret", False)}
+    return {
+        name
+        for name, key in notifier_class(type_name).keys.items()
+        if getattr(key, "secret", False)
+    }
 
 
 def test_secret_keys_are_found() -> None:

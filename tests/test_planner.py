@@ -43,8 +43,12 @@ def moved(spec: CalendarSpec, uid: str, **changes: object) -> CalendarSpec:
             if "start_local" in changes:
                 length = entry.end_utc - entry.start_utc
                 start = to_utc(entry.start_local, entry.start_tz)
-                entry = dataclasses.replace(entry, start_utc=start, end_utc=start + length,
-                                            end_local=entry.start_local + length)
+                entry = dataclasses.replace(
+                    entry,
+                    start_utc=start,
+                    end_utc=start + length,
+                    end_local=entry.start_local + length,
+                )
         entries.append(entry)
     return dataclasses.replace(spec, entries=tuple(entries))
 
@@ -88,21 +92,28 @@ def test_moving_an_entry_cancels_the_old_rows_and_back_revives_them(
     spec = load_file(trip_path)
 
     with trip_store.write() as session:
-        import_specs(session, [moved(spec, "sheinbaum-bilateral",
-                                     start_local=datetime(2025, 9, 2, 11, 0))], now=trip_store.clock())
+        import_specs(
+            session,
+            [moved(spec, "sheinbaum-bilateral", start_local=datetime(2025, 9, 2, 11, 0))],
+            now=trip_store.clock(),
+        )
     report = planner.plan()
     assert len(report.cancelled) == 2 and len(report.planned) == 2
     assert summary(trip_store, "sheinbaum-bilateral") == [
-        ("15:00", "3600", "cancelled"), ("15:45", "900", "cancelled"),
-        ("16:00", "3600", "pending"), ("16:45", "900", "pending"),
+        ("15:00", "3600", "cancelled"),
+        ("15:45", "900", "cancelled"),
+        ("16:00", "3600", "pending"),
+        ("16:45", "900", "pending"),
     ]
 
     with trip_store.write() as session:
         import_specs(session, [spec], now=trip_store.clock())  # back to 10:00
     planner.plan()
     assert summary(trip_store, "sheinbaum-bilateral") == [
-        ("15:00", "3600", "pending"), ("15:45", "900", "pending"),
-        ("16:00", "3600", "cancelled"), ("16:45", "900", "cancelled"),
+        ("15:00", "3600", "pending"),
+        ("15:45", "900", "pending"),
+        ("16:00", "3600", "cancelled"),
+        ("16:45", "900", "cancelled"),
     ]
     assert [r.id for r in rows(trip_store, "sheinbaum-bilateral")][:2] == first_ids
 
@@ -159,7 +170,8 @@ def test_downtime_catch_up_when_nothing_else_is_due(trip_store: Store, clock) ->
     clock.set(Z("2025-09-02T15:20:00Z"))
     Planner(trip_store, RemindersConfig()).plan()
     assert summary(trip_store, "sheinbaum-bilateral") == [
-        ("15:00", "3600", "pending"), ("15:45", "900", "pending"),
+        ("15:00", "3600", "pending"),
+        ("15:45", "900", "pending"),
     ]
 
 
@@ -170,7 +182,9 @@ def test_started_entries_get_no_catch_up(trip_store: Store, clock) -> None:
 
 
 def missed_rows(store: Store) -> list[tuple[str, str]]:
-    return [(r.entry_uid, r.due_at.strftime("%d %H:%M")) for r in rows(store) if r.status == "missed"]
+    return [
+        (r.entry_uid, r.due_at.strftime("%d %H:%M")) for r in rows(store) if r.status == "missed"
+    ]
 
 
 def test_reminders_that_came_due_unplanned_are_recorded_missed(trip_store: Store, clock) -> None:
@@ -212,7 +226,8 @@ def test_a_gap_keeps_the_catch_up_and_records_the_earlier_reminder_missed(
     clock.set(Z("2025-09-02T15:50:00Z"))
     planner.plan()
     assert summary(trip_store, "sheinbaum-bilateral") == [
-        ("15:00", "3600", "missed"), ("15:45", "900", "pending"),
+        ("15:00", "3600", "missed"),
+        ("15:45", "900", "pending"),
     ]
 
 
@@ -228,8 +243,10 @@ def test_rows_planned_before_the_gap_are_left_to_the_dispatcher(trip_store: Stor
     # The rows that existed keep their ids and stay pending (the dispatcher judges them
     # late or missed); only reminders that never had a row are recorded here.
     assert {i: after[i] for i in before} == before
-    assert all(r.dedupe_key not in {x.dedupe_key for x in rows(trip_store) if x.id in before}
-               for r in report.missed)
+    assert all(
+        r.dedupe_key not in {x.dedupe_key for x in rows(trip_store) if x.id in before}
+        for r in report.missed
+    )
 
 
 def test_the_first_pass_on_a_database_records_nothing_missed(trip_store: Store, clock) -> None:
@@ -252,7 +269,8 @@ def test_missed_lookback_bounds_what_a_long_gap_records(
     # Window starts 19:50Z; three hours back is 16:50Z: only the embassy's 18:30 and 19:15.
     assert report.gap_start == Z("2025-09-02T16:50:00Z")
     assert missed_rows(trip_store) == [
-        ("embassy-mexico-city", "02 18:30"), ("embassy-mexico-city", "02 19:15"),
+        ("embassy-mexico-city", "02 18:30"),
+        ("embassy-mexico-city", "02 19:15"),
     ]
 
 
@@ -277,14 +295,15 @@ def test_passes_as_far_apart_as_the_rescan_interval_are_not_a_gap(
     assert planner.plan().gap_start == Z("2025-09-02T15:00:00Z")
 
 
-def test_a_restart_after_downtime_longer_than_the_grace_is_a_gap(
-    trip_store: Store, clock
-) -> None:
+def test_a_restart_after_downtime_longer_than_the_grace_is_a_gap(trip_store: Store, clock) -> None:
     """Hourly rescans are normal for a running daemon, but a daemon that starts after
     95 minutes away (less than two rescans) must record what came due unplanned in
     between: a new process judges the last pass by the grace."""
-    config = RemindersConfig(rescan_interval=timedelta(hours=1), grace=timedelta(minutes=10),
-                             horizon=timedelta(minutes=30))
+    config = RemindersConfig(
+        rescan_interval=timedelta(hours=1),
+        grace=timedelta(minutes=10),
+        horizon=timedelta(minutes=30),
+    )
     clock.set(Z("2025-09-02T14:45:00Z"))
     Planner(trip_store, config, name="before").plan()  # plans up to 15:15Z: the 15:00 one
     clock.set(Z("2025-09-02T16:20:00Z"))  # the bilateral began at 16:00Z
@@ -298,8 +317,10 @@ def test_another_daemon_s_clock_ahead_is_reported_not_undone(
 ) -> None:
     """Two daemons whose clocks disagree: the one behind warns once and leaves the other's
     pass alone (resetting it would make the other see a gap on each of its passes)."""
-    ahead, behind = Planner(trip_store, RemindersConfig(), name="ahead"), Planner(
-        trip_store, RemindersConfig(), name="behind")
+    ahead, behind = (
+        Planner(trip_store, RemindersConfig(), name="ahead"),
+        Planner(trip_store, RemindersConfig(), name="behind"),
+    )
     clock.set(Z("2025-09-02T13:00:00Z"))
     ahead.plan()
     with caplog.at_level(logging.WARNING, logger="calendar_svc"):
@@ -333,7 +354,8 @@ def test_a_clock_that_stepped_back_is_trusted_from_then_on(
     report = planner.plan()
     assert report.gap_start == Z("2025-09-02T10:00:00Z")
     assert missed_rows(trip_store) == [
-        ("embassy-mexico-city", "02 18:30"), ("embassy-mexico-city", "02 19:15"),
+        ("embassy-mexico-city", "02 18:30"),
+        ("embassy-mexico-city", "02 19:15"),
     ]
 
 
@@ -344,25 +366,40 @@ def test_schedule_reads_without_writing(trip_store: Store) -> None:
     assert rows(trip_store) == []
     nxt = planner.next_reminder(Z("2025-09-03T17:00:00Z"))
     assert nxt is not None and (nxt.entry_uid, nxt.due_at) == (
-        "flight-mex-uio", Z("2025-09-03T18:00:00Z"))
+        "flight-mex-uio",
+        Z("2025-09-03T18:00:00Z"),
+    )
     assert planner.next_reminder(Z("2025-09-05T00:00:00Z")) is None
 
 
 def test_recurring_entries_are_planned_per_occurrence(store: Store, clock) -> None:
     from calendar_svc.schedule_files import parse_schedule
 
-    spec = parse_schedule({
-        "calendar": {"slug": "standup", "name": "Standup", "timezone": "America/New_York"},
-        "entries": [{"uid": "daily", "title": "Standup", "start": datetime(2025, 11, 1, 9, 0),
-                     "duration": "PT15M", "rrule": "FREQ=DAILY", "reminders": ["PT10M"]}],
-    }, source="test")
+    spec = parse_schedule(
+        {
+            "calendar": {"slug": "standup", "name": "Standup", "timezone": "America/New_York"},
+            "entries": [
+                {
+                    "uid": "daily",
+                    "title": "Standup",
+                    "start": datetime(2025, 11, 1, 9, 0),
+                    "duration": "PT15M",
+                    "rrule": "FREQ=DAILY",
+                    "reminders": ["PT10M"],
+                }
+            ],
+        },
+        source="test",
+    )
     with store.write() as session:
         import_specs(session, [spec], now=store.clock())
     clock.set(datetime(2025, 11, 1, 0, 0, tzinfo=UTC))
     report = Planner(store, RemindersConfig(horizon=timedelta(days=3))).plan()
     # 1 Nov EDT (13:00Z start), 2 and 3 Nov EST (14:00Z): wall time 09:00 every day.
     assert [r.due_at for r in report.planned] == [
-        Z("2025-11-01T12:50:00Z"), Z("2025-11-02T13:50:00Z"), Z("2025-11-03T13:50:00Z"),
+        Z("2025-11-01T12:50:00Z"),
+        Z("2025-11-02T13:50:00Z"),
+        Z("2025-11-03T13:50:00Z"),
     ]
 
 

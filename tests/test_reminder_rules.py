@@ -51,8 +51,13 @@ class E:
         return to_utc(self.start_local, self.start_tz, fold=self.start_fold or 0)
 
 
-def due(entry: E, config: RemindersConfig | None = None, *, slug: str = "cal",
-        calendar: list[str] | None = None) -> list[tuple[datetime, int, str]]:
+def due(
+    entry: E,
+    config: RemindersConfig | None = None,
+    *,
+    slug: str = "cal",
+    calendar: list[str] | None = None,
+) -> list[tuple[datetime, int, str]]:
     found = reminders_between(entry, slug, calendar, config or RemindersConfig(), *WIDE)
     return [(r.due_at, int(r.offset.total_seconds()), r.channel) for r in found]
 
@@ -102,8 +107,10 @@ def test_offsets_entry_then_calendar_then_config() -> None:
     config = RemindersConfig(offsets=(timedelta(minutes=30),))
     defaults = config.offsets
     assert offsets_for(["PT2H"], ["PT1H"], defaults) == (timedelta(hours=2),)
-    assert offsets_for(None, ["PT1H", "PT15M"], defaults) == (timedelta(hours=1),
-                                                              timedelta(minutes=15))
+    assert offsets_for(None, ["PT1H", "PT15M"], defaults) == (
+        timedelta(hours=1),
+        timedelta(minutes=15),
+    )
     assert offsets_for(None, None, defaults) == (timedelta(minutes=30),)
     assert offsets_for([], ["PT1H"], defaults) == ()
     assert offsets_for(None, [], defaults) == ()
@@ -129,8 +136,9 @@ def test_zero_offset_is_due_at_start() -> None:
 
 def test_window_is_inclusive_and_filters_by_due_time() -> None:
     entry = E("b", datetime(2025, 9, 2, 10, 0), "America/Mexico_City")
-    found = reminders_between(entry, "cal", None, RemindersConfig(),
-                              Z("2025-09-02T15:30:00Z"), Z("2025-09-02T15:45:00Z"))
+    found = reminders_between(
+        entry, "cal", None, RemindersConfig(), Z("2025-09-02T15:30:00Z"), Z("2025-09-02T15:45:00Z")
+    )
     assert [r.due_at for r in found] == [Z("2025-09-02T15:45:00Z")]
 
 
@@ -138,8 +146,9 @@ def test_window_is_inclusive_and_filters_by_due_time() -> None:
 
 
 def test_all_day_entry_gets_one_reminder_the_day_before_at_nine_local() -> None:
-    entry = E("day", datetime(2025, 9, 4), "America/Guayaquil", all_day=True,
-              reminders=["PT1H", "PT15M"])
+    entry = E(
+        "day", datetime(2025, 9, 4), "America/Guayaquil", all_day=True, reminders=["PT1H", "PT15M"]
+    )
     # 3 Sep 09:00 in Quito (-05:00) = 14:00Z; one reminder, not one per offset.
     assert due(entry) == [(Z("2025-09-03T14:00:00Z"), 15 * 3600, "console")]
 
@@ -161,8 +170,13 @@ def test_all_day_time_in_a_dst_gap_takes_the_offset_before() -> None:
 
 
 def test_rrule_occurrences_keep_wall_time_across_dst() -> None:
-    weekly = E("weekly", datetime(2025, 10, 27, 10, 0), "America/New_York",
-               rrule="FREQ=WEEKLY;COUNT=3", reminders=["PT15M"])
+    weekly = E(
+        "weekly",
+        datetime(2025, 10, 27, 10, 0),
+        "America/New_York",
+        rrule="FREQ=WEEKLY;COUNT=3",
+        reminders=["PT15M"],
+    )
     assert [d for d, _, _ in due(weekly)] == [
         Z("2025-10-27T13:45:00Z"),  # EDT
         Z("2025-11-03T14:45:00Z"),  # EST after 2 Nov
@@ -171,18 +185,33 @@ def test_rrule_occurrences_keep_wall_time_across_dst() -> None:
 
 
 def test_rrule_with_utc_until() -> None:
-    daily = E("daily", datetime(2025, 9, 2, 9, 0), "America/Mexico_City",
-              rrule="FREQ=DAILY;UNTIL=20250903T150000Z", reminders=["PT0S"])
+    daily = E(
+        "daily",
+        datetime(2025, 9, 2, 9, 0),
+        "America/Mexico_City",
+        rrule="FREQ=DAILY;UNTIL=20250903T150000Z",
+        reminders=["PT0S"],
+    )
     assert [d for d, _, _ in due(daily)] == [Z("2025-09-02T15:00:00Z"), Z("2025-09-03T15:00:00Z")]
 
 
 def test_rrule_expansion_is_bounded_by_the_window() -> None:
-    forever = E("f", datetime(2025, 1, 1, 8, 0), "America/Guayaquil", rrule="FREQ=DAILY",
-                reminders=["PT1H"])
-    found = reminders_between(forever, "cal", None, RemindersConfig(),
-                              Z("2025-09-02T00:00:00Z"), Z("2025-09-04T00:00:00Z"))
+    forever = E(
+        "f", datetime(2025, 1, 1, 8, 0), "America/Guayaquil", rrule="FREQ=DAILY", reminders=["PT1H"]
+    )
+    found = reminders_between(
+        forever,
+        "cal",
+        None,
+        RemindersConfig(),
+        Z("2025-09-02T00:00:00Z"),
+        Z("2025-09-04T00:00:00Z"),
+    )
     assert [r.due_at for r in found] == [Z("2025-09-02T12:00:00Z"), Z("2025-09-03T12:00:00Z")]
-    assert {r.occurrence_utc for r in found} == {Z("2025-09-02T13:00:00Z"), Z("2025-09-03T13:00:00Z")}
+    assert {r.occurrence_utc for r in found} == {
+        Z("2025-09-02T13:00:00Z"),
+        Z("2025-09-03T13:00:00Z"),
+    }
 
 
 # --- routing and keys ---------------------------------------------------------------
@@ -212,8 +241,13 @@ def test_one_row_per_channel_with_distinct_keys() -> None:
 
 
 def test_keys_are_stable_and_short() -> None:
-    key = dedupe_key("rubio-2025-09", "sheinbaum-bilateral", Z("2025-09-02T16:00:00Z"),
-                     timedelta(hours=1), "console")
+    key = dedupe_key(
+        "rubio-2025-09",
+        "sheinbaum-bilateral",
+        Z("2025-09-02T16:00:00Z"),
+        timedelta(hours=1),
+        "console",
+    )
     assert key == "rubio-2025-09|sheinbaum-bilateral|20250902T160000Z|3600|console"
     assert idempotency_key(key) == idempotency_key(key)
     assert idempotency_key(key).startswith("rem-") and len(idempotency_key(key)) == 32
@@ -243,7 +277,9 @@ def test_on_time_tolerance_and_grace() -> None:
     due_at = Z("2025-09-02T15:45:00Z")
     start = Z("2025-09-02T16:00:00Z")
     assert timing(due_at + LATE_AFTER, due_at, start, timedelta(minutes=10)) is Timing.ON_TIME
-    assert timing(start + timedelta(minutes=1), due_at, start, timedelta(minutes=10)) is Timing.MISSED
+    assert (
+        timing(start + timedelta(minutes=1), due_at, start, timedelta(minutes=10)) is Timing.MISSED
+    )
     assert timing(start + timedelta(minutes=1), due_at, start, timedelta(minutes=30)) is Timing.LATE
 
 
@@ -261,8 +297,9 @@ def test_retry_after_is_a_minimum_with_jitter_on_top() -> None:
     does not come back in the same second."""
     rng = random.Random(7)
     base, cap = timedelta(seconds=30), timedelta(minutes=5)
-    delays = [retry_delay(1, base, cap, retry_after=120, rng=rng).total_seconds()
-              for _ in range(200)]
+    delays = [
+        retry_delay(1, base, cap, retry_after=120, rng=rng).total_seconds() for _ in range(200)
+    ]
     assert all(120 <= d <= 144 for d in delays)
     assert max(delays) - min(delays) > 15  # spread over most of the 24 s
     short = [retry_delay(1, base, cap, retry_after=0, rng=rng).total_seconds() for _ in range(50)]
@@ -288,8 +325,16 @@ def test_day_offsets_are_calendar_days_across_a_dst_change() -> None:
 
 # --- the feed's alarms and the daemon's reminders: one rule -----------------------------
 
-ZONES = ("America/New_York", "America/Mexico_City", "America/Guayaquil", "Europe/London",
-         "Australia/Lord_Howe", "America/Santiago", "Asia/Kolkata", "UTC")
+ZONES = (
+    "America/New_York",
+    "America/Mexico_City",
+    "America/Guayaquil",
+    "Europe/London",
+    "Australia/Lord_Howe",
+    "America/Santiago",
+    "Asia/Kolkata",
+    "UTC",
+)
 OFFSETS = ("PT0S", "PT15M", "PT1H", "PT2H30M", "PT24H", "P1D", "P1DT2H", "P1W")
 
 
@@ -331,7 +376,8 @@ def _feed_alarm_instants(entry: Any, offsets: tuple[timedelta, ...], at: time) -
     calendar = Calendar(slug="cal", reminders=None)
     data = ics.component_bytes(ics.build_event(entry, calendar, options))
     vevent = ICalendar.from_ical(b"BEGIN:VCALENDAR\r\n" + data + b"END:VCALENDAR\r\n").walk(
-        "VEVENT")[0]
+        "VEVENT"
+    )[0]
     rings = set()
     for alarm in vevent.walk("VALARM"):
         before = -alarm["TRIGGER"].dt
@@ -340,8 +386,10 @@ def _feed_alarm_instants(entry: Any, offsets: tuple[timedelta, ...], at: time) -
         else:
             wall = to_local(entry.start_utc, entry.start_tz).replace(tzinfo=None)
             wall -= timedelta(days=before.days)
-        rings.add(to_utc(wall, entry.start_tz, fold=0) - timedelta(
-            seconds=0 if entry.all_day else before.seconds))
+        rings.add(
+            to_utc(wall, entry.start_tz, fold=0)
+            - timedelta(seconds=0 if entry.all_day else before.seconds)
+        )
     return rings
 
 
@@ -369,15 +417,35 @@ def test_feed_alarms_ring_when_the_daemon_reminds(
         start_utc = start.replace(tzinfo=UTC)
         start_local = to_local(start_utc, zone).replace(tzinfo=None)
     entry = Entry(
-        uid="e", title="Entry", description="", location="", url="", categories=[],
-        status="confirmed", transparency="opaque", sequence=0, all_day=all_day,
-        start_local=start_local, start_tz=zone, start_fold=None, end_local=start_local,
-        end_tz=zone, end_fold=None, start_utc=start_utc, end_utc=start_utc, rrule=None,
-        reminders=offsets, created_at=start_utc, updated_at=start_utc,
+        uid="e",
+        title="Entry",
+        description="",
+        location="",
+        url="",
+        categories=[],
+        status="confirmed",
+        transparency="opaque",
+        sequence=0,
+        all_day=all_day,
+        start_local=start_local,
+        start_tz=zone,
+        start_fold=None,
+        end_local=start_local,
+        end_tz=zone,
+        end_fold=None,
+        start_utc=start_utc,
+        end_utc=start_utc,
+        rrule=None,
+        reminders=offsets,
+        created_at=start_utc,
+        updated_at=start_utc,
     )
     config = RemindersConfig(all_day_time=at)
-    daemon = {r.due_at for r in reminders_between(entry, "cal", None, config, *WIDE)
-              if r.channel == config.channels[0]}
+    daemon = {
+        r.due_at
+        for r in reminders_between(entry, "cal", None, config, *WIDE)
+        if r.channel == config.channels[0]
+    }
     feed = _feed_alarm_instants(entry, config.offsets, at)
     assert feed == daemon
     assert len(daemon) == (min(1, len(offsets)) if all_day else len(set(map(parse, offsets))))

@@ -341,8 +341,9 @@ def test_offset_datetime_with_fractional_seconds_is_consistent(
     """`start = 2025-09-02T16:00:00.5Z` lists as start "...10:00:00.500000-06:00" but
     start_utc "...16:00:00Z", and a one-hour entry shows as "59m"; local wall times
     drop sub-seconds, instants given with an offset keep them."""
-    (workdir / "schedules" / "frac.toml").write_text(textwrap.dedent(
-        """\
+    (workdir / "schedules" / "frac.toml").write_text(
+        textwrap.dedent(
+            """\
         [calendar]
         slug = "frac"
         name = "Frac"
@@ -354,7 +355,9 @@ def test_offset_datetime_with_fractional_seconds_is_consistent(
         start = 2025-09-02T16:00:00.5Z
         end = 2025-09-02T17:00:00.5Z
         """
-    ), encoding="utf-8")
+        ),
+        encoding="utf-8",
+    )
     assert run_cli("import", "schedules/frac.toml").exit_code == 0
     (entry,) = json.loads(run_cli("list", "--calendar", "frac", "--json").output)
     assert entry["start"] == "2025-09-02T10:00:00-06:00"

@@ -66,12 +66,14 @@ def test_sd_notify_ready_status_watchdog_reload_stop(
     config = tmp_path / "config.toml"
     # A slow poll_interval: WATCHDOG=1 must still come every WATCHDOG_USEC/2. No rescan
     # within the test: STATUS must follow a send by itself, not wait for a planner pass.
-    config.write_text(config_text(
-        db, port=0, reminders={"poll_interval": "PT30S", "rescan_interval": "PT1H"}))
+    config.write_text(
+        config_text(db, port=0, reminders={"poll_interval": "PT30S", "rescan_interval": "PT1H"})
+    )
     (tmp_path / "schedules").mkdir()
     first, later = soon(6), soon(3600)
     (tmp_path / "schedules" / "s.toml").write_text(
-        schedule_text("svc", {"first": first, "later": later}))
+        schedule_text("svc", {"first": first, "later": later})
+    )
     service = Service(config, env={**notify_socket.env, "WATCHDOG_USEC": "1000000"})
     services.append(service.start())
 
@@ -102,8 +104,9 @@ def test_sd_notify_ready_status_watchdog_reload_stop(
         notify_socket.receive(_is("WATCHDOG"), 10, "WATCHDOG=1")
     # The counts in STATUS follow what the daemon does.
     service.wait_stdout("Entry first", timeout=20)
-    counted = notify_socket.receive(lambda m: "1 sent" in m.get("STATUS", ""), 20,
-                                    "STATUS with 1 sent")
+    counted = notify_socket.receive(
+        lambda m: "1 sent" in m.get("STATUS", ""), 20, "STATUS with 1 sent"
+    )
     assert counted["STATUS"] == f"next reminder {iso_utc(later)}; 1 pending; 1 sent; 0 failed"
     assert healthz(port)[1]["next_reminder"] == iso_utc(later)
 
@@ -149,8 +152,7 @@ def test_sighup_keeps_planned_reminders_and_applies_label_channel_and_schedule_g
     (tmp_path / "more").mkdir()
     t1 = soon(7)
     t2 = t1 + timedelta(seconds=7)
-    (tmp_path / "schedules" / "hup.toml").write_text(
-        schedule_text("hup", {"one": t1, "two": t2}))
+    (tmp_path / "schedules" / "hup.toml").write_text(schedule_text("hup", {"one": t1, "two": t2}))
     (tmp_path / "more" / "extra.toml").write_text(schedule_text("extra", {"three": t2}))
     service = Service(config)
     services.append(service.start())
@@ -163,29 +165,46 @@ def test_sighup_keeps_planned_reminders_and_applies_label_channel_and_schedule_g
     err = service.wait_stderr("msg=config.reload_failed")
     assert "TOML syntax error" in err and "still running with the previous config" in err
     if time.time() >= t1.timestamp():
-        pytest.skip("this runner took longer than the 7 s to the first reminder to start the "
-                    "daemon and fail a reload: nothing left to test")
+        pytest.skip(
+            "this runner took longer than the 7 s to the first reminder to start the "
+            "daemon and fail a reload: nothing left to test"
+        )
     out = service.wait_stdout("Entry one")
     assert "in Washington" in out
 
     with HttpReceiver() as receiver:
-        config.write_text(config_text(
-            db, schedules=["schedules/*.toml", "more/*.toml"],
-            display={**display, "label": "Foggy Bottom"},
-            notifiers={"console": {"type": "console"},
-                       "hook": {"type": "webhook", "url": receiver.url + "/hook",
-                                "allow_private": True, "timeout": 5.0}},
-        ))
+        config.write_text(
+            config_text(
+                db,
+                schedules=["schedules/*.toml", "more/*.toml"],
+                display={**display, "label": "Foggy Bottom"},
+                notifiers={
+                    "console": {"type": "console"},
+                    "hook": {
+                        "type": "webhook",
+                        "url": receiver.url + "/hook",
+                        "allow_private": True,
+                        "timeout": 5.0,
+                    },
+                },
+            )
+        )
         service.signal(signal.SIGHUP)
         service.wait_stderr("msg=config.reloaded")
         if time.time() >= t2.timestamp():
-            pytest.skip("this runner took longer than the 7 s between the two reminders to "
-                        "reload: the reminder meant to follow the reload came before it")
+            pytest.skip(
+                "this runner took longer than the 7 s between the two reminders to "
+                "reload: the reminder meant to follow the reload came before it"
+            )
         receiver.wait_for(2, timeout=20)
         out = service.wait_stdout("Entry two")
         service.wait_stdout("Entry three")
-        wait_for(lambda: all(s == "sent" for _, _, s in deliveries(db)), 20,
-                 "every delivery to be recorded sent", [service])
+        wait_for(
+            lambda: all(s == "sent" for _, _, s in deliveries(db)),
+            20,
+            "every delivery to be recorded sent",
+            [service],
+        )
         uids = sorted(r.json()["data"]["entry"]["uid"] for r in receiver.requests)
 
     # "one" was due seconds before the reload: the added channel catches up on it within
@@ -195,9 +214,12 @@ def test_sighup_keeps_planned_reminders_and_applies_label_channel_and_schedule_g
     line_two = next(line for line in out.splitlines() if "Entry two" in line)
     assert "in Foggy Bottom" in line_two and "Washington" not in line_two
     assert deliveries(db) == [
-        ("one", "console", "sent"), ("one", "hook", "sent"),
-        ("three", "console", "sent"), ("three", "hook", "sent"),
-        ("two", "console", "sent"), ("two", "hook", "sent"),
+        ("one", "console", "sent"),
+        ("one", "hook", "sent"),
+        ("three", "console", "sent"),
+        ("three", "hook", "sent"),
+        ("two", "console", "sent"),
+        ("two", "hook", "sent"),
     ]
     assert "channels=console,hook" in service.stderr()
     assert service.alive()
@@ -220,9 +242,19 @@ def test_sigterm_lets_a_send_in_flight_finish_then_exits_0(
     with HttpReceiver(held) as receiver:
         try:
             config = tmp_path / "config.toml"
-            config.write_text(config_text(db, notifiers={"hook": {
-                "type": "webhook", "url": receiver.url + "/hook", "allow_private": True,
-                "timeout": 20.0}}))
+            config.write_text(
+                config_text(
+                    db,
+                    notifiers={
+                        "hook": {
+                            "type": "webhook",
+                            "url": receiver.url + "/hook",
+                            "allow_private": True,
+                            "timeout": 20.0,
+                        }
+                    },
+                )
+            )
             service = Service(config)
             services.append(service.start())
             receiver.wait_for(1, timeout=30)
@@ -253,12 +285,21 @@ def test_json_logs_at_debug_carry_no_feed_token_and_no_secret(
     (tmp_path / "schedules").mkdir()
     (tmp_path / "schedules" / "logs.toml").write_text(schedule_text("logs", {"soon": soon(3)}))
     with HttpReceiver() as receiver:
-        config.write_text(config_text(
-            db, logging={"level": "debug", "format": "json"},
-            notifiers={"hook": {"type": "webhook", "url": f"{receiver.url}/hook/{path_secret}",
-                                "secret_env": "CS_TEST_HOOK_SECRET", "allow_private": True,
-                                "timeout": 5.0}},
-        ))
+        config.write_text(
+            config_text(
+                db,
+                logging={"level": "debug", "format": "json"},
+                notifiers={
+                    "hook": {
+                        "type": "webhook",
+                        "url": f"{receiver.url}/hook/{path_secret}",
+                        "secret_env": "CS_TEST_HOOK_SECRET",
+                        "allow_private": True,
+                        "timeout": 5.0,
+                    }
+                },
+            )
+        )
         service = Service(config, env={"CS_TEST_HOOK_SECRET": secret})
         services.append(service.start())
         service.wait_stderr('"msg": "daemon.ready"')
@@ -323,7 +364,8 @@ def test_health_metrics_and_warning_level_after_a_real_run(
     (tmp_path / "schedules").mkdir()
     now_one, later = soon(3), soon(3600)
     (tmp_path / "schedules" / "h.toml").write_text(
-        schedule_text("health", {"now": now_one, "later": later}))
+        schedule_text("health", {"now": now_one, "later": later})
+    )
     # While "the daemon was down", a reminder 5 minutes ago was planned and never sent.
     past = soon(-300)
     old = tmp_path / "old.toml"
@@ -334,22 +376,35 @@ def test_health_metrics_and_warning_level_after_a_real_run(
         with store.write() as session:
             import_specs(session, [load_file(old)], now=store.clock())
         Planner(store, RemindersConfig(offsets=(timedelta(0),), channels=("good",))).plan(
-            past - timedelta(seconds=1))
+            past - timedelta(seconds=1)
+        )
     finally:
         store.close()
     assert deliveries(db) == [("past", "good", "pending")]
 
     BAD_STATUS[0] = 500
     with HttpReceiver(_by_path) as receiver:
-        config.write_text(config_text(
-            db, port=free_tcp_port(), logging={"level": "warning"},
-            reminders={"grace": "PT1M", "max_attempts": 50},
-            notifiers={name: {"type": "webhook", "url": f"{receiver.url}/{name}",
-                              "allow_private": True, "timeout": 5.0} for name in channels},
-        ))
+        config.write_text(
+            config_text(
+                db,
+                port=free_tcp_port(),
+                logging={"level": "warning"},
+                reminders={"grace": "PT1M", "max_attempts": 50},
+                notifiers={
+                    name: {
+                        "type": "webhook",
+                        "url": f"{receiver.url}/{name}",
+                        "allow_private": True,
+                        "timeout": 5.0,
+                    }
+                    for name in channels
+                },
+            )
+        )
         # systemd asked another process for watchdog pings (inherited variables): none here.
-        service = Service(config, env={**notify_socket.env, "WATCHDOG_USEC": "1000000",
-                                       "WATCHDOG_PID": "1"})
+        service = Service(
+            config, env={**notify_socket.env, "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "1"}
+        )
         services.append(service.start())
         notify_socket.receive(_is("READY"), 30, "READY=1")
         port = int(config.read_text().split("port = ")[1].split("\n")[0])
@@ -357,11 +412,17 @@ def test_health_metrics_and_warning_level_after_a_real_run(
         def states() -> dict[tuple[str, str], str]:
             return {(uid, ch): st for uid, ch, st in deliveries(db)}
 
-        wait_for(lambda: states().get(("now", "good")) == "sent"
-                 and states().get(("now", "gone")) == "failed"
-                 and states().get(("past", "good")) == "missed"
-                 and sum(r.path == "/bad" for r in receiver.requests) >= 2,
-                 30, "sent, failed, missed and a retried send", [service])
+        wait_for(
+            lambda: (
+                states().get(("now", "good")) == "sent"
+                and states().get(("now", "gone")) == "failed"
+                and states().get(("past", "good")) == "missed"
+                and sum(r.path == "/bad" for r in receiver.requests) >= 2
+            ),
+            30,
+            "sent, failed, missed and a retried send",
+            [service],
+        )
         status, body = healthz(port)
         assert status == 200, body
         assert body["status"] == "ok" and body["database"] is True
@@ -375,11 +436,19 @@ def test_health_metrics_and_warning_level_after_a_real_run(
         # The 500 goes away: the next retry is sent and the channel is no longer failing.
         BAD_STATUS[0] = 200
         wait_for(lambda: states().get(("now", "bad")) == "sent", 20, "the retry", [service])
-        wait_for(lambda: "bad" not in healthz(port)[1]["failing_channels"], 10,
-                 "/healthz to forget the recovered channel", [service])
+        wait_for(
+            lambda: "bad" not in healthz(port)[1]["failing_channels"],
+            10,
+            "/healthz to forget the recovered channel",
+            [service],
+        )
         # Recomputed at the next planner pass (rescan_interval), once nothing earlier is left.
-        wait_for(lambda: healthz(port)[1]["next_reminder"] == iso_utc(later), 20,
-                 "next_reminder to move on to the later entry", [service])
+        wait_for(
+            lambda: healthz(port)[1]["next_reminder"] == iso_utc(later),
+            20,
+            "next_reminder to move on to the later entry",
+            [service],
+        )
 
         token = feed_token(db, "health")
         assert http_get(f"http://{LOOPBACK}:{port}/feeds/{token}/health.ics")[0] == 200

@@ -251,8 +251,9 @@ def test_long_calendar_name_and_city_import_or_fail_cleanly(store: Store, tmp_pa
     On every backend it must either be stored in full or refused as bad input.
     """
     path = tmp_path / "long.toml"
-    path.write_text(textwrap.dedent(
-        f"""\
+    path.write_text(
+        textwrap.dedent(
+            f"""\
         [calendar]
         slug = "long"
         name = "{"N" * 300}"
@@ -264,7 +265,9 @@ def test_long_calendar_name_and_city_import_or_fail_cleanly(store: Store, tmp_pa
         start = 2025-09-02T10:00:00
         city = "{"C" * 300}"
         """
-    ), encoding="utf-8")
+        ),
+        encoding="utf-8",
+    )
     try:
         load(store, [load_file(path)])
     except CalendarSvcError:

@@ -312,8 +312,10 @@ def test_the_container_check_is_valid_shell_and_finds_the_admin_wrapper() -> Non
     assert extract is not None
     wrapper = subprocess.run(
         ["awk", extract.group(1), str(ROOT / "docs" / "operations.md")],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert wrapper.startswith("#!/bin/sh\n")
-    assert "systemd-run" in wrapper and '/opt/calendar-svc/venv/bin/calendar-svc' in wrapper
+    assert "systemd-run" in wrapper and "/opt/calendar-svc/venv/bin/calendar-svc" in wrapper
     assert wrapper.rstrip().endswith('"$@"')

@@ -103,6 +103,7 @@ _KEY: Final = 0
 _ZONES: Final = 1
 _BODY: Final = 2
 
+
 class FeedCache:
     """Builds feeds for one set of ``FeedOptions`` and keeps them (thread-safe).
 
@@ -202,9 +203,7 @@ class FeedCache:
         # Comprehensions over driver tuples: at 10,000 rows this is a re-render's main cost.
         lookup = known.get
         stale = {
-            row[0]: row
-            for row in rows
-            if (cached := lookup(row[0])) is None or cached[_KEY] != row
+            row[0]: row for row in rows if (cached := lookup(row[0])) is None or cached[_KEY] != row
         }
         if stale:
             loaded = [preloaded[i] for i in stale if i in preloaded]

@@ -114,15 +114,21 @@ class FeedServer:
         )
         self._server = _Server(uv_config)
         self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]},
-            name="calendar-svc-feed", daemon=True,
+            target=self._server.run,
+            kwargs={"sockets": [self._socket]},
+            name="calendar-svc-feed",
+            daemon=True,
         )
         self._thread.start()
         if not self._server.ready.wait(_START_TIMEOUT) or not self._server.started:
             self.stop(timeout=2.0)
             raise CalendarSvcError(f"the feed server did not start on {self.url}")
         log_event(
-            log, "feed.listening", url=self.url, host=self.host, port=self.port,
+            log,
+            "feed.listening",
+            url=self.url,
+            host=self.host,
+            port=self.port,
             http=_implementation(uv_config),
         )
 

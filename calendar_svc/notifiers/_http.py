@@ -143,20 +143,27 @@ def post(
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            timeout = httpx.Timeout(connect=left, read=limits.read, write=limits.write,
-                                    pool=limits.pool)
+            timeout = httpx.Timeout(
+                connect=left, read=limits.read, write=limits.write, pool=limits.pool
+            )
         try:
             return _post_once(
-                notifier, client, url.copy_with(host=address), where, content,
-                pinned_headers, extensions, now, timeout,
+                notifier,
+                client,
+                url.copy_with(host=address),
+                where,
+                content,
+                pinned_headers,
+                extensions,
+                now,
+                timeout,
             )
         except _ConnectFailed as exc:
             failures.append(f"{address}: {exc}")
     if len(failures) == 1:
         raise notifier.retryable(f"{where}: {failures[0]}")
     raise notifier.retryable(
-        f"{where}: could not connect to any of {len(failures)} addresses "
-        f"({'; '.join(failures)})"
+        f"{where}: could not connect to any of {len(failures)} addresses ({'; '.join(failures)})"
     )
 
 

@@ -162,7 +162,12 @@ class WebhookNotifier(Notifier):
         msg_id = key if key.isascii() and key.isprintable() else message_id_token(key)
         headers = self.headers(msg_id, int(now.timestamp()), body)
         _http.post(
-            self, self.client, self.url, content=body, headers=headers, now=now,
+            self,
+            self.client,
+            self.url,
+            content=body,
+            headers=headers,
+            now=now,
             connect_to=addresses,
         )
 

@@ -221,9 +221,7 @@ class Dispatcher:
                 del self._rounds[index]
                 self._idle.notify_all()
 
-    def _claim_and_start(
-        self, room: int, config: Config, notifiers: Mapping[str, Notifier]
-    ) -> int:
+    def _claim_and_start(self, room: int, config: Config, notifiers: Mapping[str, Notifier]) -> int:
         self._renew(config)
         now = self.store.clock()
         with self.store.write() as session:

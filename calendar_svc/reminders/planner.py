@@ -254,8 +254,7 @@ class Planner:
                 logging.WARNING,
                 last_pass=iso_utc(report.last_pass),
                 now=iso_utc(now),
-                hint="the system clock went back; reminders are planned by this clock "
-                "from now on",
+                hint="the system clock went back; reminders are planned by this clock from now on",
             )
         if report.clock_skew and report.last_pass is not None and not self._skew_logged:
             self._skew_logged = True
