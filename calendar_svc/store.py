@@ -204,6 +204,7 @@ class Store:
             query = query.where(
                 or_(
                     Entry.rrule.is_not(None),
+                    Entry.rdates.is_not(None),
                     Entry.end_utc >= day_start_utc(flt.start, "Etc/GMT-14"),
                 )
             )
