@@ -15,6 +15,7 @@ The hierarchy::
     │           └── TimeRangeError           a year the time-zone rules are not computed for
     ├── StoreError                   the database refused or is in a bad state
     │   ├── NotFoundError            no such calendar / entry
+    │   ├── ReadOnlyEntryError       the entry belongs to a source (a followed feed)
     │   └── AlreadyRunningError      a second daemon on one SQLite file
     ├── DaemonStateError             a daemon call that does not fit its state (a bug)
     └── NotifierError                a reminder could not be delivered
@@ -165,6 +166,12 @@ class StoreError(CalendarSvcError):
 
 class NotFoundError(StoreError):
     """No calendar or entry matches."""
+
+    exit_code = 2
+
+
+class ReadOnlyEntryError(StoreError):
+    """The entry is owned by a source (a followed ICS feed) and only its feed changes it."""
 
     exit_code = 2
 

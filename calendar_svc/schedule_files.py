@@ -327,7 +327,6 @@ def _dates_reader(spec: EntrySpec) -> validation.Reader[tuple[str, ...]]:
     return read
 
 
-
 def _entry(raw: Any, *, index: int, source: str, default_zone: str) -> EntrySpec:
     entry = Table(raw, Place(InputError, source, location=f"#{index}"))
     uid = entry.read("uid", matching(UID_RE, "letters, digits and . _ : @ + - (no spaces)"))

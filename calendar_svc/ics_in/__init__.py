@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from calendar_svc.errors import InputError
 from calendar_svc.ics_in import reader, series, values
-from calendar_svc.ics_in.vevent import PROPERTY_OF, Context, read_event, with_folds
+from calendar_svc.ics_in.vevent import PROPERTY_OF, Context, Event, read_event, with_folds
 from calendar_svc.ics_in.zones import ZoneResolver, iana_name
 from calendar_svc.models import Origin
 from calendar_svc.schedule_files import SLUG_RE, CalendarSpec, EntrySpec, parse_entry
@@ -93,9 +94,7 @@ def parse_ics(data: bytes, options: IcsOptions, *, source: str) -> IcsCalendar:
     if x_wr is not None and file_zone is None:
         warnings.append(f"X-WR-TIMEZONE {x_wr.value!r} is not a zone name; ignored")
     events = [c for c in cal.components if c.name == "VEVENT"]
-    ignored = Counter(
-        c.name for c in cal.components if c.name not in ("VEVENT", "VTIMEZONE")
-    )
+    ignored = Counter(c.name for c in cal.components if c.name not in ("VEVENT", "VTIMEZONE"))
     common = _common_zone(events)
     display = options.zone or options.calendar_zone or file_zone or common or "UTC"
     resolver = ZoneResolver(
@@ -143,7 +142,7 @@ def parse_ics(data: bytes, options: IcsOptions, *, source: str) -> IcsCalendar:
 
 
 def _validated(
-    table: dict[str, object], index: int, source: str, zone: str, where: dict[str, object]
+    table: dict[str, object], index: int, source: str, zone: str, where: Mapping[str, Event]
 ) -> EntrySpec:
     """The schedule files' validator on one table; its error names the VEVENT and property."""
     try:

@@ -267,16 +267,14 @@ def _diff(a: date | datetime, b: date | datetime) -> timedelta:
 def _until_wall(text: str, zone: str) -> datetime:
     """An RRULE's UNTIL as a wall time in ``zone``."""
     if len(text) == 8:
-        return datetime.strptime(text, "%Y%m%d")
+        return datetime.strptime(text, "%Y%m%d")  # noqa: DTZ007 - a wall time
     if text.upper().endswith("Z"):
         instant = datetime.strptime(text[:-1], "%Y%m%dT%H%M%S").replace(tzinfo=timezones.UTC)
         return timezones.wall_time(instant, zone)[0]
-    return datetime.strptime(text, "%Y%m%dT%H%M%S")
+    return datetime.strptime(text, "%Y%m%dT%H%M%S")  # noqa: DTZ007 - a wall time
 
 
-def _with_until(
-    rule: str, bound: date | datetime, zone: str, *, inclusive: bool = False
-) -> str:
+def _with_until(rule: str, bound: date | datetime, zone: str, *, inclusive: bool = False) -> str:
     """``rule`` ending before ``bound`` (at ``bound`` with ``inclusive``): UNTIL in UTC for
     a timed series, a DATE for an all-day one."""
     parts = [p for p in rule.split(";") if p and not p.upper().startswith(("UNTIL=", "COUNT="))]

@@ -101,7 +101,8 @@ def _one(item: str, tzid: str | None, kind: str) -> When:
         raise ValueError(f"expected a DATE-TIME such as 20250902T100000 or ...Z, got {item!r}")
     year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
     # A leap second (60) is read as the last second of its minute.
-    value = _checked(lambda: datetime(year, month, day, hour, minute, min(second, 59)), item)
+    wall = (year, month, day, hour, minute, min(second, 59))
+    value = _checked(lambda: datetime(*wall), item)  # noqa: DTZ001 - zone given apart
     if match.group(7):
         return When(value, utc=True)
     return When(value, tzid=tzid)

@@ -116,9 +116,7 @@ def read_event(component: Component, ctx: Context) -> Event:
     if uid_prop is not None and uid_prop.value.strip():
         uid = entry_uid(values.text(uid_prop.value), ctx.own_suffix)
     else:
-        basis = "|".join(
-            p.value for p in (component.get("DTSTART"), component.get("SUMMARY")) if p
-        )
+        basis = "|".join(p.value for p in (component.get("DTSTART"), component.get("SUMMARY")) if p)
         uid = "ics-" + hashlib.sha256(basis.encode("utf-8")).hexdigest()[:16]
         ctx.warnings.append(f"VEVENT at line {component.line} has no UID; it is called {uid}")
     where = f"{uid} (VEVENT at line {component.line})"
@@ -206,11 +204,13 @@ def read_event(component: Component, ctx: Context) -> Event:
         props = component.all(name)
         if props:
             raw[key] = _occurrence_walls(props, raw, ctx, where, fail, read)
-    reminders = ctx.reminders
-    if reminders is None:
-        reminders = _alarm_offsets(component, raw, ctx, where)
+    reminders = (
+        list(ctx.reminders)
+        if ctx.reminders is not None
+        else _alarm_offsets(component, raw, ctx, where)
+    )
     if reminders is not None:
-        raw["reminders"] = list(reminders)
+        raw["reminders"] = reminders
     event = Event(uid=uid, line=component.line, raw=raw, start=start)
     rid = component.get("RECURRENCE-ID")
     if rid is not None:
@@ -288,9 +288,7 @@ def _timed_times(
         raw["duration"] = format_duration(length)
 
 
-def _zone_of(
-    when: When, ctx: Context, where: str, prop: Property, fail: Any
-) -> str | CustomZone:
+def _zone_of(when: When, ctx: Context, where: str, prop: Property, fail: Any) -> str | CustomZone:
     if when.tzid is not None:
         return ctx.resolver.resolve(when.tzid, when.value.year, line=prop.line, where=where)
     if ctx.floating_zone is None:

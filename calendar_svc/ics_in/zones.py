@@ -24,6 +24,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import NoReturn
 
 from dateutil.rrule import rrulestr
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
@@ -83,7 +84,7 @@ class VTimezoneRules:
             if child.name not in ("STANDARD", "DAYLIGHT"):
                 continue
             start = values.when((child.get("DTSTART") or _missing("DTSTART")).value, {})
-            begin = start.value if isinstance(start.value, datetime) else datetime(1970, 1, 1)
+            begin = start.value if isinstance(start.value, datetime) else _wall(1970, 1, 1)
             before = values.offset((child.get("TZOFFSETFROM") or _missing("TZOFFSETFROM")).value)
             after = values.offset((child.get("TZOFFSETTO") or _missing("TZOFFSETTO")).value)
             rules = [p.value for p in child.all("RRULE")]
@@ -98,19 +99,13 @@ class VTimezoneRules:
         """(UTC instant, offset after) of every onset from ``first - 1`` to ``last``."""
         if self._years is not None and self._years[0] <= first and last <= self._years[1]:
             return self._changes
-        low = datetime(first - 1, 1, 1)
-        high = datetime(last, 12, 31, 23, 59, 59)
+        low = _wall(first - 1, 1, 1)
+        high = _wall(last, 12, 31, 23, 59, 59)
         found: list[tuple[datetime, timedelta]] = []
         for begin, before, after, rules, rdates in self.observances:
             onsets = [begin] if begin <= high else []
             for rule in rules:
-                text = _UNTIL_UTC.sub(
-                    lambda m, b=before: "UNTIL="
-                    + (datetime.strptime(m.group(1), "%Y%m%dT%H%M%S") + b).strftime(
-                        "%Y%m%dT%H%M%S"
-                    ),
-                    rule,
-                )
+                text = _local_until(rule, before)
                 onsets.extend(rrulestr(text, dtstart=begin).between(low, high, inc=True))
             for raw in rdates:
                 onsets.extend(
@@ -145,7 +140,28 @@ class VTimezoneRules:
         return (wall - before).replace(tzinfo=UTC)
 
 
-def _missing(name: str) -> object:
+def _wall(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    """A naive wall time (VTIMEZONE onsets are wall times in their offset before)."""
+    return datetime(year, month, day, hour, minute, second)  # noqa: DTZ001
+
+
+def _local_until(rule: str, before: timedelta) -> str:
+    """An observance's RRULE with a UTC UNTIL written as the wall time it is (in the
+    offset before its onsets), to go with its naive DTSTART."""
+
+    def local(match: re.Match[str]) -> str:
+        return "UNTIL=" + (_parse_wall(match.group(1)) + before).strftime("%Y%m%dT%H%M%S")
+
+    return _UNTIL_UTC.sub(local, rule)
+
+
+def _parse_wall(text: str) -> datetime:
+    return datetime.strptime(text, "%Y%m%dT%H%M%S")  # noqa: DTZ007
+
+
+def _missing(name: str) -> NoReturn:
     raise ValueError(f"a VTIMEZONE observance without {name}")
 
 
