@@ -18,6 +18,7 @@ The hierarchy::
     │   ├── ReadOnlyEntryError       the entry belongs to a source (a followed feed)
     │   └── AlreadyRunningError      a second daemon on one SQLite file
     ├── DaemonStateError             a daemon call that does not fit its state (a bug)
+    ├── SourceError                  a source (a followed ICS feed) could not be fetched
     └── NotifierError                a reminder could not be delivered
         ├── RetryableNotifierError   try again later (network, 5xx, timeout, 429)
         └── PermanentNotifierError   retrying cannot help (4xx, bad address)
@@ -183,6 +184,10 @@ class AlreadyRunningError(StoreError):
 class DaemonStateError(CalendarSvcError, RuntimeError):
     """A ``Daemon`` method was called in a state that refuses it: ``run()`` a second
     time, ``reload()`` before it runs or after it stopped."""
+
+
+class SourceError(CalendarSvcError):
+    """A source could not be fetched (network, status, a limit); its entries are kept."""
 
 
 class NotifierError(CalendarSvcError):
