@@ -27,6 +27,7 @@ from itertools import islice
 from typing import Any
 
 from calendar_svc import timezones
+from calendar_svc.timezones import UTC
 from calendar_svc.errors import InputError
 from calendar_svc.ics_in.values import When
 from calendar_svc.ics_in.vevent import Context, Event
@@ -134,7 +135,7 @@ def _rid_wall(event: Event, master: Event, ctx: Context) -> date | datetime:
     if not isinstance(value, datetime):
         return datetime.combine(value, start.time())
     if rid.utc:
-        return timezones.wall_time(value.replace(tzinfo=timezones.UTC), zone)[0]
+        return timezones.wall_time(value.replace(tzinfo=UTC), zone)[0]
     if rid.tzid is None:
         return value
     found = ctx.resolver.resolve(rid.tzid, value.year, line=event.line, where=event.where)
@@ -269,7 +270,7 @@ def _until_wall(text: str, zone: str) -> datetime:
     if len(text) == 8:
         return datetime.strptime(text, "%Y%m%d")  # noqa: DTZ007 - a wall time
     if text.upper().endswith("Z"):
-        instant = datetime.strptime(text[:-1], "%Y%m%dT%H%M%S").replace(tzinfo=timezones.UTC)
+        instant = datetime.strptime(text[:-1], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
         return timezones.wall_time(instant, zone)[0]
     return datetime.strptime(text, "%Y%m%dT%H%M%S")  # noqa: DTZ007 - a wall time
 

@@ -29,6 +29,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from calendar_svc import timezones
+from calendar_svc.timezones import UTC
 from calendar_svc.durations import format_duration
 from calendar_svc.errors import InputError
 from calendar_svc.ics_in import values
@@ -262,7 +263,7 @@ def _timed_times(
             # A recurring UTC time repeats in UTC, whatever the display zone's DST does.
             raw["start"], raw["timezone"] = wall, "UTC"
         else:
-            raw["start"] = wall.replace(tzinfo=timezones.UTC)
+            raw["start"] = wall.replace(tzinfo=UTC)
             raw["timezone"] = ctx.display_zone
     else:
         zone = _zone_of(start, ctx, where, start_prop, fail)
@@ -277,7 +278,7 @@ def _timed_times(
         end_wall = end.value
         assert isinstance(end_wall, datetime)
         if end.utc:
-            raw["end"] = end_wall.replace(tzinfo=timezones.UTC)
+            raw["end"] = end_wall.replace(tzinfo=UTC)
         else:
             zone = _zone_of(end, ctx, where, end_prop or start_prop, fail)
             if isinstance(zone, CustomZone):
@@ -341,7 +342,7 @@ def _occurrence_walls(
                 out.append(datetime.combine(value, start.time()))
                 continue
             if item.utc:
-                instant = value.replace(tzinfo=timezones.UTC)
+                instant = value.replace(tzinfo=UTC)
             else:
                 item_zone = _zone_of(item, ctx, where, prop, fail)
                 if isinstance(item_zone, CustomZone):
@@ -378,7 +379,7 @@ def _alarm_offsets(
                     )
                     continue
                 assert isinstance(when.value, datetime)
-                before = begin - when.value.replace(tzinfo=timezones.UTC)
+                before = begin - when.value.replace(tzinfo=UTC)
             else:
                 amount = values.duration(trigger.value)
                 if trigger.params.get("RELATED", "START").upper() == "END":

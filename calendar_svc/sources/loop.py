@@ -64,7 +64,8 @@ class SourceLoop:
         beyond ``timeout``: their threads are daemons and their transactions atomic)."""
         self._stopping.set()
         self._wake.set()
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def reload(self, config: Config) -> None:
