@@ -97,7 +97,7 @@ def read_components(data: bytes, *, source: str) -> list[Component]:
     """Every top-level component of ``data``."""
 
     def fail(line: int, message: str) -> InputError:
-        return InputError(message, file=source, location=f"line {line}")
+        return InputError(f"line {line}: {message}", file=source)
 
     top: list[Component] = []
     stack: list[Component] = []

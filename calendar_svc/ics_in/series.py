@@ -27,12 +27,12 @@ from itertools import islice
 from typing import Any
 
 from calendar_svc import timezones
-from calendar_svc.timezones import UTC
 from calendar_svc.errors import InputError
 from calendar_svc.ics_in.values import When
 from calendar_svc.ics_in.vevent import Context, Event
 from calendar_svc.ics_in.zones import CustomZone
 from calendar_svc.recurrence import wall_rule
+from calendar_svc.timezones import UTC
 
 # Occurrences compared to check that a moved rest of a series is the same rule.
 _PROBE = 200

@@ -187,7 +187,7 @@ class ZoneResolver:
         for component in vtimezones:
             tzid = component.get("TZID")
             if tzid is not None:
-                self.vtimezones[tzid.value.strip()] = component
+                self.vtimezones[values.text(tzid.value).strip()] = component
         self.hints = [h for h in hints if h]
         self.warnings: list[str] = []
         self._known: dict[str, Zone] = {}
@@ -250,9 +250,19 @@ class ZoneResolver:
             n for n in timezones.current().names() if n.startswith(_REGIONS) and "/" in n
         )
         words = {w.casefold() for w in re.findall(r"[A-Za-z]+(?:[ _][A-Za-z]+)*", tzid)}
-        named = [n for n in names if n.rsplit("/", 1)[-1].replace("_", " ").casefold() in words]
+        text = tzid.casefold()
+        named = sorted(
+            (n for n in names if n.rsplit("/", 1)[-1].replace("_", " ").casefold() in words),
+            key=lambda n: text.find(n.rsplit("/", 1)[-1].replace("_", " ").casefold()),
+        )
         hinted = [h for h in self.hints if timezones.is_zone(h)]
-        return list(dict.fromkeys([*hinted, *named, *names]))
+        # CLDR's zone for each Windows zone: one well-known zone per set of rules
+        # (Europe/Berlin before Africa/Ceuta, which keeps the same clocks). Outlook's
+        # "(UTC+01:00) Amsterdam, Berlin, ..." is the display name of W. Europe Standard
+        # Time, whose CLDR zone is Berlin: a named zone that is CLDR's comes first.
+        primary = sorted(z for z in set(WINDOWS_TO_OLSON.values()) if timezones.is_zone(z))
+        named_primary = [n for n in named if n in set(primary)]
+        return list(dict.fromkeys([*named_primary, *named, *hinted, *primary, *names]))
 
 
 def _offset(zone: str, instant: datetime) -> timedelta | None:
