@@ -80,6 +80,13 @@ class Component:
 
 def read(data: bytes, *, source: str) -> Component:
     """The one VCALENDAR of ``data``; InputError naming ``source`` and the line otherwise."""
+    head = data[:512].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not head[:15].upper().startswith(b"BEGIN:VCALENDAR"):
+        shown = head[:40].decode("utf-8", "replace").split("\n", 1)[0].strip()
+        raise InputError(
+            f"not an iCalendar (.ics) body: it starts with {shown!r}, not BEGIN:VCALENDAR",
+            file=source,
+        )
     calendars = [c for c in read_components(data, source=source) if c.name == "VCALENDAR"]
     if not calendars:
         raise InputError("no BEGIN:VCALENDAR: this is not an iCalendar (.ics) file", file=source)

@@ -36,7 +36,6 @@ from calendar_svc.validation import Place
 MAX_REDIRECTS = 5
 # The longest a single read may wait; the fetch's own deadline bounds the total.
 READ_STEP = 10.0
-CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -232,7 +231,8 @@ def _read_body(
         raise SourceError(f"{_where(url)}: unsupported Content-Encoding {encoding!r}")
     out = bytearray()
     try:
-        for chunk in response.iter_raw(CHUNK):
+        # No chunk size: httpx would gather that many bytes before handing any over.
+        for chunk in response.iter_raw():
             if time.monotonic() > deadline:
                 raise SourceError(
                     f"{_where(url)}: the body did not arrive within "
