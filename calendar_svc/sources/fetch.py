@@ -113,7 +113,7 @@ def fetch(
     """GET the source's URL within its limits; SourceError (saying why) otherwise."""
     deadline = time.monotonic() + source.timeout.total_seconds()
     own = client is None
-    http = client or httpx.Client(follow_redirects=False, trust_env=False)
+    http = client or new_client()
     try:
         url = httpx.URL(source.url)
         conditional = {}
@@ -158,6 +158,12 @@ def fetch(
     finally:
         if own:
             http.close()
+
+
+def new_client() -> httpx.Client:
+    """The HTTP client fetches use: redirects followed here, one by one, never by httpx;
+    no proxy or netrc from the environment (the address checks must see the real peer)."""
+    return httpx.Client(follow_redirects=False, trust_env=False)
 
 
 def _where(url: httpx.URL) -> str:

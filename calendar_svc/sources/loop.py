@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from calendar_svc.config import Config, SourceConfig
 from calendar_svc.events import EventBus
+from calendar_svc.sources.fetch import new_client
 from calendar_svc.sources.sync import SyncResult, sync
 from calendar_svc.store import Store
 
@@ -55,6 +56,8 @@ class SourceLoop:
             thread_name_prefix="source",
         )
         self._thread = threading.Thread(target=self._run, name="sources", daemon=True)
+        # One HTTP client for every sync (thread-safe; keeps connections and TLS context).
+        self._client = new_client()
 
     def start(self) -> None:
         self._thread.start()
@@ -67,6 +70,7 @@ class SourceLoop:
         if self._thread.is_alive():
             self._thread.join(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._client.close()
 
     def reload(self, config: Config) -> None:
         """New ``[[sources]]``: new and changed sources are synced at once."""
@@ -104,7 +108,7 @@ class SourceLoop:
 
     def _sync(self, source: SourceConfig) -> SyncResult:
         try:
-            result = sync(self.store, source, self.config, self.events)
+            result = sync(self.store, source, self.config, self.events, client=self._client)
         except Exception:  # sync records its own failures; this is a bug, and never fatal
             log.exception("source.sync_crashed", extra={"source": source.name})
             return SyncResult(source.name, error="crashed")

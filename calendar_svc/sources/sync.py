@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
+import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -62,8 +63,19 @@ def states(store: Store) -> dict[str, SourceState]:
         return {s.name: s for s in session.scalars(select(SourceState))}
 
 
-def sync(store: Store, source: SourceConfig, config: Config, events: EventBus) -> SyncResult:
-    """Fetch ``source`` and import what changed; never raises for the source's own faults."""
+def sync(
+    store: Store,
+    source: SourceConfig,
+    config: Config,
+    events: EventBus,
+    *,
+    client: httpx.Client | None = None,
+) -> SyncResult:
+    """Fetch ``source`` and import what changed; never raises for the source's own faults.
+
+    ``client``: an HTTP client to reuse from one sync to the next (its connections and
+    TLS context; building one costs more than a 304), else one for this sync alone.
+    """
     started = time.monotonic()
     now = store.clock()
     with store.read() as session:
@@ -73,7 +85,13 @@ def sync(store: Store, source: SourceConfig, config: Config, events: EventBus) -
         )
     try:
         headers = auth_headers(source, str(config.path) if config.path else None)
-        fetched = fetch(source, etag=validators[0], last_modified=validators[1], headers=headers)
+        fetched = fetch(
+            source,
+            etag=validators[0],
+            last_modified=validators[1],
+            headers=headers,
+            client=client,
+        )
         digest = hashlib.sha256(fetched.body).hexdigest() if fetched.body is not None else None
         if fetched.body is None or (digest is not None and digest == validators[2]):
             with store.write(what="the source's state") as session:
