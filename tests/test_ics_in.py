@@ -528,3 +528,38 @@ def test_cli_bad_ics_exits_2_with_one_line(run_cli: Callable[..., Result], workd
         in result.output
     )
     assert "no calendars yet" in run_cli("calendars").output
+
+
+def test_ics_files_in_the_schedules_globs_take_the_calendar_the_config_names(
+    tmp_path: Path,
+) -> None:
+    from calendar_svc.config import parse_config
+    from calendar_svc.schedule_loader import load_schedule
+
+    (tmp_path / "trips").mkdir()
+    (tmp_path / "trips" / "booking.ics").write_bytes((FIXTURES / "airline.ics").read_bytes())
+    (tmp_path / "team.ics").write_bytes((FIXTURES / "google.ics").read_bytes())
+    config = parse_config(
+        {
+            "schedules": [
+                {"path": "trips/*.ics", "calendar": "rubio-2025-09", "zone": "America/Mexico_City"},
+                "*.ics",
+            ],
+            "database": {"url": "sqlite://"},
+        },
+        path=tmp_path / "config.toml",
+    )
+    files = config.schedule_files()
+    assert {f.name for f in files} == {"booking.ics", "team.ics"}
+    booking = next(f for f in files if f.name == "booking.ics")
+    glob = config.schedule_glob(booking)
+    assert glob is not None and (glob.calendar, glob.zone) == (
+        "rubio-2025-09",
+        "America/Mexico_City",
+    )
+    loaded = load_schedule(booking, store=None, calendar=glob.calendar, zone=glob.zone)
+    assert loaded.spec.slug == "rubio-2025-09"
+    assert loaded.spec.entries[0].start_tz == "America/Mexico_City"
+    team = next(f for f in files if f.name == "team.ics")
+    assert config.schedule_glob(team) is None
+    assert load_schedule(team, store=None).spec.slug == "team"
