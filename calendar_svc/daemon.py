@@ -412,6 +412,7 @@ class Daemon:
                     created=totals["created"],
                     updated=totals["updated"],
                     unchanged=totals["unchanged"],
+                    kept=sum(len(c.kept) for c in report.calendars),
                 )
             )
 

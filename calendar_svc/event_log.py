@@ -102,6 +102,7 @@ class EventLog:
                     new=event.created,
                     updated=event.updated,
                     unchanged=event.unchanged,
+                    **({"kept": event.kept} if event.kept else {}),
                 )
             case ScheduleImportFailed():
                 log_event(

@@ -82,12 +82,14 @@ class PendingChanged(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ScheduleImported(Event):
-    """A schedule file was imported (entries created, updated, unchanged)."""
+    """A schedule file was imported (entries created, updated, unchanged, and kept: held by
+    another owner, so left alone)."""
 
     file: str
     created: int
     updated: int
     unchanged: int
+    kept: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
