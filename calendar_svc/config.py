@@ -16,6 +16,7 @@ owns its keys.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tomllib
@@ -37,6 +38,7 @@ from calendar_svc.validation import (
     durations,
     integer,
     list_of,
+    matching,
     mismatch,
     one_of,
     read_section,
@@ -44,7 +46,6 @@ from calendar_svc.validation import (
     strings,
     table,
     text,
-    then,
     zone,
 )
 
@@ -135,6 +136,70 @@ class RemindersConfig:
     stop_timeout: timedelta = setting(duration(positive=True), timedelta(seconds=20))
 
 
+def source_url(value: Any) -> str:
+    """A source's feed URL: http(s), or ``webcal://`` (read as https), with a host."""
+    url = text(value).strip()
+    if url.lower().startswith("webcal://"):
+        url = "https://" + url[len("webcal://") :]
+    if not re.match(r"^https?://", url, re.IGNORECASE):
+        raise ValueError(f"expected an http://, https:// or webcal:// URL, got {url!r}")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise ValueError(f"is not a valid URL ({exc}): {url!r}") from None
+    if not parts.hostname:
+        raise ValueError(f"has no host name: {url!r}")
+    return url
+
+
+_SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
+
+
+def _offset_texts(value: Any) -> tuple[str, ...]:
+    from calendar_svc.durations import format_duration
+
+    return tuple(format_duration(offset) for offset in durations(value))
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One ``[[sources]]`` table: an ICS feed the daemon follows into calendar ``calendar``.
+
+    Secrets (a bearer token, a basic-auth password, extra headers) are named here and
+    read from the environment or systemd credentials when a fetch needs them.
+    """
+
+    url: str = setting(source_url)
+    calendar: str = setting(matching(_SLUG, "lowercase letters, digits and dashes"))
+    # Default: the calendar's slug.
+    name: str = setting(matching(_SLUG, "lowercase letters, digits and dashes"), "")
+    interval: timedelta = setting(duration(positive=True), timedelta(minutes=15))
+    zone: str | None = setting(zone, None)
+    # ISO 8601 offsets for every entry (overriding the feed's VALARMs); None: the VALARMs'.
+    reminders: tuple[str, ...] | None = setting(_offset_texts, None)
+    channels: tuple[str, ...] | None = setting(_channels, None)
+    timeout: timedelta = setting(duration(positive=True), timedelta(seconds=30))
+    max_bytes: int = setting(integer(1024, 1024**3), 20 * 1000 * 1000)
+    allow_private: bool = setting(boolean, False)
+    username: str | None = setting(text, None)
+    password_env: str | None = setting(text, None)
+    password_credential: str | None = setting(text, None)
+    token_env: str | None = setting(text, None)
+    token_credential: str | None = setting(text, None)
+    headers_env: str | None = setting(text, None)
+
+
+@dataclass(frozen=True)
+class ScheduleGlob:
+    """One ``schedules`` item: a glob, and for the .ics files it matches, their calendar
+    (default: named after each file) and zone (floating times, and where instants show)."""
+
+    path: str = setting(text)
+    calendar: str | None = setting(matching(_SLUG, "lowercase letters, digits and dashes"), None)
+    zone: str | None = setting(zone, None)
+
+
 @dataclass(frozen=True)
 class DisplayConfig:
     timezone: str | None = setting(zone, None)
@@ -158,6 +223,9 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     # [notifiers.NAME] tables as written, ``type`` checked; validated by the notifier class.
     notifiers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    sources: tuple[SourceConfig, ...] = ()
+    # The schedules items written as tables ({ path, calendar, zone }).
+    schedule_globs: tuple[ScheduleGlob, ...] = ()
 
     @property
     def base_dir(self) -> Path:
@@ -176,6 +244,24 @@ class Config:
                 if match.is_file():
                     found[match.resolve()] = None
         return list(found)
+
+    def schedule_glob(self, path: Path) -> ScheduleGlob | None:
+        """The ``schedules`` table whose glob matches ``path`` (its calendar and zone)."""
+        for item in self.schedule_globs:
+            base = Path(item.path)
+            pattern = base if base.is_absolute() else self.base_dir / base
+            matches = Path(pattern.anchor).glob(str(pattern.relative_to(pattern.anchor)))
+            if any(m.resolve() == path for m in matches):
+                return item
+        return None
+
+    def source(self, name: str) -> SourceConfig:
+        """The ``[[sources]]`` table called ``name``; ConfigError listing the others."""
+        for item in self.sources:
+            if item.name == name:
+                return item
+        known = ", ".join(s.name for s in self.sources) or "none configured"
+        raise ConfigError(f"no source {name!r} in [[sources]] ({known})")
 
 
 def channel_type(name: str, channel: Mapping[str, Any], *, file: str | None = None) -> str:
@@ -264,7 +350,17 @@ def parse_config(
     def section(name: str) -> Table[ConfigError]:
         return Table(top.read(name, table, {}), place.within(name))
 
-    schedules = top.read("schedules", then(strings, tuple), ("schedules/*.toml",))
+    raw_schedules = top.read(
+        "schedules",
+        list_of(_schedule_item, "a list of globs or { path, calendar, zone } tables"),
+        ["schedules/*.toml"],
+    )
+    globs = tuple(
+        ScheduleGlob(**read_section(ScheduleGlob, Table(item, place.within(f"schedules[{i}]"))))
+        for i, item in enumerate(raw_schedules)
+        if isinstance(item, dict)
+    )
+    schedules = tuple(item if isinstance(item, str) else item["path"] for item in raw_schedules)
 
     database = DatabaseConfig(**read_section(DatabaseConfig, section("database")))
     url = _sqlite_url(database_url, Path.cwd()) if database_url else _sqlite_url(database.url, base)
@@ -284,6 +380,21 @@ def parse_config(
     display = DisplayConfig(**read_section(DisplayConfig, section("display")))
     log_config = LoggingConfig(**read_section(LoggingConfig, section("logging")))
 
+    sources = tuple(
+        _source(Table(raw, place.within(f"sources[{index}]")))
+        for index, raw in enumerate(top.read("sources", list_of(anything, "a list of tables"), []))
+    )
+    names = [source.name for source in sources]
+    for index, source in enumerate(sources):
+        if names.index(source.name) != index:
+            raise place.within(f"sources[{index}]").fail(
+                "name", f"another source is called {source.name!r}; give each a name"
+            )
+    # A source's channels route its calendar's reminders, before [[reminders.routes]].
+    routed = tuple(Route(calendar=s.calendar, channels=s.channels) for s in sources if s.channels)
+    if routed:
+        reminders = dataclasses.replace(reminders, routes=routed + reminders.routes)
+
     raw_notifiers = top.read("notifiers", table, {"console": {"type": "console"}})
     notifiers: dict[str, dict[str, Any]] = {}
     for name, raw in raw_notifiers.items():
@@ -300,10 +411,16 @@ def parse_config(
                 f"channel {channel_name!r} has no [notifiers.{channel_name}] table "
                 f"(configured: {configured})",
             )
-    for index, route in enumerate(reminders.routes):
+    for index, route in enumerate(reminders.routes[len(routed) :]):
         for channel_name in route.channels:
             if channel_name not in notifiers:
                 raise place.within(f"reminders.routes[{index}]").fail(
+                    "channels", f"channel {channel_name!r} has no [notifiers.{channel_name}] table"
+                )
+    for index, source in enumerate(sources):
+        for channel_name in source.channels or ():
+            if channel_name not in notifiers:
+                raise place.within(f"sources[{index}]").fail(
                     "channels", f"channel {channel_name!r} has no [notifiers.{channel_name}] table"
                 )
 
@@ -316,7 +433,40 @@ def parse_config(
         display=display,
         logging=log_config,
         notifiers=notifiers,
+        sources=sources,
+        schedule_globs=globs,
     )
+
+
+def _schedule_item(value: Any) -> Any:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("path"), str):
+        return value
+    raise ValueError("expected a glob or a table with a path")
+
+
+def _source(source: Table[ConfigError]) -> SourceConfig:
+    values = read_section(SourceConfig, source)
+    for key in ("url", "calendar"):
+        if key not in values:
+            raise source.fail(key, "required, and missing")
+    values.setdefault("name", values["calendar"])
+    for secret in ("password", "token"):
+        if values.get(f"{secret}_env") and values.get(f"{secret}_credential"):
+            raise source.fail(
+                f"{secret}_credential", f"set only one of {secret}_env, {secret}_credential"
+            )
+    has_password = values.get("password_env") or values.get("password_credential")
+    if has_password and not values.get("username"):
+        raise source.fail("username", "a password needs a username (basic authentication)")
+    if values.get("username") and not has_password:
+        raise source.fail(
+            "password_env", "a username needs a password (password_env or password_credential)"
+        )
+    if has_password and (values.get("token_env") or values.get("token_credential")):
+        raise source.fail("token_env", "give a bearer token or a username and password, not both")
+    return SourceConfig(**values)
 
 
 def _route(route: Table[ConfigError]) -> Route:

@@ -68,8 +68,9 @@ from calendar_svc.reminders.dispatcher import Dispatcher
 from calendar_svc.reminders.lock import DaemonLock, sqlite_file
 from calendar_svc.reminders.planner import Planner
 from calendar_svc.reminders.watch import ScheduleWatch
-from calendar_svc.schedule_files import load_file
+from calendar_svc.schedule_loader import load_schedule
 from calendar_svc.sdnotify import ServiceNotifier
+from calendar_svc.sources.loop import SourceLoop
 from calendar_svc.status_text import ready_fields, status_line
 from calendar_svc.store import Store
 
@@ -148,6 +149,8 @@ class Daemon:
             self.store, config, self.notifiers, events=self.events, on_retry=self._retry_at
         )
         self.alarms = Alarms(wake=self.dispatcher.wake, tick=self._tick, tick_every=self.tick_every)
+        # [[sources]]: followed ICS feeds, synced in threads of their own.
+        self.sources = SourceLoop(self.store, config, self.events)
 
     # --- the lifecycle ---------------------------------------------------------------
 
@@ -196,6 +199,7 @@ class Daemon:
         self._import_schedules(self.watch.changed() or [])
         if self.feed is not None:
             self.feed.start()  # returns once bound; logs feed.listening itself
+        self.sources.start()
         if self.reminders_enabled:
             if self._lock is not None:
                 # This process holds the one-daemon lock: any row still "sending" was
@@ -227,6 +231,7 @@ class Daemon:
         self.service.stopping(f"stopping ({reason})")
         self.events.emit(DaemonStopping(reason=reason, in_flight=self.dispatcher.inflight))
         self.alarms.shutdown()
+        self.sources.stop()
         # Most of the budget goes to sends in flight; the rest to the feed and cleanup.
         released = self.dispatcher.stop(max(0.5, timeout * 0.9))
         if self.feed is not None:
@@ -296,6 +301,7 @@ class Daemon:
         self.planner.config = new.reminders
         self.config = new
         self.watch.reset(new.schedule_files)
+        self.sources.reload(new)
         threading.Thread(target=self._close_later, args=(old,), daemon=True).start()
         log_event(log, "config.reloaded", channels=",".join(sorted(notifiers)))
         self._counter = -1  # re-plan on the next tick: offsets, channels or horizon may differ
@@ -378,10 +384,19 @@ class Daemon:
 
     def _import_schedules(self, files: list[Path]) -> None:
         for path in files:
+            glob = self.config.schedule_glob(path)
             try:
-                spec = load_file(path)
+                loaded = load_schedule(
+                    path,
+                    store=self.store,
+                    calendar=glob.calendar if glob else None,
+                    zone=glob.zone if glob else None,
+                    own_domain=self.config.feed.domain,
+                )
+                for warning in loaded.warnings:
+                    log_event(log, "schedules.warning", logging.WARNING, warning=warning)
                 with self.store.write(what="the import") as session:
-                    report = import_specs(session, [spec], now=self.store.clock())
+                    report = import_specs(session, [loaded.spec], now=self.store.clock())
             except CalendarSvcError as exc:
                 bad_file = isinstance(exc, InputError)
                 self.events.emit(
@@ -397,6 +412,7 @@ class Daemon:
                     created=totals["created"],
                     updated=totals["updated"],
                     unchanged=totals["unchanged"],
+                    kept=sum(len(c.kept) for c in report.calendars),
                 )
             )
 

@@ -15,8 +15,10 @@ The hierarchy::
     │           └── TimeRangeError           a year the time-zone rules are not computed for
     ├── StoreError                   the database refused or is in a bad state
     │   ├── NotFoundError            no such calendar / entry
+    │   ├── ReadOnlyEntryError       the entry belongs to a source (a followed feed)
     │   └── AlreadyRunningError      a second daemon on one SQLite file
     ├── DaemonStateError             a daemon call that does not fit its state (a bug)
+    ├── SourceError                  a source (a followed ICS feed) could not be fetched
     └── NotifierError                a reminder could not be delivered
         ├── RetryableNotifierError   try again later (network, 5xx, timeout, 429)
         └── PermanentNotifierError   retrying cannot help (4xx, bad address)
@@ -169,6 +171,12 @@ class NotFoundError(StoreError):
     exit_code = 2
 
 
+class ReadOnlyEntryError(StoreError):
+    """The entry is owned by a source (a followed ICS feed) and only its feed changes it."""
+
+    exit_code = 2
+
+
 class AlreadyRunningError(StoreError):
     """Another daemon already runs against this SQLite database."""
 
@@ -176,6 +184,10 @@ class AlreadyRunningError(StoreError):
 class DaemonStateError(CalendarSvcError, RuntimeError):
     """A ``Daemon`` method was called in a state that refuses it: ``run()`` a second
     time, ``reload()`` before it runs or after it stopped."""
+
+
+class SourceError(CalendarSvcError):
+    """A source could not be fetched (network, status, a limit); its entries are kept."""
 
 
 class NotifierError(CalendarSvcError):

@@ -25,6 +25,8 @@ from calendar_svc.events import (
     ReminderPlanned,
     ScheduleImported,
     ScheduleImportFailed,
+    SourceFailed,
+    SourceFetched,
 )
 from calendar_svc.logs import log_event
 from calendar_svc.timezones import iso_utc
@@ -39,6 +41,8 @@ KINDS: tuple[type[Event], ...] = (
     ScheduleImported,
     ScheduleImportFailed,
     FeedRendered,
+    SourceFetched,
+    SourceFailed,
 )
 
 # Per-reminder lines for one gap (the planner.gap line gives the full count).
@@ -48,6 +52,7 @@ _planner = logging.getLogger("calendar_svc.reminders.planner")
 _dispatcher = logging.getLogger("calendar_svc.reminders.dispatcher")
 _daemon = logging.getLogger("calendar_svc.daemon")
 _feed = logging.getLogger("calendar_svc.feed")
+_sources = logging.getLogger("calendar_svc.sources")
 
 
 class EventLog:
@@ -97,6 +102,7 @@ class EventLog:
                     new=event.created,
                     updated=event.updated,
                     unchanged=event.unchanged,
+                    **({"kept": event.kept} if event.kept else {}),
                 )
             case ScheduleImportFailed():
                 log_event(
@@ -108,6 +114,46 @@ class EventLog:
                     hint="fix the file; it is imported again when it changes"
                     if event.bad_file
                     else "the database refused the import; retrying on the next tick",
+                )
+            case SourceFetched(changed=True):
+                log_event(
+                    _sources,
+                    "source.imported",
+                    source=event.name,
+                    calendar=event.calendar,
+                    new=event.created,
+                    updated=event.updated,
+                    pruned=event.pruned,
+                    kept=event.kept,
+                    seconds=round(event.seconds, 3),
+                )
+                for warning in event.warnings:
+                    log_event(
+                        _sources,
+                        "source.warning",
+                        logging.WARNING,
+                        source=event.name,
+                        warning=warning,
+                    )
+            case SourceFetched():
+                log_event(
+                    _sources,
+                    "source.unchanged",
+                    logging.DEBUG,
+                    source=event.name,
+                    seconds=round(event.seconds, 3),
+                )
+            case SourceFailed():
+                log_event(
+                    _sources,
+                    "source.failed",
+                    logging.WARNING,
+                    source=event.name,
+                    calendar=event.calendar,
+                    error=event.error,
+                    failures=event.failures,
+                    last_success=iso_utc(event.last_success) if event.last_success else "never",
+                    hint="its entries stay as last fetched; tried again at the next interval",
                 )
             case FeedRendered():
                 log_event(

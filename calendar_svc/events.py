@@ -82,12 +82,14 @@ class PendingChanged(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ScheduleImported(Event):
-    """A schedule file was imported (entries created, updated, unchanged)."""
+    """A schedule file was imported (entries created, updated, unchanged, and kept: held by
+    another owner, so left alone)."""
 
     file: str
     created: int
     updated: int
     unchanged: int
+    kept: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,6 +100,38 @@ class ScheduleImportFailed(Event):
     file: str
     error: str
     bad_file: bool
+
+
+# --- sources (followed ICS feeds) ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceFetched(Event):
+    """A source was fetched at ``at``: ``changed`` (parsed and imported) or not (a 304, or
+    the same bytes as the last good copy: nothing parsed)."""
+
+    name: str
+    calendar: str
+    at: datetime
+    changed: bool
+    seconds: float
+    created: int = 0
+    updated: int = 0
+    pruned: int = 0
+    kept: int = 0
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceFailed(Event):
+    """A fetch or import of a source failed; its entries stay the last good copy."""
+
+    name: str
+    calendar: str
+    at: datetime
+    error: str
+    failures: int  # in a row
+    last_success: datetime | None
 
 
 # --- the planner -----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from typing import Protocol
 
 from calendar_svc.errors import InputError
-from calendar_svc.recurrence import Recurring, occurrences
+from calendar_svc.recurrence import Recurring, expand
 from calendar_svc.timezones import day_start_utc
 
 # How far ahead a recurring entry is searched for an occurrence when the filter has
@@ -95,7 +95,7 @@ def matches(entry: Filterable, flt: EntryFilter) -> bool:
         return False
     if flt.category and flt.category.lower() not in {c.lower() for c in entry.categories or []}:
         return False
-    if entry.rrule and (flt.start or flt.end):
+    if (entry.rrule or getattr(entry, "rdates", None)) and (flt.start or flt.end):
         return _recurs_within(entry, flt)
     if flt.start:
         day_start = day_start_utc(flt.start, entry.start_tz)
@@ -115,4 +115,4 @@ def _recurs_within(entry: Filterable, flt: EntryFilter) -> bool:
         if flt.end
         else lower + _OPEN_END
     )
-    return any(True for _ in occurrences(entry, max(lower, entry.start_utc), upper))
+    return any(True for _ in expand(entry, max(lower, entry.start_utc), upper))

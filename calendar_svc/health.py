@@ -31,6 +31,8 @@ from calendar_svc.events import (
     OutcomeKind,
     PendingChanged,
     PlannerPassed,
+    SourceFailed,
+    SourceFetched,
 )
 from calendar_svc.timezones import iso_utc
 
@@ -47,6 +49,8 @@ KINDS: tuple[type[Event], ...] = (
     PendingChanged,
     ChannelFailing,
     DeliveryFinished,
+    SourceFetched,
+    SourceFailed,
 )
 
 
@@ -76,6 +80,8 @@ class Health:
         self._last_tick_monotonic: float | None = None
         self.next_reminder: datetime | None = None
         self._failing: dict[str, str] = {}
+        # Source name -> what /healthz shows of it (last success, last error, failures).
+        self._sources: dict[str, dict[str, Any]] = {}
 
     def attach(self, bus: EventBus) -> None:
         """Listen to ``bus`` from now on."""
@@ -100,6 +106,14 @@ class Health:
                     self._failing[channel] = reason[:200]
                 case DeliveryFinished(outcome=OutcomeKind.SENT, channel=channel):
                     self._failing.pop(channel, None)
+                case SourceFetched(name=name, at=at):
+                    self._sources[name] = {"last_success": _iso(at), "failures": 0}
+                case SourceFailed(name=name, error=error, failures=count, last_success=last):
+                    self._sources[name] = {
+                        "last_success": _iso(last),
+                        "last_error": error[:200],
+                        "failures": count,
+                    }
 
     def _ticked(self, at: datetime) -> None:
         self.last_loop_tick = at
@@ -134,6 +148,8 @@ class Health:
                 "last_loop_tick": _iso(self.last_loop_tick),
                 "next_reminder": _iso(self.next_reminder),
                 "failing_channels": dict(self._failing),
+                # Followed feeds whose last fetch failed keep their last good copy.
+                "sources": {name: dict(state) for name, state in self._sources.items()},
             }
 
 

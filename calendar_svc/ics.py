@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -30,6 +30,7 @@ from icalendar import Calendar as ICalendar
 from calendar_svc import timezones, vtimezone
 from calendar_svc.durations import format_duration
 from calendar_svc.models import Calendar, Entry, EntryStatus
+from calendar_svc.recurrence import parse_wall, wall_instant
 from calendar_svc.reminders.rules import alarm_offsets
 from calendar_svc.timezones import UTC, to_local
 
@@ -183,11 +184,27 @@ def build_event(entry: Entry, calendar: Calendar, options: FeedOptions) -> Event
     event.add("transp", _TRANSP.get(entry.transparency, "OPAQUE"))
     if entry.rrule:
         event.add("rrule", vRecur.from_ical(entry.rrule))
+    for name, walls in (("rdate", entry.rdates), ("exdate", entry.exdates)):
+        if walls:
+            event.add(name, _occurrence_values(entry, walls))
     if options.include_alarms:
         # The daemon's reminders, as offsets before the start (all-day: one, the day before).
         for offset in options.alarm_offsets(entry, calendar):
             event.add_component(_alarm(entry, offset))
     return event
+
+
+def _occurrence_values(entry: Entry, walls: Sequence[str]) -> list[date | datetime]:
+    """RDATE/EXDATE values: dates for an all-day entry, else times in the entry's zone
+    (one property, one TZID, as DTSTART has)."""
+    values: list[date | datetime] = []
+    for text in walls:
+        wall = parse_wall(text)
+        if entry.all_day:
+            values.append(wall.date() if isinstance(wall, datetime) else wall)
+        else:
+            values.append(to_local(wall_instant(entry, wall), entry.start_tz))
+    return values
 
 
 def _alarm(entry: Entry, offset: timedelta) -> Alarm:

@@ -21,6 +21,8 @@ from calendar_svc.events import (
     PlannerGap,
     ReminderCancelled,
     ReminderPlanned,
+    SourceFailed,
+    SourceFetched,
 )
 
 KINDS: tuple[type[Event], ...] = (
@@ -32,6 +34,8 @@ KINDS: tuple[type[Event], ...] = (
     PlannerGap,
     DeliveryFinished,
     PendingChanged,
+    SourceFetched,
+    SourceFailed,
 )
 
 # DeliveryFinished.outcome -> the ``outcome`` label of calendar_svc_reminders_total. A
@@ -94,6 +98,24 @@ class Metrics:
             "Deliveries planned and not yet sent.",
             registry=self.registry,
         )
+        self.source_fetches = Counter(
+            "calendar_svc_source_fetches",
+            "Fetches of followed ICS feeds by source and result (changed, unchanged, failed).",
+            ["source", "result"],
+            registry=self.registry,
+        )
+        self.source_last_success = Gauge(
+            "calendar_svc_source_last_success_timestamp_seconds",
+            "When each source was last fetched successfully (Unix time).",
+            ["source"],
+            registry=self.registry,
+        )
+        self.source_failures = Gauge(
+            "calendar_svc_source_consecutive_failures",
+            "Failed fetches of each source in a row (0 after a success).",
+            ["source"],
+            registry=self.registry,
+        )
         # Every feed request counts: the children of the usual labels are looked up once.
         self._status = {
             code: self.feed_requests.labels(status=str(code)) for code in (200, 304, 400, 404, 503)
@@ -127,6 +149,13 @@ class Metrics:
                 self._delivery(event)
             case PendingChanged(pending=pending):
                 self.pending.set(pending)
+            case SourceFetched(name=name, at=at, changed=changed):
+                self.source_fetches.labels(name, "changed" if changed else "unchanged").inc()
+                self.source_last_success.labels(name).set(at.timestamp())
+                self.source_failures.labels(name).set(0)
+            case SourceFailed(name=name, failures=failures):
+                self.source_fetches.labels(name, "failed").inc()
+                self.source_failures.labels(name).set(failures)
 
     def _delivery(self, event: DeliveryFinished) -> None:
         if event.send_seconds is not None:

@@ -13,6 +13,7 @@ treats them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 from typing import TypeVar
@@ -43,6 +44,34 @@ class EntryStatus(StrEnum):
     CONFIRMED = "confirmed"
     TENTATIVE = "tentative"
     CANCELLED = "cancelled"
+
+
+class OriginKind(StrEnum):
+    """Who owns an entry (``Entry.origin_kind``): the one writer allowed to change it.
+
+    A schedule file (TOML or .ics, named by its path), a source (a followed ICS
+    feed, named as in ``[[sources]]``) or the API. An import never touches an
+    entry that another owner holds; entries of a source are read-only to the CLI.
+    """
+
+    FILE = "file"
+    SOURCE = "source"
+    API = "api"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """An entry's owner: its kind and its name (a file's resolved path, a source's name)."""
+
+    kind: OriginKind
+    name: str
+
+    def __str__(self) -> str:
+        if self.kind == OriginKind.SOURCE:
+            return f"source {self.name!r}"
+        if self.kind == OriginKind.FILE:
+            return f"file {self.name}"
+        return str(self.kind)
 
 
 class DeliveryStatus(StrEnum):
@@ -175,6 +204,14 @@ class Entry(Base):
     start_utc: Mapped[datetime] = mapped_column(UTCDateTime)
     end_utc: Mapped[datetime] = mapped_column(UTCDateTime)
     rrule: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # RDATE / EXDATE: extra and excluded occurrence starts, as ISO wall times in start_tz
+    # ("2025-09-02T10:00:00"; dates for all-day entries). None = none.
+    rdates: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    exdates: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    # The owner (OriginKind) and its name (a file's path, a source's name); None for
+    # entries written before owners were recorded: the next import adopts them.
+    origin_kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    origin_name: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     # ISO 8601 durations before start; None = the calendar's, [] = no reminders.
     reminders: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
@@ -199,6 +236,13 @@ class Entry(Base):
     @property
     def cancelled(self) -> bool:
         return self.status == EntryStatus.CANCELLED
+
+    @property
+    def origin(self) -> Origin | None:
+        """Who owns the entry (None: written before owners were recorded)."""
+        if self.origin_kind is None:
+            return None
+        return Origin(OriginKind(self.origin_kind), self.origin_name or "")
 
 
 class Delivery(Base):
@@ -252,3 +296,27 @@ class PlannerState(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     last_pass_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_pass_by: Mapped[str] = mapped_column(String(255))
+
+
+class SourceState(Base):
+    """What the daemon knows of one ``[[sources]]`` feed: the validators of its last good
+    copy (ETag, Last-Modified, a digest of the body) and how the last fetches went.
+
+    The entries themselves are the last good copy: a failed fetch or an invalid body
+    leaves them as they are, and only this row records the failure.
+    """
+
+    __tablename__ = "source_states"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    calendar_slug: Mapped[str] = mapped_column(String(64))
+    etag: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_modified: Mapped[str | None] = mapped_column(Text, nullable=True)
+    body_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_change_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    entries: Mapped[int] = mapped_column(Integer, default=0)

@@ -4,18 +4,27 @@ An RRULE is expanded in the entry's wall time and each occurrence is then
 converted with the entry's zone, so a weekly 10:00 meeting stays at 10:00
 local across a DST change. One engine for every reader of occurrences: the
 store's day filters, the reminder rules and the planner.
+
+``expand`` is what they call: the RRULE's occurrences (``occurrences``), plus the
+entry's RDATEs, less its EXDATEs, all wall times in the entry's zone (an EXDATE
+given in UTC or another zone is stored as the wall time it names in the entry's
+zone, so it matches the occurrence it meant). An override of one occurrence
+(RECURRENCE-ID) is an entry of its own and its master lists that occurrence as
+an EXDATE, so each occurrence is planned once.
 """
 
 from __future__ import annotations
 
+import heapq
 import re
-from collections.abc import Iterator
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import date, datetime, time, timedelta
 from typing import Protocol
 
+from dateutil.rrule import rrule as RRule
 from dateutil.rrule import rrulestr
 
-from calendar_svc.timezones import UTC, to_local, to_utc
+from calendar_svc.timezones import UTC, day_start_utc, to_local, to_utc
 
 
 class Recurring(Protocol):
@@ -65,3 +74,63 @@ def _naive_until(rule: str, zone: str) -> str:
         return "UNTIL=" + to_local(instant, zone).strftime("%Y%m%dT%H%M%S")
 
     return _UNTIL_UTC.sub(local, rule)
+
+
+def wall_rule(rule: str, start_local: datetime, zone: str) -> RRule:
+    """The RRULE ``rule`` from ``start_local`` as ``occurrences`` expands it: naive wall
+    times in ``zone`` (a UTC ``UNTIL`` read as the wall time it is there)."""
+    parsed = rrulestr(_naive_until(rule, zone), dtstart=start_local)
+    assert isinstance(parsed, RRule)
+    return parsed
+
+
+# --- RDATE and EXDATE ----------------------------------------------------------------------
+
+
+def wall_text(value: date | datetime) -> str:
+    """How an RDATE/EXDATE wall time is stored: ``2025-09-02T10:00:00`` or ``2025-09-02``."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None, microsecond=0).isoformat()
+    return value.isoformat()
+
+
+def parse_wall(text: str) -> date | datetime:
+    """The wall time (or date) ``wall_text`` wrote; ValueError otherwise."""
+    if "T" in text:
+        return datetime.fromisoformat(text).replace(tzinfo=None)
+    return date.fromisoformat(text)
+
+
+def wall_instant(entry: Recurring, wall: date | datetime) -> datetime:
+    """The UTC start of an occurrence at wall time ``wall`` in the entry's zone (a date:
+    midnight), read as ``occurrences`` reads the RRULE's: the entry's own fold for its
+    DTSTART, else the offset before a DST change."""
+    if not isinstance(wall, datetime):
+        return day_start_utc(wall, entry.start_tz)
+    fold = entry.start_fold if wall == entry.start_local else None
+    return to_utc(wall, entry.start_tz, fold=0 if fold is None else fold)
+
+
+def expand(entry: Recurring, start: datetime, end: datetime) -> Iterator[datetime]:
+    """Start instants (UTC) of every occurrence within ``[start, end]``, in order: the
+    RRULE's (or the entry's one start), plus its RDATEs, less its EXDATEs."""
+    rdates: Sequence[str] = getattr(entry, "rdates", None) or ()
+    exdates: Sequence[str] = getattr(entry, "exdates", None) or ()
+    if not rdates and not exdates:
+        yield from occurrences(entry, start, end)
+        return
+    excluded = set(_instants(entry, exdates))
+    extra = sorted(i for i in _instants(entry, rdates) if start <= i <= end)
+    previous = None
+    for instant in heapq.merge(occurrences(entry, start, end), extra):
+        if instant != previous and instant not in excluded:
+            yield instant
+        previous = instant
+
+
+def _instants(entry: Recurring, walls: Iterable[str]) -> Iterator[datetime]:
+    for text in walls:
+        wall = parse_wall(text)
+        if getattr(entry, "all_day", False) and isinstance(wall, datetime):
+            wall = datetime.combine(wall.date(), time())
+        yield wall_instant(entry, wall)

@@ -23,6 +23,7 @@ field.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -34,7 +35,8 @@ from calendar_svc import validation
 from calendar_svc.durations import format_duration, parse_duration
 from calendar_svc.errors import InputError
 from calendar_svc.ics import clean_text
-from calendar_svc.models import EntryStatus
+from calendar_svc.models import EntryStatus, Origin
+from calendar_svc.recurrence import wall_text
 from calendar_svc.timezones import day_start_utc, ensure_utc, to_utc, wall_time
 from calendar_svc.validation import Place, Table, matching, text
 
@@ -62,6 +64,8 @@ ENTRY_KEYS = {
     "reminders",
     "transparency",
     "rrule",
+    "rdate",
+    "exdate",
 }
 
 
@@ -90,6 +94,9 @@ class EntrySpec:
     rrule: str | None = None
     # Canonical ISO 8601 strings; None = inherit the calendar's.
     reminders: tuple[str, ...] | None = None
+    # RDATE / EXDATE as wall times in start_tz (``recurrence.wall_text``), sorted.
+    rdates: tuple[str, ...] = ()
+    exdates: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,11 @@ class CalendarSpec:
     description: str = ""
     reminders: tuple[str, ...] | None = None
     entries: tuple[EntrySpec, ...] = field(default_factory=tuple)
+    # Who owns the entries (None: the schedule file ``source``).
+    origin: Origin | None = None
+    # False: the spec names the calendar without defining it (an .ics file imported
+    # into a calendar): name, zone and reminders are only set when it is created.
+    update_calendar: bool = True
 
 
 def load_file(path: str | Path) -> CalendarSpec:
@@ -187,7 +199,7 @@ def parse_schedule(data: dict[str, Any], *, source: str) -> CalendarSpec:
     seen: dict[str, int] = {}
     entries = []
     for index, raw in enumerate(raw_entries, start=1):
-        spec = _entry(raw, index=index, source=source, default_zone=zone)
+        spec = parse_entry(raw, index=index, source=source, default_zone=zone)
         if spec.uid in seen:
             raise InputError(
                 f"duplicate uid: also used by entry #{seen[spec.uid]}; every uid in a "
@@ -274,6 +286,45 @@ _categories = validation.then(
 
 
 # --- entries ---------------------------------------------------------------------------------
+
+
+def parse_entry(raw: Any, *, index: int, source: str, default_zone: str) -> EntrySpec:
+    """One ``[[entries]]`` table (or an .ics VEVENT read into one) as a validated EntrySpec;
+    a mistake is an InputError naming ``source``, the entry (uid or ``#index``) and the key."""
+    spec = _entry(raw, index=index, source=source, default_zone=default_zone)
+    if "rdate" not in raw and "exdate" not in raw:
+        return spec
+    entry = Table(raw, Place(InputError, source, location=spec.uid))
+    return dataclasses.replace(
+        spec,
+        rdates=entry.read("rdate", _dates_reader(spec), ()),
+        exdates=entry.read("exdate", _dates_reader(spec), ()),
+    )
+
+
+def _dates_reader(spec: EntrySpec) -> validation.Reader[tuple[str, ...]]:
+    """``rdate`` / ``exdate``: a list of occurrence starts like ``start`` (local date-times in
+    the entry's zone, offset date-times as instants, dates for an all-day entry)."""
+
+    def read(value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise validation.mismatch("a list of date-times like start", value)
+        walls = set()
+        for item in value:
+            if spec.all_day:
+                if isinstance(item, datetime) or not isinstance(item, date):
+                    raise ValueError(f"the entry is all-day: expected dates, got {item!r}")
+                walls.add(wall_text(item))
+            elif isinstance(item, datetime):
+                if item.tzinfo is not None:
+                    item = wall_time(ensure_utc(item).replace(microsecond=0), spec.start_tz)[0]
+                to_utc(item.replace(microsecond=0), spec.start_tz, fold=0)  # in range
+                walls.add(wall_text(item))
+            else:
+                raise ValueError(f"expected a date-time like start, got {item!r}")
+        return tuple(sorted(walls))
+
+    return read
 
 
 def _entry(raw: Any, *, index: int, source: str, default_zone: str) -> EntrySpec:

@@ -29,9 +29,9 @@ from sqlalchemy.sql import bindparam
 
 from calendar_svc.clock import Clock, now_utc
 from calendar_svc.db import DriverQuery, HeldConnection, first_line, is_sqlite, make_engine, migrate
-from calendar_svc.errors import InputError, NotFoundError, StoreError
+from calendar_svc.errors import InputError, NotFoundError, ReadOnlyEntryError, StoreError
 from calendar_svc.filters import EntryFilter, matches, next_day
-from calendar_svc.models import Calendar, Entry, EntryStatus
+from calendar_svc.models import Calendar, Entry, EntryStatus, OriginKind
 from calendar_svc.timezones import day_start_utc, ensure_utc
 
 _LOAD_CHUNK = 500  # ids per IN (...) when loading entries by id
@@ -204,6 +204,7 @@ class Store:
             query = query.where(
                 or_(
                     Entry.rrule.is_not(None),
+                    Entry.rdates.is_not(None),
                     Entry.end_utc >= day_start_utc(flt.start, "Etc/GMT-14"),
                 )
             )
@@ -270,11 +271,22 @@ class Store:
 
     # -- writes ----------------------------------------------------------------------
 
+    @staticmethod
+    def check_writable(entry: Entry) -> None:
+        """ReadOnlyEntryError for an entry only its source may change (a followed feed)."""
+        if entry.origin_kind == OriginKind.SOURCE:
+            raise ReadOnlyEntryError(
+                f"entry {entry.uid!r} comes from source {entry.origin_name!r} and is "
+                "read-only here: change it in that calendar, or remove the source from the "
+                "config"
+            )
+
     def set_status(
         self, uid: str, status: EntryStatus, calendar: str | None = None
     ) -> tuple[Entry, bool]:
         """Set an entry's status; returns (entry, changed)."""
         target = self.find_entry(uid, calendar)
+        self.check_writable(target)
         now = self.clock()
         with self.write() as session:
             entry = session.get(
@@ -295,6 +307,7 @@ class Store:
 
     def delete_entry(self, uid: str, calendar: str | None = None) -> Entry:
         target = self.find_entry(uid, calendar)
+        self.check_writable(target)
         with self.write() as session:
             entry = session.get(Entry, target.id)
             if entry is None:

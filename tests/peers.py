@@ -107,9 +107,19 @@ class HttpReceiver:
                     self.send_response(status)
                     for name, value in headers.items():
                         self.send_header(name, value)
-                    self.send_header("content-length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
+                    if isinstance(body, bytes):
+                        self.send_header("content-length", str(len(body)))
+                        self.end_headers()
+                        self.wfile.write(body)
+                    else:
+                        # An iterable body is sent piece by piece (a server that trickles),
+                        # its end marked by closing the connection.
+                        self.send_header("connection", "close")
+                        self.close_connection = True
+                        self.end_headers()
+                        for piece in body:
+                            self.wfile.write(piece)
+                            self.wfile.flush()
                 except OSError:
                     self.close_connection = True  # the client gave up (its timeout) or left
 

@@ -66,6 +66,8 @@ RANKS: dict[str, int] = {
     "notifiers.reminder": 2,
     "notifiers.redaction": 2,
     "notifiers._http": 2,
+    "ics_in": 2,  # .ics files and bodies -> CalendarSpec, through the schedule validator
+    "ics_in.*": 2,
     # 3 storage: the only layer that opens database sessions
     "db": 3,
     "migrations": 3,
@@ -73,9 +75,12 @@ RANKS: dict[str, int] = {
     "store": 3,
     "importer": 3,
     "reminders.repository": 3,
+    "schedule_loader": 3,  # a TOML or .ics schedule file -> spec (asks the store for a zone)
     # 4 what reads the store and acts: feeds, planning, waking, the notifier registry
     "feed": 4,
     "feed.*": 4,
+    "sources": 4,  # followed ICS feeds: fetch (network), sync (store), the loop thread
+    "sources.*": 4,
     "reminders.planner": 4,
     "reminders.alarms": 4,
     "reminders.watch": 4,

@@ -87,6 +87,7 @@ def _register() -> None:
         ("calendar_svc.cli.feed", "COMMANDS"),
         ("calendar_svc.cli.reminders", "COMMANDS"),
         ("calendar_svc.cli.notify", "COMMANDS"),
+        ("calendar_svc.cli.sources", "COMMANDS"),
     ):
         try:
             module = __import__(module_name, fromlist=[attr])

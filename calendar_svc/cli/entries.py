@@ -6,14 +6,16 @@ from pathlib import Path
 
 import click
 
+from calendar_svc import validation
 from calendar_svc.cli.context import CliContext, echo_json, pass_ctx
 from calendar_svc.cli.options import filter_options
 from calendar_svc.db import current_revision, head_revision, safe_url
+from calendar_svc.errors import InputError
 from calendar_svc.filters import EntryFilter, parse_filter
 from calendar_svc.importer import ImportReport, import_specs
 from calendar_svc.models import EntryStatus
 from calendar_svc.presenters import duration_text, entry_json, when_text
-from calendar_svc.schedule_files import load_file
+from calendar_svc.schedule_loader import is_ics, load_schedule
 from calendar_svc.timezones import iso_utc
 
 
@@ -56,33 +58,87 @@ def init(ctx: CliContext) -> None:
 
 @click.command("import")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--calendar",
+    metavar="SLUG",
+    help="Calendar the .ics FILES go into (created if new). Default: named after each file.",
+)
+@click.option(
+    "--zone",
+    metavar="ZONE",
+    callback=lambda _c, _p, v: None if v is None else _zone_option(v),
+    help=".ics only: the IANA zone of floating times when the file names none, and the zone "
+    "UTC times are shown in (default: the calendar's).",
+)
 @click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
 @click.option(
     "--prune",
     is_flag=True,
-    help="Delete entries of these calendars that the files no longer contain.",
+    help="Delete entries of these calendars that the files no longer contain "
+    "(only entries these files own).",
+)
+@click.option(
+    "--adopt",
+    is_flag=True,
+    help="Take over entries with the same uid that another schedule file owns (never a source's).",
 )
 @pass_ctx
-def import_(ctx: CliContext, files: tuple[Path, ...], dry_run: bool, prune: bool) -> None:
-    """Load itinerary FILES (TOML) into the database.
+def import_(
+    ctx: CliContext,
+    files: tuple[Path, ...],
+    calendar: str | None,
+    zone: str | None,
+    dry_run: bool,
+    prune: bool,
+    adopt: bool,
+) -> None:
+    """Load itinerary FILES (TOML, or iCalendar .ics) into the database.
 
     Entries are matched by (calendar slug, uid): new ones are created, changed
     ones updated (their SEQUENCE rises so subscribers see the edit), the rest
     left alone. All FILES are one transaction: one bad entry anywhere and
-    nothing is written.
+    nothing is written. An entry owned by another file or by a source is left
+    alone, and listed as kept.
+
+    An .ics file (an airline's booking, a calendar export) goes into --calendar
+    SLUG: each VEVENT becomes an entry with its UID, times in the zones it
+    names (Windows zone names and custom VTIMEZONEs included), its RRULE,
+    RDATE, EXDATE and overrides, and its VALARMs as reminders. Floating times
+    need X-WR-TIMEZONE in the file or --zone.
 
     \b
     Examples:
       calendar-svc import schedules/rubio-2025-09.toml
       calendar-svc import --dry-run --prune schedules/*.toml
+      calendar-svc import booking.ics --calendar rubio-2025-09
+      calendar-svc import outlook-export.ics --calendar team --zone Europe/Berlin --prune
     """
     unique = list(dict.fromkeys(path.resolve() for path in files))
-    specs = [load_file(path) for path in unique]
+    if (calendar or zone) and not any(is_ics(path) for path in unique):
+        raise InputError("--calendar and --zone are for .ics files; a TOML file names its own")
     store = ctx.store
+    loaded = [
+        load_schedule(
+            path, store=store, calendar=calendar, zone=zone, own_domain=ctx.config.feed.domain
+        )
+        for path in unique
+    ]
+    for item in loaded:
+        for warning in item.warnings:
+            click.echo(f"calendar-svc: warning: {warning}", err=True)
     # All files in one transaction: one bad entry anywhere and nothing is written.
     with store.write(dry_run=dry_run, what="the import") as session:
-        report = import_specs(session, specs, now=store.clock(), prune=prune)
+        report = import_specs(
+            session, [item.spec for item in loaded], now=store.clock(), prune=prune, adopt=adopt
+        )
     print_import_report(report, dry_run=dry_run)
+
+
+def _zone_option(value: str) -> str:
+    try:
+        return validation.zone(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def print_import_report(report: ImportReport, *, dry_run: bool = False) -> None:
@@ -99,6 +155,10 @@ def print_import_report(report: ImportReport, *, dry_run: bool = False) -> None:
         for name, sign in (("created", "+"), ("updated", "~"), ("pruned", "-")):
             for uid in getattr(cal, name):
                 click.echo(f"  {sign} {uid}")
+        if cal.kept:
+            click.echo(f"  {len(cal.kept)} kept: owned by another file or source")
+            for uid, owner in cal.kept:
+                click.echo(f"  = {uid} (owned by {owner})")
     if dry_run:
         click.echo("dry run: nothing was written")
 
@@ -231,6 +291,7 @@ def delete(ctx: CliContext, uid: str, calendar: str | None, yes: bool) -> None:
       calendar-svc delete embassy-quito --yes
     """
     entry = ctx.store.find_entry(uid, calendar)
+    ctx.store.check_writable(entry)
     if not yes:
         click.confirm(f"delete {entry.calendar.slug}/{uid} ({entry.title})?", abort=True)
     ctx.store.delete_entry(uid, calendar)

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from calendar_svc.cli.context import CliContext, echo_json, pass_ctx
+from calendar_svc.cli.sources import source_line, source_rows
 from calendar_svc.clock import now_utc
 from calendar_svc.config import Config, load_config
 from calendar_svc.durations import format_duration
@@ -226,6 +227,8 @@ def status(ctx: CliContext, as_json: bool, limit: int) -> None:
         "recent": [row(d) for d in recent],
         "failures": [row(d) for d in failures],
     }
+    followed = source_rows(ctx.config, store)
+    data["sources"] = followed
     if as_json:
         echo_json(data)
         return
@@ -259,6 +262,10 @@ def status(ctx: CliContext, as_json: bool, limit: int) -> None:
         click.echo("Failures:")
         for d in failures:
             click.echo(f"  {iso_utc(d.updated_at)}  {d.channel:<10} {d.entry_uid}: {d.last_error}")
+    if followed:
+        click.echo("Sources:")
+        for source in followed:
+            click.echo(f"  {source_line(source)}")
 
 
 COMMANDS = [run, reminders, status]

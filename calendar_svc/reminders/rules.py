@@ -35,7 +35,7 @@ from typing import NamedTuple, Protocol
 from calendar_svc.config import RemindersConfig
 from calendar_svc.durations import parse_duration
 from calendar_svc.models import EntryStatus
-from calendar_svc.recurrence import occurrences
+from calendar_svc.recurrence import expand
 from calendar_svc.timezones import UTC, to_local, to_utc
 
 # An all-day reminder is at most about a day before the day starts; two days of
@@ -243,7 +243,7 @@ def reminders_between(
         return []
     channels = channels_for(calendar_slug, entry.categories or [], config)
     found: list[PlannedReminder] = []
-    for occurrence in occurrences(entry, start, end + lead_time(offsets, entry.all_day)):
+    for occurrence in expand(entry, start, end + lead_time(offsets, entry.all_day)):
         if entry.all_day:
             due_at = all_day_due(
                 to_local(occurrence, entry.start_tz), entry.start_tz, config.all_day_time
