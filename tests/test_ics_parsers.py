@@ -366,7 +366,14 @@ def test_future_instants_and_the_weekly_series_in_vobject(future_feed: bytes) ->
 
 
 def test_future_instants_in_ics(future_feed: bytes) -> None:
+    import dateutil
     import ics as ics_lib
+
+    if int(dateutil.__version__.split(".")[0]) < 3:
+        # ics looks zones up by name in the system's TZif files through dateutil's
+        # tzfile, which before dateutil 3 ignores the files' footer rule: its reading past
+        # 2037 is then dateutil's, not of our feed (the bench extra pins dateutil < 3).
+        pytest.skip(f"dateutil {dateutil.__version__} reads TZif files without their footer")
 
     expected = expected_instants()
     for event in ics_lib.Calendar(future_feed.decode()).events:
