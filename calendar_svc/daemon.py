@@ -47,36 +47,32 @@ from typing import Any
 
 from calendar_svc.config import Config
 from calendar_svc.db import safe_url
-from calendar_svc.errors import CalendarSvcError, DaemonStateError, InputError
+from calendar_svc.errors import CalendarSvcError, DaemonStateError
 from calendar_svc.events import (
     DaemonStarted,
     DaemonStopped,
     DaemonStopping,
     LoopTicked,
     PendingChanged,
-    ScheduleImported,
-    ScheduleImportFailed,
 )
 from calendar_svc.feed.server import FeedServer
-from calendar_svc.importer import import_specs
 from calendar_svc.logs import log_event, setup_logging
 from calendar_svc.notifiers import Notifier, build_notifiers, close_all
 from calendar_svc.observers import Observers
+from calendar_svc.reminders import reports
 from calendar_svc.reminders import repository as repo
 from calendar_svc.reminders.alarms import Alarms
 from calendar_svc.reminders.dispatcher import Dispatcher
 from calendar_svc.reminders.lock import DaemonLock, sqlite_file
 from calendar_svc.reminders.planner import Planner
+from calendar_svc.reminders.retire import retire
 from calendar_svc.reminders.watch import ScheduleWatch
-from calendar_svc.schedule_files import load_file
+from calendar_svc.schedule_import import import_each
 from calendar_svc.sdnotify import ServiceNotifier
 from calendar_svc.status_text import ready_fields, status_line
 from calendar_svc.store import Store
 
 log = logging.getLogger("calendar_svc.daemon")
-
-# After a reload, the longest wait for sends through the old notifiers before closing them.
-RETIRE_TIMEOUT = 600.0
 
 
 class DaemonState(enum.Enum):
@@ -296,28 +292,10 @@ class Daemon:
         self.planner.config = new.reminders
         self.config = new
         self.watch.reset(new.schedule_files)
-        threading.Thread(target=self._close_later, args=(old,), daemon=True).start()
+        threading.Thread(target=retire, args=(self.dispatcher.in_use, old), daemon=True).start()
         log_event(log, "config.reloaded", channels=",".join(sorted(notifiers)))
         self._counter = -1  # re-plan on the next tick: offsets, channels or horizon may differ
         self.service.ready(self._status_text())
-
-    def _close_later(self, old: dict[str, Notifier]) -> None:
-        """Close the notifiers a reload replaced, once the sends that use them are done.
-
-        Sends end by themselves (every notifier has a timeout); ``RETIRE_TIMEOUT`` only
-        guards against one that never returns. Closing under a send makes it fail as
-        retryable, so it is sent again through the new notifiers: never lost.
-        """
-        if not self.dispatcher.wait_released(old.values(), RETIRE_TIMEOUT):
-            log_event(
-                log,
-                "config.old_notifiers_busy",
-                logging.WARNING,
-                channels=",".join(sorted(old)),
-                hint=f"closing them after {RETIRE_TIMEOUT:.0f} s with sends still running; "
-                "those sends are retried",
-            )
-        close_all(old)
 
     # --- the tick --------------------------------------------------------------------
 
@@ -377,34 +355,14 @@ class Daemon:
         self.service.status(self._status_text())
 
     def _import_schedules(self, files: list[Path]) -> None:
-        for path in files:
-            try:
-                spec = load_file(path)
-                with self.store.write(what="the import") as session:
-                    report = import_specs(session, [spec], now=self.store.clock())
-            except CalendarSvcError as exc:
-                bad_file = isinstance(exc, InputError)
-                self.events.emit(
-                    ScheduleImportFailed(file=str(path), error=str(exc), bad_file=bad_file)
-                )
-                if not bad_file:  # the file is fine, the database was not
-                    self.watch.forget()
-                continue
-            totals = report.totals()
-            self.events.emit(
-                ScheduleImported(
-                    file=str(path),
-                    created=totals["created"],
-                    updated=totals["updated"],
-                    unchanged=totals["unchanged"],
-                )
-            )
+        if not import_each(self.store, files, events=self.events):
+            self.watch.forget()  # the files are fine, the database was not: again next tick
 
     # --- telling people what happens next ---------------------------------------------
 
     def _status_text(self) -> str:
         with self.store.read() as session:
-            counts = repo.counts_by_status(session)
+            counts = reports.counts_by_status(session)
         return status_line(self._next_reminder, counts)
 
     def _announce(self) -> str:

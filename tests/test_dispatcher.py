@@ -17,8 +17,10 @@ from calendar_svc.errors import PermanentNotifierError, RetryableNotifierError
 from calendar_svc.importer import import_specs
 from calendar_svc.models import Delivery
 from calendar_svc.notifiers.base import Notifier, Reminder
+from calendar_svc.reminders import dispatcher as dispatcher_module
 from calendar_svc.reminders import repository as repo
 from calendar_svc.reminders.dispatcher import Dispatcher
+from calendar_svc.reminders.outcome import Outcome
 from calendar_svc.reminders.planner import Planner
 from calendar_svc.store import Store
 
@@ -379,7 +381,7 @@ def test_a_stale_owner_cannot_overwrite_a_row_taken_over(planned: Store, clock, 
     with planned.write() as session:
         owned = repo.finish(
             session,
-            [repo.Outcome.failed(row.id, now=clock.now, error="late")],
+            [Outcome.failed(row.id, at=clock.now, error="late")],
             claimer="slow:1",
             now=clock.now,
         )
@@ -523,7 +525,7 @@ def test_an_error_after_the_claim_puts_the_rows_back(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(repo, "entries_by_key", broken)
+    monkeypatch.setattr(dispatcher_module, "entries_by_key", broken)
     with pytest.raises(RuntimeError):
         dispatcher.run_once()
     row = rows(planned)[0]
@@ -550,10 +552,10 @@ def test_a_reload_waits_for_sends_through_the_old_notifier(
     new = Recorder()
     returned = dispatcher.replace(config, {"console": new})
     assert returned == {"console": old}
-    assert dispatcher.wait_released([new], 0)  # nothing uses the new one
-    assert not dispatcher.wait_released([old], 0.2)  # the hanging send still does
+    assert dispatcher.in_use.wait_released([new], 0)  # nothing uses the new one
+    assert not dispatcher.in_use.wait_released([old], 0.2)  # the hanging send still does
     release.set()
-    assert dispatcher.wait_released([old], 10)
+    assert dispatcher.in_use.wait_released([old], 10)
     assert dispatcher.wait_idle(10)
     dispatcher.flush()
     assert [r.entry.uid for r in old.got] == ["sheinbaum-bilateral"]
@@ -577,7 +579,7 @@ def test_a_reload_during_a_claim_does_not_release_the_round_s_notifiers(
 
             def reload() -> None:
                 dispatcher.replace(config, {"console": new})
-                released_during_claim.append(dispatcher.wait_released([old], 0.2))
+                released_during_claim.append(dispatcher.in_use.wait_released([old], 0.2))
 
             thread = threading.Thread(target=reload)
             thread.start()
@@ -587,7 +589,7 @@ def test_a_reload_during_a_claim_does_not_release_the_round_s_notifiers(
     monkeypatch.setattr(repo, "claim_due", claim_with_a_reload)
     assert dispatcher.run_once() == 1
     assert released_during_claim == [False]  # held by the round
-    assert dispatcher.wait_released([old], 10)  # and released once its send is done
+    assert dispatcher.in_use.wait_released([old], 10)  # and released once its send is done
     assert dispatcher.wait_idle(10)
     dispatcher.flush()
     assert [r.entry.uid for r in old.got] == ["sheinbaum-bilateral"]

@@ -53,6 +53,8 @@ RANKS: dict[str, int] = {
     "reminders": 2,  # the package's docstring only
     "reminders.rules": 2,
     "reminders.policy": 2,
+    "reminders.outcome": 2,
+    "reminders.decision": 2,
     "schedule_files": 2,
     "filters": 2,
     "ics": 2,
@@ -73,6 +75,9 @@ RANKS: dict[str, int] = {
     "store": 3,
     "importer": 3,
     "reminders.repository": 3,
+    "reminders.entries": 3,
+    "reminders.passes": 3,
+    "reminders.reports": 3,
     # 4 what reads the store and acts: feeds, planning, waking, the notifier registry
     "feed": 4,
     "feed.*": 4,
@@ -81,6 +86,8 @@ RANKS: dict[str, int] = {
     "reminders.watch": 4,
     "reminders.lock": 4,
     "reminders.workers": 4,
+    "reminders.retire": 4,
+    "schedule_import": 4,
     "notifiers": 4,  # the registry plugins import from
     "notifiers.registry": 4,
     # (the notifier implementations: rank 4, from pyproject's entry points)

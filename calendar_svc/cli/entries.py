@@ -9,11 +9,12 @@ import click
 from calendar_svc.cli.context import CliContext, echo_json, pass_ctx
 from calendar_svc.cli.options import filter_options
 from calendar_svc.db import current_revision, head_revision, safe_url
+from calendar_svc.event_log import logging_bus
 from calendar_svc.filters import EntryFilter, parse_filter
-from calendar_svc.importer import ImportReport, import_specs
+from calendar_svc.importer import ImportReport
 from calendar_svc.models import EntryStatus
 from calendar_svc.presenters import duration_text, entry_json, when_text
-from calendar_svc.schedule_files import load_file
+from calendar_svc.schedule_import import import_together
 from calendar_svc.timezones import iso_utc
 
 
@@ -77,11 +78,7 @@ def import_(ctx: CliContext, files: tuple[Path, ...], dry_run: bool, prune: bool
       calendar-svc import --dry-run --prune schedules/*.toml
     """
     unique = list(dict.fromkeys(path.resolve() for path in files))
-    specs = [load_file(path) for path in unique]
-    store = ctx.store
-    # All files in one transaction: one bad entry anywhere and nothing is written.
-    with store.write(dry_run=dry_run, what="the import") as session:
-        report = import_specs(session, specs, now=store.clock(), prune=prune)
+    report = import_together(ctx.store, unique, events=logging_bus(), dry_run=dry_run, prune=prune)
     print_import_report(report, dry_run=dry_run)
 
 
