@@ -60,7 +60,6 @@ from calendar_svc.reminders.rules import (
     ALL_DAY_LEAD,
     PlannedReminder,
     Slot,
-    parse_dedupe_key,
     reminders_between,
     slot_of,
 )
@@ -81,7 +80,7 @@ class PlanReport:
     end: datetime
     wanted: int = 0
     planned: list[PlannedReminder] = field(default_factory=list)
-    cancelled: list[tuple[int, str]] = field(default_factory=list)
+    cancelled: list[repo.PendingRow] = field(default_factory=list)
     # Reminders that came due in [gap_start, start) with no row, now recorded missed.
     missed: list[PlannedReminder] = field(default_factory=list)
     gap_start: datetime | None = None
@@ -166,10 +165,10 @@ class Planner:
             # is measured from here, not from a pass "in the future".
             passes.record_pass(session, now, self.name, reset=report.clock_stepped_back)
             keys = {r.dedupe_key for r in known}
-            stale = [(i, k) for i, k, _ in repo.pending_rows(session, end) if k not in keys]
+            stale = [row for row in repo.pending_rows(session, end) if row.dedupe_key not in keys]
             repo.cancel(
                 session,
-                [i for i, _ in stale],
+                [row.id for row in stale],
                 now,
                 "the entry moved, was cancelled or deleted, or its offset or channel changed",
             )
@@ -282,14 +281,13 @@ class Planner:
                     ),
                 )
             )
-        for row_id, key in report.cancelled:
-            slot, _ = parse_dedupe_key(key)
+        for row in report.cancelled:
             self.events.emit(
                 ReminderCancelled(
-                    calendar=slot.calendar_slug,
-                    uid=slot.entry_uid,
-                    channel=slot.channel,
-                    delivery=row_id,
+                    calendar=row.calendar_slug,
+                    uid=row.entry_uid,
+                    channel=row.channel,
+                    delivery=row.id,
                 )
             )
         self.events.emit(

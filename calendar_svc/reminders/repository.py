@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -127,12 +127,20 @@ def _row(
     }
 
 
-def pending_rows(session: Session, until: datetime) -> list[tuple[int, str, datetime]]:
-    """``(id, dedupe_key, due_at)`` of pending rows due up to ``until``."""
-    query = select(T.id, T.dedupe_key, T.due_at).where(
+class PendingRow(NamedTuple):
+    id: int
+    dedupe_key: str
+    calendar_slug: str
+    entry_uid: str
+    channel: str
+
+
+def pending_rows(session: Session, until: datetime) -> list[PendingRow]:
+    """The pending rows due up to ``until``."""
+    query = select(T.id, T.dedupe_key, T.calendar_slug, T.entry_uid, T.channel).where(
         T.status == DeliveryStatus.PENDING, T.due_at <= until
     )
-    return list(session.execute(query))
+    return [PendingRow(*row) for row in session.execute(query)]
 
 
 def oldest_pending_due(session: Session) -> datetime | None:

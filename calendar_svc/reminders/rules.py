@@ -130,16 +130,6 @@ def dedupe_key(
     return f"{slug}|{uid}|{stamp}|{int(offset.total_seconds())}|{channel}"
 
 
-def parse_dedupe_key(key: str) -> tuple[Slot, timedelta]:
-    """The slot and offset a ``dedupe_key`` was made of (the occurrence to the second).
-
-    Slugs and uids hold no ``|``; a channel name may, and it comes last.
-    """
-    slug, uid, stamp, seconds, channel = key.split("|", 4)
-    occurrence = datetime.strptime(stamp, _STAMP).replace(tzinfo=UTC)
-    return Slot(slug, uid, occurrence, channel), timedelta(seconds=int(seconds))
-
-
 def idempotency_key(dedupe: str) -> str:
     """``rem-`` + 28 hex digits: stable for the dedupe key, safe as a header or Message-ID token."""
     return "rem-" + hashlib.sha256(dedupe.encode("utf-8")).hexdigest()[:28]
