@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from calendar_svc.config import Config, default_config
 from calendar_svc.errors import PermanentNotifierError, RetryableNotifierError
+from calendar_svc.events import ChannelFailing, DeliveryFinished, Event, EventBus
 from calendar_svc.importer import import_specs
 from calendar_svc.models import Delivery
 from calendar_svc.notifiers.base import Notifier, Reminder
@@ -385,7 +386,7 @@ def test_a_stale_owner_cannot_overwrite_a_row_taken_over(planned: Store, clock, 
             claimer="slow:1",
             now=clock.now,
         )
-    assert owned == 0
+    assert owned == set()
     assert rows(planned)[0].status == "sending"
 
 
@@ -531,6 +532,78 @@ def test_an_error_after_the_claim_puts_the_rows_back(
     row = rows(planned)[0]
     assert row.status == "pending" and "database went away" in (row.last_error or "")
     assert row.next_attempt_at > clock.now  # backoff, not a hot loop
+
+
+def test_a_database_error_around_a_claim_does_not_blame_the_channel(
+    planned: Store, clock, config, make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/healthz names a channel failing only when a send through it failed."""
+    from calendar_svc.observers import Observers
+
+    observers = Observers.build(log=False)
+    failing: list[ChannelFailing] = []
+    observers.events.add_listener(failing.append, [ChannelFailing])  # type: ignore[arg-type]
+    dispatcher = make(planned, config, Recorder(), events=observers.events)
+    clock.set(Z("2025-09-02T15:00:00Z"))
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(dispatcher_module, "entries_by_key", broken)
+    with pytest.raises(RuntimeError):
+        dispatcher.run_once()
+    assert rows(planned)[0].attempts == 1  # it counted as an attempt, retried later
+    assert failing == []
+    assert observers.health.snapshot()["failing_channels"] == {}
+
+
+def test_a_finished_attempt_is_told_once_its_outcome_is_written(
+    planned: Store, clock, config, make
+) -> None:
+    """Listeners (logs, metrics, health) hear of an attempt when the table already says it."""
+    bus = EventBus()
+    seen: list[tuple[str, str]] = []
+
+    def look(event: Event) -> None:
+        assert isinstance(event, DeliveryFinished)
+        [row] = [r for r in rows(planned) if r.id == event.delivery]
+        seen.append((event.outcome, row.status))
+
+    bus.add_listener(look, [DeliveryFinished])
+    dispatcher = make(planned, config, Recorder(), events=bus)
+    clock.set(Z("2025-09-02T15:00:00.5Z"))
+    drain(dispatcher)
+    assert seen == [("sent", "sent")]
+
+
+def test_an_attempt_on_a_row_taken_over_is_not_told(planned: Store, clock, config, make) -> None:
+    """A send that outlived its lease: another daemon took the row over, so this attempt
+    is neither written nor counted as a send (the other daemon's attempt is)."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hang(_: Reminder) -> None:
+        entered.set()
+        assert release.wait(20)
+
+    bus, heard = EventBus(), []
+    bus.add_listener(heard.append, [DeliveryFinished])
+    dispatcher = make(planned, config, Recorder(hang), events=bus)
+    clock.set(Z("2025-09-02T15:00:00Z"))
+    assert dispatcher.run_once() == 1
+    assert entered.wait(10)
+    clock.advance(config.reminders.lease + timedelta(seconds=1))
+    [row_id] = recover_expired(planned, clock.now)
+    with planned.write() as session:
+        [again] = repo.claim_due(
+            session, now=clock.now, limit=1, claimer="other:2", lease=config.reminders.lease
+        )
+    assert again.id == row_id
+    release.set()
+    assert dispatcher.wait_idle(10)
+    dispatcher.flush()
+    assert heard == []
+    row = rows(planned)[0]
+    assert (row.status, row.claimed_by) == ("sending", "other:2")
 
 
 def test_a_reload_waits_for_sends_through_the_old_notifier(

@@ -16,8 +16,12 @@ condition on ``claimed_by``: if the lease ran out and another daemon took the
 row over, this one's late result is ignored.
 
 Each attempt's end is told on the dispatcher's bus as a ``DeliveryFinished``
-(and a failing channel as ``ChannelFailing``), when it happens: the log
-lines, metrics and health listen there.
+(after a failed send, a ``ChannelFailing`` first) once its outcome is
+written, in the order the attempts ended: the log lines, metrics and health
+listen there, and see what the table says. An attempt whose row another
+daemon took over is not told: its outcome was not written, and the other
+daemon's attempt is the one that counts. Only a send that failed blames its
+channel; a database error around it does not.
 
 What to do with each claimed row is ``decision``'s; which notifiers sends
 hold, so a reload closes the old ones only when free, is ``retire``'s.
@@ -32,6 +36,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from calendar_svc.config import Config
@@ -98,7 +103,7 @@ class Dispatcher:
         # Which notifiers sends and claiming rounds hold: a reload closes the old
         # notifiers only once none does (``retire.retire``).
         self.in_use = NotifiersInUse()
-        self._outcomes: list[tuple[Outcome, ClaimedRow]] = []
+        self._ended: list[_Ended] = []
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._pump: threading.Thread | None = None
@@ -139,13 +144,17 @@ class Dispatcher:
         if unfinished:
             now = self.store.clock()
             reason = "the daemon stopped while sending; sent again later"
-            released = [Outcome.release(row.id, at=now, reason=reason) for row in unfinished]
+            released = [
+                _Ended(row, Outcome.release(row.id, at=now, reason=reason), now)
+                for row in unfinished
+            ]
             with self.store.write() as session:
-                repo.finish(session, released, claimer=self.claimer, now=now)
+                owned = repo.finish(
+                    session, [e.outcome for e in released], claimer=self.claimer, now=now
+                )
             with self._lock:
                 self._given_back.update(row.id for row in unfinished)
-            for row, outcome in zip(unfinished, released, strict=True):
-                self.events.emit(finished_event(row, outcome, now))
+            self._tell(released, owned)
         self._pool.shutdown()
         return [row.id for row in unfinished]
 
@@ -217,7 +226,9 @@ class Dispatcher:
             # `sending` until the lease runs out; counts as an attempt.
             for row in claimed:
                 if row.id not in started:
-                    self._done(row, self._retry(row, f"{type(exc).__name__}: {exc}", None, config))
+                    # Not the channel's fault: no ChannelFailing for a database error.
+                    error = f"{type(exc).__name__}: {exc}"
+                    self._done(row, self._after_failure(row, error, config))
             self.flush()
             raise
         self.flush()
@@ -265,79 +276,110 @@ class Dispatcher:
             # Queued behind busy workers when the stop came: not sent, so back to pending
             # without counting the attempt (the stop must not send what it releases).
             with self._lock:
-                if row.id in self._given_back:  # stop() already did, and told it
+                given_back = row.id in self._given_back  # stop() already did, and told it
+                if given_back:
                     self._inflight.pop(row.id, None)
                     self._idle.notify_all()
-            if row.id in self._given_back:
+            if given_back:
                 self.in_use.release(row.id)
                 return
             reason = "the daemon stopped before sending; sent again later"
             self._done(row, Outcome.release(row.id, at=self.store.clock(), reason=reason))
             return
         started = time.monotonic()
+        failing: str | None = None
         try:
             send.notifier.send(send.reminder)
         except PermanentNotifierError as exc:
-            outcome = self._failed(row, str(exc), gone=exc.gone)
+            outcome = Outcome.failed(row.id, at=self.store.clock(), error=str(exc))
+            failing = "gone" if exc.gone else str(exc)
         except RetryableNotifierError as exc:
-            outcome = self._retry(row, str(exc), exc.retry_after, config)
+            outcome = self._after_failure(row, str(exc), config, retry_after=exc.retry_after)
+            failing = outcome.last_error
         except Exception as exc:  # a notifier bug: retried, as the Notifier contract says
             log.exception("notifier.bug", extra={"channel": row.channel, "delivery": row.id})
-            outcome = self._retry(row, f"{type(exc).__name__}: {exc}", None, config)
+            outcome = self._after_failure(row, f"{type(exc).__name__}: {exc}", config)
+            failing = outcome.last_error
         else:
             outcome = Outcome.sent(row.id, at=self.store.clock(), late=send.late)
-        self._done(row, outcome, send_seconds=time.monotonic() - started)
+        self._done(row, outcome, send_seconds=time.monotonic() - started, failing=failing)
 
-    def _retry(
-        self, row: ClaimedRow, error: str, retry_after: float | None, config: Config
+    def _after_failure(
+        self, row: ClaimedRow, error: str, config: Config, *, retry_after: float | None = None
     ) -> Outcome:
-        outcome = after_failure(
-            row, error, at=self.store.clock(), config=config.reminders, retry_after=retry_after
-        )
-        # Failing until a send through it succeeds (/healthz).
-        self.events.emit(ChannelFailing(channel=row.channel, reason=outcome.last_error or error))
-        return outcome
-
-    def _failed(self, row: ClaimedRow, error: str, *, gone: bool = False) -> Outcome:
-        self.events.emit(ChannelFailing(channel=row.channel, reason="gone" if gone else error))
-        return Outcome.failed(row.id, at=self.store.clock(), error=error)
+        at = self.store.clock()
+        return after_failure(row, error, at=at, config=config.reminders, retry_after=retry_after)
 
     def _done(
-        self, row: ClaimedRow, outcome: Outcome, *, send_seconds: float | None = None
+        self,
+        row: ClaimedRow,
+        outcome: Outcome,
+        *,
+        send_seconds: float | None = None,
+        failing: str | None = None,
     ) -> None:
+        """``row`` ended as ``outcome``: written (and told) by the next ``flush``."""
+        ended = _Ended(row, outcome, self.store.clock(), send_seconds, failing)
         with self._lock:
-            self._outcomes.append((outcome, row))
+            self._ended.append(ended)
             self._inflight.pop(row.id, None)
             self._idle.notify_all()
         self.in_use.release(row.id)
-        self.events.emit(finished_event(row, outcome, self.store.clock(), send_seconds))
         self._wake.set()
 
     def flush(self) -> None:
-        """Write the outcomes gathered since the last flush, in one transaction."""
+        """Write the outcomes gathered since the last flush, in one transaction; then tell
+        them, those of rows this process still owned."""
         with self._lock:
-            batch, self._outcomes = self._outcomes, []
+            batch, self._ended = self._ended, []
         if not batch:
             return
         now = self.store.clock()
         try:
             with self.store.write() as session:
-                owned = repo.finish(session, [o for o, _ in batch], claimer=self.claimer, now=now)
+                owned = repo.finish(
+                    session, [e.outcome for e in batch], claimer=self.claimer, now=now
+                )
         except Exception:
             with self._lock:  # keep them for the next round rather than lose them
-                self._outcomes[:0] = batch
+                self._ended[:0] = batch
             raise
         with self._lock:
             self.finished += len(batch)
-        if owned != len(batch):
+        if len(owned) != len(batch):
             log_event(
                 log,
                 "dispatcher.lease_lost",
                 logging.WARNING,
-                lost=len(batch) - owned,
+                lost=len(batch) - len(owned),
                 hint="a send outlived reminders.lease and another daemon took the row over",
             )
+        self._tell(batch, owned)
         if self.on_retry is not None:
-            for outcome, _ in batch:
-                if outcome.kind is OutcomeKind.RETRY:
-                    self.on_retry(outcome.id, outcome.next_attempt_at)
+            for ended in batch:
+                if ended.outcome.kind is OutcomeKind.RETRY and ended.row.id in owned:
+                    self.on_retry(ended.row.id, ended.outcome.next_attempt_at)
+
+    def _tell(self, batch: list[_Ended], owned: set[int]) -> None:
+        """The events of written outcomes, in the order the attempts ended."""
+        for ended in batch:
+            if ended.failing is not None:
+                # Failing until a send through it succeeds (/healthz): the send did fail,
+                # whoever owns the row now.
+                self.events.emit(ChannelFailing(channel=ended.row.channel, reason=ended.failing))
+            if ended.row.id in owned:
+                self.events.emit(
+                    finished_event(ended.row, ended.outcome, ended.at, ended.send_seconds)
+                )
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """One attempt's end, waiting to be written: when, how long the notifier took, and
+    why its channel failed (when a send through it did)."""
+
+    row: ClaimedRow
+    outcome: Outcome
+    at: datetime
+    send_seconds: float | None = None
+    failing: str | None = None

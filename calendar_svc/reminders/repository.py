@@ -246,10 +246,22 @@ _FINISH = (
 )
 
 
-def finish(session: Session, outcomes: Sequence[Outcome], *, claimer: str, now: datetime) -> int:
-    """Record outcomes of rows this process claimed; returns how many rows it still owned."""
-    if not outcomes:
-        return 0
+def finish(
+    session: Session, outcomes: Sequence[Outcome], *, claimer: str, now: datetime
+) -> set[int]:
+    """Record outcomes of rows this process claimed; returns the ids of the rows it still
+    owned, the only ones written (another daemon took the others over)."""
+    ids = [o.id for o in outcomes]
+    owned: set[int] = set()
+    for start in range(0, len(ids), INSERT_CHUNK):
+        mine = select(T.id).where(
+            T.id.in_(ids[start : start + INSERT_CHUNK]),
+            T.status == DeliveryStatus.SENDING,
+            T.claimed_by == claimer,
+        )
+        if not is_sqlite(session):  # SQLite's writer already excludes every other
+            mine = mine.with_for_update()
+        owned.update(session.scalars(mine))
     params = [
         {
             "b_id": o.id,
@@ -263,9 +275,11 @@ def finish(session: Session, outcomes: Sequence[Outcome], *, claimer: str, now: 
             "b_now": now,
         }
         for o in outcomes
+        if o.id in owned
     ]
-    result = session.connection().execute(_FINISH, params)
-    return int(result.rowcount)
+    if params:
+        session.connection().execute(_FINISH, params)
+    return owned
 
 
 def renew_leases(
