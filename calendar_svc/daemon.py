@@ -46,7 +46,7 @@ from types import FrameType
 from typing import Any
 
 from calendar_svc.config import Config
-from calendar_svc.db import safe_url
+from calendar_svc.db import safe_url, sqlite_file
 from calendar_svc.errors import CalendarSvcError, DaemonStateError
 from calendar_svc.events import (
     DaemonStarted,
@@ -63,7 +63,7 @@ from calendar_svc.reminders import reports
 from calendar_svc.reminders import repository as repo
 from calendar_svc.reminders.alarms import Alarms
 from calendar_svc.reminders.dispatcher import Dispatcher
-from calendar_svc.reminders.lock import DaemonLock, sqlite_file
+from calendar_svc.reminders.lock import DaemonLock
 from calendar_svc.reminders.planner import Planner
 from calendar_svc.reminders.retire import retire
 from calendar_svc.reminders.watch import ScheduleWatch

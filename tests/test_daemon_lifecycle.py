@@ -15,9 +15,10 @@ import pytest
 
 from calendar_svc.config import Config, parse_config
 from calendar_svc.daemon import Daemon, DaemonState, tick_interval
+from calendar_svc.db import sqlite_file
 from calendar_svc.errors import AlreadyRunningError, DaemonStateError
 from calendar_svc.events import DaemonStarted, DaemonStopped, DaemonStopping, Event
-from calendar_svc.reminders.lock import DaemonLock, sqlite_file
+from calendar_svc.reminders.lock import DaemonLock
 from calendar_svc.sdnotify import ServiceNotifier
 
 

@@ -227,10 +227,10 @@ def delete(ctx: CliContext, uid: str, calendar: str | None, yes: bool) -> None:
     Example:
       calendar-svc delete embassy-quito --yes
     """
-    entry = ctx.store.find_entry(uid, calendar)
     if not yes:
-        click.confirm(f"delete {entry.calendar.slug}/{uid} ({entry.title})?", abort=True)
-    ctx.store.delete_entry(uid, calendar)
+        shown = ctx.store.find_entry(uid, calendar)
+        click.confirm(f"delete {shown.calendar.slug}/{uid} ({shown.title})?", abort=True)
+    entry = ctx.store.delete_entry(uid, calendar)
     click.echo(f"deleted {entry.calendar.slug}/{uid}")
 
 

@@ -41,18 +41,12 @@ class SampleEntry:
 
 def _store_entry(ctx: CliContext, now: datetime) -> Any | None:
     """The next (else the first) live entry, if a database already exists; never creates one."""
-    from pathlib import Path
-
-    from sqlalchemy.engine import make_url
-
-    from calendar_svc.db import is_sqlite
+    from calendar_svc.db import is_sqlite, sqlite_file
     from calendar_svc.filters import EntryFilter
 
-    url = make_url(ctx.config.database.url)
-    if is_sqlite(url) and (
-        not url.database or url.database == ":memory:" or not Path(url.database).is_file()
-    ):
-        return None
+    url = ctx.config.database.url
+    if is_sqlite(url) and ((database := sqlite_file(url)) is None or not database.is_file()):
+        return None  # opening it would create an empty database
     try:
         entries = ctx.store.entries(EntryFilter(include_cancelled=False))
     except Exception:  # a sample is only a nicety: any store trouble falls back to ours

@@ -13,11 +13,12 @@ import click
 from calendar_svc.cli.context import CliContext, echo_json, pass_ctx
 from calendar_svc.clock import now_utc
 from calendar_svc.config import Config, load_config
+from calendar_svc.db import sqlite_file
 from calendar_svc.durations import format_duration
 from calendar_svc.errors import InputError
 from calendar_svc.models import DeliveryStatus
 from calendar_svc.reminders import reports
-from calendar_svc.reminders.lock import holder_pid, sqlite_file
+from calendar_svc.reminders.lock import holder_pid
 from calendar_svc.reminders.planner import Planner
 from calendar_svc.reminders.rules import PlannedReminder
 from calendar_svc.timezones import UTC, iso_utc, time_text, to_local
