@@ -5,8 +5,11 @@ clock, feed server, observers) and is then ``NEW``; ``run()`` takes it through
 ``STARTING``, ``RUNNING`` and ``STOPPING`` to ``STOPPED`` and returns the exit
 code. A call that does not fit the state is refused (``DaemonStateError``):
 ``run()`` only once, ``reload()`` only while running. A stop may be asked for
-at any time (``request_stop``, SIGTERM); it takes effect as soon as the daemon
-runs, or at once while it starts.
+at any time (``request_stop``, SIGTERM): one asked for before or while it
+starts lets the start finish, then stops at once. A start that fails (another
+daemon holds the SQLite lock, a bad notifier, the database away) stops what
+it had started, is told as ``daemon.start_failed`` (and to systemd as a STATUS
+line), and raises: a daemon that never ran does not say it is stopping.
 
 Start-up, in this order, so that systemd's READY=1 means "working":
 the SQLite daemon lock (one daemon per SQLite file; PostgreSQL: any number),
@@ -50,6 +53,7 @@ from calendar_svc.db import safe_url, sqlite_file
 from calendar_svc.errors import CalendarSvcError, DaemonStateError
 from calendar_svc.events import (
     DaemonStarted,
+    DaemonStartFailed,
     DaemonStopped,
     DaemonStopping,
     LoopTicked,
@@ -171,6 +175,10 @@ class Daemon:
         self._install_signals()
         try:
             self._start()
+        except Exception as exc:
+            self._start_failed(exc)
+            raise
+        try:
             self._enter(DaemonState.RUNNING, only_from=(DaemonState.STARTING,))
             while self._stop_reason is None:
                 self._signal.wait(1.0)
@@ -214,14 +222,32 @@ class Daemon:
         self.alarms.start()
         self.service.ready(self._announce())
 
+    def _start_failed(self, exc: Exception) -> None:
+        """Undo a start that raised: nothing ran, so nothing is said to stop."""
+        self.service.status(f"start failed: {exc}")
+        self.events.emit(DaemonStartFailed(error=str(exc)))
+        self._release()
+        with self._state_lock:
+            self._state = DaemonState.STOPPED
+
     def _stop(self) -> None:
         with self._state_lock:
             self._state = DaemonState.STOPPING
         reason = self._stop_reason or "error"
-        timeout = self.config.reminders.stop_timeout.total_seconds()
-        deadline = time.monotonic() + timeout
         self.service.stopping(f"stopping ({reason})")
         self.events.emit(DaemonStopping(reason=reason, in_flight=self.dispatcher.inflight))
+        released = self._release()
+        # Their rows are back to pending; the threads may still hang in the notifier.
+        self.abandoned = released
+        self.events.emit(DaemonStopped(released=len(released)))
+        with self._state_lock:
+            self._state = DaemonState.STOPPED
+
+    def _release(self) -> list[int]:
+        """Stop and close every collaborator, started or not, within ``stop_timeout``;
+        returns the ids of sends put back to pending unfinished."""
+        timeout = self.config.reminders.stop_timeout.total_seconds()
+        deadline = time.monotonic() + timeout
         self.alarms.shutdown()
         # Most of the budget goes to sends in flight; the rest to the feed and cleanup.
         released = self.dispatcher.stop(max(0.5, timeout * 0.9))
@@ -234,11 +260,7 @@ class Daemon:
         self.store.close()
         if self._lock is not None:
             self._lock.release()
-        # Their rows are back to pending; the threads may still hang in the notifier.
-        self.abandoned = released
-        self.events.emit(DaemonStopped(released=len(released)))
-        with self._state_lock:
-            self._state = DaemonState.STOPPED
+        return released
 
     # --- signals ---------------------------------------------------------------------
 

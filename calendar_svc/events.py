@@ -48,8 +48,18 @@ class DaemonStarted(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DaemonStartFailed(Event):
+    """The daemon could not start (``error`` says why); what it had started is stopped, and
+    no ``DaemonStopping`` / ``DaemonStopped`` follows: it never ran."""
+
+    error: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DaemonStopping(Event):
-    """The daemon stops taking work (``reason``: the signal's name, or why it failed)."""
+    """The running daemon stops taking work; ``reason`` is the signal's name (``SIGTERM``,
+    ``SIGINT``), what ``request_stop`` was given (``request``), or ``error`` when its loop
+    failed."""
 
     reason: str
     in_flight: int
