@@ -195,7 +195,7 @@ class Daemon:
             self._lock.acquire()
         self.store.migrate()
         if self.reminders_enabled:
-            self.notifiers = build_notifiers(self.config)
+            self.notifiers = build_notifiers(self.config, clock=self.store.clock)
             self.dispatcher.replace(self.config, self.notifiers)
         self._import_schedules(self.watch.changed() or [])
         if self.feed is not None:
@@ -297,7 +297,9 @@ class Daemon:
                     hint="a new [database] url takes effect on restart; keeping the old one",
                 )
                 new = dataclasses.replace(new, database=self.config.database)
-            notifiers = build_notifiers(new) if self.reminders_enabled else {}
+            notifiers = (
+                build_notifiers(new, clock=self.store.clock) if self.reminders_enabled else {}
+            )
         except CalendarSvcError as exc:
             log_event(
                 log,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from calendar_svc.events import (
 )
 from calendar_svc.reminders.lock import DaemonLock
 from calendar_svc.sdnotify import ServiceNotifier
+from calendar_svc.timezones import UTC
 
 
 @pytest.fixture(autouse=True)
@@ -123,6 +125,18 @@ def test_a_failed_start_stops_what_it_started(tmp_path: Path) -> None:
     again = build(config)
     again.request_stop("test")
     assert again.run() == 0
+
+
+def test_notifiers_stamp_with_the_daemon_s_clock(tmp_path: Path) -> None:
+    """One clock for the process: what a notifier stamps (Date, webhook-timestamp) is the
+    time the store, planner and dispatcher work by."""
+    (tmp_path / "var").mkdir()
+    daemon = build(daemon_config(tmp_path))
+    at = datetime(2025, 9, 2, 15, 0, tzinfo=UTC)
+    daemon.store.clock = lambda: at
+    daemon.request_stop("test")
+    assert daemon.run() == 0
+    assert daemon.notifiers["console"].clock() == at
 
 
 def test_the_tick_follows_the_watchdog_when_it_wants_pings_sooner() -> None:

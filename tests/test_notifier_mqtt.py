@@ -16,7 +16,7 @@ from calendar_svc.errors import ConfigError, PermanentNotifierError, RetryableNo
 from calendar_svc.messages import build_reminder
 from calendar_svc.notifiers import Reminder
 from calendar_svc.notifiers.mqtt import MqttNotifier
-from calendar_svc.timezones import to_utc
+from calendar_svc.timezones import UTC, to_utc
 
 
 @pytest.fixture
@@ -68,6 +68,13 @@ def test_json_payload_with_qos_1(broker: None) -> None:
     assert data["timezone"] == "America/Guayaquil"
     assert data["start"] == "2025-09-03T18:30:00-05:00"
     assert data["body"].startswith("Wed 3 Sep 2025, 18:30 -05 (UTC-05:00)")
+
+
+def test_the_payload_is_stamped_by_the_notifier_s_clock() -> None:
+    at = datetime(2025, 9, 3, 22, 30, tzinfo=UTC)
+    table = {"type": "mqtt", "host": peers.LOOPBACK, "topic": "t", "timeout": 2}
+    payload = json.loads(MqttNotifier("home", table, clock=lambda: at).payload(reminder()))
+    assert payload["timestamp"] == "2025-09-03T22:30:00Z"
 
 
 def test_retained_message_reaches_a_later_subscriber(broker: None) -> None:
