@@ -90,9 +90,14 @@ def build_reminder(
     due_at: datetime,
     late: bool,
     display: DisplayConfig,
-    feed_url: str | None = None,
+    feed_url: str | None,
 ) -> Reminder:
-    """The reminder for the occurrence of ``entry`` starting at ``start_utc`` (aware)."""
+    """The reminder for the occurrence of ``entry`` starting at ``start_utc`` (aware).
+
+    ``feed_url`` is the feed of the entry's calendar (``links.reminder_feed_url``), or
+    None when there is none to give (a sample entry, a public URL subscribers cannot
+    reach): required, so that no caller forgets it.
+    """
     local = to_local(start_utc, entry.start_tz)
     all_day = bool(entry.all_day)
     date = day_text(local)

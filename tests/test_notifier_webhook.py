@@ -9,7 +9,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -21,36 +20,22 @@ from standardwebhooks import Webhook
 from calendar_svc.clock import now_utc
 from calendar_svc.config import DisplayConfig
 from calendar_svc.errors import ConfigError, PermanentNotifierError, RetryableNotifierError
-from calendar_svc.messages import build_reminder
 from calendar_svc.notifiers import Reminder, _http
 from calendar_svc.notifiers.webhook import WebhookNotifier
-from calendar_svc.timezones import UTC, to_utc
+from calendar_svc.timezones import UTC
 
 SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
 
 
 def reminder(key: str = "rem-1") -> Reminder:
-    entry = SimpleNamespace(
-        uid="sheinbaum",
-        title="Reunión",
-        location="Palacio Nacional",
-        city="Mexico City",
-        url="",
-        start_tz="America/Mexico_City",
-        all_day=False,
-        description="",
-        categories=[],
-    )
-    start = to_utc(datetime(2025, 9, 2, 10, 0), "America/Mexico_City")
-    return build_reminder(
-        idempotency_key=key,
-        calendar_slug="trip",
-        entry=entry,
-        start_utc=start,
-        offset=timedelta(hours=1),
-        due_at=start - timedelta(hours=1),
+    return peers.reminder(
+        key=key,
+        calendar="trip",
         late=True,
         display=DisplayConfig(),
+        uid="sheinbaum",
+        title="Reunión",
+        categories=[],
     )
 
 
