@@ -232,6 +232,15 @@ def nonblank(value: Any) -> str:
     return value
 
 
+def secret_text(value: Any) -> str:
+    """A non-empty string that may be a secret: a refusal names its type, never the value
+    (an empty string, which hides nothing, is shown)."""
+    if isinstance(value, str) and value:
+        return value
+    got = "string ''" if value == "" else type_name(value)
+    raise ValueError(f"expected a non-empty string, got {got}")
+
+
 strings: Final = list_of(text, "a list of strings")
 
 
