@@ -339,12 +339,3 @@ def timezone_blocks(
 
 def assemble(header: bytes, timezones: Iterable[bytes], events: Iterable[bytes]) -> bytes:
     return b"".join((header, *timezones, *events, FOOTER))
-
-
-def render_pieces(calendar: Calendar, entries: Sequence[Entry], options: FeedOptions) -> bytes:
-    """``render`` by joining pieces, with nothing cached (for tests and tools)."""
-    return assemble(
-        header_bytes(calendar, options),
-        timezone_blocks(used_tzids(entries), first_year(entries)),
-        (event_bytes(entry, calendar, options) for entry in entries),
-    )

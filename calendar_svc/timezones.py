@@ -42,7 +42,6 @@ from calendar_svc.errors import (
     AmbiguousTimeError,
     NonexistentTimeError,
     TimeRangeError,
-    UnknownTimezoneError,
 )
 from calendar_svc.tzdb import Period, TzDatabase
 
@@ -215,15 +214,6 @@ def _dst_amounts(periods: list[Period]) -> list[timedelta]:
                     break
         amounts.append(amount)
     return amounts
-
-
-def is_zone(name: str) -> bool:
-    """Whether the tz database in use has a zone called ``name``."""
-    try:
-        get_zone(name)
-    except UnknownTimezoneError:
-        return False
-    return True
 
 
 # --- conversions ----------------------------------------------------------------------

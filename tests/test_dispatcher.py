@@ -243,11 +243,11 @@ def test_observers_hear_each_attempt_through_the_dispatcher_s_bus(
     drain(dispatcher)
     assert [(e.outcome, e.attempt, e.error) for e in heard] == [("retry", 1, "HTTP 503")]
     assert heard[0].send_seconds is not None and heard[0].next_attempt_at > clock.now
-    assert observers.health.failing_channels == {"console": "HTTP 503"}
+    assert observers.health.snapshot()["failing_channels"] == {"console": "HTTP 503"}
     clock.set(rows(planned)[0].next_attempt_at)
     drain(dispatcher)
     assert [e.outcome for e in heard] == ["retry", "sent"]
-    assert observers.health.failing_channels == {}
+    assert observers.health.snapshot()["failing_channels"] == {}
     text = observers.metrics.render().decode()
     assert 'calendar_svc_reminders_total{channel="console",outcome="retried"} 1.0' in text
     assert 'calendar_svc_reminders_total{channel="console",outcome="sent"} 1.0' in text
