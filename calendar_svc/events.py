@@ -2,10 +2,10 @@
 
 The planner, the dispatcher, the daemon and the feed app say what they did by
 emitting an event; whoever wants to know subscribes with ``add_listener``.
-Health (``/healthz``, the daemon's STATUS line), metrics (``/metrics``) and
-the log lines of these events (``event_log``) are such listeners. The
-emitters know none of them, so each daemon, feed server and test builds its
-own bus and observers, and nothing is shared through module-level state.
+Health (``/healthz``), metrics (``/metrics``) and the log lines of these
+events (``event_log``) are such listeners. The emitters know none of them,
+so each daemon, feed server and test builds its own bus and observers: no
+bus or observer lives in module-level state.
 
 An event is what an observer may want to watch: a reminder planned or
 finished, a channel failing, the scheduler loop ticking, a feed answered. A

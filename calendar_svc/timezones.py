@@ -1,5 +1,10 @@
-"""Wall time + IANA zone <-> UTC instants, and how a zoned time is shown. Pure; the only
-module that touches pytz.
+"""Wall time + IANA zone <-> UTC instants, and how a zoned time is shown; the only module
+that touches pytz.
+
+Its functions are pure given the tz database in use, which is process-wide
+state by design: one ``tzdb.TzDatabase`` (``current()``), read from TZif
+files on first use and switchable with ``use_folder`` (under a lock), so that
+every module converts with the same rules. No clock is read here.
 
 Rules (README.md, "Time rules"):
 
