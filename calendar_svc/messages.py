@@ -31,7 +31,7 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 LATE_MARKER = "Late: "
 
 
-class EntryLike(Protocol):
+class MessageEntry(Protocol):
     """What ``build_reminder`` reads of an entry (``models.Entry`` has it all)."""
 
     uid: str
@@ -84,7 +84,7 @@ def build_reminder(
     *,
     idempotency_key: str,
     calendar_slug: str,
-    entry: EntryLike,
+    entry: MessageEntry,
     start_utc: datetime,
     offset: timedelta,
     due_at: datetime,

@@ -48,7 +48,8 @@ from calendar_svc.errors import (
     NonexistentTimeError,
     TimeRangeError,
 )
-from calendar_svc.tzdb import Period, TzDatabase
+from calendar_svc.tzdb import TzDatabase
+from calendar_svc.tzif import LocalTimeType
 
 Kind = Literal["ok", "gap", "fold"]
 
@@ -189,7 +190,7 @@ def _build_zone(database: TzDatabase, name: str) -> pytz.BaseTzInfo:
     return zone
 
 
-def _dst_amounts(periods: list[Period]) -> list[timedelta]:
+def _dst_amounts(periods: list[LocalTimeType]) -> list[timedelta]:
     """pytz's ``dst()`` of each period: how far a DST period is ahead of standard time.
 
     The standard time is the nearest earlier non-DST period; when that gives no
@@ -197,14 +198,14 @@ def _dst_amounts(periods: list[Period]) -> list[timedelta]:
     standard time), the nearest later one that does.
     """
     # The standard periods that follow each index, nearest first (built once, backwards).
-    following: list[list[Period]] = [[] for _ in periods]
-    later: list[Period] = []
+    following: list[list[LocalTimeType]] = [[] for _ in periods]
+    later: list[LocalTimeType] = []
     for index in range(len(periods) - 1, -1, -1):
         following[index] = later
         if not periods[index].is_dst:
             later = [periods[index], *later[:7]]
     amounts = []
-    last_standard: Period | None = None
+    last_standard: LocalTimeType | None = None
     for index, period in enumerate(periods):
         if not period.is_dst:
             amounts.append(timedelta(0))

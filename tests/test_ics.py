@@ -36,6 +36,12 @@ def render_pieces(calendar: Calendar, entries: Sequence[Entry], options: ics.Fee
     )
 
 
+def test_feed_options_default_to_the_config_defaults() -> None:
+    from calendar_svc.config import default_config
+
+    assert ics.FeedOptions() == ics.FeedOptions.from_config(default_config("sqlite://"))
+
+
 def make_calendar(**overrides: Any) -> Calendar:
     values: dict[str, Any] = dict(
         id=1,

@@ -14,7 +14,7 @@ from calendar_svc.clock import now_utc
 from calendar_svc.config import Config
 from calendar_svc.errors import ConfigError, NotifierError, RetryableNotifierError
 from calendar_svc.links import reminder_feed_url
-from calendar_svc.messages import EntryLike, build_reminder
+from calendar_svc.messages import MessageEntry, build_reminder
 from calendar_svc.notifiers import Reminder, build_notifier
 from calendar_svc.timezones import to_utc
 
@@ -58,7 +58,7 @@ def _store_entry(ctx: CliContext, now: datetime) -> Any | None:
     return chosen[0] if chosen else None
 
 
-def sample_reminder(config: Config, entry: EntryLike | None, now: datetime) -> Reminder:
+def sample_reminder(config: Config, entry: MessageEntry | None, now: datetime) -> Reminder:
     chosen: Any = entry if entry is not None else SampleEntry()
     offset = config.reminders.offsets[0] if config.reminders.offsets else timedelta(hours=1)
     calendar = getattr(chosen, "calendar", None)

@@ -35,7 +35,7 @@ from typing import NamedTuple, Protocol
 from calendar_svc.config import RemindersConfig
 from calendar_svc.durations import parse_duration
 from calendar_svc.models import EntryStatus
-from calendar_svc.recurrence import occurrences
+from calendar_svc.recurrence import Recurring, occurrences
 from calendar_svc.timezones import UTC, to_local, to_utc
 
 # An all-day reminder is at most about a day before the day starts; two days of
@@ -43,27 +43,18 @@ from calendar_svc.timezones import UTC, to_local, to_utc
 ALL_DAY_LEAD = timedelta(days=2)
 
 
-class EntryLike(Protocol):
-    """What the rules read of an entry (``models.Entry`` has it all); read only."""
+class Remindable(Recurring, Protocol):
+    """What the rules read of an entry besides its occurrences (``models.Entry`` has it
+    all); read only."""
 
     @property
     def uid(self) -> str: ...
     @property
     def title(self) -> str: ...
     @property
-    def status(self) -> str: ...
+    def status(self) -> EntryStatus: ...
     @property
     def all_day(self) -> bool: ...
-    @property
-    def start_local(self) -> datetime: ...
-    @property
-    def start_tz(self) -> str: ...
-    @property
-    def start_fold(self) -> int | None: ...
-    @property
-    def start_utc(self) -> datetime: ...
-    @property
-    def rrule(self) -> str | None: ...
     @property
     def reminders(self) -> list[str] | None: ...
     @property
@@ -218,7 +209,7 @@ def lead_time(offsets: Sequence[timedelta], all_day: bool) -> timedelta:
 
 
 def reminders_between(
-    entry: EntryLike,
+    entry: Remindable,
     calendar_slug: str,
     calendar_reminders: Sequence[str] | None,
     config: RemindersConfig,
