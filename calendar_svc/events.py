@@ -170,7 +170,7 @@ class PlannerPassed(Event):
 
 
 class OutcomeKind(StrEnum):
-    """How one attempt at a claimed delivery ended (``reminders.repository.Outcome``)."""
+    """How one attempt at a claimed delivery ended (``reminders.outcome.Outcome``)."""
 
     SENT = "sent"  # the notifier took it
     RETRY = "retry"  # failed for now: pending again, at a later attempt time
