@@ -5,8 +5,11 @@ clock, feed server, observers) and is then ``NEW``; ``run()`` takes it through
 ``STARTING``, ``RUNNING`` and ``STOPPING`` to ``STOPPED`` and returns the exit
 code. A call that does not fit the state is refused (``DaemonStateError``):
 ``run()`` only once, ``reload()`` only while running. A stop may be asked for
-at any time (``request_stop``, SIGTERM); it takes effect as soon as the daemon
-runs, or at once while it starts.
+at any time (``request_stop``, SIGTERM): one asked for before or while it
+starts lets the start finish, then stops at once. A start that fails (another
+daemon holds the SQLite lock, a bad notifier, the database away) stops what
+it had started, is told as ``daemon.start_failed`` (and to systemd as a STATUS
+line), and raises: a daemon that never ran does not say it is stopping.
 
 Start-up, in this order, so that systemd's READY=1 means "working":
 the SQLite daemon lock (one daemon per SQLite file; PostgreSQL: any number),
@@ -46,38 +49,35 @@ from types import FrameType
 from typing import Any
 
 from calendar_svc.config import Config
-from calendar_svc.db import safe_url
-from calendar_svc.errors import CalendarSvcError, DaemonStateError, InputError
+from calendar_svc.db import safe_url, sqlite_file
+from calendar_svc.errors import CalendarSvcError, DaemonStateError
 from calendar_svc.events import (
     DaemonStarted,
+    DaemonStartFailed,
     DaemonStopped,
     DaemonStopping,
     LoopTicked,
     PendingChanged,
-    ScheduleImported,
-    ScheduleImportFailed,
 )
 from calendar_svc.feed.server import FeedServer
-from calendar_svc.importer import import_specs
 from calendar_svc.logs import log_event, setup_logging
 from calendar_svc.notifiers import Notifier, build_notifiers, close_all
 from calendar_svc.observers import Observers
+from calendar_svc.reminders import reports
 from calendar_svc.reminders import repository as repo
 from calendar_svc.reminders.alarms import Alarms
 from calendar_svc.reminders.dispatcher import Dispatcher
-from calendar_svc.reminders.lock import DaemonLock, sqlite_file
+from calendar_svc.reminders.lock import DaemonLock
 from calendar_svc.reminders.planner import Planner
+from calendar_svc.reminders.retire import retire
 from calendar_svc.reminders.watch import ScheduleWatch
-from calendar_svc.schedule_loader import load_schedule
+from calendar_svc.schedule_import import import_each
 from calendar_svc.sdnotify import ServiceNotifier
 from calendar_svc.sources.loop import SourceLoop
 from calendar_svc.status_text import ready_fields, status_line
 from calendar_svc.store import Store
 
 log = logging.getLogger("calendar_svc.daemon")
-
-# After a reload, the longest wait for sends through the old notifiers before closing them.
-RETIRE_TIMEOUT = 600.0
 
 
 class DaemonState(enum.Enum):
@@ -178,6 +178,10 @@ class Daemon:
         self._install_signals()
         try:
             self._start()
+        except Exception as exc:
+            self._start_failed(exc)
+            raise
+        try:
             self._enter(DaemonState.RUNNING, only_from=(DaemonState.STARTING,))
             while self._stop_reason is None:
                 self._signal.wait(1.0)
@@ -194,7 +198,7 @@ class Daemon:
             self._lock.acquire()
         self.store.migrate()
         if self.reminders_enabled:
-            self.notifiers = build_notifiers(self.config)
+            self.notifiers = build_notifiers(self.config, clock=self.store.clock)
             self.dispatcher.replace(self.config, self.notifiers)
         self._import_schedules(self.watch.changed() or [])
         if self.feed is not None:
@@ -222,14 +226,32 @@ class Daemon:
         self.alarms.start()
         self.service.ready(self._announce())
 
+    def _start_failed(self, exc: Exception) -> None:
+        """Undo a start that raised: nothing ran, so nothing is said to stop."""
+        self.service.status(f"start failed: {exc}")
+        self.events.emit(DaemonStartFailed(error=str(exc)))
+        self._release()
+        with self._state_lock:
+            self._state = DaemonState.STOPPED
+
     def _stop(self) -> None:
         with self._state_lock:
             self._state = DaemonState.STOPPING
         reason = self._stop_reason or "error"
-        timeout = self.config.reminders.stop_timeout.total_seconds()
-        deadline = time.monotonic() + timeout
         self.service.stopping(f"stopping ({reason})")
         self.events.emit(DaemonStopping(reason=reason, in_flight=self.dispatcher.inflight))
+        released = self._release()
+        # Their rows are back to pending; the threads may still hang in the notifier.
+        self.abandoned = released
+        self.events.emit(DaemonStopped(released=len(released)))
+        with self._state_lock:
+            self._state = DaemonState.STOPPED
+
+    def _release(self) -> list[int]:
+        """Stop and close every collaborator, started or not, within ``stop_timeout``;
+        returns the ids of sends put back to pending unfinished."""
+        timeout = self.config.reminders.stop_timeout.total_seconds()
+        deadline = time.monotonic() + timeout
         self.alarms.shutdown()
         self.sources.stop()
         # Most of the budget goes to sends in flight; the rest to the feed and cleanup.
@@ -243,11 +265,7 @@ class Daemon:
         self.store.close()
         if self._lock is not None:
             self._lock.release()
-        # Their rows are back to pending; the threads may still hang in the notifier.
-        self.abandoned = released
-        self.events.emit(DaemonStopped(released=len(released)))
-        with self._state_lock:
-            self._state = DaemonState.STOPPED
+        return released
 
     # --- signals ---------------------------------------------------------------------
 
@@ -284,7 +302,9 @@ class Daemon:
                     hint="a new [database] url takes effect on restart; keeping the old one",
                 )
                 new = dataclasses.replace(new, database=self.config.database)
-            notifiers = build_notifiers(new) if self.reminders_enabled else {}
+            notifiers = (
+                build_notifiers(new, clock=self.store.clock) if self.reminders_enabled else {}
+            )
         except CalendarSvcError as exc:
             log_event(
                 log,
@@ -302,28 +322,10 @@ class Daemon:
         self.config = new
         self.watch.reset(new.schedule_files)
         self.sources.reload(new)
-        threading.Thread(target=self._close_later, args=(old,), daemon=True).start()
+        threading.Thread(target=retire, args=(self.dispatcher.in_use, old), daemon=True).start()
         log_event(log, "config.reloaded", channels=",".join(sorted(notifiers)))
         self._counter = -1  # re-plan on the next tick: offsets, channels or horizon may differ
         self.service.ready(self._status_text())
-
-    def _close_later(self, old: dict[str, Notifier]) -> None:
-        """Close the notifiers a reload replaced, once the sends that use them are done.
-
-        Sends end by themselves (every notifier has a timeout); ``RETIRE_TIMEOUT`` only
-        guards against one that never returns. Closing under a send makes it fail as
-        retryable, so it is sent again through the new notifiers: never lost.
-        """
-        if not self.dispatcher.wait_released(old.values(), RETIRE_TIMEOUT):
-            log_event(
-                log,
-                "config.old_notifiers_busy",
-                logging.WARNING,
-                channels=",".join(sorted(old)),
-                hint=f"closing them after {RETIRE_TIMEOUT:.0f} s with sends still running; "
-                "those sends are retried",
-            )
-        close_all(old)
 
     # --- the tick --------------------------------------------------------------------
 
@@ -383,44 +385,14 @@ class Daemon:
         self.service.status(self._status_text())
 
     def _import_schedules(self, files: list[Path]) -> None:
-        for path in files:
-            glob = self.config.schedule_glob(path)
-            try:
-                loaded = load_schedule(
-                    path,
-                    store=self.store,
-                    calendar=glob.calendar if glob else None,
-                    zone=glob.zone if glob else None,
-                    own_domain=self.config.feed.domain,
-                )
-                for warning in loaded.warnings:
-                    log_event(log, "schedules.warning", logging.WARNING, warning=warning)
-                with self.store.write(what="the import") as session:
-                    report = import_specs(session, [loaded.spec], now=self.store.clock())
-            except CalendarSvcError as exc:
-                bad_file = isinstance(exc, InputError)
-                self.events.emit(
-                    ScheduleImportFailed(file=str(path), error=str(exc), bad_file=bad_file)
-                )
-                if not bad_file:  # the file is fine, the database was not
-                    self.watch.forget()
-                continue
-            totals = report.totals()
-            self.events.emit(
-                ScheduleImported(
-                    file=str(path),
-                    created=totals["created"],
-                    updated=totals["updated"],
-                    unchanged=totals["unchanged"],
-                    kept=sum(len(c.kept) for c in report.calendars),
-                )
-            )
+        if not import_each(self.store, files, events=self.events, config=self.config):
+            self.watch.forget()  # the files are fine, the database was not: again next tick
 
     # --- telling people what happens next ---------------------------------------------
 
     def _status_text(self) -> str:
         with self.store.read() as session:
-            counts = repo.counts_by_status(session)
+            counts = reports.counts_by_status(session)
         return status_line(self._next_reminder, counts)
 
     def _announce(self) -> str:

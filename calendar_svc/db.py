@@ -7,8 +7,9 @@ and ``BEGIN IMMEDIATE`` for write transactions, so a read-then-write
 transaction takes the write lock up front rather than failing to upgrade a
 read lock half-way through.
 
-Only the store uses what is here (``Store`` opens every session and
-connection); ``dialect_name`` is the one way to ask which database is in use.
+The store opens its sessions and connections with what is here;
+``dialect_name`` / ``is_sqlite`` are the one way to ask which database is in
+use, and ``sqlite_file`` which file a SQLite URL names.
 """
 
 from __future__ import annotations
@@ -72,6 +73,16 @@ def dialect_name(bind: Engine | Connection | Session | URL | str) -> str:
 def is_sqlite(bind: Engine | Connection | Session | URL | str) -> bool:
     """Whether ``bind`` (see ``dialect_name``) is SQLite, whose locking differs (one writer)."""
     return dialect_name(bind) == "sqlite"
+
+
+def sqlite_file(url: str | URL) -> Path | None:
+    """The database file of a SQLite URL, or None (not SQLite, in memory, or a ``file:`` URI)."""
+    if not is_sqlite(url):
+        return None
+    database = make_url(url).database or ""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).resolve()
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from calendar_svc.events import (
+    DaemonStartFailed,
     DaemonStopped,
     DaemonStopping,
     DeliveryFinished,
@@ -36,6 +37,7 @@ KINDS: tuple[type[Event], ...] = (
     ReminderCancelled,
     PlannerGap,
     DeliveryFinished,
+    DaemonStartFailed,
     DaemonStopping,
     DaemonStopped,
     ScheduleImported,
@@ -87,9 +89,11 @@ class EventLog:
                 self._gap(event)
             case DeliveryFinished():
                 self._delivery(event)
+            case DaemonStartFailed():
+                log_event(_daemon, "daemon.start_failed", logging.ERROR, error=event.error)
             case DaemonStopping():
                 log_event(
-                    _daemon, "daemon.stopping", signal=event.reason, in_flight=event.in_flight
+                    _daemon, "daemon.stopping", reason=event.reason, in_flight=event.in_flight
                 )
             case DaemonStopped():
                 log_event(_daemon, "daemon.stopped", released=event.released)

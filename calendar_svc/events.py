@@ -2,10 +2,10 @@
 
 The planner, the dispatcher, the daemon and the feed app say what they did by
 emitting an event; whoever wants to know subscribes with ``add_listener``.
-Health (``/healthz``, the daemon's STATUS line), metrics (``/metrics``) and
-the log lines of these events (``event_log``) are such listeners. The
-emitters know none of them, so each daemon, feed server and test builds its
-own bus and observers, and nothing is shared through module-level state.
+Health (``/healthz``), metrics (``/metrics``) and the log lines of these
+events (``event_log``) are such listeners. The emitters know none of them,
+so each daemon, feed server and test builds its own bus and observers: no
+bus or observer lives in module-level state.
 
 An event is what an observer may want to watch: a reminder planned or
 finished, a channel failing, the scheduler loop ticking, a feed answered. A
@@ -48,8 +48,18 @@ class DaemonStarted(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DaemonStartFailed(Event):
+    """The daemon could not start (``error`` says why); what it had started is stopped, and
+    no ``DaemonStopping`` / ``DaemonStopped`` follows: it never ran."""
+
+    error: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DaemonStopping(Event):
-    """The daemon stops taking work (``reason``: the signal's name, or why it failed)."""
+    """The running daemon stops taking work; ``reason`` is the signal's name (``SIGTERM``,
+    ``SIGINT``), what ``request_stop`` was given (``request``), or ``error`` when its loop
+    failed."""
 
     reason: str
     in_flight: int
@@ -194,7 +204,7 @@ class PlannerPassed(Event):
 
 
 class OutcomeKind(StrEnum):
-    """How one attempt at a claimed delivery ended (``reminders.repository.Outcome``)."""
+    """How one attempt at a claimed delivery ended (``reminders.outcome.Outcome``)."""
 
     SENT = "sent"  # the notifier took it
     RETRY = "retry"  # failed for now: pending again, at a later attempt time

@@ -119,12 +119,6 @@ class Health:
         self.last_loop_tick = at
         self._last_tick_monotonic = self._monotonic()
 
-    @property
-    def failing_channels(self) -> dict[str, str]:
-        """Channel -> last error (or ``gone``) of each channel whose last send failed."""
-        with self._lock:
-            return dict(self._failing)
-
     def stuck(self) -> bool:
         """Whether the scheduler runs and its loop has not ticked for ``stuck_after``."""
         with self._lock:

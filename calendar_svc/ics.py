@@ -22,20 +22,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 from icalendar import Alarm, Component, Event, vCategory, vRecur, vText
 from icalendar import Calendar as ICalendar
 
 from calendar_svc import timezones, vtimezone
+from calendar_svc.config import Config, FeedConfig, RemindersConfig
 from calendar_svc.durations import format_duration
 from calendar_svc.models import Calendar, Entry, EntryStatus
 from calendar_svc.recurrence import parse_wall, wall_instant
 from calendar_svc.reminders.rules import alarm_offsets
 from calendar_svc.timezones import UTC, to_local
-
-if TYPE_CHECKING:
-    from calendar_svc.config import Config
 
 PRODID = "-//calendar-svc//calendar-svc//EN"
 # What ends a feed; a header alone, serialised by icalendar, ends with it too.
@@ -51,17 +48,21 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _NEWLINES = re.compile("\r\n?|[\x85\u2028\u2029]")
 
 
+_FEED, _REMINDERS = FeedConfig(), RemindersConfig()
+
+
 @dataclass(frozen=True)
 class FeedOptions:
-    """What a feed looks like beyond its data: from the ``[feed]`` and ``[reminders]`` config."""
+    """What a feed looks like beyond its data: from the ``[feed]`` and ``[reminders]`` config
+    (the defaults are the config's)."""
 
-    domain: str = "calendar-svc.local"
-    refresh_interval: timedelta = timedelta(hours=1)
-    include_alarms: bool = True
+    domain: str = _FEED.domain
+    refresh_interval: timedelta = _FEED.refresh_interval
+    include_alarms: bool = _FEED.include_alarms
     # Reminder offsets of entries whose entry and calendar both inherit.
-    default_offsets: tuple[timedelta, ...] = (timedelta(hours=1), timedelta(minutes=15))
+    default_offsets: tuple[timedelta, ...] = _REMINDERS.offsets
     # All-day entries remind once, at this local time the day before (as the daemon does).
-    all_day_time: time = time(9, 0)
+    all_day_time: time = _REMINDERS.all_day_time
 
     def alarm_offsets(self, entry: Entry, calendar: Calendar) -> tuple[timedelta, ...]:
         """The VALARM triggers of ``entry`` (``reminders.rules.alarm_offsets``)."""
@@ -356,12 +357,3 @@ def timezone_blocks(
 
 def assemble(header: bytes, timezones: Iterable[bytes], events: Iterable[bytes]) -> bytes:
     return b"".join((header, *timezones, *events, FOOTER))
-
-
-def render_pieces(calendar: Calendar, entries: Sequence[Entry], options: FeedOptions) -> bytes:
-    """``render`` by joining pieces, with nothing cached (for tests and tools)."""
-    return assemble(
-        header_bytes(calendar, options),
-        timezone_blocks(used_tzids(entries), first_year(entries)),
-        (event_bytes(entry, calendar, options) for entry in entries),
-    )

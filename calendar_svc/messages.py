@@ -31,7 +31,7 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 LATE_MARKER = "Late: "
 
 
-class EntryLike(Protocol):
+class MessageEntry(Protocol):
     """What ``build_reminder`` reads of an entry (``models.Entry`` has it all)."""
 
     uid: str
@@ -84,15 +84,20 @@ def build_reminder(
     *,
     idempotency_key: str,
     calendar_slug: str,
-    entry: EntryLike,
+    entry: MessageEntry,
     start_utc: datetime,
     offset: timedelta,
     due_at: datetime,
     late: bool,
     display: DisplayConfig,
-    feed_url: str | None = None,
+    feed_url: str | None,
 ) -> Reminder:
-    """The reminder for the occurrence of ``entry`` starting at ``start_utc`` (aware)."""
+    """The reminder for the occurrence of ``entry`` starting at ``start_utc`` (aware).
+
+    ``feed_url`` is the feed of the entry's calendar (``links.reminder_feed_url``), or
+    None when there is none to give (a sample entry, a public URL subscribers cannot
+    reach): required, so that no caller forgets it.
+    """
     local = to_local(start_utc, entry.start_tz)
     all_day = bool(entry.all_day)
     date = day_text(local)

@@ -18,7 +18,9 @@ A TOML local date (``start = 2025-09-04``) is an all-day entry (``end``, if
 given, is the last day, inclusive); an offset date-time (``...T16:00:00Z``) is
 an instant, kept as the wall time it is in the entry's zone. Every error names
 the file, the entry (uid, or ``#N`` when the uid itself is the problem) and the
-field.
+field. The schema is declared once, as config's is: the file, its
+``[calendar]`` table and an entry are dataclasses below whose fields are their
+keys, with their readers and defaults (``validation.setting``).
 """
 
 from __future__ import annotations
@@ -38,35 +40,11 @@ from calendar_svc.ics import clean_text
 from calendar_svc.models import EntryStatus, Origin
 from calendar_svc.recurrence import wall_text
 from calendar_svc.timezones import day_start_utc, ensure_utc, to_utc, wall_time
-from calendar_svc.validation import Place, Table, matching, text
+from calendar_svc.validation import Place, Table, matching, read_section, setting, text
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 UID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$")
 STATUSES = tuple(EntryStatus)
-CALENDAR_KEYS = {"slug", "name", "description", "timezone", "reminders"}
-ENTRY_KEYS = {
-    "uid",
-    "title",
-    "start",
-    "end",
-    "duration",
-    "timezone",
-    "end_timezone",
-    "fold",
-    "end_fold",
-    "location",
-    "city",
-    "geo",
-    "url",
-    "categories",
-    "status",
-    "description",
-    "reminders",
-    "transparency",
-    "rrule",
-    "rdate",
-    "exdate",
-}
 
 
 @dataclass(frozen=True)
@@ -168,38 +146,13 @@ def _locate_toml_error(text: str, message: str) -> tuple[str | None, str | None]
 
 def parse_schedule(data: dict[str, Any], *, source: str) -> CalendarSpec:
     """Validate one schedule file's parsed TOML; every mistake is one InputError saying where."""
-    top = Table(data, Place(InputError, source))
-    unknown = sorted(set(data) - {"calendar", "entries"})
-    if unknown:
-        raise top.fail(
-            None, f"unknown top-level key {unknown[0]!r} (expected [calendar] and [[entries]])"
-        )
-    if not isinstance(data.get("calendar"), dict):
-        raise top.fail(None, "missing the [calendar] table (slug, name, timezone)")
-    cal = Table(data["calendar"], Place(InputError, source, prefix="calendar."))
-    cal.done(also=CALENDAR_KEYS)
-    slug = cal.read(
-        "slug",
-        matching(SLUG_RE, "lowercase letters, digits and dashes (e.g. 'rubio-2025-09')"),
-        None,
-    )
-    if slug is None:
-        raise cal.fail("slug", "required, and missing (e.g. slug = 'rubio-2025-09')")
-    name = cal.read("name", _visible_text)
-    zone = cal.read(
-        "timezone",
-        validation.zone,
-        hint=" (the IANA zone of the entries, e.g. 'America/Mexico_City')",
-    )
-    reminders = cal.read("reminders", _offsets, None)
-
-    raw_entries = data.get("entries", [])
-    if not isinstance(raw_entries, list):
-        raise top.fail(None, "`entries` must be an array of tables ([[entries]])")
+    top = _ScheduleFile(**read_section(_ScheduleFile, Table(data, Place(InputError, source))))
+    place = Place(InputError, source, prefix="calendar.")
+    cal = _CalendarTable(**read_section(_CalendarTable, Table(top.calendar, place)))
     seen: dict[str, int] = {}
     entries = []
-    for index, raw in enumerate(raw_entries, start=1):
-        spec = parse_entry(raw, index=index, source=source, default_zone=zone)
+    for index, raw in enumerate(top.entries, start=1):
+        spec = parse_entry(raw, index=index, source=source, default_zone=cal.timezone)
         if spec.uid in seen:
             raise InputError(
                 f"duplicate uid: also used by entry #{seen[spec.uid]}; every uid in a "
@@ -212,11 +165,11 @@ def parse_schedule(data: dict[str, Any], *, source: str) -> CalendarSpec:
         entries.append(spec)
     return CalendarSpec(
         source=source,
-        slug=slug,
-        name=name,
-        timezone=zone,
-        description=cal.read("description", text, ""),
-        reminders=reminders,
+        slug=cal.slug,
+        name=cal.name,
+        timezone=cal.timezone,
+        description=cal.description,
+        reminders=cal.reminders,
         entries=tuple(entries),
     )
 
@@ -285,6 +238,73 @@ _categories = validation.then(
 )
 
 
+# --- the schema ------------------------------------------------------------------------------
+
+
+def _array_of_tables(value: Any) -> list[Any]:
+    # Each item is read as a table where the entry is known by its number (``#N``).
+    if not isinstance(value, list):
+        raise validation.mismatch("an array of tables ([[entries]])", value)
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class _ScheduleFile:
+    """The top level of a schedule file."""
+
+    calendar: dict[str, Any] = setting(
+        validation.table, hint=" (the [calendar] table: slug, name, timezone)"
+    )
+    entries: list[Any] = setting(_array_of_tables, ())
+
+
+@dataclass(frozen=True, kw_only=True)
+class _CalendarTable:
+    """``[calendar]``."""
+
+    slug: str = setting(
+        matching(SLUG_RE, "lowercase letters, digits and dashes (e.g. 'rubio-2025-09')"),
+        hint=" (e.g. slug = 'rubio-2025-09')",
+    )
+    name: str = setting(_visible_text)
+    timezone: str = setting(
+        validation.zone, hint=" (the IANA zone of the entries, e.g. 'America/Mexico_City')"
+    )
+    description: str = setting(text, "")
+    reminders: tuple[str, ...] | None = setting(_offsets, None)
+
+
+_UID = matching(UID_RE, "letters, digits and . _ : @ + - (no spaces)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class _EntryTable:
+    """One ``[[entries]]`` table, as written (the times are read by ``_entry``)."""
+
+    uid: str = setting(_UID)
+    title: str = setting(_visible_text)
+    timezone: str | None = setting(validation.zone, None)  # None: the calendar's
+    end_timezone: str | None = setting(validation.zone, None)  # None: the start's
+    fold: int | None = setting(_fold, None)
+    end_fold: int | None = setting(_fold, None)
+    start: Any = setting(validation.anything, hint=" (e.g. start = 2025-09-02T10:00:00)")
+    end: Any = setting(validation.anything, None)
+    duration: timedelta | None = setting(validation.duration(), None)
+    status: str = setting(validation.one_of(*STATUSES), EntryStatus.CONFIRMED)
+    transparency: str = setting(validation.one_of("opaque", "transparent"), "opaque")
+    categories: tuple[str, ...] = setting(_categories, ())
+    geo: tuple[float, float] | None = setting(_geo, None)
+    url: str = setting(_url, "")
+    rrule: str | None = setting(_rrule, None)
+    description: str = setting(text, "")
+    location: str = setting(text, "")
+    city: str = setting(text, "")
+    reminders: tuple[str, ...] | None = setting(_offsets, None)
+    # Read by ``parse_entry`` once the start (and so the zone) is known.
+    rdate: Any = setting(validation.anything, None)
+    exdate: Any = setting(validation.anything, None)
+
+
 # --- entries ---------------------------------------------------------------------------------
 
 
@@ -328,35 +348,28 @@ def _dates_reader(spec: EntrySpec) -> validation.Reader[tuple[str, ...]]:
 
 
 def _entry(raw: Any, *, index: int, source: str, default_zone: str) -> EntrySpec:
-    entry = Table(raw, Place(InputError, source, location=f"#{index}"))
-    uid = entry.read("uid", matching(UID_RE, "letters, digits and . _ : @ + - (no spaces)"))
+    uid = Table(raw, Place(InputError, source, location=f"#{index}")).read("uid", _UID)
     # From here on the entry is called by its uid.
     entry = Table(raw, Place(InputError, source, location=uid))
-    entry.done(also=ENTRY_KEYS)
-    title = entry.read("title", _visible_text)
-
-    zone: str = entry.read("timezone", validation.zone, default_zone)
-    end_zone: str = entry.read("end_timezone", validation.zone, zone)
-    fold = entry.read("fold", _fold, None)
-    end_fold = entry.read("end_fold", _fold, None)
-    start = entry.read("start", validation.anything, hint=" (e.g. start = 2025-09-02T10:00:00)")
-    end = raw.get("end")
-    if "end" in raw and "duration" in raw:
+    keys = _EntryTable(**read_section(_EntryTable, entry))
+    zone = keys.timezone or default_zone
+    end_zone = keys.end_timezone or zone
+    start, end = keys.start, keys.end
+    if end is not None and keys.duration is not None:
         raise entry.fail("duration", "give either end or duration, not both")
 
     if isinstance(start, date) and not isinstance(start, datetime):
-        return _all_day(entry, uid, title, start, end, zone)
+        return _all_day(entry, keys, start, zone)
     if isinstance(start, time):
         raise entry.fail("start", "a time without a date; write e.g. 2025-09-02T10:00:00")
     if not isinstance(start, datetime):
         raise entry.fail(
             "start", f"expected a TOML date-time such as 2025-09-02T10:00:00, got {start!r}"
         )
-    start_local, start_utc, fold = _wall(entry, start, zone, fold, "start")
+    start_local, start_utc, fold = _wall(entry, start, zone, keys.fold, "start")
 
-    if "duration" in raw:
-        length = entry.read("duration", validation.duration())
-        end_utc = start_utc + length
+    if keys.duration is not None:
+        end_utc = start_utc + keys.duration
         end_local, end_fold = wall_time(end_utc, end_zone)
     elif end is None:
         end_utc = start_utc
@@ -366,7 +379,7 @@ def _entry(raw: Any, *, index: int, source: str, default_zone: str) -> EntrySpec
             raise entry.fail("end", "a date, but start is a date-time; give a date-time")
         if not isinstance(end, datetime):
             raise entry.fail("end", f"expected a TOML date-time, got {end!r}")
-        end_local, end_utc, end_fold = _wall(entry, end, end_zone, end_fold, "end")
+        end_local, end_utc, end_fold = _wall(entry, end, end_zone, keys.end_fold, "end")
     if end_utc < start_utc:
         raise entry.fail(
             "end",
@@ -375,7 +388,7 @@ def _entry(raw: Any, *, index: int, source: str, default_zone: str) -> EntrySpec
         )
     return EntrySpec(
         uid=uid,
-        title=title,
+        title=keys.title,
         all_day=False,
         start_local=start_local,
         start_tz=zone,
@@ -385,7 +398,7 @@ def _entry(raw: Any, *, index: int, source: str, default_zone: str) -> EntrySpec
         end_fold=end_fold,
         start_utc=start_utc,
         end_utc=end_utc,
-        **_common(entry),
+        **_common(keys),
     )
 
 
@@ -406,13 +419,12 @@ def _wall(
     return naive, instant, fold
 
 
-def _all_day(
-    entry: Table[InputError], uid: str, title: str, start: date, end: Any, zone: str
-) -> EntrySpec:
-    if "end_timezone" in entry and entry.values["end_timezone"] != zone:
+def _all_day(entry: Table[InputError], keys: _EntryTable, start: date, zone: str) -> EntrySpec:
+    if keys.end_timezone is not None and keys.end_timezone != zone:
         raise entry.fail("end_timezone", "all-day entries have one zone")
-    if "duration" in entry:
-        length = entry.read("duration", validation.duration())
+    end = keys.end
+    if keys.duration is not None:
+        length = keys.duration
         if length.seconds or length.days < 1:
             raise entry.fail("duration", "an all-day entry lasts whole days (P1D, P2D, ...)")
         end = start + timedelta(days=length.days - 1)
@@ -425,8 +437,8 @@ def _all_day(
     if end < start:
         raise entry.fail("end", f"last day {end} is before the first day {start}")
     return EntrySpec(
-        uid=uid,
-        title=title,
+        uid=keys.uid,
+        title=keys.title,
         all_day=True,
         start_local=datetime.combine(start, time()),
         start_tz=zone,
@@ -436,26 +448,23 @@ def _all_day(
         end_fold=None,
         start_utc=day_start_utc(start, zone),
         end_utc=day_start_utc(end + timedelta(days=1), zone),
-        **_common(entry),
+        **_common(keys),
     )
 
 
-def _common(entry: Table[InputError]) -> dict[str, Any]:
-    """The fields timed and all-day entries share, read in this order."""
-    status = entry.read("status", validation.one_of(*STATUSES), EntryStatus.CONFIRMED)
-    transparency = entry.read("transparency", validation.one_of("opaque", "transparent"), "opaque")
-    categories = entry.read("categories", _categories, ())
-    lat, lon = entry.read("geo", _geo, (None, None))
+def _common(keys: _EntryTable) -> dict[str, Any]:
+    """The fields timed and all-day entries share."""
+    lat, lon = keys.geo if keys.geo is not None else (None, None)
     return {
-        "status": status,
-        "transparency": transparency,
-        "categories": categories,
+        "status": keys.status,
+        "transparency": keys.transparency,
+        "categories": keys.categories,
         "geo_lat": lat,
         "geo_lon": lon,
-        "url": entry.read("url", _url, ""),
-        "rrule": entry.read("rrule", _rrule, None),
-        "description": entry.read("description", text, ""),
-        "location": entry.read("location", text, ""),
-        "city": entry.read("city", text, ""),
-        "reminders": entry.read("reminders", _offsets, None),
+        "url": keys.url,
+        "rrule": keys.rrule,
+        "description": keys.description,
+        "location": keys.location,
+        "city": keys.city,
+        "reminders": keys.reminders,
     }

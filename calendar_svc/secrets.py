@@ -1,4 +1,4 @@
-"""Where notifier secrets come from, and the one place config files are checked for them.
+"""Where notifier secrets come from, and the checks of the config file that holds them.
 
 A secret key ``K`` of a notifier table (``password``, ``secret``, ``token``, …)
 can be given three ways, at most one at a time:
@@ -10,7 +10,9 @@ can be given three ways, at most one at a time:
   owner alone (``chmod 600``), because a world-readable config.toml is how
   passwords leak into backups, bug reports and other users' shells.
 
-Values read here are never logged and never put into error messages.
+Values read here are never logged and never put into error messages. A
+notifier's table is read by ``notifiers.keys``; each secret key of it comes
+through ``resolve`` here.
 """
 
 from __future__ import annotations
@@ -20,12 +22,9 @@ import stat
 from pathlib import Path
 
 from calendar_svc.errors import ConfigError
-from calendar_svc.validation import Place
+from calendar_svc.validation import Place, secret_text
 
 CREDENTIALS_DIRECTORY = "CREDENTIALS_DIRECTORY"
-
-# Key names that hold a secret when written inline, whatever the notifier.
-INLINE_SECRET_KEYS = frozenset({"password", "secret", "token"})
 
 
 def read_env(variable: str, *, place: Place[ConfigError], field: str) -> str:
@@ -87,19 +86,6 @@ def ensure_private(path: Path | None, *, place: Place[ConfigError], field: str) 
         )
 
 
-def check_config_file(
-    path: Path | None,
-    notifier_tables: dict[str, dict[str, object]] | None,
-    secret_keys: frozenset[str] = INLINE_SECRET_KEYS,
-) -> None:
-    """Refuse ``path`` if any ``[notifiers.*]`` table holds one of ``secret_keys`` inline
-    while the file is group- or world-readable."""
-    for name, table in (notifier_tables or {}).items():
-        place = Place(ConfigError, str(path) if path else None, f"notifiers.{name}")
-        for key in sorted(secret_keys & set(table)):
-            ensure_private(path, place=place, field=key)
-
-
 def resolve(
     table: dict[str, object],
     key: str,
@@ -131,9 +117,10 @@ def resolve(
         and all(isinstance(item, str) and item for item in value)
     ):
         value = ", ".join(value)
-    if not isinstance(value, str) or not value:
-        # Never echo the value: it may be the secret itself.
-        raise place.fail(which, "expected a non-empty string")
+    try:
+        value = secret_text(value)  # never echoes the value: it may be the secret itself
+    except ValueError as exc:
+        raise place.fail(which, str(exc)) from None
     if which == key:
         ensure_private(config_path, place=place, field=which)
         return value

@@ -1,4 +1,5 @@
-"""The only module that opens database sessions and connections.
+"""One database: the only module that opens ORM sessions, and the reads and writes of
+calendars and entries.
 
 Callers own their transactions: ``with store.write() as session:`` is one
 transaction, committed when the block ends (``store.read()`` likewise for
@@ -10,6 +11,11 @@ daemon and feed server notice writes from other processes with one cheap
 query. The feed's per-request reads (``calendar_head``, ``entry_keys``) skip
 the ORM for speed but still go through here. The clock is injected
 (``clock``) so tests can move time.
+
+Raw connections open in ``db``, always on the store's engine: the held
+autocommit connection of the feed's per-request reads (``db.HeldConnection``,
+which the store keeps) and those of migrations (``db.migrate``,
+``db.current_revision``).
 """
 
 from __future__ import annotations
@@ -177,16 +183,24 @@ class Store:
     def get_calendar(self, slug: str) -> Calendar:
         with self.read() as session:
             calendar = session.scalar(select(Calendar).where(Calendar.slug == slug))
-        if calendar is None:
-            raise NotFoundError(f"no calendar {slug!r} ({self._known_slugs()})")
+            if calendar is None:
+                raise NotFoundError(f"no calendar {slug!r} ({_known_slugs(session)})")
         return calendar
 
-    def _known_slugs(self) -> str:
-        slugs = [c.slug for c in self.calendars()]
-        return f"known: {', '.join(slugs)}" if slugs else "the database has no calendars yet"
+    def calendar_by_id(self, session: Session, calendar_id: int) -> Calendar:
+        """The calendar with id ``calendar_id``, in ``session``'s transaction."""
+        calendar = session.get(Calendar, calendar_id)
+        if calendar is None:
+            raise NotFoundError(f"no calendar with id {calendar_id}")
+        return calendar
 
     def entries(self, flt: EntryFilter | None = None) -> list[Entry]:
         """Entries with their calendar loaded, ordered by start, calendar, uid."""
+        with self.read() as session:
+            return self.select_entries(session, flt)
+
+    def select_entries(self, session: Session, flt: EntryFilter | None = None) -> list[Entry]:
+        """``entries(flt)``, read in ``session``'s transaction."""
         flt = flt or EntryFilter()
         query = (
             select(Entry)
@@ -210,23 +224,28 @@ class Store:
             )
         if flt.end:
             query = query.where(Entry.start_utc < day_start_utc(next_day(flt.end), "Etc/GMT+12"))
-        with self.read() as session:
-            if (
-                flt.calendar
-                and session.scalar(select(Calendar.id).where(Calendar.slug == flt.calendar)) is None
-            ):
-                raise NotFoundError(f"no calendar {flt.calendar!r} ({self._known_slugs()})")
-            rows = list(session.scalars(query))
-        return [entry for entry in rows if matches(entry, flt)]
+        if (
+            flt.calendar
+            and session.scalar(select(Calendar.id).where(Calendar.slug == flt.calendar)) is None
+        ):
+            raise NotFoundError(f"no calendar {flt.calendar!r} ({_known_slugs(session)})")
+        return [entry for entry in session.scalars(query) if matches(entry, flt)]
 
     def find_entry(self, uid: str, calendar: str | None = None) -> Entry:
         """The entry with ``uid`` (in ``calendar`` when given; required if the uid repeats)."""
+        with self.read() as session:
+            return self._find_entry(session, uid, calendar)
+
+    def _find_entry(
+        self, session: Session, uid: str, calendar: str | None, *, for_update: bool = False
+    ) -> Entry:
         query = select(Entry).join(Entry.calendar).options(selectinload(Entry.calendar))
         query = query.where(Entry.uid == uid)
         if calendar:
             query = query.where(Calendar.slug == calendar)
-        with self.read() as session:
-            found = list(session.scalars(query))
+        if for_update and not self._sqlite:  # SQLite's writer already excludes every other
+            query = query.with_for_update(of=Entry)
+        found = list(session.scalars(query))
         if not found:
             where = f" in calendar {calendar!r}" if calendar else ""
             raise NotFoundError(f"no entry with uid {uid!r}{where}")
@@ -284,19 +303,11 @@ class Store:
     def set_status(
         self, uid: str, status: EntryStatus, calendar: str | None = None
     ) -> tuple[Entry, bool]:
-        """Set an entry's status; returns (entry, changed)."""
-        target = self.find_entry(uid, calendar)
-        self.check_writable(target)
+        """Set an entry's status, in one transaction; returns (entry, changed)."""
         now = self.clock()
         with self.write() as session:
-            entry = session.get(
-                Entry,
-                target.id,
-                options=[selectinload(Entry.calendar)],
-                with_for_update=not self._sqlite,
-            )
-            if entry is None:
-                raise NotFoundError(f"no entry with uid {uid!r}")
+            entry = self._find_entry(session, uid, calendar, for_update=True)
+            self.check_writable(entry)
             if entry.status == status:
                 return entry, False
             entry.status = status
@@ -306,15 +317,13 @@ class Store:
             return entry, True
 
     def delete_entry(self, uid: str, calendar: str | None = None) -> Entry:
-        target = self.find_entry(uid, calendar)
-        self.check_writable(target)
+        """Delete an entry, in one transaction; returns it as it was."""
         with self.write() as session:
-            entry = session.get(Entry, target.id)
-            if entry is None:
-                raise NotFoundError(f"no entry with uid {uid!r}")
+            entry = self._find_entry(session, uid, calendar, for_update=True)
+            self.check_writable(entry)
             bump(entry.calendar, self.clock())
             session.delete(entry)
-        return target
+        return entry
 
     def rotate_token(self, slug: str) -> str:
         with self.write() as session:
@@ -324,3 +333,9 @@ class Store:
             calendar.feed_token = new_feed_token()
             bump(calendar, self.clock())
             return calendar.feed_token
+
+
+def _known_slugs(session: Session) -> str:
+    """The calendars there are, for a "no calendar" message."""
+    slugs = list(session.scalars(select(Calendar.slug).order_by(Calendar.slug)))
+    return f"known: {', '.join(slugs)}" if slugs else "the database has no calendars yet"

@@ -1,5 +1,10 @@
-"""Wall time + IANA zone <-> UTC instants, and how a zoned time is shown. Pure; the only
-module that touches pytz.
+"""Wall time + IANA zone <-> UTC instants, and how a zoned time is shown; the only module
+that touches pytz.
+
+Its functions are pure given the tz database in use, which is process-wide
+state by design: one ``tzdb.TzDatabase`` (``current()``), read from TZif
+files on first use and switchable with ``use_folder`` (under a lock), so that
+every module converts with the same rules. No clock is read here.
 
 Rules (README.md, "Time rules"):
 
@@ -44,7 +49,8 @@ from calendar_svc.errors import (
     TimeRangeError,
     UnknownTimezoneError,
 )
-from calendar_svc.tzdb import Period, TzDatabase
+from calendar_svc.tzdb import TzDatabase
+from calendar_svc.tzif import LocalTimeType
 
 Kind = Literal["ok", "gap", "fold"]
 
@@ -185,7 +191,16 @@ def _build_zone(database: TzDatabase, name: str) -> pytz.BaseTzInfo:
     return zone
 
 
-def _dst_amounts(periods: list[Period]) -> list[timedelta]:
+def is_zone(name: str) -> bool:
+    """Whether the tz database in use has a zone called ``name``."""
+    try:
+        get_zone(name)
+    except UnknownTimezoneError:
+        return False
+    return True
+
+
+def _dst_amounts(periods: list[LocalTimeType]) -> list[timedelta]:
     """pytz's ``dst()`` of each period: how far a DST period is ahead of standard time.
 
     The standard time is the nearest earlier non-DST period; when that gives no
@@ -193,14 +208,14 @@ def _dst_amounts(periods: list[Period]) -> list[timedelta]:
     standard time), the nearest later one that does.
     """
     # The standard periods that follow each index, nearest first (built once, backwards).
-    following: list[list[Period]] = [[] for _ in periods]
-    later: list[Period] = []
+    following: list[list[LocalTimeType]] = [[] for _ in periods]
+    later: list[LocalTimeType] = []
     for index in range(len(periods) - 1, -1, -1):
         following[index] = later
         if not periods[index].is_dst:
             later = [periods[index], *later[:7]]
     amounts = []
-    last_standard: Period | None = None
+    last_standard: LocalTimeType | None = None
     for index, period in enumerate(periods):
         if not period.is_dst:
             amounts.append(timedelta(0))
@@ -215,15 +230,6 @@ def _dst_amounts(periods: list[Period]) -> list[timedelta]:
                     break
         amounts.append(amount)
     return amounts
-
-
-def is_zone(name: str) -> bool:
-    """Whether the tz database in use has a zone called ``name``."""
-    try:
-        get_zone(name)
-    except UnknownTimezoneError:
-        return False
-    return True
 
 
 # --- conversions ----------------------------------------------------------------------

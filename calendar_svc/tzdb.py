@@ -30,6 +30,7 @@ from pathlib import Path
 
 from calendar_svc import tzif
 from calendar_svc.errors import TzDatabaseError, UnknownTimezoneError
+from calendar_svc.tzif import LocalTimeType
 
 VERSION_FILE = "+VERSION"
 # The years zones are computed for: a rule that still changes the clocks is followed
@@ -49,21 +50,12 @@ _ALIASES = {
 
 
 @dataclass(frozen=True, slots=True)
-class Period:
-    """How a zone's clocks read for a while: UTC offset (to the minute), DST flag, abbreviation."""
-
-    offset: timedelta
-    is_dst: bool
-    abbreviation: str
-
-
-@dataclass(frozen=True, slots=True)
 class Change:
     """The zone's clocks change at ``at`` (aware, UTC) from ``before`` to ``after``."""
 
     at: datetime
-    before: Period
-    after: Period
+    before: LocalTimeType
+    after: LocalTimeType
 
     @property
     def local_onset(self) -> datetime:
@@ -81,12 +73,12 @@ class ZoneHistory:
     """
 
     name: str
-    initial: Period
+    initial: LocalTimeType
     changes: tuple[Change, ...]
     rule: tzif.PosixTz | None
 
     @property
-    def final(self) -> Period:
+    def final(self) -> LocalTimeType:
         """The period in force after the last listed change (before the rule takes over)."""
         return self.changes[-1].after if self.changes else self.initial
 
@@ -141,10 +133,9 @@ def _rule_year(rule: tzif.PosixTz, year: int) -> tuple[Change, ...]:
 
 
 @lru_cache(maxsize=4096)
-def period_of(kind: tzif.LocalTimeType) -> Period:
-    """A TZif local time type as a Period, its offset rounded to the minute as pytz does."""
-    minutes = (kind.utc_offset + 30) // 60
-    return Period(timedelta(minutes=minutes), kind.is_dst, kind.abbreviation)
+def period_of(kind: LocalTimeType) -> LocalTimeType:
+    """``kind`` rounded to the minute as pytz rounds it (one value per distinct type)."""
+    return kind.rounded()
 
 
 class TzDatabase:

@@ -39,11 +39,24 @@ _DAY = 86400
 
 @dataclass(frozen=True, slots=True)
 class LocalTimeType:
-    """One way a zone's clocks read: offset east of UTC (seconds), DST flag, abbreviation."""
+    """One way a zone's clocks read: offset east of UTC (seconds), DST flag, abbreviation.
+
+    As read from a file, the offset is exact (local mean times have seconds); the
+    zone histories of ``tzdb`` hold it rounded to the minute (``rounded``).
+    """
 
     utc_offset: int
     is_dst: bool
     abbreviation: str
+
+    @property
+    def offset(self) -> timedelta:
+        return timedelta(seconds=self.utc_offset)
+
+    def rounded(self) -> LocalTimeType:
+        """This type with its offset rounded to the minute, as pytz rounds it."""
+        minutes = (self.utc_offset + 30) // 60
+        return LocalTimeType(minutes * 60, self.is_dst, self.abbreviation)
 
 
 @dataclass(frozen=True, slots=True)

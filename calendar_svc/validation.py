@@ -14,10 +14,10 @@ is wrong, in the same words ("expected an integer, got string '8080'").
   ``ConfigError`` for config and notifier tables, ``InputError`` for schedule
   files (both ``errors.LocatedError``).
 
-Schemas are declared once, beside the values they make: config sections are
-dataclasses whose fields name their reader (``setting``), a notifier class
-declares its ``keys``, and a schedule entry's keys are read in one function.
-Pure: no I/O.
+Schemas are declared once, beside the values they make: config sections and
+the tables of a schedule file (the file, its ``[calendar]``, an entry) are
+dataclasses whose fields name their reader (``setting``), read by
+``read_section``; a notifier class declares its ``keys``. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -232,6 +232,15 @@ def nonblank(value: Any) -> str:
     return value
 
 
+def secret_text(value: Any) -> str:
+    """A non-empty string that may be a secret: a refusal names its type, never the value
+    (an empty string, which hides nothing, is shown)."""
+    if isinstance(value, str) and value:
+        return value
+    got = "string ''" if value == "" else type_name(value)
+    raise ValueError(f"expected a non-empty string, got {got}")
+
+
 strings: Final = list_of(text, "a list of strings")
 
 
@@ -335,13 +344,14 @@ class Table(Generic[E]):
 # --- schemas declared as dataclasses ---------------------------------------------------------
 
 
-def setting(reader: Reader[Any], default: Any = dataclasses.MISSING) -> Any:
+def setting(reader: Reader[Any], default: Any = dataclasses.MISSING, *, hint: str = "") -> Any:
     """A dataclass field that ``read_section`` reads with ``reader``: ``port: int =
     setting(integer(0, 65535), 8080)``. The dataclass is then the section's schema:
-    its fields are the keys, their defaults the defaults."""
+    its fields are the keys, their defaults the defaults. A field without a default
+    is required: missing, it is the error "required, and missing" + ``hint``."""
     if isinstance(default, list | dict | set):
         raise TypeError("use a tuple or a frozen value as a setting's default")
-    return dataclasses.field(default=default, metadata={"reader": reader})
+    return dataclasses.field(default=default, metadata={"reader": reader, "hint": hint})
 
 
 def read_section(schema: type[Any], table: Table[Any]) -> dict[str, Any]:
@@ -355,6 +365,8 @@ def read_section(schema: type[Any], table: Table[Any]) -> dict[str, Any]:
             continue
         if spec.name in table:
             given[spec.name] = table.read(spec.name, reader)
+        elif spec.default is dataclasses.MISSING:
+            table.read(spec.name, reader, hint=spec.metadata["hint"])  # raises: required
         else:
             table.known.add(spec.name)
     table.done()

@@ -37,8 +37,8 @@ from functools import lru_cache
 from icalendar import Timezone, TimezoneDaylight, TimezoneStandard, vRecur
 
 from calendar_svc import timezones
-from calendar_svc.tzdb import Change, Period, TzDatabase, ZoneHistory
-from calendar_svc.tzif import DateRule
+from calendar_svc.tzdb import Change, TzDatabase, ZoneHistory
+from calendar_svc.tzif import DateRule, LocalTimeType
 
 DEFAULT_FIRST_YEAR = 1970
 Observance = TimezoneStandard | TimezoneDaylight
@@ -140,8 +140,8 @@ def _build(history: ZoneHistory, first_year: int) -> Timezone:
 
 
 def _observance(
-    before: Period,
-    after: Period,
+    before: LocalTimeType,
+    after: LocalTimeType,
     onset: datetime,
     rdates: list[datetime],
     recur: vRecur | None = None,

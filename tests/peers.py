@@ -18,6 +18,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from email.header import decode_header, make_header
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -483,24 +484,43 @@ def sheinbaum_entry(**overrides: Any) -> Any:
     return SimpleNamespace(**fields)
 
 
-def sheinbaum_reminder(**overrides: Any) -> Any:
-    """In 1 hour: Bilateral meeting with President Claudia Sheinbaum (displayed for Washington)."""
-    from datetime import datetime, timedelta
+WASHINGTON = {"timezone": "America/New_York", "label": "Washington"}
 
+
+def reminder(
+    *,
+    key: str = "rem-sample",
+    calendar: str = "rubio-2025-09",
+    start: datetime | None = None,
+    offset: timedelta = timedelta(hours=1),
+    late: bool = False,
+    display: Any = None,
+    feed_url: str | None = None,
+    entry: Any = None,
+    **fields: Any,
+) -> Any:
+    """A reminder as the dispatcher builds it: of ``entry`` (default: ``sheinbaum_entry``
+    with ``fields`` changed), starting at wall time ``start`` in its zone (default
+    2025-09-02 10:00), due ``offset`` before; ``display`` defaults to Washington's.
+
+    The one sample every notifier test sends: "In 1 hour: Bilateral meeting with …".
+    """
     from calendar_svc.config import DisplayConfig
     from calendar_svc.messages import build_reminder
     from calendar_svc.timezones import to_utc
 
-    start = to_utc(datetime(2025, 9, 2, 10, 0), "America/Mexico_City")
-    args: dict[str, Any] = {
-        "idempotency_key": "rem-sample",
-        "calendar_slug": "rubio-2025-09",
-        "entry": sheinbaum_entry(),
-        "start_utc": start,
-        "offset": timedelta(hours=1),
-        "due_at": start - timedelta(hours=1),
-        "late": False,
-        "display": DisplayConfig(timezone="America/New_York", label="Washington"),
-    }
-    args.update(overrides)
-    return build_reminder(**args)
+    if entry is not None and fields:
+        raise TypeError(f"give entry or its fields, not both: {sorted(fields)}")
+    entry = entry if entry is not None else sheinbaum_entry(**fields)
+    start_utc = to_utc(start or datetime(2025, 9, 2, 10, 0), entry.start_tz)
+    return build_reminder(
+        idempotency_key=key,
+        calendar_slug=calendar,
+        entry=entry,
+        start_utc=start_utc,
+        offset=offset,
+        due_at=start_utc - offset,
+        late=late,
+        display=display if display is not None else DisplayConfig(**WASHINGTON),
+        feed_url=feed_url,
+    )

@@ -9,16 +9,25 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from calendar_svc.config import Config, parse_config
 from calendar_svc.daemon import Daemon, DaemonState, tick_interval
+from calendar_svc.db import sqlite_file
 from calendar_svc.errors import AlreadyRunningError, DaemonStateError
-from calendar_svc.events import DaemonStarted, DaemonStopped, DaemonStopping, Event
-from calendar_svc.reminders.lock import DaemonLock, sqlite_file
+from calendar_svc.events import (
+    DaemonStarted,
+    DaemonStartFailed,
+    DaemonStopped,
+    DaemonStopping,
+    Event,
+)
+from calendar_svc.reminders.lock import DaemonLock
 from calendar_svc.sdnotify import ServiceNotifier
+from calendar_svc.timezones import UTC
 
 
 @pytest.fixture(autouse=True)
@@ -71,24 +80,63 @@ def test_run_once_from_new_to_stopped_and_no_second_run(tmp_path: Path) -> None:
         daemon.run()
 
 
+class RecordedService(ServiceNotifier):
+    """What systemd would be told, without a socket."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.told: list[tuple[str, ...]] = []
+
+    def notify(self, *lines: str) -> bool:
+        self.told.append(lines)
+        return True
+
+
 def test_a_failed_start_stops_what_it_started(tmp_path: Path) -> None:
+    """A refused start says it failed to start; it never claims to have stopped."""
     (tmp_path / "var").mkdir()
     config = daemon_config(tmp_path)
     database = sqlite_file(config.database.url)
     assert database is not None
     other = DaemonLock(database)  # another daemon runs on this SQLite file
     other.acquire()
-    refused = build(config)
+    service = RecordedService()
+    refused = Daemon(config, load_config=lambda: config, service=service)
+    heard: list[Event] = []
+    refused.events.add_listener(heard.append)
+    logged: list[logging.LogRecord] = []
+    catch = logging.Handler()
+    catch.emit = logged.append  # type: ignore[method-assign]
+    logging.getLogger("calendar_svc.daemon").addHandler(catch)
     try:
         with pytest.raises(AlreadyRunningError):
             refused.run()
     finally:
         other.release()
+        logging.getLogger("calendar_svc.daemon").removeHandler(catch)
     assert refused.state is DaemonState.STOPPED
+    assert [type(e) for e in heard] == [DaemonStartFailed]
+    assert isinstance(heard[0], DaemonStartFailed) and "another" in heard[0].error
+    assert not any(line == "STOPPING=1" for lines in service.told for line in lines)
+    assert any(line.startswith("STATUS=start failed: ") for lines in service.told for line in lines)
+    [line] = [r for r in logged if r.getMessage().startswith("daemon.")]
+    assert (line.getMessage(), line.levelno) == ("daemon.start_failed", logging.ERROR)
     # Nothing of the refused start is left behind: a new daemon runs.
     again = build(config)
     again.request_stop("test")
     assert again.run() == 0
+
+
+def test_notifiers_stamp_with_the_daemon_s_clock(tmp_path: Path) -> None:
+    """One clock for the process: what a notifier stamps (Date, webhook-timestamp) is the
+    time the store, planner and dispatcher work by."""
+    (tmp_path / "var").mkdir()
+    daemon = build(daemon_config(tmp_path))
+    at = datetime(2025, 9, 2, 15, 0, tzinfo=UTC)
+    daemon.store.clock = lambda: at
+    daemon.request_stop("test")
+    assert daemon.run() == 0
+    assert daemon.notifiers["console"].clock() == at
 
 
 def test_the_tick_follows_the_watchdog_when_it_wants_pings_sooner() -> None:

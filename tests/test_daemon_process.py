@@ -518,6 +518,9 @@ def test_a_second_daemon_on_one_sqlite_file_is_refused(
     assert second.wait_exit(20) == 1
     assert "only one daemon may run per SQLite database" in second.stderr()
     assert f"pid {first.pid}" in second.stderr()
+    # It never ran: it says its start failed, not that it is stopping.
+    assert "msg=daemon.start_failed" in second.stderr()
+    assert "msg=daemon.stopping" not in second.stderr()
     assert first.alive()
 
 

@@ -14,11 +14,14 @@ from sqlalchemy import select
 
 from calendar_svc.config import Config, default_config
 from calendar_svc.errors import PermanentNotifierError, RetryableNotifierError
+from calendar_svc.events import ChannelFailing, DeliveryFinished, Event, EventBus
 from calendar_svc.importer import import_specs
 from calendar_svc.models import Delivery
 from calendar_svc.notifiers.base import Notifier, Reminder
+from calendar_svc.reminders import dispatcher as dispatcher_module
 from calendar_svc.reminders import repository as repo
 from calendar_svc.reminders.dispatcher import Dispatcher
+from calendar_svc.reminders.outcome import Outcome
 from calendar_svc.reminders.planner import Planner
 from calendar_svc.store import Store
 
@@ -240,11 +243,11 @@ def test_observers_hear_each_attempt_through_the_dispatcher_s_bus(
     drain(dispatcher)
     assert [(e.outcome, e.attempt, e.error) for e in heard] == [("retry", 1, "HTTP 503")]
     assert heard[0].send_seconds is not None and heard[0].next_attempt_at > clock.now
-    assert observers.health.failing_channels == {"console": "HTTP 503"}
+    assert observers.health.snapshot()["failing_channels"] == {"console": "HTTP 503"}
     clock.set(rows(planned)[0].next_attempt_at)
     drain(dispatcher)
     assert [e.outcome for e in heard] == ["retry", "sent"]
-    assert observers.health.failing_channels == {}
+    assert observers.health.snapshot()["failing_channels"] == {}
     text = observers.metrics.render().decode()
     assert 'calendar_svc_reminders_total{channel="console",outcome="retried"} 1.0' in text
     assert 'calendar_svc_reminders_total{channel="console",outcome="sent"} 1.0' in text
@@ -379,11 +382,11 @@ def test_a_stale_owner_cannot_overwrite_a_row_taken_over(planned: Store, clock, 
     with planned.write() as session:
         owned = repo.finish(
             session,
-            [repo.Outcome.failed(row.id, now=clock.now, error="late")],
+            [Outcome.failed(row.id, at=clock.now, error="late")],
             claimer="slow:1",
             now=clock.now,
         )
-    assert owned == 0
+    assert owned == set()
     assert rows(planned)[0].status == "sending"
 
 
@@ -516,19 +519,76 @@ def test_claimers_differ_between_processes_with_the_same_host_and_pid() -> None:
 def test_an_error_after_the_claim_puts_the_rows_back(
     planned: Store, clock, config, make, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    recorder = Recorder()
-    dispatcher = make(planned, config, recorder)
+    """Claimed rows a database error keeps from starting go back to pending (an attempt,
+    retried after the backoff); /healthz does not blame their channel: no send failed."""
+    from calendar_svc.observers import Observers
+
+    observers = Observers.build(log=False)
+    failing: list[ChannelFailing] = []
+    observers.events.add_listener(failing.append, [ChannelFailing])  # type: ignore[arg-type]
+    dispatcher = make(planned, config, Recorder(), events=observers.events)
     clock.set(Z("2025-09-02T15:00:00Z"))
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(repo, "entries_by_key", broken)
+    monkeypatch.setattr(dispatcher_module, "entries_by_key", broken)
     with pytest.raises(RuntimeError):
         dispatcher.run_once()
     row = rows(planned)[0]
     assert row.status == "pending" and "database went away" in (row.last_error or "")
-    assert row.next_attempt_at > clock.now  # backoff, not a hot loop
+    assert row.attempts == 1 and row.next_attempt_at > clock.now  # backoff, not a hot loop
+    assert failing == []
+    assert observers.health.snapshot()["failing_channels"] == {}
+
+
+def test_a_finished_attempt_is_told_once_its_outcome_is_written(
+    planned: Store, clock, config, make
+) -> None:
+    """Listeners (logs, metrics, health) hear of an attempt when the table already says it."""
+    bus = EventBus()
+    seen: list[tuple[str, str]] = []
+
+    def look(event: Event) -> None:
+        assert isinstance(event, DeliveryFinished)
+        [row] = [r for r in rows(planned) if r.id == event.delivery]
+        seen.append((event.outcome, row.status))
+
+    bus.add_listener(look, [DeliveryFinished])
+    dispatcher = make(planned, config, Recorder(), events=bus)
+    clock.set(Z("2025-09-02T15:00:00.5Z"))
+    drain(dispatcher)
+    assert seen == [("sent", "sent")]
+
+
+def test_an_attempt_on_a_row_taken_over_is_not_told(planned: Store, clock, config, make) -> None:
+    """A send that outlived its lease: another daemon took the row over, so this attempt
+    is neither written nor counted as a send (the other daemon's attempt is)."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hang(_: Reminder) -> None:
+        entered.set()
+        assert release.wait(20)
+
+    bus, heard = EventBus(), []
+    bus.add_listener(heard.append, [DeliveryFinished])
+    dispatcher = make(planned, config, Recorder(hang), events=bus)
+    clock.set(Z("2025-09-02T15:00:00Z"))
+    assert dispatcher.run_once() == 1
+    assert entered.wait(10)
+    clock.advance(config.reminders.lease + timedelta(seconds=1))
+    [row_id] = recover_expired(planned, clock.now)
+    with planned.write() as session:
+        [again] = repo.claim_due(
+            session, now=clock.now, limit=1, claimer="other:2", lease=config.reminders.lease
+        )
+    assert again.id == row_id
+    release.set()
+    assert dispatcher.wait_idle(10)
+    dispatcher.flush()
+    assert heard == []
+    row = rows(planned)[0]
+    assert (row.status, row.claimed_by) == ("sending", "other:2")
 
 
 def test_a_reload_waits_for_sends_through_the_old_notifier(
@@ -550,10 +610,10 @@ def test_a_reload_waits_for_sends_through_the_old_notifier(
     new = Recorder()
     returned = dispatcher.replace(config, {"console": new})
     assert returned == {"console": old}
-    assert dispatcher.wait_released([new], 0)  # nothing uses the new one
-    assert not dispatcher.wait_released([old], 0.2)  # the hanging send still does
+    assert dispatcher.in_use.wait_released([new], 0)  # nothing uses the new one
+    assert not dispatcher.in_use.wait_released([old], 0.2)  # the hanging send still does
     release.set()
-    assert dispatcher.wait_released([old], 10)
+    assert dispatcher.in_use.wait_released([old], 10)
     assert dispatcher.wait_idle(10)
     dispatcher.flush()
     assert [r.entry.uid for r in old.got] == ["sheinbaum-bilateral"]
@@ -577,7 +637,7 @@ def test_a_reload_during_a_claim_does_not_release_the_round_s_notifiers(
 
             def reload() -> None:
                 dispatcher.replace(config, {"console": new})
-                released_during_claim.append(dispatcher.wait_released([old], 0.2))
+                released_during_claim.append(dispatcher.in_use.wait_released([old], 0.2))
 
             thread = threading.Thread(target=reload)
             thread.start()
@@ -587,7 +647,7 @@ def test_a_reload_during_a_claim_does_not_release_the_round_s_notifiers(
     monkeypatch.setattr(repo, "claim_due", claim_with_a_reload)
     assert dispatcher.run_once() == 1
     assert released_during_claim == [False]  # held by the round
-    assert dispatcher.wait_released([old], 10)  # and released once its send is done
+    assert dispatcher.in_use.wait_released([old], 10)  # and released once its send is done
     assert dispatcher.wait_idle(10)
     dispatcher.flush()
     assert [r.entry.uid for r in old.got] == ["sheinbaum-bilateral"]

@@ -215,10 +215,8 @@ def test_the_keys_every_notifier_has_are_accepted() -> None:
 
 
 def template_variables() -> list[str]:
-    try:  # where it is exported for plugin authors, else where it is defined
-        from calendar_svc.notifiers import TEMPLATE_VARIABLES  # type: ignore[attr-defined]
-    except ImportError:
-        from calendar_svc.notifiers.base import TEMPLATE_VARIABLES
+    from calendar_svc.notifiers import TEMPLATE_VARIABLES  # where plugin authors find it
+
     return list(TEMPLATE_VARIABLES)
 
 

@@ -362,7 +362,6 @@ def test_unreachable_database_is_503(tmp_path: Path) -> None:
         assert health_response.status_code == 503
         assert health_response.json()["database"] is False
         assert http.get("/feeds/abc/slug.ics").status_code == 503
-    app.state.feed.close()
     store.close()
 
 
@@ -373,7 +372,6 @@ def test_testclient_serves_the_same_bytes(trip_store: Store, server: FeedServer)
         assert http.get(url).content == real.get(url).content
         assert http.head(url).content == b""
         assert http.post(url).status_code == 405
-    app.state.feed.close()
 
 
 FREEZE_CHECK = """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -23,6 +24,22 @@ from calendar_svc.timezones import UTC, to_utc
 SLUG = "rubio-2025-09"
 OPTIONS = ics.FeedOptions()
 NOW = datetime(2025, 8, 20, 12, 0, tzinfo=UTC)
+
+
+def render_pieces(calendar: Calendar, entries: Sequence[Entry], options: ics.FeedOptions) -> bytes:
+    """A feed joined from ``ics``'s pieces, with nothing cached: what the feed cache must
+    give, byte for byte."""
+    return ics.assemble(
+        ics.header_bytes(calendar, options),
+        ics.timezone_blocks(ics.used_tzids(entries), ics.first_year(entries)),
+        (ics.event_bytes(entry, calendar, options) for entry in entries),
+    )
+
+
+def test_feed_options_default_to_the_config_defaults() -> None:
+    from calendar_svc.config import default_config
+
+    assert ics.FeedOptions() == ics.FeedOptions.from_config(default_config("sqlite://"))
 
 
 def make_calendar(**overrides: Any) -> Calendar:
@@ -287,7 +304,7 @@ def test_instant_has_no_dtend_and_utc_zone_needs_no_vtimezone() -> None:
     utc = make_entry(uid="u", zone="UTC")
     data = ics.render(calendar, [utc], OPTIONS)
     assert b"DTSTART:20250902T100000Z" in data and b"VTIMEZONE" not in data
-    assert ics.render_pieces(calendar, [utc], OPTIONS) == data
+    assert render_pieces(calendar, [utc], OPTIONS) == data
 
 
 def test_rrule_url_and_transparency() -> None:
@@ -309,7 +326,7 @@ def test_rrule_url_and_transparency() -> None:
 def test_joined_pieces_equal_icalendar_whole(trip_store: Store) -> None:
     calendar, entries = trip(trip_store)
     whole = ics.render(calendar, entries, OPTIONS)
-    assert ics.render_pieces(calendar, entries, OPTIONS) == whole
+    assert render_pieces(calendar, entries, OPTIONS) == whole
     assert render_feed(trip_store, OPTIONS, SLUG).body == whole
 
 

@@ -21,7 +21,7 @@ from feed_zones import expected_instants, future_entries, read_by_vtimezones
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from icalendar import Calendar as ICalendar
-from test_ics import make_calendar, make_entry
+from test_ics import make_calendar, make_entry, render_pieces
 
 from calendar_svc import ics
 from calendar_svc.feed.cache import render_feed
@@ -331,7 +331,7 @@ def future_feed() -> bytes:
 
 def test_future_feed_is_the_same_joined_from_pieces(future_feed: bytes) -> None:
     entries = future_entries()
-    assert ics.render_pieces(make_calendar(), entries, OPTIONS) == future_feed
+    assert render_pieces(make_calendar(), entries, OPTIONS) == future_feed
     assert ics.first_year(entries) == 1950  # Kolkata in 1950: the blocks start there
     assert_lines_well_folded(future_feed)
 

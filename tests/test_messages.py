@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
-from peers import sheinbaum_entry, sheinbaum_reminder
+from peers import reminder, sheinbaum_entry
 
 from calendar_svc.config import DisplayConfig
 from calendar_svc.messages import build_reminder
@@ -16,7 +16,7 @@ TITLE = "Bilateral meeting with President Claudia Sheinbaum"
 
 
 def test_default_texts_read_exactly_so() -> None:
-    r = sheinbaum_reminder()
+    r = reminder()
     assert r.title == f"In 1 hour: {TITLE}"
     assert r.body == (
         "Tue 2 Sep 2025, 10:00 CST (UTC-06:00) — 12:00 EDT (UTC-04:00) in Washington · "
@@ -25,7 +25,7 @@ def test_default_texts_read_exactly_so() -> None:
 
 
 def test_reminder_carries_the_occurrence() -> None:
-    r = sheinbaum_reminder()
+    r = reminder()
     assert r.idempotency_key == "rem-sample"
     assert r.start.isoformat() == "2025-09-02T10:00:00-06:00"  # not LMT -06:37
     assert r.start_utc == datetime(2025, 9, 2, 16, 0, tzinfo=UTC)
@@ -43,46 +43,43 @@ def test_reminder_carries_the_occurrence() -> None:
 
 
 def test_late_reminder_says_so_and_does_not_claim_in_1_hour() -> None:
-    r = sheinbaum_reminder(late=True)
+    r = reminder(late=True)
     assert r.title == f"Late: {TITLE} (starts 10:00 CST (UTC-06:00))"
 
 
 def test_offsets_in_words() -> None:
-    assert sheinbaum_reminder(offset=timedelta(minutes=15)).title.startswith("In 15 minutes: ")
-    assert sheinbaum_reminder(offset=timedelta(minutes=90)).title.startswith(
-        "In 1 hour 30 minutes: "
-    )
-    assert sheinbaum_reminder(offset=timedelta(0)).title == f"Now: {TITLE}"
+    assert reminder(offset=timedelta(minutes=15)).title.startswith("In 15 minutes: ")
+    assert reminder(offset=timedelta(minutes=90)).title.startswith("In 1 hour 30 minutes: ")
+    assert reminder(offset=timedelta(0)).title == f"Now: {TITLE}"
 
 
 def test_all_day_shows_the_date_only() -> None:
     entry = sheinbaum_entry(
         all_day=True, title="Travel day", location="", city="Quito", start_tz="America/Guayaquil"
     )
-    start = to_utc(datetime(2025, 9, 4, 0, 0), "America/Guayaquil")
-    r = sheinbaum_reminder(entry=entry, start_utc=start, offset=timedelta(days=1))
+    start = datetime(2025, 9, 4, 0, 0)
+    r = reminder(entry=entry, start=start, offset=timedelta(days=1))
     assert r.title == "In 1 day: Travel day"
     assert r.body == "Thu 4 Sep 2025 · Quito"
-    assert sheinbaum_reminder(entry=entry, start_utc=start, late=True).title == (
+    assert reminder(entry=entry, start=start, late=True).title == (
         "Late: Travel day (on Thu 4 Sep 2025)"
     )
 
 
 def test_no_display_zone_or_the_same_one_is_not_repeated() -> None:
-    assert sheinbaum_reminder(display=DisplayConfig()).body == (
+    assert reminder(display=DisplayConfig()).body == (
         "Tue 2 Sep 2025, 10:00 CST (UTC-06:00) · Palacio Nacional, Mexico City"
     )
     same = DisplayConfig(timezone="America/Mexico_City", label="CDMX")
-    assert "CDMX" not in sheinbaum_reminder(display=same).body
+    assert "CDMX" not in reminder(display=same).body
 
 
 def test_display_label_defaults_to_the_zone_city_and_shows_a_different_day() -> None:
     entry = sheinbaum_entry(
         start_tz="America/Guayaquil", location="Palacio de Carondelet", city="Quito"
     )
-    start = to_utc(datetime(2025, 9, 3, 21, 0), "America/Guayaquil")
-    r = sheinbaum_reminder(
-        entry=entry, start_utc=start, display=DisplayConfig(timezone="Asia/Tokyo")
+    r = reminder(
+        entry=entry, start=datetime(2025, 9, 3, 21, 0), display=DisplayConfig(timezone="Asia/Tokyo")
     )
     # Guayaquil has no letter abbreviation: the tz database's "-05" is shown as it is.
     assert r.body == (
@@ -94,11 +91,11 @@ def test_display_label_defaults_to_the_zone_city_and_shows_a_different_day() -> 
 
 def test_city_is_not_repeated_when_the_location_names_it() -> None:
     entry = sheinbaum_entry(location="Palacio Nacional, Mexico City")
-    assert sheinbaum_reminder(entry=entry, display=DisplayConfig()).body.endswith(
+    assert reminder(entry=entry, display=DisplayConfig()).body.endswith(
         "· Palacio Nacional, Mexico City"
     )
     bare = sheinbaum_entry(location="", city="")
-    assert "·" not in sheinbaum_reminder(entry=bare, display=DisplayConfig()).body
+    assert "·" not in reminder(entry=bare, display=DisplayConfig()).body
 
 
 def test_dst_zone_uses_its_abbreviation() -> None:
@@ -115,6 +112,7 @@ def test_dst_zone_uses_its_abbreviation() -> None:
         due_at=start,
         late=False,
         display=DisplayConfig(timezone="America/Mexico_City", label="CDMX"),
+        feed_url=None,
     )
     assert r.body == (
         "Mon 3 Nov 2025, 09:00 EST (UTC-05:00) — 08:00 CST (UTC-06:00) in CDMX · "
@@ -123,7 +121,7 @@ def test_dst_zone_uses_its_abbreviation() -> None:
 
 
 def test_every_documented_variable_is_provided() -> None:
-    assert set(sheinbaum_reminder().variables) == set(TEMPLATE_VARIABLES)
+    assert set(reminder().variables) == set(TEMPLATE_VARIABLES)
 
 
 class Plain(Notifier):
@@ -140,15 +138,15 @@ def test_channel_templates_render_variables() -> None:
             "body_template": "${when} [$timezone] $$5 ${display_time}",
         },
     )
-    title, body = n.render(sheinbaum_reminder())
+    title, body = n.render(reminder())
     assert title == f"{TITLE} @ 10:00 CST"
     assert body == (
         "Tue 2 Sep 2025, 10:00 CST (UTC-06:00) [America/Mexico_City] $5 "
         "12:00 EDT (UTC-04:00) in Washington"
     )
-    assert Plain("t", {"type": "plain"}).render(sheinbaum_reminder()) == (
-        sheinbaum_reminder().title,
-        sheinbaum_reminder().body,
+    assert Plain("t", {"type": "plain"}).render(reminder()) == (
+        reminder().title,
+        reminder().body,
     )
 
 
@@ -156,6 +154,22 @@ def test_non_ascii_text_passes_through() -> None:
     entry = sheinbaum_entry(
         title="Reunión en Cancillería 🇪🇨", city="Quito", location="Palacio de Carondelet"
     )
-    r = sheinbaum_reminder(entry=entry)
+    r = reminder(entry=entry)
     assert r.title == "In 1 hour: Reunión en Cancillería 🇪🇨"
     assert r.to_json()["entry"]["title"] == "Reunión en Cancillería 🇪🇨"
+
+
+def test_the_feed_url_must_be_given() -> None:
+    """A forgotten feed URL once left $feed_url empty in every reminder: no default hides it."""
+    start = datetime(2025, 9, 2, 16, 0, tzinfo=UTC)
+    with pytest.raises(TypeError, match="feed_url"):
+        build_reminder(  # type: ignore[call-arg]
+            idempotency_key="k",
+            calendar_slug="c",
+            entry=sheinbaum_entry(),
+            start_utc=start,
+            offset=timedelta(hours=1),
+            due_at=start,
+            late=False,
+            display=DisplayConfig(),
+        )

@@ -3,44 +3,33 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from types import SimpleNamespace
 
 import peers
 import pytest
 
 from calendar_svc.config import DisplayConfig
 from calendar_svc.errors import ConfigError, RetryableNotifierError
-from calendar_svc.messages import build_reminder
 from calendar_svc.notifiers import Reminder
 from calendar_svc.notifiers.apprise import AppriseNotifier
-from calendar_svc.timezones import to_utc
 
 # Apprise loads its plugins with `imghdr` (deprecated since Python 3.11), nothing we can change.
 pytestmark = pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")
 
 
 def reminder() -> Reminder:
-    entry = SimpleNamespace(
+    return peers.reminder(
+        key="rem-a-1",
+        calendar="trip",
+        start=datetime(2025, 9, 3, 0, 0),
+        offset=timedelta(days=1),
+        display=DisplayConfig(timezone="America/New_York"),
         uid="trip-day",
         title="Visita a Quito",
         location="",
         city="Quito",
-        url="",
         start_tz="America/Guayaquil",
         all_day=True,
-        description="",
         categories=[],
-    )
-    start = to_utc(datetime(2025, 9, 3, 0, 0), "America/Guayaquil")
-    return build_reminder(
-        idempotency_key="rem-a-1",
-        calendar_slug="trip",
-        entry=entry,
-        start_utc=start,
-        offset=timedelta(days=1),
-        due_at=start - timedelta(days=1),
-        late=False,
-        display=DisplayConfig(timezone="America/New_York"),
     )
 
 

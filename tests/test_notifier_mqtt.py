@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import peers
@@ -13,10 +12,9 @@ import pytest
 
 from calendar_svc.config import DisplayConfig
 from calendar_svc.errors import ConfigError, PermanentNotifierError, RetryableNotifierError
-from calendar_svc.messages import build_reminder
 from calendar_svc.notifiers import Reminder
 from calendar_svc.notifiers.mqtt import MqttNotifier
-from calendar_svc.timezones import to_utc
+from calendar_svc.timezones import UTC
 
 
 @pytest.fixture
@@ -26,27 +24,17 @@ def broker() -> None:
 
 
 def reminder() -> Reminder:
-    entry = SimpleNamespace(
+    return peers.reminder(
+        key="rem-mqtt-1",
+        calendar="trip",
+        start=datetime(2025, 9, 3, 18, 30),
+        display=DisplayConfig(),
         uid="quito-arrival",
         title="Llegada a Quito",
         location="Aeropuerto Mariscal Sucre",
         city="Quito",
-        url="",
         start_tz="America/Guayaquil",
-        all_day=False,
-        description="",
         categories=["flight"],
-    )
-    start = to_utc(datetime(2025, 9, 3, 18, 30), "America/Guayaquil")
-    return build_reminder(
-        idempotency_key="rem-mqtt-1",
-        calendar_slug="trip",
-        entry=entry,
-        start_utc=start,
-        offset=timedelta(hours=1),
-        due_at=start - timedelta(hours=1),
-        late=False,
-        display=DisplayConfig(),
     )
 
 
@@ -68,6 +56,13 @@ def test_json_payload_with_qos_1(broker: None) -> None:
     assert data["timezone"] == "America/Guayaquil"
     assert data["start"] == "2025-09-03T18:30:00-05:00"
     assert data["body"].startswith("Wed 3 Sep 2025, 18:30 -05 (UTC-05:00)")
+
+
+def test_the_payload_is_stamped_by_the_notifier_s_clock() -> None:
+    at = datetime(2025, 9, 3, 22, 30, tzinfo=UTC)
+    table = {"type": "mqtt", "host": peers.LOOPBACK, "topic": "t", "timeout": 2}
+    payload = json.loads(MqttNotifier("home", table, clock=lambda: at).payload(reminder()))
+    assert payload["timestamp"] == "2025-09-03T22:30:00Z"
 
 
 def test_retained_message_reaches_a_later_subscriber(broker: None) -> None:

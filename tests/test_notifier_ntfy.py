@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import datetime, timedelta
-from types import SimpleNamespace
+from datetime import timedelta
 from typing import Any
 
 import peers
@@ -13,38 +12,26 @@ import pytest
 
 from calendar_svc.config import DisplayConfig
 from calendar_svc.errors import ConfigError, PermanentNotifierError, RetryableNotifierError
-from calendar_svc.messages import build_reminder
 from calendar_svc.notifiers import Reminder
 from calendar_svc.notifiers.ntfy import NtfyNotifier
-from calendar_svc.timezones import to_utc
 
 TOPIC = "calendar_Xk2p9QzR"
 TOKEN = "tk_0123456789abcdefghijklmnopq"
 
 
 def reminder(*, url: str = "", late: bool = False, feed_url: str | None = None) -> Reminder:
-    entry = SimpleNamespace(
-        uid="sheinbaum",
-        title="Reunión bilateral — Sheinbaum",
-        location="Palacio Nacional",
-        city="Ciudad de México",
-        url=url,
-        start_tz="America/Mexico_City",
-        all_day=False,
-        description="",
-        categories=[],
-    )
-    start = to_utc(datetime(2025, 9, 2, 10, 0), "America/Mexico_City")
-    return build_reminder(
-        idempotency_key="trip|sheinbaum|20250902T160000Z|3600|phone",
-        calendar_slug="trip",
-        entry=entry,
-        start_utc=start,
+    return peers.reminder(
+        key="trip|sheinbaum|20250902T160000Z|3600|phone",
+        calendar="trip",
         offset=timedelta(minutes=15),
-        due_at=start - timedelta(minutes=15),
         late=late,
         display=DisplayConfig(),
         feed_url=feed_url,
+        uid="sheinbaum",
+        title="Reunión bilateral — Sheinbaum",
+        city="Ciudad de México",
+        url=url,
+        categories=[],
     )
 
 

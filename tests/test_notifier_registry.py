@@ -99,7 +99,7 @@ def test_third_party_notifier_used_from_config(plugin: str, tmp_path: Path) -> N
     )
     notifiers = build_notifiers(config)
     assert type(notifiers["team"]).__name__ == "MemoNotifier"
-    notifiers["team"].send(peers.sheinbaum_reminder())
+    notifiers["team"].send(peers.reminder())
     sent = sys.modules[plugin].SENT
     assert sent == [
         (

@@ -6,9 +6,8 @@ import email
 import email.policy
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import peers
@@ -17,36 +16,22 @@ from click.testing import Result
 
 from calendar_svc.config import DisplayConfig
 from calendar_svc.errors import ConfigError, PermanentNotifierError, RetryableNotifierError
-from calendar_svc.messages import build_reminder
 from calendar_svc.notifiers import Reminder
 from calendar_svc.notifiers.smtp import SmtpNotifier
-from calendar_svc.timezones import UTC, to_utc
+from calendar_svc.timezones import UTC
 
 FIXED = datetime(2025, 9, 2, 15, 0, tzinfo=UTC)
 
 
 def reminder(key: str = "rem-1") -> Reminder:
-    entry = SimpleNamespace(
+    return peers.reminder(
+        key=key,
+        calendar="trip",
+        display=DisplayConfig(),
         uid="sheinbaum",
         title="Reunión con Sheinbaum",
-        location="Palacio Nacional",
-        city="Mexico City",
         url="https://example.org/e/1",
-        start_tz="America/Mexico_City",
-        all_day=False,
-        description="",
         categories=[],
-    )
-    start = to_utc(datetime(2025, 9, 2, 10, 0), "America/Mexico_City")
-    return build_reminder(
-        idempotency_key=key,
-        calendar_slug="trip",
-        entry=entry,
-        start_utc=start,
-        offset=timedelta(hours=1),
-        due_at=start - timedelta(hours=1),
-        late=False,
-        display=DisplayConfig(),
     )
 
 

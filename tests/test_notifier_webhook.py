@@ -9,7 +9,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -21,36 +20,22 @@ from standardwebhooks import Webhook
 from calendar_svc.clock import now_utc
 from calendar_svc.config import DisplayConfig
 from calendar_svc.errors import ConfigError, PermanentNotifierError, RetryableNotifierError
-from calendar_svc.messages import build_reminder
 from calendar_svc.notifiers import Reminder, _http
 from calendar_svc.notifiers.webhook import WebhookNotifier
-from calendar_svc.timezones import UTC, to_utc
+from calendar_svc.timezones import UTC
 
 SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
 
 
 def reminder(key: str = "rem-1") -> Reminder:
-    entry = SimpleNamespace(
-        uid="sheinbaum",
-        title="Reunión",
-        location="Palacio Nacional",
-        city="Mexico City",
-        url="",
-        start_tz="America/Mexico_City",
-        all_day=False,
-        description="",
-        categories=[],
-    )
-    start = to_utc(datetime(2025, 9, 2, 10, 0), "America/Mexico_City")
-    return build_reminder(
-        idempotency_key=key,
-        calendar_slug="trip",
-        entry=entry,
-        start_utc=start,
-        offset=timedelta(hours=1),
-        due_at=start - timedelta(hours=1),
+    return peers.reminder(
+        key=key,
+        calendar="trip",
         late=True,
         display=DisplayConfig(),
+        uid="sheinbaum",
+        title="Reunión",
+        categories=[],
     )
 
 
@@ -255,11 +240,10 @@ def test_every_address_dead_is_retryable_and_names_each(
     assert "secret-path" not in message
 
 
-def test_fallback_stays_within_the_one_connect_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fallback_stays_within_the_one_connect_timeout() -> None:
     """Blackholed addresses use up the connect timeout: the next address gets what is
     left, not a fresh timeout each, so a send takes no longer than with one address."""
     clock = [1000.0]
-    monkeypatch.setattr(_http.time, "monotonic", lambda: clock[0])
     given: list[float] = []
 
     def blackhole(request: httpx.Request) -> httpx.Response:
@@ -278,6 +262,7 @@ def test_fallback_stays_within_the_one_connect_timeout(monkeypatch: pytest.Monke
             headers={},
             now=now_utc(),
             connect_to=["203.0.113.1", "203.0.113.2", "203.0.113.3"],
+            monotonic=lambda: clock[0],
         )
     client.close()
     assert given == [10, pytest.approx(4)]  # the third is never tried: no time left

@@ -12,20 +12,15 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import peers
 import pytest
 from standardwebhooks import Webhook
 
-from calendar_svc.config import DisplayConfig
 from calendar_svc.errors import PermanentNotifierError, RetryableNotifierError
-from calendar_svc.messages import build_reminder
 from calendar_svc.notifiers import Notifier, Reminder, build_notifier, notifier_class
-from calendar_svc.timezones import to_utc
 
 # Apprise loads its plugins with `imghdr` (deprecated since Python 3.11), nothing we can change.
 pytestmark = pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")
@@ -62,28 +57,14 @@ class Channel:
 
 
 def reminder(feed_url: str | None = None) -> Reminder:
-    entry = SimpleNamespace(
-        uid="sheinbaum-bilateral",
+    return peers.reminder(
+        key=KEY,
+        feed_url=feed_url,
         title="Reunión bilateral con la Presidenta Claudia Sheinbaum 🇲🇽",
-        location="Palacio Nacional",
         city="Ciudad de México",
         url="https://example.org/día",
-        start_tz="America/Mexico_City",
-        all_day=False,
         description="Año 2025",
         categories=["reunión"],
-    )
-    start = to_utc(datetime(2025, 9, 2, 10, 0), "America/Mexico_City")
-    return build_reminder(
-        idempotency_key=KEY,
-        calendar_slug="rubio-2025-09",
-        entry=entry,
-        start_utc=start,
-        offset=timedelta(hours=1),
-        due_at=start - timedelta(hours=1),
-        late=False,
-        display=DisplayConfig(timezone="America/New_York", label="Washington"),
-        feed_url=feed_url,
     )
 
 

@@ -450,3 +450,27 @@ def test_cli_status(run_cli) -> None:
     assert data["counts"]["pending"] == 0 and data["next"] == []
     text = run_cli("status")
     assert "Daemon: not running" in text.output and "Deliveries:" in text.output
+
+
+def test_a_uid_with_a_bar_is_cancelled_by_its_columns(trip_store: Store, clock, trip_path) -> None:
+    """ICS and API uids may hold ``|``, the dedupe key's separator: the planner reads a row's
+    calendar, uid and channel from its columns, never by splitting the key."""
+    from calendar_svc.events import EventBus, ReminderCancelled
+
+    uid = "20250902T160000Z|bilateral@example.org"
+    spec = load_file(trip_path)
+    [bilateral] = [e for e in spec.entries if e.uid == "sheinbaum-bilateral"]
+    spec = dataclasses.replace(spec, entries=(dataclasses.replace(bilateral, uid=uid),))
+    with trip_store.write() as session:
+        import_specs(session, [spec], now=trip_store.clock(), prune=True)
+    clock.set(Z("2025-09-02T12:00:00Z"))
+    bus, told = EventBus(), []
+    bus.add_listener(told.append, [ReminderCancelled])
+    planner = Planner(trip_store, RemindersConfig(), events=bus)
+    planner.plan()
+    assert {r.entry_uid for r in rows(trip_store)} == {uid}
+    trip_store.delete_entry(uid)
+    report = planner.plan()
+    assert len(report.cancelled) == 2
+    assert {(e.calendar, e.uid, e.channel) for e in told} == {(spec.slug, uid, "console")}
+    assert {r.status for r in rows(trip_store)} == {"cancelled"}

@@ -281,6 +281,39 @@ def test_missing_file(run_cli: Callable[..., Result]) -> None:
     assert "nope.toml" in result.output
 
 
+@pytest.mark.parametrize(
+    ("data", "field", "words"),
+    [
+        ({"entries": []}, "calendar", "required, and missing (the [calendar] table"),
+        ({"calendar": "x"}, "calendar", "expected a table, got string 'x'"),
+        (
+            {"calendar": {}, "entry": []},
+            "entry",
+            "unknown key (known keys here: calendar, entries)",
+        ),
+        (
+            {"calendar": {"slug": "a", "name": "A", "timezone": "UTC"}, "entries": {}},
+            "entries",
+            "expected an array of tables ([[entries]]), got table",
+        ),
+        ({"calendar": {"name": "A", "timezone": "UTC"}}, "calendar.slug", "required, and missing"),
+        (
+            {"calendar": {"slug": "a", "name": "A", "timezone": "UTC", "zone": "UTC"}},
+            "calendar.zone",
+            "unknown key",
+        ),
+    ],
+)
+def test_the_file_and_its_calendar_table_speak_like_every_table(
+    data: dict[str, object], field: str, words: str
+) -> None:
+    """The top level and [calendar] are read by their schema, like config's sections."""
+    with pytest.raises(InputError) as caught:
+        parse_schedule(data, source="f.toml")
+    assert (caught.value.file, caught.value.field) == ("f.toml", field)
+    assert words in caught.value.detail
+
+
 def test_input_error_message_shape() -> None:
     err = InputError("bad", file="a.toml", entry="x", field="start")
     assert str(err) == "a.toml: entry x: field 'start': bad"

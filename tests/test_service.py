@@ -547,5 +547,4 @@ def test_healthz_is_503_when_the_scheduler_loop_is_stuck(tmp_path: Path) -> None
         monotonic[0] += 3600
         assert get_healthz().status_code == 200
     finally:
-        app.state.feed.close()
         store.close()

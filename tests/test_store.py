@@ -168,6 +168,21 @@ def test_cancel_delete_rotate_bump_version(trip_store: Store) -> None:
     assert version(trip_store) == v + 3
 
 
+def test_cancel_and_delete_are_one_transaction_each(trip_store: Store) -> None:
+    """The entry is found in the transaction that changes it: nothing can change it between."""
+    from sqlalchemy import event
+
+    begun: list[object] = []
+    event.listen(trip_store.engine, "begin", begun.append)
+    trip_store.set_status("press-mexico-city", "cancelled")
+    assert len(begun) == 1
+    trip_store.delete_entry("embassy-quito")
+    assert len(begun) == 2
+    with pytest.raises(NotFoundError):
+        trip_store.delete_entry("embassy-quito")
+    assert len(begun) == 3
+
+
 def test_change_counter_rises_on_every_write(trip_store: Store) -> None:
     seen = [trip_store.change_counter()]
     trip_store.set_status("press-mexico-city", "cancelled")

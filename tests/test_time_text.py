@@ -13,11 +13,11 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+import peers
 from click.testing import Result
-from peers import sheinbaum_entry, sheinbaum_reminder
+from peers import sheinbaum_entry
 
 from calendar_svc.config import DisplayConfig
-from calendar_svc.timezones import to_utc
 
 QUITO = "10:00 -05 (UTC-05:00)"
 
@@ -39,10 +39,9 @@ def test_a_reminder_message_says_it_the_same_way() -> None:
     entry = sheinbaum_entry(
         start_tz="America/Guayaquil", location="Palacio de Carondelet", city="Quito"
     )
-    start = to_utc(datetime(2025, 9, 4, 10, 0), "America/Guayaquil")
-    reminder = sheinbaum_reminder(
+    reminder = peers.reminder(
         entry=entry,
-        start_utc=start,
+        start=datetime(2025, 9, 4, 10, 0),
         late=True,
         display=DisplayConfig(timezone="America/New_York", label="Washington"),
     )

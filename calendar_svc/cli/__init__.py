@@ -79,23 +79,10 @@ def cli(ctx: click.Context, config_path: str | None, database_url: str | None) -
 
 
 def _register() -> None:
-    from calendar_svc.cli import entries
+    from calendar_svc.cli import entries, feed, notify, reminders, sources
 
-    for command in entries.COMMANDS:
-        cli.add_command(command)
-    for module_name, attr in (
-        ("calendar_svc.cli.feed", "COMMANDS"),
-        ("calendar_svc.cli.reminders", "COMMANDS"),
-        ("calendar_svc.cli.notify", "COMMANDS"),
-        ("calendar_svc.cli.sources", "COMMANDS"),
-    ):
-        try:
-            module = __import__(module_name, fromlist=[attr])
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        for command in getattr(module, attr):
+    for module in (entries, feed, reminders, notify, sources):
+        for command in module.COMMANDS:
             cli.add_command(command)
 
 

@@ -11,11 +11,13 @@ from calendar_svc.cli.context import CliContext, echo_json, pass_ctx
 from calendar_svc.cli.options import filter_options
 from calendar_svc.db import current_revision, head_revision, safe_url
 from calendar_svc.errors import InputError
+from calendar_svc.event_log import logging_bus
 from calendar_svc.filters import EntryFilter, parse_filter
-from calendar_svc.importer import ImportReport, import_specs
+from calendar_svc.importer import ImportReport
 from calendar_svc.models import EntryStatus
 from calendar_svc.presenters import duration_text, entry_json, when_text
-from calendar_svc.schedule_loader import is_ics, load_schedule
+from calendar_svc.schedule_import import import_together
+from calendar_svc.schedule_loader import is_ics
 from calendar_svc.timezones import iso_utc
 
 
@@ -116,21 +118,19 @@ def import_(
     unique = list(dict.fromkeys(path.resolve() for path in files))
     if (calendar or zone) and not any(is_ics(path) for path in unique):
         raise InputError("--calendar and --zone are for .ics files; a TOML file names its own")
-    store = ctx.store
-    loaded = [
-        load_schedule(
-            path, store=store, calendar=calendar, zone=zone, own_domain=ctx.config.feed.domain
-        )
-        for path in unique
-    ]
-    for item in loaded:
-        for warning in item.warnings:
-            click.echo(f"calendar-svc: warning: {warning}", err=True)
     # All files in one transaction: one bad entry anywhere and nothing is written.
-    with store.write(dry_run=dry_run, what="the import") as session:
-        report = import_specs(
-            session, [item.spec for item in loaded], now=store.clock(), prune=prune, adopt=adopt
-        )
+    report = import_together(
+        ctx.store,
+        unique,
+        events=logging_bus(),
+        dry_run=dry_run,
+        prune=prune,
+        adopt=adopt,
+        calendar=calendar,
+        zone=zone,
+        own_domain=ctx.config.feed.domain,
+        warn=lambda warning: click.echo(f"calendar-svc: warning: {warning}", err=True),
+    )
     print_import_report(report, dry_run=dry_run)
 
 
@@ -290,11 +290,11 @@ def delete(ctx: CliContext, uid: str, calendar: str | None, yes: bool) -> None:
     Example:
       calendar-svc delete embassy-quito --yes
     """
-    entry = ctx.store.find_entry(uid, calendar)
-    ctx.store.check_writable(entry)
     if not yes:
-        click.confirm(f"delete {entry.calendar.slug}/{uid} ({entry.title})?", abort=True)
-    ctx.store.delete_entry(uid, calendar)
+        shown = ctx.store.find_entry(uid, calendar)
+        ctx.store.check_writable(shown)  # refuse before asking, not after
+        click.confirm(f"delete {shown.calendar.slug}/{uid} ({shown.title})?", abort=True)
+    entry = ctx.store.delete_entry(uid, calendar)
     click.echo(f"deleted {entry.calendar.slug}/{uid}")
 
 

@@ -14,7 +14,7 @@ from calendar_svc.clock import now_utc
 from calendar_svc.config import Config
 from calendar_svc.errors import ConfigError, NotifierError, RetryableNotifierError
 from calendar_svc.links import reminder_feed_url
-from calendar_svc.messages import EntryLike, build_reminder
+from calendar_svc.messages import MessageEntry, build_reminder
 from calendar_svc.notifiers import Reminder, build_notifier
 from calendar_svc.timezones import to_utc
 
@@ -41,18 +41,12 @@ class SampleEntry:
 
 def _store_entry(ctx: CliContext, now: datetime) -> Any | None:
     """The next (else the first) live entry, if a database already exists; never creates one."""
-    from pathlib import Path
-
-    from sqlalchemy.engine import make_url
-
-    from calendar_svc.db import is_sqlite
+    from calendar_svc.db import is_sqlite, sqlite_file
     from calendar_svc.filters import EntryFilter
 
-    url = make_url(ctx.config.database.url)
-    if is_sqlite(url) and (
-        not url.database or url.database == ":memory:" or not Path(url.database).is_file()
-    ):
-        return None
+    url = ctx.config.database.url
+    if is_sqlite(url) and ((database := sqlite_file(url)) is None or not database.is_file()):
+        return None  # opening it would create an empty database
     try:
         entries = ctx.store.entries(EntryFilter(include_cancelled=False))
     except Exception:  # a sample is only a nicety: any store trouble falls back to ours
@@ -64,7 +58,7 @@ def _store_entry(ctx: CliContext, now: datetime) -> Any | None:
     return chosen[0] if chosen else None
 
 
-def sample_reminder(config: Config, entry: EntryLike | None, now: datetime) -> Reminder:
+def sample_reminder(config: Config, entry: MessageEntry | None, now: datetime) -> Reminder:
     chosen: Any = entry if entry is not None else SampleEntry()
     offset = config.reminders.offsets[0] if config.reminders.offsets else timedelta(hours=1)
     calendar = getattr(chosen, "calendar", None)

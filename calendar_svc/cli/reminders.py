@@ -14,11 +14,12 @@ from calendar_svc.cli.context import CliContext, echo_json, pass_ctx
 from calendar_svc.cli.sources import source_line, source_rows
 from calendar_svc.clock import now_utc
 from calendar_svc.config import Config, load_config
+from calendar_svc.db import sqlite_file
 from calendar_svc.durations import format_duration
 from calendar_svc.errors import InputError
 from calendar_svc.models import DeliveryStatus
-from calendar_svc.reminders import repository as repo
-from calendar_svc.reminders.lock import holder_pid, sqlite_file
+from calendar_svc.reminders import reports
+from calendar_svc.reminders.lock import holder_pid
 from calendar_svc.reminders.planner import Planner
 from calendar_svc.reminders.rules import PlannedReminder
 from calendar_svc.timezones import UTC, iso_utc, time_text, to_local
@@ -164,22 +165,22 @@ def status(ctx: CliContext, as_json: bool, limit: int) -> None:
     database = sqlite_file(ctx.config.database.url)
     pid = holder_pid(database) if database else None
     with store.read() as session:  # one read for every section
-        counts = repo.counts_by_status(session)
-        upcoming = repo.deliveries(
+        counts = reports.counts_by_status(session)
+        upcoming = reports.deliveries(
             session,
             statuses=[DeliveryStatus.PENDING, DeliveryStatus.SENDING],
             newest_first=False,
             limit=limit,
             order_by="next_attempt_at",
         )
-        recent = repo.deliveries(
+        recent = reports.deliveries(
             session,
             statuses=[DeliveryStatus.SENT, DeliveryStatus.MISSED, DeliveryStatus.CANCELLED],
             newest_first=True,
             limit=limit,
             order_by="updated_at",
         )
-        failures = repo.deliveries(
+        failures = reports.deliveries(
             session,
             statuses=[DeliveryStatus.FAILED],
             newest_first=True,

@@ -117,9 +117,6 @@ class FeedEndpoint:
         self.max_age = int(config.feed.refresh_interval.total_seconds())
         self.events = events
 
-    def close(self) -> None:
-        """Nothing of its own to release: the store's held connection goes with the store."""
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         params = scope["path_params"]
         token: str = params["token"]
@@ -310,7 +307,8 @@ class FeedApp(Starlette):
 
 
 def build_app(store: Store, config: Config, observers: Observers | None = None) -> Starlette:
-    """The feed app for ``store``; ``app.state.feed`` is the endpoint (``close()`` it when done).
+    """The feed app for ``store``; ``app.state.feed`` is the endpoint. It holds nothing
+    of its own to release: closing the store is enough.
 
     ``observers``: the bus the app emits to, the health ``/healthz`` reports and the
     metrics ``/metrics`` serves (default: new ones, with no scheduler loop).

@@ -13,9 +13,10 @@ Two levels:
   After one edit a 10,000-entry feed is rebuilt by one cheap keys query, one
   VEVENT and a join; the result is byte-identical to ``ics.render``.
 
-Filters are ``filters.EntryFilter`` values; ``parse_filter`` is shared by the
-HTTP query and the ``export`` command so both give the same bytes. Every read
-goes through the store (``entry_keys`` below the ORM, for speed).
+Filters are ``filters.EntryFilter`` values (``filters.parse_filter`` reads the
+HTTP query and the ``export`` command's options alike, so both give the same
+bytes). Every read goes through the store, in one read transaction per
+render (``entry_keys`` below the ORM, for speed).
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from typing import Any, Final
 from sqlalchemy.orm import Session
 
 from calendar_svc import ics
-from calendar_svc.errors import NotFoundError
 from calendar_svc.filters import EntryFilter
 from calendar_svc.models import Calendar, Entry
 from calendar_svc.store import CalendarHead, Store
@@ -141,9 +141,7 @@ class FeedCache:
         key = filter_key(flt)
         with self._render_lock:
             with self.store.read() as session:
-                calendar = session.get(Calendar, calendar_id)
-                if calendar is None:
-                    raise NotFoundError(f"no calendar with id {calendar_id}")
+                calendar = self.store.calendar_by_id(session, calendar_id)
                 with self._lock:
                     cached = self._feeds.get((calendar.id, calendar.version, key))
                 if cached is not None:
@@ -154,7 +152,9 @@ class FeedCache:
                     # The store's filter is the one truth about what a filter selects
                     # (zones, recurrences, case folding); it costs a full read, but
                     # only for filtered feeds and only once per calendar version.
-                    selected = self.store.entries(replace(flt, calendar=calendar.slug))
+                    selected = self.store.select_entries(
+                        session, replace(flt, calendar=calendar.slug)
+                    )
                     preloaded = {entry.id: entry for entry in selected}
                     by_id = {row[0]: row for row in rows}
                     rows = [by_id[entry.id] for entry in selected if entry.id in by_id]

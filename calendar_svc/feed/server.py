@@ -145,7 +145,6 @@ class FeedServer:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
-        self.app.state.feed.close()
         self._server = None
         self._thread = None
 

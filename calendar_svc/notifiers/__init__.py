@@ -6,8 +6,10 @@ A plugin imports what it needs from here::
 
 Inside, one module per concept: ``reminder`` (what is sent), ``base`` (the
 ``Notifier`` contract), ``keys`` (a notifier's table schema), ``redaction``
-(secrets out of logs), ``registry`` (finding notifier classes by type), and
-one module per built-in notifier, named after its ``type``.
+(secrets out of logs), ``tokens`` (header and Message-ID tokens from a
+reminder's idempotency key), ``registry`` (finding notifier classes by type),
+and one module per built-in notifier, named after its ``type``; ``_http`` is
+what the HTTP ones share.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -112,6 +112,7 @@ def post(
     headers: dict[str, str],
     now: datetime,
     connect_to: Sequence[str] = (),
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> httpx.Response:
     """POST and map transport failures and statuses to notifier errors.
 
@@ -120,7 +121,7 @@ def post(
     checks for https). When connecting to one fails, the next is tried (at most
     ``MAX_ADDRESSES``, all within the client's one connect timeout, so a send takes
     no longer than with a single address); a request that reached a server is never
-    sent again.
+    sent again. ``monotonic`` is the clock of that one timeout (tests move it).
     """
     where = origin(url)
     if not connect_to:
@@ -135,12 +136,12 @@ def post(
     if url.scheme == "https":
         extensions["sni_hostname"] = url.raw_host.decode("ascii")
     limits = client.timeout
-    deadline = None if limits.connect is None else time.monotonic() + limits.connect
+    deadline = None if limits.connect is None else monotonic() + limits.connect
     failures: list[str] = []
     for address in list(connect_to)[:MAX_ADDRESSES]:
         timeout = limits
         if deadline is not None:
-            left = deadline - time.monotonic()
+            left = deadline - monotonic()
             if left <= 0:
                 break
             timeout = httpx.Timeout(

@@ -23,8 +23,6 @@ Import what you need from ``calendar_svc.notifiers``: ``Notifier``, ``Key``,
 
 from __future__ import annotations
 
-import hashlib
-import re
 import string
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -181,15 +179,3 @@ class Notifier(ABC):
                 f"{', '.join('$' + name for name in TEMPLATE_VARIABLES)})",
             )
         return template
-
-
-def message_id_token(key: str, *, limit: int = 64) -> str:
-    """``key`` if it is safe as a header token / Message-ID left part, else a digest of it.
-
-    Safe means letters, digits, ``-``, ``_`` and ``.``, at most ``limit``
-    characters; anything else becomes 32 hex digits of SHA-256, so the same
-    key always gives the same token.
-    """
-    if re.fullmatch(rf"[A-Za-z0-9_.-]{{1,{limit}}}", key) and not key.startswith("."):
-        return key
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()[: min(32, limit)]

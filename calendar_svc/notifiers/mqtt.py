@@ -19,7 +19,6 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from calendar_svc.clock import now_utc
 from calendar_svc.notifiers.base import Notifier
 from calendar_svc.notifiers.keys import Key
 from calendar_svc.notifiers.reminder import Reminder
@@ -77,7 +76,7 @@ class MqttNotifier(Notifier):
         title, body = self.render(reminder)
         data = {
             "type": "reminder.due",
-            "timestamp": iso_utc(now_utc()),
+            "timestamp": iso_utc(self.clock()),
             "data": reminder.to_json(title=title, body=body),
         }
         return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -20,9 +20,10 @@ import httpx
 
 from calendar_svc import __version__
 from calendar_svc.notifiers import _http
-from calendar_svc.notifiers.base import Notifier, message_id_token
+from calendar_svc.notifiers.base import Notifier
 from calendar_svc.notifiers.keys import Key
 from calendar_svc.notifiers.reminder import Reminder
+from calendar_svc.notifiers.tokens import message_id_token
 
 # ntfy's own rules for topic names and priorities.
 _TOPIC = re.compile(r"^[-_A-Za-z0-9]{1,64}$")

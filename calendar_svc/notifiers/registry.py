@@ -15,6 +15,7 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any, Protocol
 
+from calendar_svc.clock import Clock, now_utc
 from calendar_svc.config import channel_type
 from calendar_svc.errors import ConfigError
 from calendar_svc.notifiers.base import Notifier
@@ -82,20 +83,21 @@ def notifier_class(
 
 
 def build_notifier(
-    name: str, table: Mapping[str, Any], *, config_path: Path | None = None
+    name: str, table: Mapping[str, Any], *, config_path: Path | None = None, clock: Clock = now_utc
 ) -> Notifier:
-    """The notifier for channel ``name`` from its ``[notifiers.<name>]`` table."""
+    """The notifier for channel ``name`` from its ``[notifiers.<name>]`` table; ``clock``
+    stamps what it sends."""
     file = str(config_path) if config_path else None
     cls = notifier_class(channel_type(name, table, file=file), channel=name, file=file)
-    return cls(name, table, config_path=config_path)
+    return cls(name, table, config_path=config_path, clock=clock)
 
 
-def build_notifiers(config: _ConfigLike) -> dict[str, Notifier]:
+def build_notifiers(config: _ConfigLike, *, clock: Clock = now_utc) -> dict[str, Notifier]:
     """Every configured channel's notifier, or the first ConfigError (nothing left open)."""
     built: dict[str, Notifier] = {}
     try:
         for name, table in config.notifiers.items():
-            built[name] = build_notifier(name, table, config_path=config.path)
+            built[name] = build_notifier(name, table, config_path=config.path, clock=clock)
     except BaseException:
         close_all(built)
         raise

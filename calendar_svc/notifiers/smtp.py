@@ -21,9 +21,10 @@ from typing import Any, ClassVar
 
 from calendar_svc.errors import NotifierError
 from calendar_svc.logs import log_event
-from calendar_svc.notifiers.base import Notifier, message_id_token
+from calendar_svc.notifiers.base import Notifier
 from calendar_svc.notifiers.keys import Key
 from calendar_svc.notifiers.reminder import Reminder
+from calendar_svc.notifiers.tokens import message_id_token
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,10 @@ import httpx
 
 from calendar_svc import __version__
 from calendar_svc.notifiers import _http
-from calendar_svc.notifiers.base import Notifier, message_id_token
+from calendar_svc.notifiers.base import Notifier
 from calendar_svc.notifiers.keys import Key
 from calendar_svc.notifiers.reminder import Reminder
+from calendar_svc.notifiers.tokens import message_id_token
 from calendar_svc.timezones import iso_utc
 
 SECRET_PREFIX = "whsec_"

@@ -16,8 +16,15 @@ condition on ``claimed_by``: if the lease ran out and another daemon took the
 row over, this one's late result is ignored.
 
 Each attempt's end is told on the dispatcher's bus as a ``DeliveryFinished``
-(and a failing channel as ``ChannelFailing``), when it happens: the log
-lines, metrics and health listen there.
+(after a failed send, a ``ChannelFailing`` first) once its outcome is
+written, in the order the attempts ended: the log lines, metrics and health
+listen there, and see what the table says. An attempt whose row another
+daemon took over is not told: its outcome was not written, and the other
+daemon's attempt is the one that counts. Only a send that failed blames its
+channel; a database error around it does not.
+
+What to do with each claimed row is ``decision``'s; which notifiers sends
+hold, so a reload closes the old ones only when free, is ``retire``'s.
 """
 
 from __future__ import annotations
@@ -28,22 +35,22 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 
 from calendar_svc.config import Config
 from calendar_svc.errors import PermanentNotifierError, RetryableNotifierError
 from calendar_svc.event_log import logging_bus
-from calendar_svc.events import ChannelFailing, DeliveryFinished, EventBus, OutcomeKind
-from calendar_svc.links import reminder_feed_url
+from calendar_svc.events import ChannelFailing, EventBus, OutcomeKind
 from calendar_svc.logs import log_event
-from calendar_svc.messages import build_reminder
 from calendar_svc.models import Entry
-from calendar_svc.notifiers import Notifier, Reminder
+from calendar_svc.notifiers import Notifier
 from calendar_svc.reminders import repository as repo
-from calendar_svc.reminders.policy import Timing, retry_delay, timing
-from calendar_svc.reminders.repository import ClaimedRow, Outcome
-from calendar_svc.reminders.rules import Slot, reminders_between, slot_of
+from calendar_svc.reminders.decision import Send, after_failure, decide, superseded
+from calendar_svc.reminders.entries import entries_by_key
+from calendar_svc.reminders.outcome import ClaimedRow, Outcome, finished_event
+from calendar_svc.reminders.retire import NotifiersInUse
 from calendar_svc.reminders.workers import WorkerPool
 from calendar_svc.store import Store
 
@@ -93,13 +100,10 @@ class Dispatcher:
         self._inflight: dict[int, ClaimedRow] = {}
         # Rows stop() put back to pending while still in flight or queued.
         self._given_back: set[int] = set()
-        # Which notifier each send in flight (or queued) uses: a reload closes the old
-        # notifiers only once no send holds one of them.
-        self._using: dict[int, Notifier] = {}
-        # The notifiers each claiming round took before claiming: a reload during the
-        # round must not close them before its sends are registered in ``_using``.
-        self._rounds: list[Mapping[str, Notifier]] = []
-        self._outcomes: list[tuple[Outcome, ClaimedRow]] = []
+        # Which notifiers sends and claiming rounds hold: a reload closes the old
+        # notifiers only once none does (``retire.retire``).
+        self.in_use = NotifiersInUse()
+        self._ended: list[_Ended] = []
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._pump: threading.Thread | None = None
@@ -140,13 +144,17 @@ class Dispatcher:
         if unfinished:
             now = self.store.clock()
             reason = "the daemon stopped while sending; sent again later"
-            released = [Outcome.release(row.id, now=now, reason=reason) for row in unfinished]
+            released = [
+                _Ended(row, Outcome.release(row.id, at=now, reason=reason), now)
+                for row in unfinished
+            ]
             with self.store.write() as session:
-                repo.finish(session, released, claimer=self.claimer, now=now)
+                owned = repo.finish(
+                    session, [e.outcome for e in released], claimer=self.claimer, now=now
+                )
             with self._lock:
                 self._given_back.update(row.id for row in unfinished)
-            for row, outcome in zip(unfinished, released, strict=True):
-                self.events.emit(_finished(row, outcome, now))
+            self._tell(released, owned)
         self._pool.shutdown()
         return [row.id for row in unfinished]
 
@@ -155,26 +163,6 @@ class Dispatcher:
         deadline = time.monotonic() + timeout
         with self._idle:
             while self._inflight:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._idle.wait(left)
-        return True
-
-    def wait_released(self, notifiers: Iterable[Notifier], timeout: float) -> bool:
-        """Wait until no send in flight or queued uses any of ``notifiers``; False on timeout.
-
-        Sends that started with the new notifiers after a reload do not hold this up.
-        """
-        wanted = {id(n) for n in notifiers}
-
-        def held() -> bool:
-            in_rounds = (n for round_ in self._rounds for n in round_.values())
-            return any(id(n) in wanted for n in (*self._using.values(), *in_rounds))
-
-        deadline = time.monotonic() + timeout
-        with self._idle:
-            while held():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -212,14 +200,8 @@ class Dispatcher:
         with self._lock:
             room = self.capacity - len(self._inflight)
             config, notifiers = self.config, self.notifiers
-            self._rounds.append(notifiers)
-        try:
+        with self.in_use.round(notifiers):
             return self._claim_and_start(room, config, notifiers)
-        finally:
-            with self._lock:
-                index = next(i for i, r in enumerate(self._rounds) if r is notifiers)
-                del self._rounds[index]
-                self._idle.notify_all()
 
     def _claim_and_start(self, room: int, config: Config, notifiers: Mapping[str, Notifier]) -> int:
         self._renew(config)
@@ -233,26 +215,20 @@ class Dispatcher:
         started: set[int] = set()
         try:
             with self.store.read() as session:
-                entries = repo.entries_by_key(
-                    session, {(c.calendar_slug, c.entry_uid) for c in claimed}
-                )
-            superseded = _superseded(claimed, now, config)
+                entries = entries_by_key(session, {(c.calendar_slug, c.entry_uid) for c in claimed})
+            late_twins = superseded(claimed, now, config)
             for row in claimed:
-                self._start(
-                    row,
-                    entries.get((row.calendar_slug, row.entry_uid)),
-                    now,
-                    config,
-                    notifiers,
-                    superseded,
-                )
+                entry = entries.get((row.calendar_slug, row.entry_uid))
+                self._start(row, entry, now, config, notifiers, late_twins)
                 started.add(row.id)
         except Exception as exc:
             # Claimed but not started: back to pending now rather than stuck in
             # `sending` until the lease runs out; counts as an attempt.
             for row in claimed:
                 if row.id not in started:
-                    self._done(row, self._retry(row, f"{type(exc).__name__}: {exc}", None, config))
+                    # Not the channel's fault: no ChannelFailing for a database error.
+                    error = f"{type(exc).__name__}: {exc}"
+                    self._done(row, self._after_failure(row, error, config))
             self.flush()
             raise
         self.flush()
@@ -279,177 +255,131 @@ class Dispatcher:
         now: datetime,
         config: Config,
         notifiers: Mapping[str, Notifier],
-        superseded: set[int],
+        late_twins: set[int],
     ) -> None:
-        """Decide what to do with one claimed row: skip it, or hand it to a worker."""
-        rem = config.reminders
-        if entry is None or not _still_wanted(row, entry, config):
-            reason = "no longer wanted: the entry changed or is gone"
-            self._done(row, Outcome.cancelled(row.id, now=now, reason=reason))
-            return
-        when = timing(now, row.due_at, row.occurrence_utc, rem.grace)
-        if when is Timing.MISSED or row.id in superseded:
-            reason = (
-                "superseded by a later reminder of the same occurrence"
-                if row.id in superseded
-                else "too late: the entry started and grace ran out"
-            )
-            self._done(row, Outcome.missed(row.id, now=now, reason=reason))
-            return
-        notifier = notifiers.get(row.channel)
-        if notifier is None:
-            error = f"no notifier for channel {row.channel!r}"
-            self._done(row, Outcome.failed(row.id, now=now, error=error))
-            return
-        late = when is Timing.LATE
-        reminder = build_reminder(
-            idempotency_key=row.idempotency_key,
-            calendar_slug=row.calendar_slug,
-            entry=entry,
-            start_utc=row.occurrence_utc,
-            offset=row.offset,
-            due_at=row.due_at,
-            late=late,
-            display=config.display,
-            feed_url=reminder_feed_url(config.feed.public_url, entry.calendar),
+        """End one claimed row at once, or hand it to a worker (``decision.decide``)."""
+        what = decide(
+            row, entry, now=now, config=config, notifiers=notifiers, superseded=late_twins
         )
+        if isinstance(what, Outcome):
+            self._done(row, what)
+            return
         with self._lock:
             if row.id in self._inflight:  # already being sent by this process: never twice
                 return
             self._inflight[row.id] = row
-            self._using[row.id] = notifier
-        self._pool.submit(lambda: self._send(row, reminder, notifier, late, config))
+        self.in_use.hold(row.id, what.notifier)
+        self._pool.submit(lambda: self._send(row, what, config))
 
-    def _send(
-        self, row: ClaimedRow, reminder: Reminder, notifier: Notifier, late: bool, config: Config
-    ) -> None:
+    def _send(self, row: ClaimedRow, send: Send, config: Config) -> None:
         if self._stopping.is_set():
             # Queued behind busy workers when the stop came: not sent, so back to pending
             # without counting the attempt (the stop must not send what it releases).
             with self._lock:
-                if row.id in self._given_back:  # stop() already did, and told it
+                given_back = row.id in self._given_back  # stop() already did, and told it
+                if given_back:
                     self._inflight.pop(row.id, None)
-                    self._using.pop(row.id, None)
                     self._idle.notify_all()
-                    return
+            if given_back:
+                self.in_use.release(row.id)
+                return
             reason = "the daemon stopped before sending; sent again later"
-            self._done(row, Outcome.release(row.id, now=self.store.clock(), reason=reason))
+            self._done(row, Outcome.release(row.id, at=self.store.clock(), reason=reason))
             return
         started = time.monotonic()
+        failing: str | None = None
         try:
-            notifier.send(reminder)
+            send.notifier.send(send.reminder)
         except PermanentNotifierError as exc:
-            outcome = self._failed(row, str(exc), gone=exc.gone)
+            outcome = Outcome.failed(row.id, at=self.store.clock(), error=str(exc))
+            failing = "gone" if exc.gone else str(exc)
         except RetryableNotifierError as exc:
-            outcome = self._retry(row, str(exc), exc.retry_after, config)
+            outcome = self._after_failure(row, str(exc), config, retry_after=exc.retry_after)
+            failing = outcome.last_error
         except Exception as exc:  # a notifier bug: retried, as the Notifier contract says
             log.exception("notifier.bug", extra={"channel": row.channel, "delivery": row.id})
-            outcome = self._retry(row, f"{type(exc).__name__}: {exc}", None, config)
+            outcome = self._after_failure(row, f"{type(exc).__name__}: {exc}", config)
+            failing = outcome.last_error
         else:
-            outcome = Outcome.sent(row.id, at=self.store.clock(), late=late)
-        self._done(row, outcome, send_seconds=time.monotonic() - started)
+            outcome = Outcome.sent(row.id, at=self.store.clock(), late=send.late)
+        self._done(row, outcome, send_seconds=time.monotonic() - started, failing=failing)
 
-    def _retry(
-        self, row: ClaimedRow, error: str, retry_after: float | None, config: Config
+    def _after_failure(
+        self, row: ClaimedRow, error: str, config: Config, *, retry_after: float | None = None
     ) -> Outcome:
-        rem = config.reminders
-        if row.attempts >= rem.max_attempts:
-            return self._failed(row, f"gave up after {row.attempts} attempts: {error}")
-        # Failing until a send through it succeeds (/healthz).
-        self.events.emit(ChannelFailing(channel=row.channel, reason=error))
-        now = self.store.clock()
-        delay = retry_delay(row.attempts, rem.retry_base, rem.retry_max, retry_after=retry_after)
-        return Outcome.retry(row.id, at=now + delay, error=error)
-
-    def _failed(self, row: ClaimedRow, error: str, *, gone: bool = False) -> Outcome:
-        self.events.emit(ChannelFailing(channel=row.channel, reason="gone" if gone else error))
-        return Outcome.failed(row.id, now=self.store.clock(), error=error)
+        at = self.store.clock()
+        return after_failure(row, error, at=at, config=config.reminders, retry_after=retry_after)
 
     def _done(
-        self, row: ClaimedRow, outcome: Outcome, *, send_seconds: float | None = None
+        self,
+        row: ClaimedRow,
+        outcome: Outcome,
+        *,
+        send_seconds: float | None = None,
+        failing: str | None = None,
     ) -> None:
+        """``row`` ended as ``outcome``: written (and told) by the next ``flush``."""
+        ended = _Ended(row, outcome, self.store.clock(), send_seconds, failing)
         with self._lock:
-            self._outcomes.append((outcome, row))
+            self._ended.append(ended)
             self._inflight.pop(row.id, None)
-            if self._using.pop(row.id, None) is not None or not self._inflight:
-                self._idle.notify_all()
-        self.events.emit(_finished(row, outcome, self.store.clock(), send_seconds))
+            self._idle.notify_all()
+        self.in_use.release(row.id)
         self._wake.set()
 
     def flush(self) -> None:
-        """Write the outcomes gathered since the last flush, in one transaction."""
+        """Write the outcomes gathered since the last flush, in one transaction; then tell
+        them, those of rows this process still owned."""
         with self._lock:
-            batch, self._outcomes = self._outcomes, []
+            batch, self._ended = self._ended, []
         if not batch:
             return
         now = self.store.clock()
         try:
             with self.store.write() as session:
-                owned = repo.finish(session, [o for o, _ in batch], claimer=self.claimer, now=now)
+                owned = repo.finish(
+                    session, [e.outcome for e in batch], claimer=self.claimer, now=now
+                )
         except Exception:
             with self._lock:  # keep them for the next round rather than lose them
-                self._outcomes[:0] = batch
+                self._ended[:0] = batch
             raise
         with self._lock:
             self.finished += len(batch)
-        if owned != len(batch):
+        if len(owned) != len(batch):
             log_event(
                 log,
                 "dispatcher.lease_lost",
                 logging.WARNING,
-                lost=len(batch) - owned,
+                lost=len(batch) - len(owned),
                 hint="a send outlived reminders.lease and another daemon took the row over",
             )
+        self._tell(batch, owned)
         if self.on_retry is not None:
-            for outcome, _ in batch:
-                if outcome.kind is OutcomeKind.RETRY:
-                    self.on_retry(outcome.id, outcome.next_attempt_at)
+            for ended in batch:
+                if ended.outcome.kind is OutcomeKind.RETRY and ended.row.id in owned:
+                    self.on_retry(ended.row.id, ended.outcome.next_attempt_at)
+
+    def _tell(self, batch: list[_Ended], owned: set[int]) -> None:
+        """The events of written outcomes, in the order the attempts ended."""
+        for ended in batch:
+            if ended.failing is not None:
+                # Failing until a send through it succeeds (/healthz): the send did fail,
+                # whoever owns the row now.
+                self.events.emit(ChannelFailing(channel=ended.row.channel, reason=ended.failing))
+            if ended.row.id in owned:
+                self.events.emit(
+                    finished_event(ended.row, ended.outcome, ended.at, ended.send_seconds)
+                )
 
 
-def _still_wanted(row: ClaimedRow, entry: Entry, config: Config) -> bool:
-    """Whether the rules still produce this row's reminder (the planner may not have run yet)."""
-    around = timedelta(seconds=1)
-    found = reminders_between(
-        entry,
-        entry.calendar.slug,
-        entry.calendar.reminders,
-        config.reminders,
-        row.due_at - around,
-        row.due_at + around,
-    )
-    return any(r.dedupe_key == row.dedupe_key for r in found)
+@dataclass(frozen=True)
+class _Ended:
+    """One attempt's end, waiting to be written: when, how long the notifier took, and
+    why its channel failed (when a send through it did)."""
 
-
-def _superseded(rows: list[ClaimedRow], now: datetime, config: Config) -> set[int]:
-    """Late rows of one occurrence and channel claimed together: all but the latest-due one."""
-    latest: dict[Slot, ClaimedRow] = {}
-    late = [
-        r
-        for r in rows
-        if timing(now, r.due_at, r.occurrence_utc, config.reminders.grace) is not Timing.ON_TIME
-    ]
-    for r in late:
-        slot = slot_of(r)
-        if slot not in latest or latest[slot].due_at < r.due_at:
-            latest[slot] = r
-    keep = {r.id for r in latest.values()}
-    return {r.id for r in late if r.id not in keep}
-
-
-def _finished(
-    row: ClaimedRow, outcome: Outcome, now: datetime, send_seconds: float | None = None
-) -> DeliveryFinished:
-    return DeliveryFinished(
-        delivery=row.id,
-        calendar=row.calendar_slug,
-        uid=row.entry_uid,
-        channel=row.channel,
-        due_at=row.due_at,
-        attempt=row.attempts,
-        outcome=outcome.kind,
-        finished_at=now,
-        late=outcome.late,
-        error=outcome.last_error,
-        next_attempt_at=outcome.next_attempt_at,
-        send_seconds=send_seconds,
-    )
+    row: ClaimedRow
+    outcome: Outcome
+    at: datetime
+    send_seconds: float | None = None
+    failing: str | None = None

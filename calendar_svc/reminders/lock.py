@@ -5,6 +5,7 @@ start-up is theirs to recover, and SQLite is not meant for several writers
 across machines anyway; several daemons is what PostgreSQL is for. The lock
 dies with its process (even ``kill -9``), so there is never a stale lock to
 clean up; the PID written into the file is only for the refusal message.
+The database file comes from ``db.sqlite_file``.
 """
 
 from __future__ import annotations
@@ -13,20 +14,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
 from calendar_svc.errors import AlreadyRunningError
-
-
-def sqlite_file(url: str) -> Path | None:
-    """The database file of a SQLite URL, or None (not SQLite, or in memory)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return None
-    database = parsed.database or ""
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return Path(database).resolve()
 
 
 def lock_path(database: Path) -> Path:

@@ -39,11 +39,9 @@ import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from calendar_svc.config import RemindersConfig
-from calendar_svc.db import is_sqlite
 from calendar_svc.event_log import logging_bus
 from calendar_svc.events import (
     EventBus,
@@ -55,12 +53,13 @@ from calendar_svc.events import (
 )
 from calendar_svc.logs import log_event
 from calendar_svc.models import DeliveryStatus
+from calendar_svc.reminders import passes
 from calendar_svc.reminders import repository as repo
+from calendar_svc.reminders.entries import entries_for_window, longest_offset
 from calendar_svc.reminders.rules import (
     ALL_DAY_LEAD,
     PlannedReminder,
     Slot,
-    parse_dedupe_key,
     reminders_between,
     slot_of,
 )
@@ -69,8 +68,6 @@ from calendar_svc.timezones import iso_utc
 
 log = logging.getLogger(__name__)
 
-# Arbitrary constant ("remplan"): the advisory lock that serialises planner passes on PostgreSQL.
-_PG_PLANNER_LOCK = 0x72656D706C616E
 # How far ahead ``next_reminder`` looks for the first reminder beyond the horizon.
 NEXT_LOOKAHEAD = timedelta(days=400)
 # How far back a pass after a gap records never-planned reminders as missed.
@@ -83,7 +80,7 @@ class PlanReport:
     end: datetime
     wanted: int = 0
     planned: list[PlannedReminder] = field(default_factory=list)
-    cancelled: list[tuple[int, str]] = field(default_factory=list)
+    cancelled: list[repo.PendingRow] = field(default_factory=list)
     # Reminders that came due in [gap_start, start) with no row, now recorded missed.
     missed: list[PlannedReminder] = field(default_factory=list)
     gap_start: datetime | None = None
@@ -134,10 +131,9 @@ class Planner:
         start, end = now - self.config.grace, now + self.config.horizon
         report = PlanReport(start=start, end=end)
         with self.store.write() as session:
-            if not is_sqlite(session):
-                session.execute(select(func.pg_advisory_xact_lock(_PG_PLANNER_LOCK)))
+            passes.serialise_passes(session)
             oldest = repo.oldest_pending_due(session)
-            report.last_pass, report.last_pass_by = repo.last_pass(session)
+            report.last_pass, report.last_pass_by = passes.last_pass(session)
             tolerance = self._tolerance(now)
             if report.last_pass is not None and report.last_pass < now - tolerance:
                 report.gap_start = max(report.last_pass, start - MISSED_LOOKBACK)
@@ -167,12 +163,12 @@ class Planner:
                 )
             # After a step back, this clock is trusted from now on: a gap that follows
             # is measured from here, not from a pass "in the future".
-            repo.record_pass(session, now, self.name, reset=report.clock_stepped_back)
+            passes.record_pass(session, now, self.name, reset=report.clock_stepped_back)
             keys = {r.dedupe_key for r in known}
-            stale = [(i, k) for i, k, _ in repo.pending_rows(session, end) if k not in keys]
+            stale = [row for row in repo.pending_rows(session, end) if row.dedupe_key not in keys]
             repo.cancel(
                 session,
-                [i for i, _ in stale],
+                [row.id for row in stale],
                 now,
                 "the entry moved, was cancelled or deleted, or its offset or channel changed",
             )
@@ -217,8 +213,8 @@ class Planner:
         before ``start`` are kept, because the planner needs them for late
         catch-up and for recognising old pending rows as still wanted.
         """
-        lead = repo.longest_offset(session, self.config.offsets)
-        entries = repo.entries_for_window(session, start, end, lead=lead, all_day_lead=ALL_DAY_LEAD)
+        lead = longest_offset(session, self.config.offsets)
+        entries = entries_for_window(session, start, end, lead=lead, all_day_lead=ALL_DAY_LEAD)
         found: list[PlannedReminder] = []
         for entry in entries:
             found.extend(
@@ -285,14 +281,13 @@ class Planner:
                     ),
                 )
             )
-        for row_id, key in report.cancelled:
-            slot, _ = parse_dedupe_key(key)
+        for row in report.cancelled:
             self.events.emit(
                 ReminderCancelled(
-                    calendar=slot.calendar_slug,
-                    uid=slot.entry_uid,
-                    channel=slot.channel,
-                    delivery=row_id,
+                    calendar=row.calendar_slug,
+                    uid=row.entry_uid,
+                    channel=row.channel,
+                    delivery=row.id,
                 )
             )
         self.events.emit(

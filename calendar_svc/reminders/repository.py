@@ -1,5 +1,4 @@
-"""The SQL of the deliveries table (and the entry reads the planner needs), portable across
-SQLite and PostgreSQL.
+"""The SQL of the deliveries table, portable across SQLite and PostgreSQL.
 
 Every write that decides who sends what is one conditional statement, so that
 the table, not any process's memory, is the truth:
@@ -13,168 +12,32 @@ the table, not any process's memory, is the truth:
 * lease recovery: ``sending`` rows whose lease ran out go back to ``pending``.
 
 Every function takes a session and runs in the caller's transaction: the
-caller (planner, dispatcher, daemon, ``calendar-svc status``) decides what
-belongs together and opens ``store.write()`` (``BEGIN IMMEDIATE`` on SQLite)
-or ``store.read()`` around it.
-
-How a claimed row ends is an ``Outcome`` of a named kind (``Outcome.sent``,
-``.retry``, ``.release``, ``.failed``, ``.missed``, ``.cancelled``), which
-says the status it leaves and whether the attempt counts.
+caller (planner, dispatcher, daemon) decides what belongs together and opens
+``store.write()`` (``BEGIN IMMEDIATE`` on SQLite) or ``store.read()`` around
+it. A claimed row and how it ends (``ClaimedRow``, ``Outcome``) are in
+``outcome``; the entry reads in ``entries``, the planner's own state in
+``passes``, the status reports in ``reports``.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Text, and_, bindparam, cast, func, or_, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy.orm import Session
 
 from calendar_svc.db import is_sqlite
-from calendar_svc.durations import parse_duration
-from calendar_svc.events import OutcomeKind
-from calendar_svc.models import Calendar, Delivery, DeliveryStatus, Entry, PlannerState
+from calendar_svc.models import Delivery, DeliveryStatus
+from calendar_svc.reminders.outcome import ClaimedRow, Outcome
 from calendar_svc.reminders.rules import PlannedReminder
 
 TABLE = Delivery.metadata.tables["deliveries"]
 T = TABLE.c
 # Rows per multi-row INSERT: well under SQLite's bound-parameter limit.
 INSERT_CHUNK = 400
-
-
-@dataclass(frozen=True)
-class ClaimedRow:
-    id: int
-    dedupe_key: str
-    idempotency_key: str
-    calendar_slug: str
-    entry_uid: str
-    occurrence_utc: datetime
-    offset: timedelta
-    channel: str
-    due_at: datetime
-    attempts: int
-
-
-# The status each kind (``events.OutcomeKind``, shared with the events) leaves the row in.
-_STATUS = {
-    OutcomeKind.SENT: DeliveryStatus.SENT,
-    OutcomeKind.RETRY: DeliveryStatus.PENDING,
-    OutcomeKind.RELEASE: DeliveryStatus.PENDING,
-    OutcomeKind.FAILED: DeliveryStatus.FAILED,
-    OutcomeKind.MISSED: DeliveryStatus.MISSED,
-    OutcomeKind.CANCELLED: DeliveryStatus.CANCELLED,
-}
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How one claimed delivery ended; build it with the named constructors below.
-
-    ``next_attempt_at`` is when a pending row may be claimed again (for a final
-    status, when it ended); ``last_error`` the reason of anything but a send.
-    """
-
-    kind: OutcomeKind
-    id: int
-    next_attempt_at: datetime
-    last_error: str | None = None
-    sent_at: datetime | None = None
-    late: bool = False
-
-    @property
-    def status(self) -> DeliveryStatus:
-        return _STATUS[self.kind]
-
-    @property
-    def attempts_delta(self) -> int:
-        """-1 gives back the attempt the claim counted: a released send was never made."""
-        return -1 if self.kind is OutcomeKind.RELEASE else 0
-
-    @classmethod
-    def sent(cls, id: int, *, at: datetime, late: bool) -> Outcome:
-        return cls(OutcomeKind.SENT, id, next_attempt_at=at, sent_at=at, late=late)
-
-    @classmethod
-    def retry(cls, id: int, *, at: datetime, error: str) -> Outcome:
-        """Pending again, to be claimed from ``at`` on (the backoff's next attempt)."""
-        return cls(OutcomeKind.RETRY, id, next_attempt_at=at, last_error=error)
-
-    @classmethod
-    def release(cls, id: int, *, now: datetime, reason: str) -> Outcome:
-        """Pending again at once, as if this attempt had never been claimed."""
-        return cls(OutcomeKind.RELEASE, id, next_attempt_at=now, last_error=reason)
-
-    @classmethod
-    def failed(cls, id: int, *, now: datetime, error: str) -> Outcome:
-        return cls(OutcomeKind.FAILED, id, next_attempt_at=now, last_error=error)
-
-    @classmethod
-    def missed(cls, id: int, *, now: datetime, reason: str) -> Outcome:
-        return cls(OutcomeKind.MISSED, id, next_attempt_at=now, last_error=reason)
-
-    @classmethod
-    def cancelled(cls, id: int, *, now: datetime, reason: str) -> Outcome:
-        return cls(OutcomeKind.CANCELLED, id, next_attempt_at=now, last_error=reason)
-
-
-# --- entries ---------------------------------------------------------------------------
-
-
-def entries_for_window(
-    session: Session, start: datetime, end: datetime, *, lead: timedelta, all_day_lead: timedelta
-) -> list[Entry]:
-    """Entries that may have reminders due in ``[start, end]`` (calendar loaded).
-
-    A timed entry's reminders are due at most ``lead`` before it starts, an
-    all-day entry's at most ``all_day_lead``; recurring entries are all
-    returned, their occurrences are found by the rules.
-    """
-    query = (
-        select(Entry)
-        .join(Entry.calendar)
-        .options(contains_eager(Entry.calendar))
-        .where(
-            or_(
-                and_(Entry.all_day.is_(False), Entry.start_utc.between(start, end + lead)),
-                and_(Entry.all_day.is_(True), Entry.start_utc.between(start, end + all_day_lead)),
-                Entry.rrule.is_not(None),
-            )
-        )
-        .order_by(Entry.start_utc)
-    )
-    return list(session.scalars(query).unique())
-
-
-def entries_by_key(
-    session: Session, keys: Iterable[tuple[str, str]]
-) -> dict[tuple[str, str], Entry]:
-    wanted = set(keys)
-    if not wanted:
-        return {}
-    query = (
-        select(Entry)
-        .join(Entry.calendar)
-        .options(contains_eager(Entry.calendar))
-        .where(Calendar.slug.in_({s for s, _ in wanted}), Entry.uid.in_({u for _, u in wanted}))
-    )
-    found = {(e.calendar.slug, e.uid): e for e in session.scalars(query).unique()}
-    return {key: entry for key, entry in found.items() if key in wanted}
-
-
-def longest_offset(session: Session, defaults: Sequence[timedelta]) -> timedelta:
-    """The largest offset any entry can have: config, calendar and entry overrides."""
-    texts: set[str] = set()
-    for offsets in session.scalars(select(Calendar.reminders)):
-        texts.update(offsets or [])
-    # Few distinct override lists exist; compare them as text (PostgreSQL's json has no "=").
-    for raw in session.scalars(select(cast(Entry.reminders, Text)).distinct()):
-        texts.update((json.loads(raw) if raw else None) or [])
-    return max([parse_duration(t) for t in texts] + list(defaults), default=timedelta(0))
 
 
 # --- planning --------------------------------------------------------------------------
@@ -213,26 +76,6 @@ def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
     # and compiles the statement once, not once per distinct row count.
     stmt = insert(TABLE).on_conflict_do_nothing(index_elements=["dedupe_key"])
     session.connection().execute(stmt, rows)
-
-
-def last_pass(session: Session) -> tuple[datetime | None, str | None]:
-    """When the last planner pass of any daemon on this database ran, and which planner
-    made it ((None, None): never)."""
-    state = session.get(PlannerState, 1)
-    return (state.last_pass_at, state.last_pass_by) if state is not None else (None, None)
-
-
-def record_pass(session: Session, now: datetime, by: str, *, reset: bool = False) -> None:
-    """Remember this pass; ``reset`` takes ``now`` even if an earlier pass is later."""
-    state = session.get(PlannerState, 1)
-    if state is None:
-        session.add(PlannerState(id=1, last_pass_at=now, last_pass_by=by))
-    else:
-        # Small disagreements between daemons' clocks must not reopen a gap that was
-        # already accounted for; a real step back is the planner's call (``reset``).
-        # The pass recorded stays the one whose time is kept, with who made it.
-        if reset or now >= state.last_pass_at:
-            state.last_pass_at, state.last_pass_by = now, by
 
 
 def revive(session: Session, keys: Sequence[str], now: datetime) -> None:
@@ -284,12 +127,20 @@ def _row(
     }
 
 
-def pending_rows(session: Session, until: datetime) -> list[tuple[int, str, datetime]]:
-    """``(id, dedupe_key, due_at)`` of pending rows due up to ``until``."""
-    query = select(T.id, T.dedupe_key, T.due_at).where(
+class PendingRow(NamedTuple):
+    id: int
+    dedupe_key: str
+    calendar_slug: str
+    entry_uid: str
+    channel: str
+
+
+def pending_rows(session: Session, until: datetime) -> list[PendingRow]:
+    """The pending rows due up to ``until``."""
+    query = select(T.id, T.dedupe_key, T.calendar_slug, T.entry_uid, T.channel).where(
         T.status == DeliveryStatus.PENDING, T.due_at <= until
     )
-    return list(session.execute(query))
+    return [PendingRow(*row) for row in session.execute(query)]
 
 
 def oldest_pending_due(session: Session) -> datetime | None:
@@ -395,10 +246,22 @@ _FINISH = (
 )
 
 
-def finish(session: Session, outcomes: Sequence[Outcome], *, claimer: str, now: datetime) -> int:
-    """Record outcomes of rows this process claimed; returns how many rows it still owned."""
-    if not outcomes:
-        return 0
+def finish(
+    session: Session, outcomes: Sequence[Outcome], *, claimer: str, now: datetime
+) -> set[int]:
+    """Record outcomes of rows this process claimed; returns the ids of the rows it still
+    owned, the only ones written (another daemon took the others over)."""
+    ids = [o.id for o in outcomes]
+    owned: set[int] = set()
+    for start in range(0, len(ids), INSERT_CHUNK):
+        mine = select(T.id).where(
+            T.id.in_(ids[start : start + INSERT_CHUNK]),
+            T.status == DeliveryStatus.SENDING,
+            T.claimed_by == claimer,
+        )
+        if not is_sqlite(session):  # SQLite's writer already excludes every other
+            mine = mine.with_for_update()
+        owned.update(session.scalars(mine))
     params = [
         {
             "b_id": o.id,
@@ -412,9 +275,11 @@ def finish(session: Session, outcomes: Sequence[Outcome], *, claimer: str, now: 
             "b_now": now,
         }
         for o in outcomes
+        if o.id in owned
     ]
-    result = session.connection().execute(_FINISH, params)
-    return int(result.rowcount)
+    if params:
+        session.connection().execute(_FINISH, params)
+    return owned
 
 
 def renew_leases(
@@ -471,32 +336,3 @@ def schedule_of_pending(session: Session, until: datetime) -> dict[int, datetime
         T.status == DeliveryStatus.PENDING, T.next_attempt_at <= until
     )
     return {row_id: when for row_id, when in session.execute(query)}
-
-
-# --- reporting -------------------------------------------------------------------------
-
-
-def counts_by_status(session: Session) -> dict[DeliveryStatus, int]:
-    """How many rows have each status (every status, 0 when none has it)."""
-    rows = session.execute(select(T.status, func.count()).group_by(T.status))
-    counts = dict.fromkeys(DeliveryStatus, 0)
-    counts.update({status: int(count) for status, count in rows})
-    return counts
-
-
-def deliveries(
-    session: Session,
-    *,
-    statuses: Sequence[DeliveryStatus],
-    newest_first: bool,
-    limit: int,
-    order_by: str = "due_at",
-) -> list[Delivery]:
-    column = getattr(Delivery, order_by)
-    query = (
-        select(Delivery)
-        .where(Delivery.status.in_(statuses))
-        .order_by(column.desc() if newest_first else column, Delivery.id)
-        .limit(limit)
-    )
-    return list(session.scalars(query))

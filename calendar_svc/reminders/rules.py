@@ -35,7 +35,7 @@ from typing import NamedTuple, Protocol
 from calendar_svc.config import RemindersConfig
 from calendar_svc.durations import parse_duration
 from calendar_svc.models import EntryStatus
-from calendar_svc.recurrence import expand
+from calendar_svc.recurrence import Recurring, expand
 from calendar_svc.timezones import UTC, to_local, to_utc
 
 # An all-day reminder is at most about a day before the day starts; two days of
@@ -43,27 +43,18 @@ from calendar_svc.timezones import UTC, to_local, to_utc
 ALL_DAY_LEAD = timedelta(days=2)
 
 
-class EntryLike(Protocol):
-    """What the rules read of an entry (``models.Entry`` has it all); read only."""
+class Remindable(Recurring, Protocol):
+    """What the rules read of an entry besides its occurrences (``models.Entry`` has it
+    all); read only."""
 
     @property
     def uid(self) -> str: ...
     @property
     def title(self) -> str: ...
     @property
-    def status(self) -> str: ...
+    def status(self) -> EntryStatus: ...
     @property
     def all_day(self) -> bool: ...
-    @property
-    def start_local(self) -> datetime: ...
-    @property
-    def start_tz(self) -> str: ...
-    @property
-    def start_fold(self) -> int | None: ...
-    @property
-    def start_utc(self) -> datetime: ...
-    @property
-    def rrule(self) -> str | None: ...
     @property
     def reminders(self) -> list[str] | None: ...
     @property
@@ -128,16 +119,6 @@ def dedupe_key(
     """
     stamp = occurrence_utc.astimezone(UTC).strftime(_STAMP)
     return f"{slug}|{uid}|{stamp}|{int(offset.total_seconds())}|{channel}"
-
-
-def parse_dedupe_key(key: str) -> tuple[Slot, timedelta]:
-    """The slot and offset a ``dedupe_key`` was made of (the occurrence to the second).
-
-    Slugs and uids hold no ``|``; a channel name may, and it comes last.
-    """
-    slug, uid, stamp, seconds, channel = key.split("|", 4)
-    occurrence = datetime.strptime(stamp, _STAMP).replace(tzinfo=UTC)
-    return Slot(slug, uid, occurrence, channel), timedelta(seconds=int(seconds))
 
 
 def idempotency_key(dedupe: str) -> str:
@@ -228,7 +209,7 @@ def lead_time(offsets: Sequence[timedelta], all_day: bool) -> timedelta:
 
 
 def reminders_between(
-    entry: EntryLike,
+    entry: Remindable,
     calendar_slug: str,
     calendar_reminders: Sequence[str] | None,
     config: RemindersConfig,

@@ -1,0 +1,73 @@
+"""The entry reads of the planner and the dispatcher, in the caller's transaction.
+
+The planner asks which entries may have reminders due in a window
+(``entries_for_window``, bounded by ``longest_offset``); the dispatcher asks
+for the entries of the rows it claimed (``entries_by_key``), to check that
+the rules still want each reminder. Every entry comes with its calendar
+loaded. Each function takes a session: the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import Text, and_, cast, or_, select
+from sqlalchemy.orm import Session, contains_eager
+
+from calendar_svc.durations import parse_duration
+from calendar_svc.models import Calendar, Entry
+
+
+def entries_for_window(
+    session: Session, start: datetime, end: datetime, *, lead: timedelta, all_day_lead: timedelta
+) -> list[Entry]:
+    """Entries that may have reminders due in ``[start, end]`` (calendar loaded).
+
+    A timed entry's reminders are due at most ``lead`` before it starts, an
+    all-day entry's at most ``all_day_lead``; recurring entries are all
+    returned, their occurrences are found by the rules.
+    """
+    query = (
+        select(Entry)
+        .join(Entry.calendar)
+        .options(contains_eager(Entry.calendar))
+        .where(
+            or_(
+                and_(Entry.all_day.is_(False), Entry.start_utc.between(start, end + lead)),
+                and_(Entry.all_day.is_(True), Entry.start_utc.between(start, end + all_day_lead)),
+                Entry.rrule.is_not(None),
+            )
+        )
+        .order_by(Entry.start_utc)
+    )
+    return list(session.scalars(query).unique())
+
+
+def entries_by_key(
+    session: Session, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], Entry]:
+    """``(calendar slug, uid) -> entry`` for those of ``keys`` that exist."""
+    wanted = set(keys)
+    if not wanted:
+        return {}
+    query = (
+        select(Entry)
+        .join(Entry.calendar)
+        .options(contains_eager(Entry.calendar))
+        .where(Calendar.slug.in_({s for s, _ in wanted}), Entry.uid.in_({u for _, u in wanted}))
+    )
+    found = {(e.calendar.slug, e.uid): e for e in session.scalars(query).unique()}
+    return {key: entry for key, entry in found.items() if key in wanted}
+
+
+def longest_offset(session: Session, defaults: Sequence[timedelta]) -> timedelta:
+    """The largest offset any entry can have: config, calendar and entry overrides."""
+    texts: set[str] = set()
+    for offsets in session.scalars(select(Calendar.reminders)):
+        texts.update(offsets or [])
+    # Few distinct override lists exist; compare them as text (PostgreSQL's json has no "=").
+    for raw in session.scalars(select(cast(Entry.reminders, Text)).distinct()):
+        texts.update((json.loads(raw) if raw else None) or [])
+    return max([parse_duration(t) for t in texts] + list(defaults), default=timedelta(0))
