@@ -13,6 +13,7 @@ always unmounted.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -39,19 +40,48 @@ from faults import (
 
 pytestmark = pytest.mark.slow
 
-FULL_WORDS = ("full", "space", "disk")
+# "disk I/O error" is SQLite's word for many things; a clear line says the disk is full.
+FULL_WORDS = ("full", "space")
+
+
+def says_full(line: str) -> bool:
+    """Whether the line says the disk is full (paths aside: this test's folder is
+    named after it)."""
+    words = " ".join(w for w in line.lower().split() if "/" not in w)
+    return any(word in words for word in FULL_WORDS)
 
 
 def _on(disk: Path) -> str:
     return f"sqlite:///{disk / 'var' / 'calendar.sqlite3'}"
 
 
-def test_import_on_a_full_disk_is_one_clear_line_and_changes_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "state",
+    [
+        # A reader left -wal and -shm (as a running daemon does): SQLite says "disk is full".
+        pytest.param("open", id="wal-open"),
+        # Nothing open: SQLite cannot create -shm and says only "disk I/O error".
+        pytest.param(
+            "cold",
+            id="cold",
+            marks=xfail_today(
+                "7. import on a full disk says 'disk I/O error', not that it is full"
+            ),
+        ),
+    ],
+)
+def test_import_on_a_full_disk_is_one_clear_line_and_changes_nothing(
+    tmp_path: Path, state: str
+) -> None:
     with tmpfs(tmp_path / "disk") as disk:
         config = write_config(tmp_path, database=_on(disk))
         db = disk / "var" / "calendar.sqlite3"
         assert_ok(cli(config, "import", str(TRIP)))
-        before = sqlite_dump(db)
+        snapshot = tmp_path / "before.sqlite3"  # dumped off the tmpfs: it leaves no -shm there
+        shutil.copyfile(db, snapshot)
+        before = sqlite_dump(snapshot)
+        if state == "open":
+            sqlite_dump(db)
         new = write_calendar(
             tmp_path / "new.toml",
             "new-cal",
@@ -62,7 +92,7 @@ def test_import_on_a_full_disk_is_one_clear_line_and_changes_nothing(tmp_path: P
         )
         filler = fill(disk)
         line = assert_refused(cli_process(config, "import", str(new)), exit_code=None)
-        assert any(word in line.lower() for word in FULL_WORDS), line
+        assert says_full(line), line
         filler.unlink()
         assert sqlite_dump(db) == before
 
@@ -73,7 +103,7 @@ def test_first_start_on_a_full_disk_is_one_line(tmp_path: Path) -> None:
         fill(disk)
         config = write_config(tmp_path, database=_on(disk))
         line = assert_refused(cli_process(config, "run", timeout=60), exit_code=None)
-        assert any(word in line.lower() for word in FULL_WORDS), line
+        assert says_full(line), line
 
 
 def test_running_daemon_survives_a_full_disk_and_recovers(tmp_path: Path) -> None:

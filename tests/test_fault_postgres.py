@@ -197,6 +197,7 @@ def test_three_daemons_share_a_burst_and_send_a_killed_ones_rows(
                         {"by": holding},
                     )
                 }
+            assert stranded, "the killed daemon held no row: the scenario did not happen"
             survivors = [d for d in daemons if d is not victim]
 
             def all_delivered() -> bool:
