@@ -45,7 +45,12 @@ TRIP = ROOT / "schedules" / "rubio-2025-09.toml"
 TRIP_SLUG = "rubio-2025-09"
 LOOPBACK = "127.0.0.1"
 SHIMS = Path(__file__).resolve().parent / "fault_shims"
-FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
+# Debian's package `faketime` (multiarch folder; the multi-threaded variant: the daemon has
+# threads).
+FAKETIME_LIB = next(
+    iter(sorted(Path("/usr/lib").glob("*/faketime/libfaketimeMT.so.1"))),
+    Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"),
+)
 
 FULL = os.environ.get("CALENDAR_SVC_FAULTS", "") == "full"
 full_only = pytest.mark.skipif(

@@ -11,8 +11,8 @@ must
   (and, in a bounded separate test, a running daemon) can use.
 
 CI runs a fixed, bounded set of examples (derandomized); set
-``CALENDAR_SVC_FUZZ_EXAMPLES=N`` to run N random examples instead, with
-shrinking, when hunting.
+``CALENDAR_SVC_FUZZ_EXAMPLES=N`` to run N random examples instead (N/20 for the
+tests that start processes), with shrinking, when hunting.
 """
 
 from __future__ import annotations
@@ -59,10 +59,11 @@ EXAMPLES = int(HUNTING or 150)
 BASE: dict[str, Any] = tomllib.loads(TRIP.read_text(encoding="utf-8"))
 
 
-def fuzz_settings(ci_examples: int) -> settings:
-    """Bounded and reproducible in CI; random and shrinking when hunting."""
+def fuzz_settings(ci_examples: int, share: float = 1.0) -> settings:
+    """Bounded and reproducible in CI; random and shrinking when hunting, with ``share`` of
+    the examples asked for (tests that start processes take a twentieth)."""
     return settings(
-        max_examples=EXAMPLES if HUNTING else ci_examples,
+        max_examples=max(ci_examples, int(EXAMPLES * share)) if HUNTING else ci_examples,
         derandomize=not HUNTING,
         deadline=None,
         database=None,
@@ -498,6 +499,15 @@ def _fresh(template: Path, scratch: Path) -> tuple[Path, Path]:
     return prepared_database(template, folder)
 
 
+def _with_rrule(rule: str) -> bytes:
+    """The shipped schedule with one RRULE added: a known poison of issue 12, run first
+    (an explicit example), so these tests stay red until the fix whatever the generator
+    draws."""
+    data = copy.deepcopy(BASE)
+    data["entries"][2]["rrule"] = rule
+    return toml_document(data).encode("utf-8")
+
+
 @xfail_today(
     "1./2. mutated schedules are accepted that break `reminders`/`export`, or end "
     "the import in a traceback"
@@ -505,6 +515,7 @@ def _fresh(template: Path, scratch: Path) -> tuple[Path, Path]:
 def test_mutated_schedules_import_cleanly_or_not_at_all(template: Path, scratch: Path) -> None:
     @fuzz_settings(EXAMPLES)
     @given(content=mutants())
+    @example(content=_with_rrule("FREQ=DAILY;BYHOUR=99"))
     def run(content: bytes) -> None:
         check_import(cli, *_fresh(template, scratch), content)
 
@@ -516,18 +527,13 @@ def test_mutated_schedules_import_cleanly_or_not_at_all(template: Path, scratch:
 def test_mutated_schedules_through_real_processes(template: Path, scratch: Path) -> None:
     """The same promise with the interpreter's own stderr: a few examples, real processes."""
 
-    @fuzz_settings(3)
+    @fuzz_settings(3, share=0.05)
     @given(content=mutants())
+    @example(content=_with_rrule("FREQ=DAILY;BYHOUR=99"))
     def run(content: bytes) -> None:
         check_import(cli_process, *_fresh(template, scratch), content)
 
     run()
-
-
-def _with_rrule(rule: str) -> bytes:
-    data = copy.deepcopy(BASE)
-    data["entries"][2]["rrule"] = rule
-    return toml_document(data).encode("utf-8")
 
 
 @pytest.mark.slow
@@ -549,9 +555,9 @@ def test_accepted_mutants_never_break_a_running_daemon(tmp_path: Path) -> None:
         def mentions(record: dict[str, Any]) -> bool:
             return str(target) in json.dumps(record)
 
-        @fuzz_settings(3)
+        @fuzz_settings(3, share=0.05)
         @given(content=mutants())
-        @example(content=_with_rrule("FREQ=DAILY;BYHOUR=99"))  # accepted today: the proof
+        @example(content=_with_rrule("FREQ=DAILY;BYHOUR=99"))
         def feed(content: bytes) -> None:
             seen = len([r for r in daemon.events() if mentions(r)])
             target.write_bytes(content)

@@ -154,9 +154,7 @@ STOPS_PLANNING = "1. one bad row stops planning for every calendar (daemon.tick_
             "zone",
             marks=[
                 full_only,
-                xfail_today(
-                    "defence in depth: /healthz says ok, no metric, the feed refuses the calendar"
-                ),
+                xfail_today("defence in depth: with a bad zone in a row /healthz still says ok"),
             ],
         ),
     ],
