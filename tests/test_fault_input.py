@@ -204,6 +204,42 @@ POISON: list[Any] = [
         id="end-2250",
         marks=xfail_today("dates after 2199-12-31 accepted"),
     ),
+    # Found by the fuzzer (test_fault_fuzz.py): accepted today, and then planning fails.
+    pytest.param(
+        {"rrule": "FREQ=HOURLY;INTERVAL=0;BYMONTHDAY=4;COUNT=3"},
+        {},
+        "rrule",
+        id="rrule-interval-0",
+        marks=xfail_today("1. INTERVAL=0 accepted; planning: ZeroDivisionError"),
+    ),
+    pytest.param(
+        {"rrule": "FREQ=MONTHLY;INTERVAL=2,2"},
+        {},
+        "rrule",
+        id="rrule-interval-list",
+        marks=xfail_today("1. INTERVAL=2,2 accepted; planning: ValueError"),
+    ),
+    pytest.param(
+        {"rrule": "FREQ=DAILY;BYDAY=+0MO"},
+        {},
+        "rrule",
+        id="rrule-byday-0",
+        marks=xfail_today("1. BYDAY=+0MO accepted; planning: ValueError"),
+    ),
+    pytest.param(
+        {"rrule": "FREQ=MINUTELY;BYMINUTE=84;COUNT=5"},
+        {},
+        "rrule",
+        id="rrule-minutely-byminute-84",
+        marks=xfail_today("1. BYMINUTE=84 accepted; planning: TypeError"),
+    ),
+    pytest.param(  # found by the fuzzer: an end past the year 9999
+        {"duration": "P3000000W"},
+        {},
+        "duration",
+        id="duration-past-9999",
+        marks=xfail_today("2. a duration ending past the year 9999: OverflowError traceback"),
+    ),
     pytest.param(
         {"uid": "e1\n"},
         {},
