@@ -11,9 +11,9 @@ Scenarios longer than the CI budget run only with ``CALENDAR_SVC_FAULTS=full``
 ``xfail_today(...)``: a strict xfail, so the test turns the suite red the day
 the fix lands until its marker is deleted.
 
-Every wait polls with a deadline (``until``, on ``service_helpers.wait_for``); the only sleeps
-are the fault itself (how long the clock stays wrong). Processes started here
-are killed by the ``daemons`` fixture of each test module.
+Every wait polls with a deadline (``until``, on ``service_helpers.wait_for``);
+the only sleeps are the fault itself (how long the clock stays wrong). Processes
+started in ``daemons_killed()`` are killed when it ends, whatever happened.
 """
 
 from __future__ import annotations
@@ -453,14 +453,6 @@ class Inbox:
                 found.append(uid)
         return found
 
-    def keys(self, path: str | None = None) -> list[str]:
-        """``webhook-id`` / ``X-Sequence-ID`` of every request (idempotency keys), in order."""
-        return [
-            (r.header("webhook-id") or r.header("x-sequence-id") or "")
-            for r in self.requests
-            if path is None or r.path == path
-        ]
-
     def wait_uid(
         self,
         uid: str,
@@ -648,9 +640,6 @@ class Daemon:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
         raise AssertionError(f"no {field} in /proc/{self.pid}/status")
-
-    def open_fds(self) -> int:
-        return len(os.listdir(f"/proc/{self.pid}/fd"))
 
 
 def until(

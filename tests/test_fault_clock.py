@@ -135,12 +135,13 @@ def test_forward_jump_and_back_still_sends_a_later_reminder_once(tmp_path: Path)
     with Inbox() as inbox, daemons_killed() as started:
         config = write_config(tmp_path, notifiers={"hook": webhook(f"{inbox.url}/hook")})
         db = tmp_path / "var" / "calendar.sqlite3"
-        # Due some seconds after the clock is right again.
-        due = in_seconds(ahead_for + 6)
-        write_calendar(tmp_path / "schedules" / "fwd.toml", "forward", [entry("after-jump", due)])
+        (tmp_path / "schedules").mkdir()
         daemon = Daemon(config, env=faketime.env)
         started.append(daemon.start())
         daemon.ready()
+        # Due some seconds after the clock is right again (counted from now: the daemon runs).
+        due = in_seconds(ahead_for + 6)
+        write_calendar(tmp_path / "schedules" / "fwd.toml", "forward", [entry("after-jump", due)])
         daemon.wait_event("reminder.planned", where=lambda r: r.get("uid") == "after-jump")
 
         faketime.set(+HOUR)

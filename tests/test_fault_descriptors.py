@@ -26,6 +26,7 @@ from faults import (
     healthz,
     in_seconds,
     limit_nofile,
+    now,
     ntfy,
     own_nofile,
     until,
@@ -67,23 +68,26 @@ def test_reminders_go_out_while_the_feed_is_flooded(tmp_path: Path, hard: int | 
                 "phone": ntfy(phone.url, topic="phone"),
             },
         )
-        write_calendar(
-            tmp_path / "schedules" / "flood.toml",
-            "flood",
-            [
-                entry("during-flood-1", in_seconds(6)),
-                entry("during-flood-2", in_seconds(8)),
-            ],
-        )
+        (tmp_path / "schedules").mkdir()
         daemon = Daemon(config, preexec=limit_nofile(1024, hard))
         started.append(daemon.start())
         daemon.ready()
         port = daemon.feed_port()
+        # Planned before the flood, due once it is on; nothing was sent over HTTP before.
+        first = in_seconds(8)
+        write_calendar(
+            tmp_path / "schedules" / "flood.toml",
+            "flood",
+            [entry("during-flood-1", first), entry("during-flood-2", in_seconds(10))],
+        )
+        for uid in ("during-flood-1", "during-flood-2"):
+            daemon.wait_event("reminder.planned", where=lambda r, u=uid: r.get("uid") == u)
 
         flood: list[socket.socket] = []
         try:
             for _ in range(FLOOD):
                 flood.append(socket.create_connection((LOOPBACK, port), timeout=10))
+            assert now() < first, "the flood was not on before the reminders came due"
             for uid in ("during-flood-1", "during-flood-2"):
                 # Out at the first attempt: a retry means the flood broke a send.
                 for inbox, path in ((hooks, "/hook"), (phone, "/phone")):

@@ -156,16 +156,18 @@ def test_three_daemons_share_a_burst_and_send_a_killed_ones_rows(
             notifiers={"hook": webhook(f"{inbox.url}/hook", timeout=10)},
             reminders={"lease": "PT5S"},
         )
-        due = in_seconds(10)
-        burst = write_calendar(
-            tmp_path / "burst.toml", "burst", [entry(f"b{i:04d}", due) for i in range(count)]
-        )
-        assert_ok(cli(config, "import", str(burst)))
+        assert_ok(cli(config, "init"))
         daemons = [Daemon(config, name=f"d{i}") for i in range(3)]
         for daemon in daemons:
             started.append(daemon.start())
         for daemon in daemons:
             daemon.ready()
+        # The burst, imported while the three run: all due in the same second.
+        due = in_seconds(6)
+        burst = write_calendar(
+            tmp_path / "burst.toml", "burst", [entry(f"b{i:04d}", due) for i in range(count)]
+        )
+        assert_ok(cli(config, "import", str(burst)))
         by_pid = {d.pid: d for d in daemons}
 
         with ClaimSampler(pg_url) as sampler:
