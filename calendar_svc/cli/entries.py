@@ -77,6 +77,7 @@ def import_(ctx: CliContext, files: tuple[Path, ...], dry_run: bool, prune: bool
       calendar-svc import --dry-run --prune schedules/*.toml
     """
     unique = list(dict.fromkeys(path.resolve() for path in files))
+    _ = ctx.config  # first: the config names the tz database the files are read with
     specs = [load_file(path) for path in unique]
     store = ctx.store
     # All files in one transaction: one bad entry anywhere and nothing is written.
