@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from calendar_svc import timezones
 from calendar_svc.errors import InputError
 from calendar_svc.models import Calendar, Entry
 from calendar_svc.schedule_files import CalendarSpec, EntrySpec
@@ -128,6 +129,8 @@ def import_calendar(
 ) -> CalendarReport:
     """Upsert one calendar and its entries in ``session``'s transaction."""
     report = CalendarReport(slug=spec.slug)
+    # The specs' instants were derived with the tz database in use (rederive.py).
+    tz_version = timezones.version()
     calendar = session.scalar(select(Calendar).where(Calendar.slug == spec.slug))
     reminders = list(spec.reminders) if spec.reminders is not None else None
     if calendar is None:
@@ -171,6 +174,7 @@ def import_calendar(
                     uid=item.uid,
                     sequence=0,
                     source_hash=digest,
+                    tz_version=tz_version,
                     created_at=now,
                     updated_at=now,
                     **values,
@@ -184,11 +188,13 @@ def import_calendar(
             for key, value in values.items():
                 setattr(entry, key, value)
             entry.source_hash = digest
+            entry.tz_version = tz_version
             entry.sequence += 1
             entry.updated_at = now
             report.updated.append(item.uid)
         else:
             entry.source_hash = digest
+            entry.tz_version = tz_version
             report.unchanged.append(item.uid)
     if prune:
         wanted = {item.uid for item in spec.entries}
