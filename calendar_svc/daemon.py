@@ -45,6 +45,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from calendar_svc import timezones
 from calendar_svc.config import Config
 from calendar_svc.db import safe_url
 from calendar_svc.errors import CalendarSvcError, DaemonStateError, InputError
@@ -62,6 +63,7 @@ from calendar_svc.importer import import_specs
 from calendar_svc.logs import log_event, setup_logging
 from calendar_svc.notifiers import Notifier, build_notifiers, close_all
 from calendar_svc.observers import Observers
+from calendar_svc.rederive import TzFollower
 from calendar_svc.reminders import repository as repo
 from calendar_svc.reminders.alarms import Alarms
 from calendar_svc.reminders.dispatcher import Dispatcher
@@ -148,6 +150,10 @@ class Daemon:
             self.store, config, self.notifiers, events=self.events, on_retry=self._retry_at
         )
         self.alarms = Alarms(wake=self.dispatcher.wake, tick=self._tick, tick_every=self.tick_every)
+        # The config's tz database, and the store's instants kept derived with it.
+        self.tz = TzFollower(
+            self.store, config.tz, config.tz_database, interval=config.reminders.rescan_interval
+        )
 
     # --- the lifecycle ---------------------------------------------------------------
 
@@ -190,6 +196,7 @@ class Daemon:
         if self._lock is not None:
             self._lock.acquire()
         self.store.migrate()
+        self.tz.start()  # before anything reads a zone; instants from another release moved
         if self.reminders_enabled:
             self.notifiers = build_notifiers(self.config)
             self.dispatcher.replace(self.config, self.notifiers)
@@ -296,6 +303,7 @@ class Daemon:
         self.planner.config = new.reminders
         self.config = new
         self.watch.reset(new.schedule_files)
+        self.tz.reset(new.tz, new.tz_database)  # the next tick follows another tz database
         threading.Thread(target=self._close_later, args=(old,), daemon=True).start()
         log_event(log, "config.reloaded", channels=",".join(sorted(notifiers)))
         self._counter = -1  # re-plan on the next tick: offsets, channels or horizon may differ
@@ -328,6 +336,8 @@ class Daemon:
             if self._watchdog_every is not None:
                 self.service.watchdog()
             self.events.emit(LoopTicked(at=self.store.clock()))
+            if self.tz.check() is not None:  # another tz database: instants derived again
+                self._counter = -1  # re-plan now, even if no instant moved
             changed = self.watch.changed()
             if changed is not None:
                 self._import_schedules(changed)
@@ -412,6 +422,7 @@ class Daemon:
         fields: dict[str, Any] = {
             "database": safe_url(self.config.database.url),
             "channels": ",".join(sorted(self.notifiers)) or "none",
+            "tz": timezones.version(),
         }
         if not self.reminders_enabled:
             log_event(log, "daemon.ready", reminders="off", **fields)
