@@ -31,7 +31,7 @@ from calendar_svc import timezones, vtimezone
 from calendar_svc.durations import format_duration
 from calendar_svc.models import Calendar, Entry, EntryStatus
 from calendar_svc.reminders.rules import alarm_offsets
-from calendar_svc.timezones import UTC, to_local
+from calendar_svc.timezones import UTC, to_local, to_utc
 
 if TYPE_CHECKING:
     from calendar_svc.config import Config
@@ -63,13 +63,10 @@ class FeedOptions:
     all_day_time: time = time(9, 0)
 
     def alarm_offsets(self, entry: Entry, calendar: Calendar) -> tuple[timedelta, ...]:
-        """The VALARM triggers of ``entry`` (``reminders.rules.alarm_offsets``)."""
+        """The VALARM triggers of ``entry``: the daemon's own (``reminders.rules.alarm_offsets``),
+        none when it is cancelled."""
         return alarm_offsets(
-            entry.reminders,
-            calendar.reminders,
-            self.default_offsets,
-            all_day=entry.all_day,
-            all_day_time=self.all_day_time,
+            entry, calendar.reminders, self.default_offsets, all_day_time=self.all_day_time
         )
 
     @classmethod
@@ -138,13 +135,14 @@ def event_uid(entry: Entry, calendar: Calendar, options: FeedOptions) -> str:
 
 
 def used_tzids(entries: Iterable[Entry]) -> list[str]:
-    """The zones the entries' DTSTART/DTEND name (all-day entries are dates: none), sorted."""
+    """The zones the entries' DTSTART/DTEND name (all-day entries are dates: none), sorted.
+    A zone the tz database does not have is written as UTC (``_when``): none either."""
     zones: set[str] = set()
     for entry in entries:
         if not entry.all_day:
             zones.add(entry.start_tz)
             zones.add(entry.end_tz)
-    return sorted(zones)
+    return sorted(zone for zone in zones if timezones.is_zone(zone))
 
 
 def build_event(entry: Entry, calendar: Calendar, options: FeedOptions) -> Event:
@@ -161,13 +159,12 @@ def build_event(entry: Entry, calendar: Calendar, options: FeedOptions) -> Event
         event.add("dtstart", entry.start_day)
         event.add("dtend", entry.last_day + timedelta(days=1))
     else:
-        # The aware value carries the zone, so icalendar writes TZID=<IANA name>
-        # and the wall time in that zone (pytz via timezones.to_local, never
-        # datetime(..., tzinfo=zone), which would give LMT offsets).
-        event.add("dtstart", to_local(entry.start_utc, entry.start_tz))
+        # The first occurrence of a series keeps its wall time, whatever its fold: the
+        # RRULE repeats that wall time (recurrence.occurrences does the same).
+        event.add("dtstart", _when(entry.start_utc, entry.start_tz, entry.start_fold, entry.rrule))
         # RFC 5545 wants DTEND later than DTSTART; an instant has no DTEND.
         if entry.end_utc > entry.start_utc:
-            event.add("dtend", to_local(entry.end_utc, entry.end_tz))
+            event.add("dtend", _when(entry.end_utc, entry.end_tz, entry.end_fold, None))
     event.add("summary", _text(entry.title))
     if description := optional_text(entry.description):
         event.add("description", _Text(description))
@@ -188,6 +185,21 @@ def build_event(entry: Entry, calendar: Calendar, options: FeedOptions) -> Event
         for offset in options.alarm_offsets(entry, calendar):
             event.add_component(_alarm(entry, offset))
     return event
+
+
+def _when(instant: datetime, zone: str, fold: int | None, rrule: str | None) -> datetime:
+    """A DTSTART/DTEND value: the wall time in ``zone``, which icalendar writes with
+    TZID=<IANA name> (pytz via ``to_local``, never ``datetime(..., tzinfo=zone)``, which
+    gives LMT offsets), or the instant in UTC where that wall time would be read as another
+    instant or cannot be written: the second of two repeated times (``fold = 1``; RFC 5545
+    reads a repeated wall time as the first), or a zone the tz database in use does not
+    have (an entry kept after its zone went away)."""
+    if not timezones.is_zone(zone):
+        return instant.astimezone(UTC)
+    local = to_local(instant, zone)
+    if fold == 1 and rrule is None and to_utc(local.replace(tzinfo=None), zone, 0) != instant:
+        return instant.astimezone(UTC)
+    return local
 
 
 def _alarm(entry: Entry, offset: timedelta) -> Alarm:
@@ -316,9 +328,10 @@ def timezone_block(
     """(TZID, VTIMEZONE bytes) for ``zone``, from 1 January of ``first_year`` on and
     never ending (see ``vtimezone``); cached per tz database, zone and year.
 
-    None when no VTIMEZONE is needed (icalendar writes the zone's times with ``Z``).
+    None when no VTIMEZONE is needed (icalendar writes the zone's times with ``Z``), or
+    the tz database in use has no such zone (its entries are written in UTC).
     """
-    if _tzid_written(zone) is None:
+    if not timezones.is_zone(zone) or _tzid_written(zone) is None:
         return None
     return vtimezone.vtimezone_bytes(zone, first_year)
 

@@ -242,6 +242,35 @@ def test_cancel_gives_status_cancelled_and_a_higher_sequence(trip_store: Store) 
     assert event["SEQUENCE"] == 1
 
 
+def test_cancelled_entries_carry_no_alarm(trip_store: Store) -> None:
+    """A subscriber's app must not ring for a cancelled meeting: the daemon sends nothing
+    for it either (one rule, ``reminders.rules.alarm_offsets``)."""
+    assert vevents(ics.render(*trip(trip_store), OPTIONS))["press-mexico-city"].walk("VALARM")
+    trip_store.set_status("press-mexico-city", "cancelled", SLUG)
+    event = vevents(ics.render(*trip(trip_store), OPTIONS))["press-mexico-city"]
+    assert not event.walk("VALARM")
+    cancelled_all_day = make_entry(all_day=True, status="cancelled", reminders=["PT1H"])
+    assert b"VALARM" not in ics.event_bytes(cancelled_all_day, make_calendar(), OPTIONS)
+
+
+def test_the_second_of_two_repeated_times_is_written_in_utc() -> None:
+    """RFC 5545 reads a repeated wall time (a DST fold) as the first: 01:30 on 2 Nov 2025 in
+    New York with fold = 1 (EST, 06:30Z) is written as the instant, or every reader would
+    put it an hour early."""
+    wall = datetime(2025, 11, 2, 1, 30)
+    zone = "America/New_York"
+    end = wall + timedelta(hours=2)
+    # (make_entry would derive start_utc from a wall time that is not enough here.)
+    times = dict(zone=zone, start=end, start_local=wall, end=end)
+    second = make_entry(start_fold=1, start_utc=to_utc(wall, zone, fold=1), **times)
+    first = make_entry(uid="e2", start_fold=0, start_utc=to_utc(wall, zone, fold=0), **times)
+    events = vevents(ics.render(make_calendar(), [second, first], OPTIONS))
+    assert events["e1"]["DTSTART"].to_ical() == b"20251102T063000Z"
+    assert events["e1"]["DTSTART"].dt == datetime(2025, 11, 2, 6, 30, tzinfo=UTC)
+    assert events["e2"]["DTSTART"].params["TZID"] == zone  # the first: its wall time
+    assert events["e2"]["DTSTART"].dt.astimezone(UTC) == datetime(2025, 11, 2, 5, 30, tzinfo=UTC)
+
+
 def test_output_is_deterministic_across_hash_seeds(sqlite_store: Store, trip_path: Any) -> None:
     """VTIMEZONE order must not follow set order (it changes with PYTHONHASHSEED)."""
     from calendar_svc.schedule_files import load_file
