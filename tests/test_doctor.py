@@ -168,7 +168,15 @@ def test_a_tz_database_update_names_the_entries_that_move_and_fix_moves_them(
     assert run_cli("import", "schedules/m.toml").exit_code == 0
     assert run_cli("doctor").exit_code == 0
 
-    monkeypatch.setenv(ENV_TZDIR, str(b))  # e.g. to try a release before switching to it
+    preview = run_cli("doctor", "--tzdir", str(b))  # what a switch to b would do
+    assert preview.exit_code == 1
+    assert f"ok      tz         tz database test-b: {b} (from --tzdir)" in preview.output
+    assert "m/july (America/Mexico_City): start would move" in preview.output
+    refused = run_cli("doctor", "--tzdir", str(b), "--fix")
+    assert refused.exit_code == 2 and "--tzdir only previews" in refused.output
+    assert run_cli("doctor", "--tzdir", str(tmp_path / "nope")).exit_code == 2
+
+    monkeypatch.setenv(ENV_TZDIR, str(b))  # the environment names it: in use
     result = run_cli("doctor")
     assert result.exit_code == 1
     assert f"ok      tz         tz database test-b: {b} (from $CALENDAR_SVC_TZDIR)" in result.output

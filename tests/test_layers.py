@@ -42,6 +42,7 @@ RANKS: dict[str, int] = {
     # 1 services every layer above may use; observers subscribe to events
     "models": 1,
     "config": 1,
+    "tzsource": 1,  # which tz database folder, and noticing that it changed
     "logs": 1,
     "event_log": 1,
     "observers": 1,
@@ -72,6 +73,7 @@ RANKS: dict[str, int] = {
     "migrations.*": 3,
     "store": 3,
     "importer": 3,
+    "rederive": 3,  # stored instants derived again when the tz database changes
     "reminders.repository": 3,
     # 4 what reads the store and acts: feeds, planning, waking, the notifier registry
     "feed": 4,

@@ -39,6 +39,7 @@ from calendar_svc.reminders.lock import holder_pid, sqlite_file
 from calendar_svc.schedule_files import load_file
 from calendar_svc.store import Store
 from calendar_svc.timezones import iso_utc
+from calendar_svc.tzsource import FROM_CONFIG
 
 LEVELS = ("ok", "note", "fixed", "warning", "error")
 # Levels that need a person: doctor exits 1 when any finding has one.
@@ -98,7 +99,7 @@ def tz_database(config: Config) -> Findings:
             },
         )
     ]
-    if source.origin != "[time] tzdir" and config.time.tzdir is not None:
+    if source.origin != FROM_CONFIG and config.time.tzdir is not None:
         found.append(
             Finding(
                 "tz",

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import click
 
+from calendar_svc import timezones
 from calendar_svc.cli import checks
 from calendar_svc.cli.checks import Finding
 from calendar_svc.cli.context import CliContext, echo_json, pass_ctx
-from calendar_svc.errors import CalendarSvcError
+from calendar_svc.errors import CalendarSvcError, TzDatabaseError
+from calendar_svc.tzsource import TzSource
 
 # Exit codes (README, CLI reference).
 ALL_WELL = 0
@@ -24,8 +29,15 @@ NO_CONFIG = 2
     "instants again with the tz database in use (those that move get a new SEQUENCE), as "
     "calendar-svc run does when it starts.",
 )
+@click.option(
+    "--tzdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Check against the tz database in DIR instead of the configured one: what would "
+    "move if you switched to it (with --fix: refused).",
+)
 @pass_ctx
-def doctor(ctx: CliContext, as_json: bool, fix: bool) -> None:
+def doctor(ctx: CliContext, as_json: bool, fix: bool, tzdir: Path | None) -> None:
     """Check the installation and say what needs doing, one line per finding.
 
     \b
@@ -46,12 +58,24 @@ def doctor(ctx: CliContext, as_json: bool, fix: bool) -> None:
     Examples:
       calendar-svc doctor
       calendar-svc doctor --json | jq '.findings[] | select(.level != "ok")'
-      CALENDAR_SVC_TZDIR=/srv/tzdata-2027a calendar-svc doctor   # before switching
+      calendar-svc doctor --tzdir /srv/tzdata-2027a   # before switching to it
       calendar-svc doctor --fix
     """
+    if tzdir is not None and fix:
+        raise click.UsageError(
+            "--fix stores instants derived with the tz database in use; --tzdir only "
+            "previews another one (switch to it in [time] tzdir, then run --fix or restart)"
+        )
     findings: list[Finding] = []
     try:
         config = ctx.config
+        if tzdir is not None:
+            source = TzSource(tzdir.absolute(), "--tzdir")
+            try:
+                config = dataclasses.replace(config, tz=source, tz_database=source.open())
+            except TzDatabaseError as exc:
+                raise click.BadParameter(exc.detail, param_hint="--tzdir") from None
+            timezones.use(config.tz_database)
     except CalendarSvcError as exc:
         findings.append(Finding("config", "error", str(exc), fix="correct the file and key named"))
         _finish(findings, as_json, NO_CONFIG)
