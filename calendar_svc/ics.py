@@ -30,7 +30,7 @@ from icalendar import Calendar as ICalendar
 from calendar_svc import timezones, vtimezone
 from calendar_svc.durations import format_duration
 from calendar_svc.models import Calendar, Entry, EntryStatus
-from calendar_svc.reminders.rules import alarm_offsets
+from calendar_svc.reminders.rules import alarm_offsets, trigger_instant
 from calendar_svc.timezones import UTC, to_local, to_utc
 
 if TYPE_CHECKING:
@@ -182,7 +182,15 @@ def build_event(entry: Entry, calendar: Calendar, options: FeedOptions) -> Event
         event.add("rrule", vRecur.from_ical(entry.rrule))
     if options.include_alarms:
         # The daemon's reminders, as offsets before the start (all-day: one, the day before).
+        exact = not entry.all_day and _in_utc(
+            entry.start_utc, entry.start_tz, entry.start_fold, entry.rrule
+        )
         for offset in options.alarm_offsets(entry, calendar):
+            if exact and offset.days and timezones.is_zone(entry.start_tz):
+                # A DTSTART written in UTC makes a trigger's days UTC days; the reminder
+                # counts them in the entry's zone: say the same instant as exact time.
+                due = trigger_instant(entry.start_utc, offset, entry.start_tz, all_day=False)
+                offset = entry.start_utc - due
             event.add_component(_alarm(entry, offset))
     return event
 
@@ -190,16 +198,23 @@ def build_event(entry: Entry, calendar: Calendar, options: FeedOptions) -> Event
 def _when(instant: datetime, zone: str, fold: int | None, rrule: str | None) -> datetime:
     """A DTSTART/DTEND value: the wall time in ``zone``, which icalendar writes with
     TZID=<IANA name> (pytz via ``to_local``, never ``datetime(..., tzinfo=zone)``, which
-    gives LMT offsets), or the instant in UTC where that wall time would be read as another
-    instant or cannot be written: the second of two repeated times (``fold = 1``; RFC 5545
-    reads a repeated wall time as the first), or a zone the tz database in use does not
-    have (an entry kept after its zone went away)."""
+    gives LMT offsets), or the instant in UTC (``_in_utc``)."""
+    if _in_utc(instant, zone, fold, rrule):
+        return instant.astimezone(UTC)
+    return to_local(instant, zone)
+
+
+def _in_utc(instant: datetime, zone: str, fold: int | None, rrule: str | None) -> bool:
+    """Whether a time is written as its instant in UTC: where its wall time would be read as
+    another instant, or cannot be written. That is the second of two repeated times
+    (``fold = 1``; RFC 5545 reads a repeated wall time as the first), or a zone the tz
+    database in use does not have (an entry kept after its zone went away)."""
     if not timezones.is_zone(zone):
-        return instant.astimezone(UTC)
-    local = to_local(instant, zone)
-    if fold == 1 and rrule is None and to_utc(local.replace(tzinfo=None), zone, 0) != instant:
-        return instant.astimezone(UTC)
-    return local
+        return True
+    if fold != 1 or rrule is not None:
+        return False
+    wall = to_local(instant, zone).replace(tzinfo=None)
+    return to_utc(wall, zone, 0) != instant
 
 
 def _alarm(entry: Entry, offset: timedelta) -> Alarm:
