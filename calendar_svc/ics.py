@@ -161,10 +161,17 @@ def build_event(entry: Entry, calendar: Calendar, options: FeedOptions) -> Event
     else:
         # The first occurrence of a series keeps its wall time, whatever its fold: the
         # RRULE repeats that wall time (recurrence.occurrences does the same).
-        event.add("dtstart", _when(entry.start_utc, entry.start_tz, entry.start_fold, entry.rrule))
+        event.add(
+            "dtstart",
+            _when(
+                entry.start_utc, entry.start_local, entry.start_tz, entry.start_fold, entry.rrule
+            ),
+        )
         # RFC 5545 wants DTEND later than DTSTART; an instant has no DTEND.
         if entry.end_utc > entry.start_utc:
-            event.add("dtend", _when(entry.end_utc, entry.end_tz, entry.end_fold, None))
+            event.add(
+                "dtend", _when(entry.end_utc, entry.end_local, entry.end_tz, entry.end_fold, None)
+            )
     event.add("summary", _text(entry.title))
     if description := optional_text(entry.description):
         event.add("description", _Text(description))
@@ -182,39 +189,51 @@ def build_event(entry: Entry, calendar: Calendar, options: FeedOptions) -> Event
         event.add("rrule", vRecur.from_ical(entry.rrule))
     if options.include_alarms:
         # The daemon's reminders, as offsets before the start (all-day: one, the day before).
-        exact = not entry.all_day and _in_utc(
-            entry.start_utc, entry.start_tz, entry.start_fold, entry.rrule
-        )
         for offset in options.alarm_offsets(entry, calendar):
-            if exact and offset.days and timezones.is_zone(entry.start_tz):
+            if (
+                offset.days
+                and not entry.all_day
+                and timezones.is_zone(entry.start_tz)
+                and _in_utc(
+                    entry.start_utc,
+                    entry.start_local,
+                    entry.start_tz,
+                    entry.start_fold,
+                    entry.rrule,
+                )
+            ):
                 # A DTSTART written in UTC makes a trigger's days UTC days; the reminder
                 # counts them in the entry's zone: say the same instant as exact time.
-                due = trigger_instant(entry.start_utc, offset, entry.start_tz, all_day=False)
+                due = trigger_instant(
+                    entry.start_utc, offset, entry.start_tz, all_day=False, wall=entry.start_local
+                )
                 offset = entry.start_utc - due
             event.add_component(_alarm(entry, offset))
     return event
 
 
-def _when(instant: datetime, zone: str, fold: int | None, rrule: str | None) -> datetime:
-    """A DTSTART/DTEND value: the wall time in ``zone``, which icalendar writes with
-    TZID=<IANA name> (pytz via ``to_local``, never ``datetime(..., tzinfo=zone)``, which
-    gives LMT offsets), or the instant in UTC (``_in_utc``)."""
-    if _in_utc(instant, zone, fold, rrule):
+def _when(
+    instant: datetime, wall: datetime, zone: str, fold: int | None, rrule: str | None
+) -> datetime:
+    """A DTSTART/DTEND value: the entry's wall time in ``zone``, which icalendar writes with
+    TZID=<IANA name> (pytz via ``timezones.as_written``, never ``datetime(...,
+    tzinfo=zone)``, which gives LMT offsets), or the instant in UTC (``_in_utc``)."""
+    if _in_utc(instant, wall, zone, fold, rrule):
         return instant.astimezone(UTC)
-    return to_local(instant, zone)
+    return timezones.as_written(wall, zone, instant)
 
 
-def _in_utc(instant: datetime, zone: str, fold: int | None, rrule: str | None) -> bool:
-    """Whether a time is written as its instant in UTC: where its wall time would be read as
-    another instant, or cannot be written. That is the second of two repeated times
-    (``fold = 1``; RFC 5545 reads a repeated wall time as the first), or a zone the tz
-    database in use does not have (an entry kept after its zone went away)."""
+def _in_utc(
+    instant: datetime, wall: datetime, zone: str, fold: int | None, rrule: str | None
+) -> bool:
+    """Whether a time is written as its instant in UTC: where it cannot be written with its
+    zone (a zone the tz database in use does not have: an entry kept after its zone went
+    away), or where RFC 5545's reading of its wall time (the first of two repeated times,
+    the offset before a gap: ``fold = 0``) is another instant, which only ``fold = 1``
+    can make so. A series keeps its wall time: its RRULE repeats it."""
     if not timezones.is_zone(zone):
         return True
-    if fold != 1 or rrule is not None:
-        return False
-    wall = to_local(instant, zone).replace(tzinfo=None)
-    return to_utc(wall, zone, 0) != instant
+    return fold == 1 and rrule is None and to_utc(wall, zone, 0) != instant
 
 
 def _alarm(entry: Entry, offset: timedelta) -> Alarm:

@@ -39,9 +39,20 @@ class Recurring(Protocol):
 
 def occurrences(entry: Recurring, start: datetime, end: datetime) -> Iterator[datetime]:
     """Start instants (UTC) of the entry's occurrences within ``[start, end]``."""
+    for _, instant in occurrence_times(entry, start, end):
+        yield instant
+
+
+def occurrence_times(
+    entry: Recurring, start: datetime, end: datetime
+) -> Iterator[tuple[datetime, datetime]]:
+    """(wall time, UTC instant) of each occurrence within ``[start, end]``. The wall time
+    is the one the entry or its rule gives, also where a DST gap swallows it (its
+    instant is then read with the offset before the gap): a reminder ``P1D`` before it
+    is at that wall time the day before, as RFC 5545 counts days."""
     if not entry.rrule:
         if start <= entry.start_utc <= end:
-            yield entry.start_utc
+            yield entry.start_local, entry.start_utc
         return
     # Expand in wall time; one day of margin on both sides covers any UTC offset.
     wall_from = to_local(start, entry.start_tz).replace(tzinfo=None) - timedelta(days=1)
@@ -51,7 +62,7 @@ def occurrences(entry: Recurring, start: datetime, end: datetime) -> Iterator[da
         fold = entry.start_fold if wall == entry.start_local else None
         instant = to_utc(wall, entry.start_tz, fold=0 if fold is None else fold)
         if start <= instant <= end:
-            yield instant
+            yield wall, instant
 
 
 _UNTIL_UTC = re.compile(r"UNTIL=(\d{8}T\d{6})Z", re.IGNORECASE)

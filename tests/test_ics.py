@@ -253,6 +253,20 @@ def test_cancelled_entries_carry_no_alarm(trip_store: Store) -> None:
     assert b"VALARM" not in ics.event_bytes(cancelled_all_day, make_calendar(), OPTIONS)
 
 
+def test_a_wall_time_a_gap_skips_keeps_its_digits() -> None:
+    """After a tz database update an entry's 02:30 may fall in a DST gap; it is kept with the
+    offset before the gap (RFC 5545's reading), and the feed says 02:30, not 03:30. With
+    fold = 1 (the offset after the gap) no wall time says its instant: written in UTC."""
+    wall, zone = datetime(2025, 3, 9, 2, 30), "America/New_York"
+    times = dict(zone=zone, start=wall + timedelta(hours=2), start_local=wall)
+    before = make_entry(start_utc=to_utc(wall, zone, fold=0), **times)
+    after = make_entry(uid="e2", start_fold=1, start_utc=to_utc(wall, zone, fold=1), **times)
+    events = vevents(ics.render(make_calendar(), [before, after], OPTIONS))
+    assert events["e1"]["DTSTART"].to_ical() == b"20250309T023000"
+    assert events["e1"]["DTSTART"].params["TZID"] == zone
+    assert events["e2"]["DTSTART"].to_ical() == b"20250309T063000Z"
+
+
 def test_the_second_of_two_repeated_times_is_written_in_utc() -> None:
     """RFC 5545 reads a repeated wall time (a DST fold) as the first: 01:30 on 2 Nov 2025 in
     New York with fold = 1 (EST, 06:30Z) is written as the instant, or every reader would

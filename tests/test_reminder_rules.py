@@ -319,4 +319,19 @@ def test_day_offsets_are_calendar_days_across_a_dst_change() -> None:
     assert to_local(mixed, "America/New_York").replace(tzinfo=None) == datetime(2025, 3, 8, 8, 0)
 
 
+def test_day_offsets_count_from_the_wall_time_a_gap_swallowed() -> None:
+    """A daily 00:59 in Santiago: on Sunday 7 Sep 2025 the clocks skip from 00:00 to 01:00,
+    so that occurrence is 00:59 read with the offset before (04:59Z). P1D before it is
+    00:59 on Saturday (04:59Z), the wall time a day earlier, as a subscriber's app counts
+    a TRIGGER's days; not 01:59 (what the instant reads as on the new clock)."""
+    daily = E(
+        "daily",
+        datetime(2025, 9, 6, 0, 59),
+        "America/Santiago",
+        rrule="FREQ=DAILY;COUNT=2",
+        reminders=["P1D"],
+    )
+    assert [d for d, _, _ in due(daily)] == [Z("2025-09-05T04:59:00Z"), Z("2025-09-06T04:59:00Z")]
+
+
 # The feed's alarms and the daemon's reminders, one rule: tests/test_alarms_are_reminders.py.

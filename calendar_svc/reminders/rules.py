@@ -42,7 +42,7 @@ from typing import NamedTuple, Protocol
 from calendar_svc.config import RemindersConfig
 from calendar_svc.durations import parse_duration
 from calendar_svc.models import EntryStatus
-from calendar_svc.recurrence import occurrences
+from calendar_svc.recurrence import occurrence_times
 from calendar_svc.timezones import UTC, to_local, to_utc
 
 # An all-day reminder is at most about a day before the day starts; two days of
@@ -202,17 +202,23 @@ def alarm_offsets(
 
 
 def trigger_instant(
-    occurrence: datetime, trigger: timedelta, zone: str, *, all_day: bool
+    occurrence: datetime,
+    trigger: timedelta,
+    zone: str,
+    *,
+    all_day: bool,
+    wall: datetime | None = None,
 ) -> datetime:
     """When ``trigger`` (from ``alarm_offsets``) rings for the occurrence starting at
-    ``occurrence``: ``due_before`` for a timed entry; for an all-day one, ``trigger``
-    back from the midnight starting its day, in wall time (``all_day_trigger(at)`` is
-    ``at`` the day before)."""
+    ``occurrence`` (whose wall time is ``wall``, when known: see ``due_before``):
+    ``due_before`` for a timed entry; for an all-day one, ``trigger`` back from the
+    midnight starting its day, in wall time (``all_day_trigger(at)`` is ``at`` the day
+    before)."""
     if all_day:
-        midnight = datetime.combine(to_local(occurrence, zone).date(), time())
+        day = wall.date() if wall is not None else to_local(occurrence, zone).date()
         # fold=0: a reminder time inside a DST gap or fold is read with the earlier offset.
-        return to_utc(midnight - trigger, zone, fold=0)
-    return due_before(occurrence, trigger, zone)
+        return to_utc(datetime.combine(day, time()) - trigger, zone, fold=0)
+    return due_before(occurrence, trigger, zone, wall=wall)
 
 
 def channels_for(slug: str, categories: Sequence[str], config: RemindersConfig) -> tuple[str, ...]:
@@ -226,18 +232,24 @@ def channels_for(slug: str, categories: Sequence[str], config: RemindersConfig) 
     return config.channels
 
 
-def due_before(occurrence: datetime, offset: timedelta, zone: str) -> datetime:
+def due_before(
+    occurrence: datetime, offset: timedelta, zone: str, *, wall: datetime | None = None
+) -> datetime:
     """The instant ``offset`` before ``occurrence``, as RFC 5545 reads a duration.
 
     Days and weeks are calendar days in the entry's zone (``P1D`` before a 10:00
-    meeting is 10:00 the day before, even across a DST change); hours, minutes and
+    meeting is 10:00 the day before, even across a DST change), counted from the
+    occurrence's wall time ``wall`` (default: the wall time of the instant; they differ
+    for a wall time a DST gap swallowed, 00:30 read as 01:30); hours, minutes and
     seconds are exact time. (Offsets are parsed into ``timedelta``, which folds
     ``PT24H`` into one day, so ``PT24H`` is read as ``P1D``, as the feed's VALARM
     writes it.)
     """
     if not offset.days:
         return occurrence - offset
-    wall = to_local(occurrence, zone).replace(tzinfo=None) - timedelta(days=offset.days)
+    if wall is None:
+        wall = to_local(occurrence, zone).replace(tzinfo=None)
+    wall = wall - timedelta(days=offset.days)
     return to_utc(wall, zone, fold=0) - timedelta(seconds=offset.seconds)
 
 
@@ -264,9 +276,12 @@ def reminders_between(
         return []
     channels = channels_for(calendar_slug, entry.categories or [], config)
     found: list[PlannedReminder] = []
-    for occurrence in occurrences(entry, start, end + lead_time(triggers, entry.all_day)):
+    until = end + lead_time(triggers, entry.all_day)
+    for wall, occurrence in occurrence_times(entry, start, until):
         for trigger in triggers:
-            due_at = trigger_instant(occurrence, trigger, entry.start_tz, all_day=entry.all_day)
+            due_at = trigger_instant(
+                occurrence, trigger, entry.start_tz, all_day=entry.all_day, wall=wall
+            )
             if not start <= due_at <= end:
                 continue
             # The dedupe key's offset (a stored form): an all-day one's is the exact time
