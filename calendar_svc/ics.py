@@ -31,7 +31,7 @@ from calendar_svc import timezones, vtimezone
 from calendar_svc.durations import format_duration
 from calendar_svc.models import Calendar, Entry, EntryStatus
 from calendar_svc.reminders.rules import alarm_offsets, trigger_instant
-from calendar_svc.timezones import UTC, to_local, to_utc
+from calendar_svc.timezones import UTC, to_local
 
 if TYPE_CHECKING:
     from calendar_svc.config import Config
@@ -217,7 +217,8 @@ def _when(
 ) -> datetime:
     """A DTSTART/DTEND value: the entry's wall time in ``zone``, which icalendar writes with
     TZID=<IANA name> (pytz via ``timezones.as_written``, never ``datetime(...,
-    tzinfo=zone)``, which gives LMT offsets), or the instant in UTC (``_in_utc``)."""
+    tzinfo=zone)``, which gives LMT offsets; a series' first wall time in a gap keeps its
+    digits), or the instant in UTC (``_in_utc``)."""
     if _in_utc(instant, wall, zone, fold, rrule):
         return instant.astimezone(UTC)
     return timezones.as_written(wall, zone, instant)
@@ -226,14 +227,15 @@ def _when(
 def _in_utc(
     instant: datetime, wall: datetime, zone: str, fold: int | None, rrule: str | None
 ) -> bool:
-    """Whether a time is written as its instant in UTC: where it cannot be written with its
-    zone (a zone the tz database in use does not have: an entry kept after its zone went
-    away), or where RFC 5545's reading of its wall time (the first of two repeated times,
-    the offset before a gap: ``fold = 0``) is another instant, which only ``fold = 1``
-    can make so. A series keeps its wall time: its RRULE repeats it."""
+    """Whether a time is written as its instant in UTC rather than as its wall time: where
+    the zone cannot be written (the tz database in use does not have it: an entry kept
+    after its zone went away), or, but for a series (its RRULE repeats the wall time), the
+    wall time is one that a DST change skips or repeats. RFC 5545 reads such a time with
+    the offset before the change (the first of two), but readers differ (libical takes
+    the second of two), and with ``fold = 1`` that would be another instant anyway."""
     if not timezones.is_zone(zone):
         return True
-    return fold == 1 and rrule is None and to_utc(wall, zone, 0) != instant
+    return rrule is None and timezones.classify(wall, zone) != "ok"
 
 
 def _alarm(entry: Entry, offset: timedelta) -> Alarm:

@@ -253,36 +253,45 @@ def test_cancelled_entries_carry_no_alarm(trip_store: Store) -> None:
     assert b"VALARM" not in ics.event_bytes(cancelled_all_day, make_calendar(), OPTIONS)
 
 
-def test_a_wall_time_a_gap_skips_keeps_its_digits() -> None:
-    """After a tz database update an entry's 02:30 may fall in a DST gap; it is kept with the
-    offset before the gap (RFC 5545's reading), and the feed says 02:30, not 03:30. With
-    fold = 1 (the offset after the gap) no wall time says its instant: written in UTC."""
-    wall, zone = datetime(2025, 3, 9, 2, 30), "America/New_York"
-    times = dict(zone=zone, start=wall + timedelta(hours=2), start_local=wall)
-    before = make_entry(start_utc=to_utc(wall, zone, fold=0), **times)
-    after = make_entry(uid="e2", start_fold=1, start_utc=to_utc(wall, zone, fold=1), **times)
-    events = vevents(ics.render(make_calendar(), [before, after], OPTIONS))
-    assert events["e1"]["DTSTART"].to_ical() == b"20250309T023000"
-    assert events["e1"]["DTSTART"].params["TZID"] == zone
-    assert events["e2"]["DTSTART"].to_ical() == b"20250309T063000Z"
-
-
-def test_the_second_of_two_repeated_times_is_written_in_utc() -> None:
-    """RFC 5545 reads a repeated wall time (a DST fold) as the first: 01:30 on 2 Nov 2025 in
-    New York with fold = 1 (EST, 06:30Z) is written as the instant, or every reader would
-    put it an hour early."""
-    wall = datetime(2025, 11, 2, 1, 30)
+def test_a_wall_time_a_dst_change_skips_or_repeats_is_written_as_its_instant() -> None:
+    """RFC 5545 reads a repeated wall time as the first and a skipped one with the offset
+    before the change, but readers differ (libical takes the second of two), and an entry
+    may be the second (fold = 1): a one-off entry at such a wall time is written in UTC, so
+    every reader gets its instant. 01:30 on 2 Nov 2025 in New York happens twice; 02:30
+    on 9 Mar 2025 never (kept with the offset before, as after a tz database update)."""
     zone = "America/New_York"
-    end = wall + timedelta(hours=2)
-    # (make_entry would derive start_utc from a wall time that is not enough here.)
-    times = dict(zone=zone, start=end, start_local=wall, end=end)
-    second = make_entry(start_fold=1, start_utc=to_utc(wall, zone, fold=1), **times)
-    first = make_entry(uid="e2", start_fold=0, start_utc=to_utc(wall, zone, fold=0), **times)
-    events = vevents(ics.render(make_calendar(), [second, first], OPTIONS))
-    assert events["e1"]["DTSTART"].to_ical() == b"20251102T063000Z"
-    assert events["e1"]["DTSTART"].dt == datetime(2025, 11, 2, 6, 30, tzinfo=UTC)
-    assert events["e2"]["DTSTART"].params["TZID"] == zone  # the first: its wall time
-    assert events["e2"]["DTSTART"].dt.astimezone(UTC) == datetime(2025, 11, 2, 5, 30, tzinfo=UTC)
+    repeated, skipped = datetime(2025, 11, 2, 1, 30), datetime(2025, 3, 9, 2, 30)
+
+    def entry(uid: str, wall: datetime, fold: int | None, **extra: Any) -> Entry:
+        # (make_entry would derive start_utc from a wall time that is not enough here.)
+        later = wall + timedelta(hours=3)
+        return make_entry(
+            uid=uid,
+            zone=zone,
+            start=later,
+            start_local=wall,
+            start_fold=fold,
+            start_utc=to_utc(wall, zone, fold=fold or 0),
+            **extra,
+        )
+
+    entries = [
+        entry("first", repeated, 0),
+        entry("second", repeated, 1),
+        entry("skipped", skipped, None),
+        entry("series", skipped, None, rrule="FREQ=DAILY;COUNT=2"),
+    ]
+    events = vevents(ics.render(make_calendar(), entries, OPTIONS))
+    assert events["first"]["DTSTART"].to_ical() == b"20251102T053000Z"
+    assert events["second"]["DTSTART"].to_ical() == b"20251102T063000Z"
+    assert events["skipped"]["DTSTART"].to_ical() == b"20250309T073000Z"
+    # A series repeats its wall time: written with its zone, digits kept (not 03:30).
+    assert events["series"]["DTSTART"].to_ical() == b"20250309T023000"
+    assert events["series"]["DTSTART"].params["TZID"] == zone
+    # Day offsets of a time written in UTC are said as exact time: what the daemon counts.
+    daily = entry("daily", repeated, 1, reminders=["P1D"])
+    event = vevents(ics.render(make_calendar(), [daily], OPTIONS))["daily"]
+    assert [a["TRIGGER"].dt for a in event.walk("VALARM")] == [-timedelta(hours=25)]
 
 
 def test_output_is_deterministic_across_hash_seeds(sqlite_store: Store, trip_path: Any) -> None:
