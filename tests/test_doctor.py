@@ -219,6 +219,14 @@ def test_a_tz_database_update_names_the_entries_that_move_and_fix_moves_them(
     after = json.loads(run_cli("show", "july", "--json").output)
     assert after["start_utc"] == "2030-07-01T15:00:00Z"
     assert after["sequence"] == before["sequence"] + 1
+    # The Berlin entry is kept, listed (in UTC: its zone is gone) and has no reminders.
+    listed = run_cli("list", "--json")
+    assert listed.exit_code == 0, listed.output
+    berlin = next(row for row in json.loads(listed.output) if row["uid"] == "berlin")
+    assert berlin["start"] == "2030-07-01T08:00:00+00:00"
+    assert berlin["timezone"] == "Europe/Berlin"
+    reminders = run_cli("reminders", "--from", "2030-06-01", "--to", "2030-08-01", "--json")
+    assert {r["uid"] for r in json.loads(reminders.output)} == {"july"}
     again = run_cli("doctor")
     assert [line.split()[0] for line in lines(again) if "time" in line.split()[1:2]] == [
         "warning",

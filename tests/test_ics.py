@@ -294,6 +294,25 @@ def test_a_wall_time_a_dst_change_skips_or_repeats_is_written_as_its_instant() -
     assert [a["TRIGGER"].dt for a in event.walk("VALARM")] == [-timedelta(hours=25)]
 
 
+def test_an_entry_whose_zone_is_gone_is_written_in_utc_without_alarms() -> None:
+    """After a tz database update dropped its zone, an entry is kept at its last instants:
+    the feed still shows it, in UTC, with no VTIMEZONE to build and no alarm (the daemon
+    cannot remind it either: doctor and the logs name it)."""
+    gone = make_entry(
+        uid="gone",
+        zone="America/New_York",
+        start_tz="Test/Gone",
+        end_tz="Test/Gone",
+        reminders=["PT1H"],
+    )
+    data = ics.render(make_calendar(), [gone, make_entry()], OPTIONS)
+    event = vevents(data)["gone"]
+    assert event["DTSTART"].to_ical() == gone.start_utc.strftime("%Y%m%dT%H%M%SZ").encode()
+    assert not event.walk("VALARM")
+    assert b"TZID:Test/Gone" not in data and b"TZID:America/Mexico_City" in data
+    assert ics.render_pieces(make_calendar(), [gone, make_entry()], OPTIONS) == data
+
+
 def test_output_is_deterministic_across_hash_seeds(sqlite_store: Store, trip_path: Any) -> None:
     """VTIMEZONE order must not follow set order (it changes with PYTHONHASHSEED)."""
     from calendar_svc.schedule_files import load_file

@@ -8,7 +8,9 @@ drift apart; a property test compares them through a parser.
 
 * Offsets: the entry's own list if it has one, else its calendar's, else the
   config's ``reminders.offsets``. An empty list means no reminders at all.
-* Cancelled entries have no reminders, and so no alarms in the feed.
+* Cancelled entries have no reminders, and so no alarms in the feed; nor has an
+  entry whose zone the tz database in use lacks (kept after a tz database update
+  dropped it: its instants cannot be derived; ``doctor`` and the logs name it).
 * A timed entry is reminded ``offset`` before each occurrence's start: days and
   weeks in the wall time of its zone, hours and smaller as exact time (how RFC
   5545 reads a TRIGGER duration).
@@ -43,7 +45,7 @@ from calendar_svc.config import RemindersConfig
 from calendar_svc.durations import parse_duration
 from calendar_svc.models import EntryStatus
 from calendar_svc.recurrence import occurrence_times
-from calendar_svc.timezones import UTC, to_local, to_utc
+from calendar_svc.timezones import UTC, is_zone, to_local, to_utc
 
 # An all-day reminder is at most about a day before the day starts; two days of
 # look-ahead covers it together with any zone offset.
@@ -179,8 +181,9 @@ def all_day_trigger(at: time) -> timedelta:
 def reminder_offsets(
     entry: EntryLike, calendar_reminders: Sequence[str] | None, defaults: Sequence[timedelta]
 ) -> tuple[timedelta, ...]:
-    """The offsets ``entry`` is reminded by: none when it is cancelled, else ``offsets_for``."""
-    if entry.status == EntryStatus.CANCELLED:
+    """The offsets ``entry`` is reminded by: none when it is cancelled or its zone is not in
+    the tz database in use, else ``offsets_for``."""
+    if entry.status == EntryStatus.CANCELLED or not is_zone(entry.start_tz):
         return ()
     return offsets_for(entry.reminders, calendar_reminders, defaults)
 
