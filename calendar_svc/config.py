@@ -179,7 +179,7 @@ class Config:
     notifiers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # The tz database in force ($CALENDAR_SVC_TZDIR, else [time] tzdir, else pytz's) and
     # that database, opened when the config was read.
-    tz: TzSource = field(default_factory=lambda: TzSource(None))
+    tz: TzSource = field(default_factory=TzSource)
     tz_database: TzDatabase = field(default_factory=timezones.bundled, compare=False, repr=False)
 
     @property

@@ -236,6 +236,8 @@ def rederive(
                     _apply(session, rows, (calendar_id, slug), report, now=now, write=False)
             else:
                 with store.write(what="the re-derivation of instants") as session:
+                    # The calendar first, as an import takes it: one order, no deadlock.
+                    session.get(Calendar, calendar_id, with_for_update=True)
                     rows = list(session.scalars(query.with_for_update()))
                     _apply(session, rows, (calendar_id, slug), report, now=now, write=True)
             # Not "fewer than a batch": another daemon's batch may have taken rows from this

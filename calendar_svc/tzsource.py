@@ -37,7 +37,7 @@ BUNDLED = "pytz"
 class TzSource:
     """The tz database folder to use (None: pytz's own) and where it was named."""
 
-    folder: Path | None
+    folder: Path | None = None
     origin: str = BUNDLED
 
     def open(self) -> TzDatabase:
