@@ -322,10 +322,10 @@ def log_report(report: Report, *, why: str) -> None:
             logging.INFO,
             uid=moved.uid,
             calendar=moved.calendar,
-            zone=moved.zone,
             old=iso_utc(moved.old_start),
             new=iso_utc(moved.new_start),
             **ends,
+            zone=moved.zone,
             from_tz=moved.old_version or "unknown",
             tz=report.version,
         )

@@ -33,7 +33,7 @@ from calendar_svc.db import current_revision, head_revision, safe_url
 from calendar_svc.errors import CalendarSvcError
 from calendar_svc.models import Calendar, Delivery, DeliveryStatus
 from calendar_svc.notifiers import build_notifier
-from calendar_svc.rederive import ProblemKind, Report, rederive, stale_count
+from calendar_svc.rederive import Moved, ProblemKind, Report, TimeProblem, rederive, stale_count
 from calendar_svc.reminders import repository as repo
 from calendar_svc.reminders.lock import holder_pid, sqlite_file
 from calendar_svc.schedule_files import load_file
@@ -219,7 +219,7 @@ def _count(number: int, one: str, many: str) -> str:
     return f"{number} {one if number == 1 else many}"
 
 
-def _moved(moved: Any, report: Report, *, fixed: bool) -> Finding:
+def _moved(moved: Moved, report: Report, *, fixed: bool) -> Finding:
     start = f"{iso_utc(moved.old_start)} -> {iso_utc(moved.new_start)}"
     if moved.new_end - moved.new_start != moved.old_end - moved.old_start:
         start += f" (end {iso_utc(moved.old_end)} -> {iso_utc(moved.new_end)})"
@@ -254,7 +254,7 @@ def _moved(moved: Any, report: Report, *, fixed: bool) -> Finding:
     )
 
 
-def _problem(problem: Any) -> Finding:
+def _problem(problem: TimeProblem) -> Finding:
     level = "error" if problem.kind is ProblemKind.UNKNOWN_ZONE else "warning"
     return Finding(
         "time",
