@@ -3,8 +3,14 @@
 Where the file comes from, first match wins: ``--config FILE``,
 ``$CALENDAR_SVC_CONFIG``, ``./config.toml``, ``/etc/calendar-svc/config.toml``.
 The database URL can be overridden by ``--db URL`` or
-``$CALENDAR_SVC_DATABASE_URL``. Relative paths (schedule globs, a relative
-SQLite file) resolve against the folder of the config file.
+``$CALENDAR_SVC_DATABASE_URL``, the tz database folder (``[time] tzdir``) by
+``$CALENDAR_SVC_TZDIR``. Relative paths (schedule globs, a relative SQLite
+file, the tz database folder) resolve against the folder of the config file.
+
+The tz database is read first and opened (``Config.tz_database``), and zone
+names in the config are checked against it; loading a config switches nothing:
+the command or daemon that uses the config makes it the one in use
+(``timezones.use``).
 
 The schema is declared once: each section is a dataclass below whose fields
 are its keys, with their defaults and readers (``validation.setting``).
@@ -27,7 +33,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from calendar_svc.errors import ConfigError
+from calendar_svc import timezones, tzsource
+from calendar_svc.errors import ConfigError, TzDatabaseError
+from calendar_svc.tzdb import TzDatabase
+from calendar_svc.tzsource import TzSource
 from calendar_svc.validation import (
     Place,
     Table,
@@ -36,6 +45,7 @@ from calendar_svc.validation import (
     clock_time,
     duration,
     durations,
+    folder,
     integer,
     list_of,
     matching,
@@ -47,6 +57,7 @@ from calendar_svc.validation import (
     table,
     text,
     zone,
+    zone_in,
 )
 
 ENV_CONFIG = "CALENDAR_SVC_CONFIG"
@@ -207,6 +218,13 @@ class DisplayConfig:
 
 
 @dataclass(frozen=True)
+class TimeConfig:
+    # The tz database folder (as `zic -d DIR` writes it), absolute once loaded; None:
+    # pytz's own. $CALENDAR_SVC_TZDIR wins over it (Config.tz says which is in force).
+    tzdir: Path | None = setting(folder, None)
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = setting(one_of("debug", "info", "warning", "error", fold_case=True), "info")
     format: str = setting(one_of("text", "json", fold_case=True), "text")
@@ -220,12 +238,17 @@ class Config:
     feed: FeedConfig = field(default_factory=FeedConfig)
     reminders: RemindersConfig = field(default_factory=RemindersConfig)
     display: DisplayConfig = field(default_factory=DisplayConfig)
+    time: TimeConfig = field(default_factory=TimeConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     # [notifiers.NAME] tables as written, ``type`` checked; validated by the notifier class.
     notifiers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     sources: tuple[SourceConfig, ...] = ()
     # The schedules items written as tables ({ path, calendar, zone }).
     schedule_globs: tuple[ScheduleGlob, ...] = ()
+    # The tz database in force ($CALENDAR_SVC_TZDIR, else [time] tzdir, else pytz's) and
+    # that database, opened when the config was read.
+    tz: TzSource = field(default_factory=TzSource)
+    tz_database: TzDatabase = field(default_factory=timezones.bundled, compare=False, repr=False)
 
     @property
     def base_dir(self) -> Path:
@@ -335,13 +358,20 @@ def load_config(
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"TOML syntax error: {exc}", file=str(path)) from None
     override = database_url or os.environ.get(ENV_DATABASE_URL) or None
-    return parse_config(data, path=path, database_url=override)
+    return parse_config(
+        data, path=path, database_url=override, tzdir=os.environ.get(tzsource.ENV_TZDIR)
+    )
 
 
 def parse_config(
-    data: Mapping[str, Any], *, path: Path | None, database_url: str | None = None
+    data: Mapping[str, Any],
+    *,
+    path: Path | None,
+    database_url: str | None = None,
+    tzdir: str | None = None,
 ) -> Config:
-    """A ``Config`` from config.toml's parsed ``data``; ``database_url`` (``--db``) wins."""
+    """A ``Config`` from config.toml's parsed ``data``; ``database_url`` (``--db``) and
+    ``tzdir`` (``$CALENDAR_SVC_TZDIR``) win over the file's."""
     file = str(path) if path else "<config>"
     base = path.parent if path else Path.cwd()
     place = Place(ConfigError, file)
@@ -349,6 +379,9 @@ def parse_config(
 
     def section(name: str) -> Table[ConfigError]:
         return Table(top.read(name, table, {}), place.within(name))
+
+    # First the tz database: the zone names below are checked against it.
+    time_config, tz_source, tz_database = _time(section("time"), base, tzdir)
 
     raw_schedules = top.read(
         "schedules",
@@ -377,7 +410,9 @@ def parse_config(
     )
     reminders = RemindersConfig(**read_section(RemindersConfig, rem), routes=routes)
 
-    display = DisplayConfig(**read_section(DisplayConfig, section("display")))
+    display = DisplayConfig(
+        **read_section(DisplayConfig, section("display"), {"timezone": zone_in(tz_database)})
+    )
     log_config = LoggingConfig(**read_section(LoggingConfig, section("logging")))
 
     sources = tuple(
@@ -431,10 +466,13 @@ def parse_config(
         feed=feed,
         reminders=reminders,
         display=display,
+        time=time_config,
         logging=log_config,
         notifiers=notifiers,
         sources=sources,
         schedule_globs=globs,
+        tz=tz_source,
+        tz_database=tz_database,
     )
 
 
@@ -467,6 +505,25 @@ def _source(source: Table[ConfigError]) -> SourceConfig:
     if has_password and (values.get("token_env") or values.get("token_credential")):
         raise source.fail("token_env", "give a bearer token or a username and password, not both")
     return SourceConfig(**values)
+
+
+def _time(
+    section: Table[ConfigError], base: Path, env_tzdir: str | None
+) -> tuple[TimeConfig, TzSource, TzDatabase]:
+    """``[time]``, the tz database source in force and that database, opened."""
+    values = read_section(TimeConfig, section)
+    tzdir: Path | None = values.get("tzdir")
+    if tzdir is not None and not tzdir.is_absolute():
+        # Absolute but not resolved: a symlink pointed at another release is seen as such.
+        tzdir = base.absolute() / tzdir
+    source = tzsource.resolve(tzdir, env_tzdir)
+    try:
+        database = source.open()
+    except TzDatabaseError as exc:
+        if source.origin == tzsource.FROM_ENV:
+            raise ConfigError(f"{exc.detail} (from ${tzsource.ENV_TZDIR})") from None
+        raise section.fail("tzdir", exc.detail) from None
+    return TimeConfig(tzdir=tzdir), source, database
 
 
 def _route(route: Table[ConfigError]) -> Route:

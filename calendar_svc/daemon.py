@@ -48,6 +48,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from calendar_svc import timezones
 from calendar_svc.config import Config
 from calendar_svc.db import safe_url, sqlite_file
 from calendar_svc.errors import CalendarSvcError, DaemonStateError
@@ -63,6 +64,7 @@ from calendar_svc.feed.server import FeedServer
 from calendar_svc.logs import log_event, setup_logging
 from calendar_svc.notifiers import Notifier, build_notifiers, close_all
 from calendar_svc.observers import Observers
+from calendar_svc.rederive import TzFollower
 from calendar_svc.reminders import reports
 from calendar_svc.reminders import repository as repo
 from calendar_svc.reminders.alarms import Alarms
@@ -151,6 +153,10 @@ class Daemon:
         self.alarms = Alarms(wake=self.dispatcher.wake, tick=self._tick, tick_every=self.tick_every)
         # [[sources]]: followed ICS feeds, synced in threads of their own.
         self.sources = SourceLoop(self.store, config, self.events)
+        # The config's tz database, and the store's instants kept derived with it.
+        self.tz = TzFollower(
+            self.store, config.tz, config.tz_database, interval=config.reminders.rescan_interval
+        )
 
     # --- the lifecycle ---------------------------------------------------------------
 
@@ -197,6 +203,7 @@ class Daemon:
         if self._lock is not None:
             self._lock.acquire()
         self.store.migrate()
+        self.tz.start()  # before anything reads a zone; instants from another release moved
         if self.reminders_enabled:
             self.notifiers = build_notifiers(self.config, clock=self.store.clock)
             self.dispatcher.replace(self.config, self.notifiers)
@@ -322,6 +329,7 @@ class Daemon:
         self.config = new
         self.watch.reset(new.schedule_files)
         self.sources.reload(new)
+        self.tz.reset(new.tz, new.tz_database)  # the next tick follows another tz database
         threading.Thread(target=retire, args=(self.dispatcher.in_use, old), daemon=True).start()
         log_event(log, "config.reloaded", channels=",".join(sorted(notifiers)))
         self._counter = -1  # re-plan on the next tick: offsets, channels or horizon may differ
@@ -336,6 +344,8 @@ class Daemon:
             if self._watchdog_every is not None:
                 self.service.watchdog()
             self.events.emit(LoopTicked(at=self.store.clock()))
+            if self.tz.check() is not None:  # another tz database: instants derived again
+                self._counter = -1  # re-plan now, even if no instant moved
             changed = self.watch.changed()
             if changed is not None:
                 self._import_schedules(changed)
@@ -400,6 +410,7 @@ class Daemon:
         fields: dict[str, Any] = {
             "database": safe_url(self.config.database.url),
             "channels": ",".join(sorted(self.notifiers)) or "none",
+            "tz": timezones.version(),
         }
         if not self.reminders_enabled:
             log_event(log, "daemon.ready", reminders="off", **fields)

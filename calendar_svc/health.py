@@ -20,6 +20,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from calendar_svc import timezones
 from calendar_svc.events import (
     ChannelFailing,
     DaemonStarted,
@@ -133,9 +134,11 @@ class Health:
         return silent > self.stuck_after.total_seconds()
 
     def snapshot(self) -> dict[str, Any]:
-        """The fields ``/healthz`` shows (besides the database and the version)."""
+        """The fields ``/healthz`` shows (besides the database and the version); ``tz_database``
+        is the version of the tz database in use, as ``calendar-svc --version`` prints it."""
         with self._lock:
             return {
+                "tz_database": timezones.version(),
                 "scheduler_running": self.scheduler_running,
                 "scheduler_stuck": self._stuck(),
                 "last_planner_run": _iso(self.last_planner_run),

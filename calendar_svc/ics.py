@@ -31,7 +31,7 @@ from calendar_svc.config import Config, FeedConfig, RemindersConfig
 from calendar_svc.durations import format_duration
 from calendar_svc.models import Calendar, Entry, EntryStatus
 from calendar_svc.recurrence import parse_wall, wall_instant
-from calendar_svc.reminders.rules import alarm_offsets
+from calendar_svc.reminders.rules import alarm_offsets, trigger_instant
 from calendar_svc.timezones import UTC, to_local
 
 PRODID = "-//calendar-svc//calendar-svc//EN"
@@ -65,13 +65,10 @@ class FeedOptions:
     all_day_time: time = _REMINDERS.all_day_time
 
     def alarm_offsets(self, entry: Entry, calendar: Calendar) -> tuple[timedelta, ...]:
-        """The VALARM triggers of ``entry`` (``reminders.rules.alarm_offsets``)."""
+        """The VALARM triggers of ``entry``: the daemon's own (``reminders.rules.alarm_offsets``),
+        none when it is cancelled."""
         return alarm_offsets(
-            entry.reminders,
-            calendar.reminders,
-            self.default_offsets,
-            all_day=entry.all_day,
-            all_day_time=self.all_day_time,
+            entry, calendar.reminders, self.default_offsets, all_day_time=self.all_day_time
         )
 
     @classmethod
@@ -140,13 +137,14 @@ def event_uid(entry: Entry, calendar: Calendar, options: FeedOptions) -> str:
 
 
 def used_tzids(entries: Iterable[Entry]) -> list[str]:
-    """The zones the entries' DTSTART/DTEND name (all-day entries are dates: none), sorted."""
+    """The zones the entries' DTSTART/DTEND name (all-day entries are dates: none), sorted.
+    A zone the tz database does not have is written as UTC (``_when``): none either."""
     zones: set[str] = set()
     for entry in entries:
         if not entry.all_day:
             zones.add(entry.start_tz)
             zones.add(entry.end_tz)
-    return sorted(zones)
+    return sorted(zone for zone in zones if timezones.is_zone(zone))
 
 
 def build_event(entry: Entry, calendar: Calendar, options: FeedOptions) -> Event:
@@ -163,13 +161,19 @@ def build_event(entry: Entry, calendar: Calendar, options: FeedOptions) -> Event
         event.add("dtstart", entry.start_day)
         event.add("dtend", entry.last_day + timedelta(days=1))
     else:
-        # The aware value carries the zone, so icalendar writes TZID=<IANA name>
-        # and the wall time in that zone (pytz via timezones.to_local, never
-        # datetime(..., tzinfo=zone), which would give LMT offsets).
-        event.add("dtstart", to_local(entry.start_utc, entry.start_tz))
+        # The first occurrence of a series keeps its wall time, whatever its fold: the
+        # RRULE repeats that wall time (recurrence.occurrences does the same).
+        event.add(
+            "dtstart",
+            _when(
+                entry.start_utc, entry.start_local, entry.start_tz, entry.start_fold, entry.rrule
+            ),
+        )
         # RFC 5545 wants DTEND later than DTSTART; an instant has no DTEND.
         if entry.end_utc > entry.start_utc:
-            event.add("dtend", to_local(entry.end_utc, entry.end_tz))
+            event.add(
+                "dtend", _when(entry.end_utc, entry.end_local, entry.end_tz, entry.end_fold, None)
+            )
     event.add("summary", _text(entry.title))
     if description := optional_text(entry.description):
         event.add("description", _Text(description))
@@ -191,6 +195,24 @@ def build_event(entry: Entry, calendar: Calendar, options: FeedOptions) -> Event
     if options.include_alarms:
         # The daemon's reminders, as offsets before the start (all-day: one, the day before).
         for offset in options.alarm_offsets(entry, calendar):
+            if (
+                offset.days
+                and not entry.all_day
+                and timezones.is_zone(entry.start_tz)
+                and _in_utc(
+                    entry.start_utc,
+                    entry.start_local,
+                    entry.start_tz,
+                    entry.start_fold,
+                    entry.rrule,
+                )
+            ):
+                # A DTSTART written in UTC makes a trigger's days UTC days; the reminder
+                # counts them in the entry's zone: say the same instant as exact time.
+                due = trigger_instant(
+                    entry.start_utc, offset, entry.start_tz, all_day=False, wall=entry.start_local
+                )
+                offset = entry.start_utc - due
             event.add_component(_alarm(entry, offset))
     return event
 
@@ -206,6 +228,32 @@ def _occurrence_values(entry: Entry, walls: Sequence[str]) -> list[date | dateti
         else:
             values.append(to_local(wall_instant(entry, wall), entry.start_tz))
     return values
+
+
+def _when(
+    instant: datetime, wall: datetime, zone: str, fold: int | None, rrule: str | None
+) -> datetime:
+    """A DTSTART/DTEND value: the entry's wall time in ``zone``, which icalendar writes with
+    TZID=<IANA name> (pytz via ``timezones.as_written``, never ``datetime(...,
+    tzinfo=zone)``, which gives LMT offsets; a series' first wall time in a gap keeps its
+    digits), or the instant in UTC (``_in_utc``)."""
+    if _in_utc(instant, wall, zone, fold, rrule):
+        return instant.astimezone(UTC)
+    return timezones.as_written(wall, zone, instant)
+
+
+def _in_utc(
+    instant: datetime, wall: datetime, zone: str, fold: int | None, rrule: str | None
+) -> bool:
+    """Whether a time is written as its instant in UTC rather than as its wall time: where
+    the zone cannot be written (the tz database in use does not have it: an entry kept
+    after its zone went away), or, but for a series (its RRULE repeats the wall time), the
+    wall time is one that a DST change skips or repeats. RFC 5545 reads such a time with
+    the offset before the change (the first of two), but readers differ (libical takes
+    the second of two), and with ``fold = 1`` that would be another instant anyway."""
+    if not timezones.is_zone(zone):
+        return True
+    return rrule is None and timezones.classify(wall, zone) != "ok"
 
 
 def _alarm(entry: Entry, offset: timedelta) -> Alarm:
@@ -334,9 +382,10 @@ def timezone_block(
     """(TZID, VTIMEZONE bytes) for ``zone``, from 1 January of ``first_year`` on and
     never ending (see ``vtimezone``); cached per tz database, zone and year.
 
-    None when no VTIMEZONE is needed (icalendar writes the zone's times with ``Z``).
+    None when no VTIMEZONE is needed (icalendar writes the zone's times with ``Z``), or
+    the tz database in use has no such zone (its entries are written in UTC).
     """
-    if _tzid_written(zone) is None:
+    if not timezones.is_zone(zone) or _tzid_written(zone) is None:
         return None
     return vtimezone.vtimezone_bytes(zone, first_year)
 

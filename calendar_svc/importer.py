@@ -36,6 +36,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from calendar_svc import timezones
 from calendar_svc.errors import InputError
 from calendar_svc.models import Calendar, Entry, Origin, OriginKind
 from calendar_svc.schedule_files import CalendarSpec, EntrySpec
@@ -167,6 +168,8 @@ def import_calendar(
     """Upsert one calendar and its entries in ``session``'s transaction."""
     report = CalendarReport(slug=spec.slug)
     origin = origin_of(spec)
+    # The specs' instants were derived with the tz database in use (rederive.py).
+    tz_version = timezones.version()
     calendar = session.scalar(select(Calendar).where(Calendar.slug == spec.slug))
     reminders = list(spec.reminders) if spec.reminders is not None else None
     if calendar is None:
@@ -218,6 +221,7 @@ def import_calendar(
                     uid=item.uid,
                     sequence=0,
                     source_hash=digest,
+                    tz_version=tz_version,
                     created_at=now,
                     updated_at=now,
                     **owned,
@@ -232,11 +236,13 @@ def import_calendar(
             for key, value in values.items():
                 setattr(entry, key, value)
             entry.source_hash = digest
+            entry.tz_version = tz_version
             entry.sequence += 1
             entry.updated_at = now
             report.updated.append(item.uid)
         else:
             entry.source_hash = digest
+            entry.tz_version = tz_version
             report.unchanged.append(item.uid)
     if prune:
         wanted = {item.uid for item in spec.entries}

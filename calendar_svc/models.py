@@ -1,8 +1,9 @@
 """The tables, as typed SQLAlchemy 2 models.
 
 Wall time + zone is the truth of an entry; ``start_utc`` / ``end_utc`` are
-derived by ``timezones.to_utc`` whenever the wall time or zone is written, and
-every instant is stored in UTC (``TIMESTAMP WITH TIME ZONE`` on PostgreSQL, an
+derived by ``timezones.to_utc`` whenever the wall time or zone is written (and
+again when the tz database changes: ``tz_version`` says which one they came
+from), and every instant is stored in UTC (``TIMESTAMP WITH TIME ZONE`` on PostgreSQL, an
 ISO UTC string on SQLite, read back as an aware UTC datetime either way).
 
 All-day entries keep ``all_day = True`` with ``start_local`` / ``end_local`` at
@@ -203,6 +204,10 @@ class Entry(Base):
     end_fold: Mapped[int | None] = mapped_column(Integer, nullable=True)
     start_utc: Mapped[datetime] = mapped_column(UTCDateTime)
     end_utc: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The version of the tz database start_utc/end_utc were derived with (None: not
+    # known, from before revision 0006). When it is not the one in use, the instants are
+    # derived again from the wall times (calendar_svc.rederive).
+    tz_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     rrule: Mapped[str | None] = mapped_column(Text, nullable=True)
     # RDATE / EXDATE: extra and excluded occurrence starts, as ISO wall times in start_tz
     # ("2025-09-02T10:00:00"; dates for all-day entries). None = none.

@@ -6,15 +6,20 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from calendar_svc.models import Entry
-from calendar_svc.timezones import iso_utc, time_text, to_local
+from calendar_svc.timezones import is_zone, iso_utc, time_text, to_local
+
+
+def _local(instant: datetime, zone: str) -> datetime:
+    # A zone the tz database no longer has (``doctor`` names the entry): shown in UTC.
+    return to_local(instant, zone if is_zone(zone) else "UTC")
 
 
 def local_start(entry: Entry) -> datetime:
-    return to_local(entry.start_utc, entry.start_tz)
+    return _local(entry.start_utc, entry.start_tz)
 
 
 def local_end(entry: Entry) -> datetime:
-    return to_local(entry.end_utc, entry.end_tz)
+    return _local(entry.end_utc, entry.end_tz)
 
 
 def entry_json(entry: Entry) -> dict[str, Any]:

@@ -48,9 +48,20 @@ class Recurring(Protocol):
 
 def occurrences(entry: Recurring, start: datetime, end: datetime) -> Iterator[datetime]:
     """Start instants (UTC) of the entry's occurrences within ``[start, end]``."""
+    for _, instant in occurrence_times(entry, start, end):
+        yield instant
+
+
+def occurrence_times(
+    entry: Recurring, start: datetime, end: datetime
+) -> Iterator[tuple[datetime, datetime]]:
+    """(wall time, UTC instant) of each occurrence within ``[start, end]``. The wall time
+    is the one the entry or its rule gives, also where a DST gap swallows it (its
+    instant is then read with the offset before the gap): a reminder ``P1D`` before it
+    is at that wall time the day before, as RFC 5545 counts days."""
     if not entry.rrule:
         if start <= entry.start_utc <= end:
-            yield entry.start_utc
+            yield entry.start_local, entry.start_utc
         return
     # Expand in wall time; one day of margin on both sides covers any UTC offset.
     wall_from = to_local(start, entry.start_tz).replace(tzinfo=None) - timedelta(days=1)
@@ -60,7 +71,7 @@ def occurrences(entry: Recurring, start: datetime, end: datetime) -> Iterator[da
         fold = entry.start_fold if wall == entry.start_local else None
         instant = to_utc(wall, entry.start_tz, fold=0 if fold is None else fold)
         if start <= instant <= end:
-            yield instant
+            yield wall, instant
 
 
 _UNTIL_UTC = re.compile(r"UNTIL=(\d{8}T\d{6})Z", re.IGNORECASE)
@@ -114,23 +125,41 @@ def wall_instant(entry: Recurring, wall: date | datetime) -> datetime:
 def expand(entry: Recurring, start: datetime, end: datetime) -> Iterator[datetime]:
     """Start instants (UTC) of every occurrence within ``[start, end]``, in order: the
     RRULE's (or the entry's one start), plus its RDATEs, less its EXDATEs."""
+    for _, instant in expand_times(entry, start, end):
+        yield instant
+
+
+def expand_times(
+    entry: Recurring, start: datetime, end: datetime
+) -> Iterator[tuple[datetime, datetime]]:
+    """``expand`` with each occurrence's wall time: (wall time, UTC instant), in order.
+    An RDATE's wall time is the one stored (a date: its midnight)."""
     rdates: Sequence[str] = getattr(entry, "rdates", None) or ()
     exdates: Sequence[str] = getattr(entry, "exdates", None) or ()
     if not rdates and not exdates:
-        yield from occurrences(entry, start, end)
+        yield from occurrence_times(entry, start, end)
         return
-    excluded = set(_instants(entry, exdates))
-    extra = sorted(i for i in _instants(entry, rdates) if start <= i <= end)
+    excluded = {instant for _, instant in _walls(entry, exdates)}
+    extra = sorted(
+        ((wall, instant) for wall, instant in _walls(entry, rdates) if start <= instant <= end),
+        key=_instant_of,
+    )
     previous = None
-    for instant in heapq.merge(occurrences(entry, start, end), extra):
+    for wall, instant in heapq.merge(occurrence_times(entry, start, end), extra, key=_instant_of):
         if instant != previous and instant not in excluded:
-            yield instant
+            yield wall, instant
         previous = instant
 
 
-def _instants(entry: Recurring, walls: Iterable[str]) -> Iterator[datetime]:
+def _instant_of(pair: tuple[datetime, datetime]) -> datetime:
+    return pair[1]
+
+
+def _walls(entry: Recurring, walls: Iterable[str]) -> Iterator[tuple[datetime, datetime]]:
     for text in walls:
         wall = parse_wall(text)
-        if getattr(entry, "all_day", False) and isinstance(wall, datetime):
+        if not isinstance(wall, datetime):
+            wall = datetime.combine(wall, time())
+        elif getattr(entry, "all_day", False):
             wall = datetime.combine(wall.date(), time())
-        yield wall_instant(entry, wall)
+        yield wall, wall_instant(entry, wall)

@@ -312,6 +312,22 @@ def to_local(instant: datetime, zone_name: str) -> datetime:
     return zone.normalize(utc.astimezone(zone))
 
 
+def as_written(naive: datetime, zone_name: str, instant: datetime | None = None) -> datetime:
+    """Wall time ``naive`` as an aware datetime in the zone that keeps its digits: what a
+    feed writes as ``DTSTART;TZID=<zone>:<naive>``. Its instant is RFC 5545's reading
+    of the wall time (the first of two repeated times; the offset before a gap), which
+    is ``to_utc(naive, zone, fold=0)`` (pass it as ``instant`` when known); a wall time a
+    gap skips keeps its digits (where ``to_local`` of its instant would give the time
+    after the gap)."""
+    if instant is None:
+        instant = to_utc(naive, zone_name, fold=0)
+    local = to_local(instant, zone_name)
+    if local.replace(tzinfo=None) == naive:
+        return local
+    # Skipped by a gap: pytz's offset before the change, without normalising the digits.
+    return get_zone(zone_name).localize(naive, is_dst=False)
+
+
 def wall_time(instant: datetime, zone_name: str) -> tuple[datetime, int | None]:
     """The naive wall time of ``instant`` in the zone, and the fold that names it.
 

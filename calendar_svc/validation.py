@@ -27,11 +27,13 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import time, timedelta
+from pathlib import Path
 from typing import Any, Final, Generic, TypeVar
 
 from calendar_svc.durations import parse_duration
 from calendar_svc.errors import InputError, LocatedError
 from calendar_svc.timezones import get_zone
+from calendar_svc.tzdb import TzDatabase
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -184,6 +186,32 @@ def zone(value: Any) -> str:
     except InputError as exc:
         raise ValueError(exc.detail) from None
     return value
+
+
+def zone_in(database: TzDatabase) -> Reader[str]:
+    """``zone``, checked against ``database`` rather than the tz database in use (a config
+    that names its own tz database is checked against that one, before it is in use)."""
+
+    def read(value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError(f"expected an IANA zone name, got {value!r}")
+        if value.upper() == "UTC":
+            return value
+        try:
+            database.history(value)
+        except LocatedError as exc:
+            raise ValueError(exc.detail) from None
+        return value
+
+    return read
+
+
+def folder(value: Any) -> Path:
+    """A folder's path (``~`` expanded; relative ones are resolved by whoever knows
+    against what). Whether the folder holds what it should is for its reader to say."""
+    if not isinstance(value, str) or not value.strip():
+        raise mismatch("a folder's path", value)
+    return Path(value.strip()).expanduser()
 
 
 def clock_time(value: Any) -> time:
@@ -354,13 +382,16 @@ def setting(reader: Reader[Any], default: Any = dataclasses.MISSING, *, hint: st
     return dataclasses.field(default=default, metadata={"reader": reader, "hint": hint})
 
 
-def read_section(schema: type[Any], table: Table[Any]) -> dict[str, Any]:
+def read_section(
+    schema: type[Any], table: Table[Any], readers: Mapping[str, Reader[Any]] | None = None
+) -> dict[str, Any]:
     """The keys of ``table`` that ``schema`` (a dataclass of ``setting`` fields) declares,
-    each read by its reader; the others get the dataclass defaults. Unknown keys are
+    each read by its reader (or the one ``readers`` gives for it, when a check depends on
+    something read before); the others get the dataclass defaults. Unknown keys are
     refused. Returns the values given, for ``schema(**values)`` after any cross-checks."""
     given: dict[str, Any] = {}
     for spec in dataclasses.fields(schema):
-        reader = spec.metadata.get("reader")
+        reader = (readers or {}).get(spec.name) or spec.metadata.get("reader")
         if reader is None:
             continue
         if spec.name in table:

@@ -82,12 +82,16 @@ def read_by_vtimezones(data: bytes) -> dict[str, list[datetime]]:
     out: dict[str, list[datetime]] = {}
     for event in ICalendar.from_ical(data).walk("VEVENT"):
         prop = event["DTSTART"]
+        uid = str(event["UID"]).split("@")[0]
+        if "TZID" not in prop.params:  # an instant in UTC: no zone to read it with
+            out[uid] = [prop.dt.astimezone(UTC)]
+            continue
         wall = prop.dt.replace(tzinfo=None)
         walls = [wall]
         if "RRULE" in event:
             walls = list(rrulestr(event["RRULE"].to_ical().decode(), dtstart=wall))
         zone = zones[str(prop.params["TZID"])]
-        out[str(event["UID"]).split("@")[0]] = [zone.to_utc(w) for w in walls]
+        out[uid] = [zone.to_utc(w) for w in walls]
     return out
 
 

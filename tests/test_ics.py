@@ -259,6 +259,77 @@ def test_cancel_gives_status_cancelled_and_a_higher_sequence(trip_store: Store) 
     assert event["SEQUENCE"] == 1
 
 
+def test_cancelled_entries_carry_no_alarm(trip_store: Store) -> None:
+    """A subscriber's app must not ring for a cancelled meeting: the daemon sends nothing
+    for it either (one rule, ``reminders.rules.alarm_offsets``)."""
+    assert vevents(ics.render(*trip(trip_store), OPTIONS))["press-mexico-city"].walk("VALARM")
+    trip_store.set_status("press-mexico-city", "cancelled", SLUG)
+    event = vevents(ics.render(*trip(trip_store), OPTIONS))["press-mexico-city"]
+    assert not event.walk("VALARM")
+    cancelled_all_day = make_entry(all_day=True, status="cancelled", reminders=["PT1H"])
+    assert b"VALARM" not in ics.event_bytes(cancelled_all_day, make_calendar(), OPTIONS)
+
+
+def test_a_wall_time_a_dst_change_skips_or_repeats_is_written_as_its_instant() -> None:
+    """RFC 5545 reads a repeated wall time as the first and a skipped one with the offset
+    before the change, but readers differ (libical takes the second of two), and an entry
+    may be the second (fold = 1): a one-off entry at such a wall time is written in UTC, so
+    every reader gets its instant. 01:30 on 2 Nov 2025 in New York happens twice; 02:30
+    on 9 Mar 2025 never (kept with the offset before, as after a tz database update)."""
+    zone = "America/New_York"
+    repeated, skipped = datetime(2025, 11, 2, 1, 30), datetime(2025, 3, 9, 2, 30)
+
+    def entry(uid: str, wall: datetime, fold: int | None, **extra: Any) -> Entry:
+        # (make_entry would derive start_utc from a wall time that is not enough here.)
+        later = wall + timedelta(hours=3)
+        return make_entry(
+            uid=uid,
+            zone=zone,
+            start=later,
+            start_local=wall,
+            start_fold=fold,
+            start_utc=to_utc(wall, zone, fold=fold or 0),
+            **extra,
+        )
+
+    entries = [
+        entry("first", repeated, 0),
+        entry("second", repeated, 1),
+        entry("skipped", skipped, None),
+        entry("series", skipped, None, rrule="FREQ=DAILY;COUNT=2"),
+    ]
+    events = vevents(ics.render(make_calendar(), entries, OPTIONS))
+    assert events["first"]["DTSTART"].to_ical() == b"20251102T053000Z"
+    assert events["second"]["DTSTART"].to_ical() == b"20251102T063000Z"
+    assert events["skipped"]["DTSTART"].to_ical() == b"20250309T073000Z"
+    # A series repeats its wall time: written with its zone, digits kept (not 03:30).
+    assert events["series"]["DTSTART"].to_ical() == b"20250309T023000"
+    assert events["series"]["DTSTART"].params["TZID"] == zone
+    # Day offsets of a time written in UTC are said as exact time: what the daemon counts.
+    daily = entry("daily", repeated, 1, reminders=["P1D"])
+    event = vevents(ics.render(make_calendar(), [daily], OPTIONS))["daily"]
+    assert [a["TRIGGER"].dt for a in event.walk("VALARM")] == [-timedelta(hours=25)]
+
+
+def test_an_entry_whose_zone_is_gone_is_written_in_utc_without_alarms() -> None:
+    """After a tz database update dropped its zone, an entry is kept at its last instants:
+    the feed still shows it, in UTC, with no VTIMEZONE to build and no alarm (the daemon
+    cannot remind it either: doctor and the logs name it)."""
+    gone = make_entry(
+        uid="gone",
+        zone="America/New_York",
+        start_tz="Test/Gone",
+        end_tz="Test/Gone",
+        reminders=["PT1H"],
+    )
+    data = ics.render(make_calendar(), [gone, make_entry()], OPTIONS)
+    event = vevents(data)["gone"]
+    assert event["DTSTART"].to_ical() == gone.start_utc.strftime("%Y%m%dT%H%M%SZ").encode()
+    assert not event.walk("VALARM")
+    assert b"TZID:Test/Gone" not in data and b"TZID:America/Mexico_City" in data
+    assert ics.render_pieces(make_calendar(), [gone, make_entry()], OPTIONS) == data
+
+
 def test_output_is_deterministic_across_hash_seeds(sqlite_store: Store, trip_path: Any) -> None:
     """VTIMEZONE order must not follow set order (it changes with PYTHONHASHSEED)."""
     from calendar_svc.schedule_files import load_file

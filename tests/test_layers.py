@@ -45,6 +45,7 @@ RANKS: dict[str, int] = {
     # 1 services every layer above may use; observers subscribe to events
     "models": 1,
     "config": 1,
+    "tzsource": 1,  # which tz database folder, and noticing that it changed
     "logs": 1,
     "event_log": 1,
     "observers": 1,
@@ -79,6 +80,7 @@ RANKS: dict[str, int] = {
     "migrations.*": 3,
     "store": 3,
     "importer": 3,
+    "rederive": 3,  # stored instants derived again when the tz database changes
     "reminders.repository": 3,
     "schedule_loader": 3,  # a TOML or .ics schedule file -> spec (asks the store for a zone)
     "reminders.entries": 3,

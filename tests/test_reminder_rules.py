@@ -5,14 +5,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from calendar_svc.config import RemindersConfig, Route
-from calendar_svc.durations import parse_duration as parse
 from calendar_svc.reminders.policy import LATE_AFTER, Timing, retry_delay, timing
 from calendar_svc.reminders.rules import (
     channels_for,
@@ -309,7 +305,7 @@ def test_retry_after_is_a_minimum_with_jitter_on_top() -> None:
 def test_day_offsets_are_calendar_days_across_a_dst_change() -> None:
     """P1D before Sunday 9 Mar 2025 10:00 EDT is Saturday 10:00 EST (23 h earlier), not 09:00."""
     from calendar_svc.reminders.rules import due_before
-    from calendar_svc.timezones import to_local, to_utc
+    from calendar_svc.timezones import to_utc
 
     start = to_utc(datetime(2025, 3, 9, 10, 0), "America/New_York")
     due = due_before(start, timedelta(days=1), "America/New_York")
@@ -323,129 +319,19 @@ def test_day_offsets_are_calendar_days_across_a_dst_change() -> None:
     assert to_local(mixed, "America/New_York").replace(tzinfo=None) == datetime(2025, 3, 8, 8, 0)
 
 
-# --- the feed's alarms and the daemon's reminders: one rule -----------------------------
-
-ZONES = (
-    "America/New_York",
-    "America/Mexico_City",
-    "America/Guayaquil",
-    "Europe/London",
-    "Australia/Lord_Howe",
-    "America/Santiago",
-    "Asia/Kolkata",
-    "UTC",
-)
-OFFSETS = ("PT0S", "PT15M", "PT1H", "PT2H30M", "PT24H", "P1D", "P1DT2H", "P1W")
-
-
-def _transitions() -> list[tuple[str, datetime]]:
-    """(zone, UTC instant) of each DST change of ``ZONES`` in 2025-2026: where rules drift."""
-    import pytz
-
-    found = []
-    for zone in ZONES:
-        for moment in getattr(pytz.timezone(zone), "_utc_transition_times", []):
-            if datetime(2025, 1, 20) <= moment <= datetime(2026, 12, 10):
-                found.append((zone, moment))
-    return found
-
-
-# Starts anywhere in two years, and starts within a few days of a DST change.
-STARTS = st.one_of(
-    st.tuples(
-        st.sampled_from(ZONES),
-        st.datetimes(min_value=datetime(2025, 1, 15), max_value=datetime(2026, 12, 15)),
-    ),
-    st.tuples(st.sampled_from(_transitions()), st.integers(-9 * 24 * 60, 9 * 24 * 60)).map(
-        lambda t: (t[0][0], t[0][1] + timedelta(minutes=t[1]))
-    ),
-)
-
-
-def _feed_alarm_instants(entry: Any, offsets: tuple[timedelta, ...], at: time) -> set[datetime]:
-    """When a subscriber's app rings each VALARM of the entry's VEVENT, read as RFC 5545 says:
-    a TRIGGER's days (and weeks) are nominal, in the wall time of DTSTART's zone; hours,
-    minutes and seconds are exact. An all-day DTSTART is a date: its midnight, in wall time."""
-    from icalendar import Calendar as ICalendar
-
-    from calendar_svc import ics
-    from calendar_svc.models import Calendar
-    from calendar_svc.timezones import to_local
-
-    options = ics.FeedOptions(default_offsets=offsets, all_day_time=at)
-    calendar = Calendar(slug="cal", reminders=None)
-    data = ics.component_bytes(ics.build_event(entry, calendar, options))
-    vevent = ICalendar.from_ical(b"BEGIN:VCALENDAR\r\n" + data + b"END:VCALENDAR\r\n").walk(
-        "VEVENT"
-    )[0]
-    rings = set()
-    for alarm in vevent.walk("VALARM"):
-        before = -alarm["TRIGGER"].dt
-        if entry.all_day:
-            wall = datetime.combine(vevent["DTSTART"].dt, time()) - before
-        else:
-            wall = to_local(entry.start_utc, entry.start_tz).replace(tzinfo=None)
-            wall -= timedelta(days=before.days)
-        rings.add(
-            to_utc(wall, entry.start_tz, fold=0)
-            - timedelta(seconds=0 if entry.all_day else before.seconds)
-        )
-    return rings
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    where=STARTS,
-    all_day=st.booleans(),
-    offsets=st.lists(st.sampled_from(OFFSETS), max_size=3),
-    at=st.times(),
-)
-def test_feed_alarms_ring_when_the_daemon_reminds(
-    where: tuple[str, datetime], all_day: bool, offsets: list[str], at: time
-) -> None:
-    """Whatever the zone, offsets and all-day time, a subscriber's alarm from the feed rings
-    at the instant the daemon sends its reminder: both come from one rule."""
-    from calendar_svc.models import Entry
-    from calendar_svc.timezones import day_start_utc
-
-    zone, start = where
-    at = at.replace(microsecond=0)
-    if all_day:
-        start_utc = day_start_utc(start.date(), zone)
-        start_local = datetime.combine(start.date(), time())
-    else:
-        start_utc = start.replace(tzinfo=UTC)
-        start_local = to_local(start_utc, zone).replace(tzinfo=None)
-    entry = Entry(
-        uid="e",
-        title="Entry",
-        description="",
-        location="",
-        url="",
-        categories=[],
-        status="confirmed",
-        transparency="opaque",
-        sequence=0,
-        all_day=all_day,
-        start_local=start_local,
-        start_tz=zone,
-        start_fold=None,
-        end_local=start_local,
-        end_tz=zone,
-        end_fold=None,
-        start_utc=start_utc,
-        end_utc=start_utc,
-        rrule=None,
-        reminders=offsets,
-        created_at=start_utc,
-        updated_at=start_utc,
+def test_day_offsets_count_from_the_wall_time_a_gap_swallowed() -> None:
+    """A daily 00:59 in Santiago: on Sunday 7 Sep 2025 the clocks skip from 00:00 to 01:00,
+    so that occurrence is 00:59 read with the offset before (04:59Z). P1D before it is
+    00:59 on Saturday (04:59Z), the wall time a day earlier, as a subscriber's app counts
+    a TRIGGER's days; not 01:59 (what the instant reads as on the new clock)."""
+    daily = E(
+        "daily",
+        datetime(2025, 9, 6, 0, 59),
+        "America/Santiago",
+        rrule="FREQ=DAILY;COUNT=2",
+        reminders=["P1D"],
     )
-    config = RemindersConfig(all_day_time=at)
-    daemon = {
-        r.due_at
-        for r in reminders_between(entry, "cal", None, config, *WIDE)
-        if r.channel == config.channels[0]
-    }
-    feed = _feed_alarm_instants(entry, config.offsets, at)
-    assert feed == daemon
-    assert len(daemon) == (min(1, len(offsets)) if all_day else len(set(map(parse, offsets))))
+    assert [d for d, _, _ in due(daily)] == [Z("2025-09-05T04:59:00Z"), Z("2025-09-06T04:59:00Z")]
+
+
+# The feed's alarms and the daemon's reminders, one rule: tests/test_alarms_are_reminders.py.

@@ -93,4 +93,6 @@ def test_version_names_the_tz_database(run_cli: Callable[..., Result]) -> None:
 
     out = run_cli("--version").output.splitlines()
     assert out[0].startswith("calendar-svc, version ")
-    assert out[1] == f"tz database {vars(pytz)['OLSON_VERSION']} (pytz {pytz.VERSION})"
+    assert out[1] == (
+        f"tz database {vars(pytz)['OLSON_VERSION']} (pytz {pytz.VERSION}, pytz's own folder)"
+    )

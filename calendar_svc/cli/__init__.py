@@ -8,10 +8,10 @@ from typing import Any
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from calendar_svc import __version__, timezones
+from calendar_svc import __version__, tzsource
 from calendar_svc.cli.context import CliContext
 from calendar_svc.db import first_line
-from calendar_svc.errors import CalendarSvcError
+from calendar_svc.errors import CalendarSvcError, TzDatabaseError
 
 
 class _Group(click.Group):
@@ -30,12 +30,28 @@ class _Group(click.Group):
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-    """``calendar-svc, version 0.1.0`` and the tz database release its times come from."""
+    """``calendar-svc, version 0.1.0`` and the tz database its times come from.
+
+    It runs before the config is read, so it names the database ``$CALENDAR_SVC_TZDIR``
+    gives (or pytz's own) and says so; ``doctor`` shows the one a config names.
+    """
     if not value or ctx.resilient_parsing:
         return
-    database = timezones.current()
     click.echo(f"calendar-svc, version {__version__}")
-    click.echo(f"tz database {timezones.version()} ({database.label})")
+    source = tzsource.from_environment()
+    try:
+        database = source.open()
+    except TzDatabaseError as exc:
+        click.echo(f"calendar-svc: error: {exc.detail} (from ${tzsource.ENV_TZDIR})", err=True)
+        ctx.exit(exc.exit_code)
+    if source.folder is None:
+        click.echo(f"tz database {database.version} ({database.label}, pytz's own folder)")
+        click.echo(
+            f"  ${tzsource.ENV_TZDIR} is not set and --version does not read the config: "
+            "`calendar-svc doctor` shows the tz database a config names"
+        )
+    else:
+        click.echo(f"tz database {database.version} ({source.folder}, from {source.origin})")
     ctx.exit()
 
 
@@ -60,7 +76,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     expose_value=False,
     is_eager=True,
     callback=_print_version,
-    help="Show the version and the tz database in use, and exit.",
+    help="Show the version and the tz database ($CALENDAR_SVC_TZDIR, else pytz's), and exit.",
 )
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, database_url: str | None) -> None:
@@ -79,9 +95,9 @@ def cli(ctx: click.Context, config_path: str | None, database_url: str | None) -
 
 
 def _register() -> None:
-    from calendar_svc.cli import entries, feed, notify, reminders, sources
+    from calendar_svc.cli import doctor, entries, feed, notify, reminders, sources
 
-    for module in (entries, feed, reminders, notify, sources):
+    for module in (entries, feed, reminders, notify, sources, doctor):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -1,4 +1,9 @@
-"""What every CLI command shares: the config and the store, loaded on first use."""
+"""What every CLI command shares: the config and the store, loaded on first use.
+
+Loading the config also makes its tz database the one in use (``[time] tzdir``
+or ``$CALENDAR_SVC_TZDIR``), before anything reads a zone name: a command that
+reads schedule files loads the config first.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from typing import Any
 
 import click
 
+from calendar_svc import timezones
 from calendar_svc.config import Config, load_config
 from calendar_svc.store import Store
 
@@ -21,7 +27,9 @@ class CliContext:
     @property
     def config(self) -> Config:
         if self._config is None:
-            self._config = load_config(self.config_path, database_url=self.database_url)
+            config = load_config(self.config_path, database_url=self.database_url)
+            timezones.use(config.tz_database)
+            self._config = config
         return self._config
 
     @property

@@ -116,6 +116,7 @@ def import_(
       calendar-svc import outlook-export.ics --calendar team --zone Europe/Berlin --prune
     """
     unique = list(dict.fromkeys(path.resolve() for path in files))
+    _ = ctx.config  # first: the config names the tz database the files are read with
     if (calendar or zone) and not any(is_ics(path) for path in unique):
         raise InputError("--calendar and --zone are for .ics files; a TOML file names its own")
     # All files in one transaction: one bad entry anywhere and nothing is written.

@@ -34,6 +34,12 @@ def run(ctx: CliContext, no_feed: bool, no_reminders: bool) -> None:
 
     SIGTERM/SIGINT: finish sends in flight (up to reminders.stop_timeout), exit 0.
     SIGHUP: reload config, notifiers and schedule files.
+
+    The tz database is [time] tzdir ($CALENDAR_SVC_TZDIR wins; default pytz's).
+    On start, entries whose instants came from another tz database version are
+    derived again from their wall times; while running, the daemon notices that
+    folder change (every reminders.rescan_interval) and does the same.
+    `calendar-svc doctor` shows what would move.
     """
     from calendar_svc.daemon import Daemon
 

@@ -11,7 +11,13 @@ Two levels:
   (uid, updated-at, sequence) and its calendar's reminder offsets stay the
   same (every edit a subscriber can see moves ``updated_at`` and ``sequence``).
   After one edit a 10,000-entry feed is rebuilt by one cheap keys query, one
-  VEVENT and a join; the result is byte-identical to ``ics.render``.
+  VEVENT and a join; the result is byte-identical to ``ics.render`` (its
+  VTIMEZONEs start in the earliest local year of its timed entries, or 1970).
+
+Both are for one tz database: when another is in use (``timezones.use``; the
+daemon switches when its folder changes), nothing rendered with the old one is
+served again, even for a calendar whose version did not move (its VTIMEZONEs
+changed all the same).
 
 Filters are ``filters.EntryFilter`` values (``filters.parse_filter`` reads the
 HTTP query and the ``export`` command's options alike, so both give the same
@@ -35,11 +41,12 @@ from typing import Any, Final
 
 from sqlalchemy.orm import Session
 
-from calendar_svc import ics
+from calendar_svc import ics, timezones, vtimezone
 from calendar_svc.filters import EntryFilter
 from calendar_svc.models import Calendar, Entry
 from calendar_svc.store import CalendarHead, Store
 from calendar_svc.timezones import UTC
+from calendar_svc.tzdb import TzDatabase
 
 FilterKey = tuple[str | None, str | None, date | None, date | None]
 _GZIP_LEVEL = 6  # ~3% of the size for feeds; level 9 halves the speed for 0.2% more
@@ -92,16 +99,20 @@ class RenderedFeed:
         return self._gzip
 
 
-# A cached VEVENT: (key, zones, body). The key is the entry's row from the keys query
+# A cached VEVENT: (key, zones, year, body). The key is the entry's row from the keys query
 # (id, uid, updated_at, sequence) as the driver gave it; zones is one string
-# ("start_tz end_tz", "" for all-day), shared between events with the same zones. A plain
+# ("start_tz end_tz", "" for all-day), shared between events with the same zones; year is
+# the earliest local year of its start and end (all-day: NO_YEAR), where the feed's
+# VTIMEZONEs must start. A plain
 # tuple of strings, ints and bytes: the garbage collector stops tracking it, so 10,000 of
 # them add nothing to its full collections (those made re-renders after an edit twice as
 # slow), and a string keeps its hash, so the zones of a feed are a cheap set.
-_CachedEvent = tuple[tuple[Any, ...], str, bytes]
+_CachedEvent = tuple[tuple[Any, ...], str, int, bytes]
 _KEY: Final = 0
 _ZONES: Final = 1
-_BODY: Final = 2
+_YEAR: Final = 2
+_BODY: Final = 3
+NO_YEAR: Final = 9999
 
 
 class FeedCache:
@@ -120,6 +131,8 @@ class FeedCache:
         # Per calendar: the reminder offsets its entries inherit, which its VALARMs show.
         self._inherited: dict[int, tuple[str, ...] | None] = {}
         self._zones: dict[str, str] = {}  # one shared string per zone pair
+        # The tz database the cached feeds / VEVENTs were rendered with.
+        self._feeds_tz = self._events_tz = timezones.current()
         # One render at a time: a second request for the same feed waits and
         # then finds it cached instead of rendering it again.
         self._render_lock = threading.Lock()
@@ -128,7 +141,11 @@ class FeedCache:
     # -- lookups (cheap: the event loop calls these) --------------------------------
 
     def get(self, head: CalendarHead, key: FilterKey) -> RenderedFeed | None:
+        tz = timezones.current()
         with self._lock:
+            if tz != self._feeds_tz:  # rendered with another tz database: all stale
+                self._feeds.clear()
+                self._feeds_tz = tz
             feed = self._feeds.get((head.id, head.version, key))
             if feed is not None:
                 self._feeds.move_to_end((head.id, head.version, key))
@@ -140,10 +157,16 @@ class FeedCache:
         """Render (or find, if a concurrent request just did) the current feed."""
         key = filter_key(flt)
         with self._render_lock:
+            tz = timezones.current()
+            if tz != self._events_tz:
+                self._events.clear()
+                self._events_tz = tz
             with self.store.read() as session:
                 calendar = self.store.calendar_by_id(session, calendar_id)
                 with self._lock:
-                    cached = self._feeds.get((calendar.id, calendar.version, key))
+                    cached = None
+                    if tz == self._feeds_tz:
+                        cached = self._feeds.get((calendar.id, calendar.version, key))
                 if cached is not None:
                     return cached
                 rows = self.store.entry_keys(session, calendar.id)
@@ -163,7 +186,7 @@ class FeedCache:
                 )
             body = ics.assemble(
                 ics.header_bytes(calendar, self.options),
-                ics.timezone_blocks(_zones_of(events)),
+                ics.timezone_blocks(_zones_of(events), _first_year(events)),
                 map(itemgetter(_BODY), events),
             )
             feed = RenderedFeed(
@@ -174,11 +197,18 @@ class FeedCache:
                 last_modified=calendar.updated_at,
                 entries=len(events),
             )
-            self._store_feed(calendar.id, key, feed)
+            self._store_feed(calendar.id, key, feed, tz)
             return feed
 
-    def _store_feed(self, calendar_id: int, key: FilterKey, feed: RenderedFeed) -> None:
+    def _store_feed(
+        self, calendar_id: int, key: FilterKey, feed: RenderedFeed, tz: TzDatabase
+    ) -> None:
         with self._lock:
+            if tz != self._feeds_tz:
+                if timezones.current() != tz:
+                    return  # switched while rendering: serve it this once, keep nothing
+                self._feeds.clear()
+                self._feeds_tz = tz
             for old in [k for k in self._feeds if k[0] == calendar_id and k[2] == key]:
                 del self._feeds[old]
             self._feeds[(calendar_id, feed.version, key)] = feed
@@ -211,8 +241,11 @@ class FeedCache:
             for entry in [*loaded, *self.store.entries_by_id(session, missing)]:
                 row = stale[entry.id]
                 zones = "" if entry.all_day else f"{entry.start_tz} {entry.end_tz}"
+                year = (
+                    NO_YEAR if entry.all_day else min(entry.start_local.year, entry.end_local.year)
+                )
                 body = ics.event_bytes(entry, calendar, self.options)
-                known[entry.id] = (row, self._zones.setdefault(zones, zones), body)
+                known[entry.id] = (row, self._zones.setdefault(zones, zones), year, body)
         if whole and len(known) > len(rows):
             # An unfiltered feed lists every entry: forget deleted ones.
             present = {row[0] for row in rows}
@@ -226,6 +259,12 @@ def _zones_of(events: Sequence[_CachedEvent]) -> list[str]:
     """The zones the events use, sorted (from the few distinct zone strings)."""
     pairs = {event[_ZONES] for event in events}
     return sorted({zone for pair in pairs for zone in pair.split()})
+
+
+def _first_year(events: Sequence[_CachedEvent]) -> int:
+    """``ics.first_year`` of the events' entries: their earliest local year, at most 1970."""
+    earliest = min((event[_YEAR] for event in events), default=NO_YEAR)
+    return min(vtimezone.DEFAULT_FIRST_YEAR, earliest)
 
 
 def _is_whole(flt: EntryFilter) -> bool:

@@ -1,16 +1,25 @@
 """Which reminders an entry has, when they are due, and where they go. Pure: no database, no clock.
 
+One source for the daemon's reminders and the feed's alarms: ``alarm_offsets``
+gives an entry's triggers (the feed writes one VALARM per trigger) and
+``trigger_instant`` when a trigger rings for an occurrence (the planner's due
+instant, and what RFC 5545 makes a subscriber's app compute), so the two cannot
+drift apart; a property test compares them through a parser.
+
 * Offsets: the entry's own list if it has one, else its calendar's, else the
   config's ``reminders.offsets``. An empty list means no reminders at all.
-  The feed's VALARMs come from the same function (``alarm_offsets``), so a
-  subscriber's alarm and the daemon's reminder cannot drift apart.
-* Cancelled entries have no reminders.
-* A timed entry is reminded ``offset`` before each occurrence's start.
+* Cancelled entries have no reminders, and so no alarms in the feed; nor has an
+  entry whose zone the tz database in use lacks (kept after a tz database update
+  dropped it: its instants cannot be derived; ``doctor`` and the logs name it).
+* A timed entry is reminded ``offset`` before each occurrence's start: days and
+  weeks in the wall time of its zone, hours and smaller as exact time (how RFC
+  5545 reads a TRIGGER duration).
 * An all-day entry gets ONE reminder, at ``reminders.all_day_time`` local time
   on the day before its first day, in its own zone ("tomorrow: …"): an
-  "1 hour before midnight" reminder would wake people up for nothing. As an
-  offset (``all_day_trigger``) that is ``P1D`` less the time of day, counted
-  in wall time back from the first day's midnight.
+  "1 hour before midnight" reminder would wake people up for nothing. As a
+  trigger (``all_day_trigger``) that is ``P1D`` less the time of day, counted
+  in wall time back from the first day's midnight (an all-day DTSTART is a
+  floating date: its alarm is read in local time).
 * Occurrences: the entry itself, or every RRULE occurrence, expanded in wall
   time and then converted with the entry's zone, so a weekly 10:00 meeting
   stays at 10:00 local across a DST change.
@@ -35,8 +44,8 @@ from typing import NamedTuple, Protocol
 from calendar_svc.config import RemindersConfig
 from calendar_svc.durations import parse_duration
 from calendar_svc.models import EntryStatus
-from calendar_svc.recurrence import Recurring, expand
-from calendar_svc.timezones import UTC, to_local, to_utc
+from calendar_svc.recurrence import Recurring, expand_times
+from calendar_svc.timezones import UTC, is_zone, to_local, to_utc
 
 # An all-day reminder is at most about a day before the day starts; two days of
 # look-ahead covers it together with any zone offset.
@@ -150,21 +159,50 @@ def all_day_trigger(at: time) -> timedelta:
     )
 
 
+def reminder_offsets(
+    entry: Remindable, calendar_reminders: Sequence[str] | None, defaults: Sequence[timedelta]
+) -> tuple[timedelta, ...]:
+    """The offsets ``entry`` is reminded by: none when it is cancelled or its zone is not in
+    the tz database in use, else ``offsets_for``."""
+    if entry.status == EntryStatus.CANCELLED or not is_zone(entry.start_tz):
+        return ()
+    return offsets_for(entry.reminders, calendar_reminders, defaults)
+
+
 def alarm_offsets(
-    entry_reminders: Sequence[str] | None,
+    entry: Remindable,
     calendar_reminders: Sequence[str] | None,
     defaults: Sequence[timedelta],
     *,
-    all_day: bool,
     all_day_time: time,
 ) -> tuple[timedelta, ...]:
-    """The VALARM triggers of an entry's VEVENT, before its start: its offsets, or for an
-    all-day entry with any, the one ``all_day_trigger`` (the daemon's rule, so the
-    subscriber's own alarm goes off when the daemon's reminder is sent)."""
-    offsets = offsets_for(entry_reminders, calendar_reminders, defaults)
-    if all_day and offsets:
+    """The triggers of ``entry``, before each occurrence's start: the feed's VALARMs and the
+    daemon's reminders alike. Its ``reminder_offsets`` (none when cancelled), or for an
+    all-day entry with any, the one ``all_day_trigger``."""
+    offsets = reminder_offsets(entry, calendar_reminders, defaults)
+    if entry.all_day and offsets:
         return (all_day_trigger(all_day_time),)
     return offsets
+
+
+def trigger_instant(
+    occurrence: datetime,
+    trigger: timedelta,
+    zone: str,
+    *,
+    all_day: bool,
+    wall: datetime | None = None,
+) -> datetime:
+    """When ``trigger`` (from ``alarm_offsets``) rings for the occurrence starting at
+    ``occurrence`` (whose wall time is ``wall``, when known: see ``due_before``):
+    ``due_before`` for a timed entry; for an all-day one, ``trigger`` back from the
+    midnight starting its day, in wall time (``all_day_trigger(at)`` is ``at`` the day
+    before)."""
+    if all_day:
+        day = wall.date() if wall is not None else to_local(occurrence, zone).date()
+        # fold=0: a reminder time inside a DST gap or fold is read with the earlier offset.
+        return to_utc(datetime.combine(day, time()) - trigger, zone, fold=0)
+    return due_before(occurrence, trigger, zone, wall=wall)
 
 
 def channels_for(slug: str, categories: Sequence[str], config: RemindersConfig) -> tuple[str, ...]:
@@ -178,26 +216,24 @@ def channels_for(slug: str, categories: Sequence[str], config: RemindersConfig) 
     return config.channels
 
 
-def all_day_due(day_local: datetime, zone: str, at: time) -> datetime:
-    """The reminder instant of an all-day occurrence starting on ``day_local``'s date:
-    ``all_day_trigger(at)`` back from its midnight, in wall time (``at`` the day before)."""
-    eve = datetime.combine(day_local.date(), time()) - all_day_trigger(at)
-    # fold=0: a reminder time inside a DST gap or fold is read with the earlier offset.
-    return to_utc(eve, zone, fold=0)
-
-
-def due_before(occurrence: datetime, offset: timedelta, zone: str) -> datetime:
+def due_before(
+    occurrence: datetime, offset: timedelta, zone: str, *, wall: datetime | None = None
+) -> datetime:
     """The instant ``offset`` before ``occurrence``, as RFC 5545 reads a duration.
 
     Days and weeks are calendar days in the entry's zone (``P1D`` before a 10:00
-    meeting is 10:00 the day before, even across a DST change); hours, minutes and
+    meeting is 10:00 the day before, even across a DST change), counted from the
+    occurrence's wall time ``wall`` (default: the wall time of the instant; they differ
+    for a wall time a DST gap swallowed, 00:30 read as 01:30); hours, minutes and
     seconds are exact time. (Offsets are parsed into ``timedelta``, which folds
     ``PT24H`` into one day, so ``PT24H`` is read as ``P1D``, as the feed's VALARM
     writes it.)
     """
     if not offset.days:
         return occurrence - offset
-    wall = to_local(occurrence, zone).replace(tzinfo=None) - timedelta(days=offset.days)
+    if wall is None:
+        wall = to_local(occurrence, zone).replace(tzinfo=None)
+    wall = wall - timedelta(days=offset.days)
     return to_utc(wall, zone, fold=0) - timedelta(seconds=offset.seconds)
 
 
@@ -217,24 +253,24 @@ def reminders_between(
     end: datetime,
 ) -> list[PlannedReminder]:
     """Every reminder of ``entry`` due within ``[start, end]``, sorted by due time."""
-    if entry.status == EntryStatus.CANCELLED:
-        return []
-    offsets = offsets_for(entry.reminders, calendar_reminders, config.offsets)
-    if not offsets:
+    triggers = alarm_offsets(
+        entry, calendar_reminders, config.offsets, all_day_time=config.all_day_time
+    )
+    if not triggers:
         return []
     channels = channels_for(calendar_slug, entry.categories or [], config)
     found: list[PlannedReminder] = []
-    for occurrence in expand(entry, start, end + lead_time(offsets, entry.all_day)):
-        if entry.all_day:
-            due_at = all_day_due(
-                to_local(occurrence, entry.start_tz), entry.start_tz, config.all_day_time
+    until = end + lead_time(triggers, entry.all_day)
+    for wall, occurrence in expand_times(entry, start, until):
+        for trigger in triggers:
+            due_at = trigger_instant(
+                occurrence, trigger, entry.start_tz, all_day=entry.all_day, wall=wall
             )
-            dues = [(occurrence - due_at, due_at)]
-        else:
-            dues = [(offset, due_before(occurrence, offset, entry.start_tz)) for offset in offsets]
-        for offset, due_at in dues:
             if not start <= due_at <= end:
                 continue
+            # The dedupe key's offset (a stored form): an all-day one's is the exact time
+            # from the reminder to the day's start.
+            offset = occurrence - due_at if entry.all_day else trigger
             for channel in channels:
                 key = dedupe_key(calendar_slug, entry.uid, occurrence, offset, channel)
                 found.append(
