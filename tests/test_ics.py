@@ -327,7 +327,7 @@ def test_an_entry_whose_zone_is_gone_is_written_in_utc_without_alarms() -> None:
     assert event["DTSTART"].to_ical() == gone.start_utc.strftime("%Y%m%dT%H%M%SZ").encode()
     assert not event.walk("VALARM")
     assert b"TZID:Test/Gone" not in data and b"TZID:America/Mexico_City" in data
-    assert ics.render_pieces(make_calendar(), [gone, make_entry()], OPTIONS) == data
+    assert render_pieces(make_calendar(), [gone, make_entry()], OPTIONS) == data
 
 
 def test_output_is_deterministic_across_hash_seeds(sqlite_store: Store, trip_path: Any) -> None:
