@@ -61,6 +61,11 @@ RANKS: dict[str, int] = {
     "messages": 2,
     "status_text": 2,
     "links": 2,
+    "page": 2,  # the subscribers' page: the package's docstring only
+    "page.view": 2,  # what the page shows, from entries (pure)
+    "page.subscribe": 2,  # each calendar app's subscribe link (pure)
+    "page.assets": 2,  # static files under content-hashed names
+    "page.html": 2,  # the Jinja2 template and the QR code
     "notifiers.base": 2,  # the pieces every notifier shares
     "notifiers.keys": 2,
     "notifiers.reminder": 2,
@@ -73,9 +78,11 @@ RANKS: dict[str, int] = {
     "store": 3,
     "importer": 3,
     "reminders.repository": 3,
+    "shares": 3,  # share links: tokens as digests, fetch statistics
     # 4 what reads the store and acts: feeds, planning, waking, the notifier registry
     "feed": 4,
     "feed.*": 4,
+    "page.endpoint": 4,  # the page over HTTP, beside the feed
     "reminders.planner": 4,
     "reminders.alarms": 4,
     "reminders.watch": 4,

@@ -85,6 +85,7 @@ def _register() -> None:
         cli.add_command(command)
     for module_name, attr in (
         ("calendar_svc.cli.feed", "COMMANDS"),
+        ("calendar_svc.cli.shares", "COMMANDS"),
         ("calendar_svc.cli.reminders", "COMMANDS"),
         ("calendar_svc.cli.notify", "COMMANDS"),
     ):
