@@ -6,8 +6,8 @@ or expired link gets the same 404 from both, at the same cost:
 
 * the calendar's own token is compared with ``hmac.compare_digest`` (against
   a dummy when the slug is unknown);
-* the SHA-256 of the token is looked up among the calendar's live share links
-  (always computed, whatever the first comparison said);
+* any other token's SHA-256 is looked up among the calendar's live share links
+  (computed for an unknown calendar too, so that costs what a wrong token does);
 * the live links are kept per calendar **version**, which every request reads
   anyway (``Store.calendar_head``) and which ``share`` / ``unshare`` bump: the
   first request after a change in any process reloads them (one query, in a
@@ -57,14 +57,21 @@ class Access:
     async def resolve(self, head: CalendarHead | None, token: str) -> Grant | None:
         """The grant of ``token`` for the calendar ``head`` (None: unknown slug), or None
         when it opens nothing. Raises StoreError when the links cannot be read."""
-        grants = _NO_GRANTS
-        if head is not None:
-            cached = self._grants.get(head.id)
-            if cached is not None and cached[0] == head.version:
-                grants = cached[1]
-            else:
-                grants = await run_in_threadpool(self._load, head)
+        grants = self.known(head)
+        if grants is None:
+            assert head is not None
+            grants = await run_in_threadpool(self._load, head)
         return self.check(head, token, grants)
+
+    def known(self, head: CalendarHead | None) -> dict[bytes, Grant] | None:
+        """The live links of ``head``'s calendar at its version, when already read (an
+        unknown calendar has none); None when they must be read first (``resolve``)."""
+        if head is None:
+            return _NO_GRANTS
+        cached = self._grants.get(head.id)
+        if cached is not None and cached[0] == head.version:
+            return cached[1]
+        return None
 
     def check(
         self, head: CalendarHead | None, token: str, grants: dict[bytes, Grant]
@@ -72,14 +79,17 @@ class Access:
         """``resolve`` once the calendar's live links are known (no I/O)."""
         given = token.encode("utf-8", "surrogateescape")
         own = hmac.compare_digest(given, head.token.encode() if head is not None else _DUMMY_TOKEN)
-        shared = grants.get(hashlib.sha256(given).digest())
-        if head is None:
-            return None
-        if own:
+        if own and head is not None:
+            # The owner's poll, the hot path, skips the digest: a valid token may answer
+            # sooner than a wrong one, which tells its holder nothing new.
             return OWNER
-        if shared is not None and not shared.expired(self.clock()):
-            return shared
-        return None
+        # Any wrong token, for a known or an unknown calendar, costs the same from here.
+        shared = grants.get(hashlib.sha256(given).digest())
+        if head is None or shared is None:
+            return None
+        if shared.expires_at is not None and shared.expired(self.clock()):
+            return None
+        return shared
 
     def _load(self, head: CalendarHead) -> dict[bytes, Grant]:
         try:
@@ -93,10 +103,8 @@ class Access:
 
     def fetched(self, grant: Grant, user_agent: bytes | None, at: datetime | None = None) -> None:
         """Count one feed fetch through ``grant`` (share links only; cheap, no I/O)."""
-        if grant.share_id is None:
-            return
-        agent = user_agent.decode("latin-1")[:300] if user_agent else None
-        self.fetches.record(grant.share_id, at or self.clock(), agent)
+        if grant.share_id is not None:
+            self.fetches.record(grant.share_id, at or self.clock(), user_agent)
 
     def close(self) -> None:
         """Write the fetch counts not written yet."""

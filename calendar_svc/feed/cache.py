@@ -58,8 +58,9 @@ def filter_key(flt: EntryFilter) -> FilterKey:
         flt.category.lower() if flt.category else None,
         flt.start,
         flt.end,
-        tuple(sorted({city.casefold() for city in flt.cities})),
-        tuple(sorted({category.lower() for category in flt.categories})),
+        # Sets, sorted; () without a share link's restriction (every poll computes this key).
+        tuple(sorted({city.casefold() for city in flt.cities})) if flt.cities else (),
+        tuple(sorted({c.lower() for c in flt.categories})) if flt.categories else (),
     )
 
 

@@ -29,7 +29,7 @@ class _Tally:
 
     __slots__ = ("count", "last_at", "user_agent")
 
-    def __init__(self, count: int, last_at: datetime, user_agent: str | None):
+    def __init__(self, count: int, last_at: datetime, user_agent: bytes | None):
         self.count = count
         self.last_at = last_at
         self.user_agent = user_agent
@@ -49,8 +49,9 @@ class FetchLog:
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    def record(self, share_id: int, at: datetime, user_agent: str | None) -> None:
-        """Count one fetch of ``share_id`` at ``at`` by ``user_agent`` (cheap: no I/O)."""
+    def record(self, share_id: int, at: datetime, user_agent: bytes | None) -> None:
+        """Count one fetch of ``share_id`` at ``at`` by ``user_agent`` (the header's bytes,
+        decoded when written: this runs on every poll)."""
         with self._lock:
             tally = self._pending.get(share_id)
             if tally is None:
@@ -80,7 +81,7 @@ class FetchLog:
         if not batch:
             return 0
         counts = {
-            share_id: Fetches(count=t.count, last_at=t.last_at, user_agent=t.user_agent)
+            share_id: Fetches(count=t.count, last_at=t.last_at, user_agent=_text(t.user_agent))
             for share_id, t in batch.items()
         }
         try:
@@ -106,7 +107,8 @@ class FetchLog:
             for share_id, old in counts.items():
                 newer = self._pending.get(share_id)
                 if newer is None:
-                    self._pending[share_id] = _Tally(old.count, old.last_at, old.user_agent)
+                    agent = old.user_agent.encode("latin-1") if old.user_agent else None
+                    self._pending[share_id] = _Tally(old.count, old.last_at, agent)
                 else:
                     newer.count += old.count
 
@@ -123,3 +125,8 @@ class FetchLog:
         if thread is not None:
             thread.join(timeout)
         self.flush()
+
+
+def _text(user_agent: bytes | None) -> str | None:
+    """A User-Agent header as text (HTTP header bytes are Latin-1), at most 300 characters."""
+    return user_agent.decode("latin-1")[:300] if user_agent else None

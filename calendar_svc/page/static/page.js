@@ -51,17 +51,26 @@
     return date && !Number.isNaN(date.getTime()) ? date : null;
   };
 
+  // A span per instant, so that a line breaks between times rather than inside one.
+  const piece = (text) => {
+    const span = document.createElement("span");
+    span.className = "moment";
+    span.textContent = text;
+    return span;
+  };
+
   let written = 0;
   for (const entry of document.querySelectorAll(".entry")) {
     const out = entry.querySelector(".viewer");
     const start = instant(entry.querySelector("time.own.start"));
     if (!out || !start) continue;
     const end = instant(entry.querySelector("time.own.end"));
-    let text = `Your time: ${dayText(start)}, ${timeText(start)}`;
+    const parts = ["Your time: ", piece(`${dayText(start)}, ${timeText(start)}`)];
     if (end) {
-      text += dayText(end) === dayText(start) ? ` – ${timeText(end)}` : ` – ${dayText(end)}, ${timeText(end)}`;
+      const sameDay = dayText(end) === dayText(start);
+      parts.push(" – ", piece(sameDay ? timeText(end) : `${dayText(end)}, ${timeText(end)}`));
     }
-    out.textContent = text;
+    out.replaceChildren(...parts);
     out.hidden = false;
     written += 1;
   }
