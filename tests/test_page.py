@@ -480,3 +480,25 @@ def test_a_share_links_page(
     assert get(server, f"/c/{brief}/{SLUG}").status_code == 404
     assert get(server, f"/feeds/{brief}/{SLUG}.ics").status_code == 404
     assert get(server, f"/c/{press}/{SLUG}").status_code == 200
+
+
+def test_an_entry_with_an_odd_uid_downloads(
+    serve: Callable[..., FeedServer], trip_store: Store
+) -> None:
+    """A uid from an imported calendar may hold any character: its link still works."""
+    spec = load_file(TRIP)
+    odd = 'odd uid/"with"?#chars'
+    entries = (*spec.entries, dataclasses.replace(spec.entries[-1], uid=odd))
+    with trip_store.write() as session:
+        import_specs(session, [dataclasses.replace(spec, entries=entries)], now=trip_store.clock())
+    server = serve()
+    token = token_of(trip_store)
+    page = Page(get(server, f"/c/{token}/{SLUG}").text)
+    href = next(a["attrs"]["href"] for a in page.find("a") if "odd" in a["attrs"]["href"])
+    assert href == f"/c/{token}/{SLUG}/odd%20uid%2F%22with%22%3F%23chars.ics"
+    response = get(server, href)
+    assert response.status_code == 200
+    assert response.headers["content-disposition"] == (
+        'attachment; filename="odd_uid__with___chars.ics"'
+    )
+    assert b'UID:odd uid/"with"?#chars@' in response.content

@@ -15,6 +15,7 @@ indexing. Static files are immutable under their hashed names.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -103,7 +104,8 @@ class PageEndpoints:
     def routes(self) -> list[Route]:
         return [
             Route("/c/{token}/{slug}", self.page, methods=["GET", "HEAD"]),
-            Route("/c/{token}/{slug}/{uid}.ics", self.entry, methods=["GET", "HEAD"]),
+            # path: a uid may hold a "/" (sent as %2F, which the server decodes).
+            Route("/c/{token}/{slug}/{uid:path}.ics", self.entry, methods=["GET", "HEAD"]),
             Route("/static/{name}", self.static, methods=["GET", "HEAD"]),
         ]
 
@@ -148,7 +150,7 @@ class PageEndpoints:
         headers = {
             "etag": etag,
             "cache-control": "private, no-cache",
-            "content-disposition": f'attachment; filename="{uid}.ics"',
+            "content-disposition": f'attachment; filename="{_filename(uid)}.ics"',
             **_PROTECTED,
         }
         if _matches(request.headers.get("if-none-match"), etag):
@@ -256,6 +258,11 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
         return False
     tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
     return "*" in tags or etag in tags
+
+
+def _filename(uid: str) -> str:
+    """``uid`` as a download's file name: letters, digits and ``._@+-`` (others become _)."""
+    return re.sub(r"[^A-Za-z0-9._@+-]", "_", uid)[:120] or "entry"
 
 
 def _plain(status: int, text: str) -> Response:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from calendar_svc.filters import EntryFilter, matches
 from calendar_svc.links import feed_urls, filter_query
@@ -111,7 +111,8 @@ class PageAddress:
         return f"{self.base_path}/c/{self.token}/{self.slug}" + (f"?{query}" if query else "")
 
     def entry_href(self, uid: str) -> str:
-        return f"{self.base_path}/c/{self.token}/{self.slug}/{uid}.ics"
+        # A uid from an imported file may hold any character: it is one path segment.
+        return f"{self.base_path}/c/{self.token}/{self.slug}/{quote(uid, safe='@:+')}.ics"
 
 
 def build_view(
