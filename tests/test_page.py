@@ -11,6 +11,7 @@ import dataclasses
 import re
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from email.utils import format_datetime
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import quote
@@ -134,9 +135,18 @@ def test_the_page_and_its_headers(serve: Callable[..., FeedServer], trip_store: 
     again = get(server, url, headers={"if-none-match": etag})
     assert again.status_code == 304 and again.content == b""
     assert again.headers["etag"] == etag
+    last_modified = response.headers["last-modified"]
+    assert last_modified == format_datetime(trip_store.get_calendar(SLUG).updated_at, usegmt=True)
+    assert get(server, url, headers={"if-modified-since": last_modified}).status_code == 304
+    # If-None-Match decides when both are sent.
+    stale = {"if-none-match": '"other"', "if-modified-since": last_modified}
+    assert get(server, url, headers=stale).status_code == 200
     with httpx.Client(base_url=server.url, timeout=10) as http:
         head = http.head(url)
     assert head.status_code == 200 and head.headers["etag"] == etag
+    metrics = get(server, "/metrics").text
+    assert 'calendar_svc_page_requests_total{status="200"}' in metrics
+    assert 'calendar_svc_page_requests_total{status="304"}' in metrics
 
 
 def test_unknown_tokens_and_paths_get_the_one_404(
@@ -396,6 +406,9 @@ def test_past_days_fold_away_while_others_are_to_come(
     clock.set(datetime(2025, 9, 3, 12, 0, tzinfo=UTC))  # day 2 is over
     during = get(server, url, headers={"if-none-match": before.headers["etag"]})
     assert during.status_code == 200  # same data, other day: another page
+    assert during.headers["last-modified"] == "Tue, 02 Sep 2025 23:30:00 GMT"  # day 2 ended
+    since = {"if-modified-since": before.headers["last-modified"]}
+    assert get(server, url, headers=since).status_code == 200
     page = Page(during.text)
     (details,) = page.find("details")
     assert text(page.find("summary")[0]) == "1 past day"

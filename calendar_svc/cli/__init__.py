@@ -70,7 +70,8 @@ def cli(ctx: click.Context, config_path: str | None, database_url: str | None) -
     Typical use:
       calendar-svc import schedules/rubio-2025-09.toml   load an itinerary
       calendar-svc list                                  see it in local times
-      calendar-svc feed-url rubio-2025-09                URL to subscribe to
+      calendar-svc feed-url rubio-2025-09                URL to subscribe to, its page
+      calendar-svc share rubio-2025-09 --name "Press"    a link for one subscriber
       calendar-svc run                                   daemon: reminders + feed
     """
     state = CliContext(config_path=config_path, database_url=database_url)

@@ -18,7 +18,12 @@ _AGENT_WIDTH = 48  # of a User-Agent in the table; --json has all of it
 
 @click.command()
 @click.argument("slug")
-@click.option("--name", required=True, metavar="NAME", help="Who the link is for (unique).")
+@click.option(
+    "--name",
+    required=True,
+    metavar="NAME",
+    help="Who the link is for (unique among the calendar's live links).",
+)
 @click.option(
     "--expires",
     metavar="WHEN",

@@ -4,7 +4,8 @@ The same token rules as the feed (``feed.access``): the calendar's own token or
 a live share link's opens the page, narrowed to the link's cities and
 categories; anything else gets the one 404 every unknown path gets. Pages are
 cached per (calendar, version, link, filter) until a day of the page becomes
-past (``PageView.stale_at``), and answered 304 on a matching If-None-Match.
+past (``PageView.stale_at``), and answered 304 on a matching If-None-Match
+(or, without one, an If-Modified-Since not older than the page's last change).
 
 Headers: a Content-Security-Policy that allows scripts, styles and images from
 the server itself and nothing inline, ``Referrer-Policy: no-referrer`` (the
@@ -20,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from urllib.parse import urlsplit
 
 from starlette.concurrency import run_in_threadpool
@@ -40,6 +42,7 @@ from calendar_svc.page.html import PageRenderer
 from calendar_svc.page.view import PageAddress, build_view
 from calendar_svc.shares import Grant
 from calendar_svc.store import CalendarHead, Store
+from calendar_svc.timezones import UTC
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -66,6 +69,7 @@ class RenderedPage:
     body: bytes
     etag: str  # quoted
     stale_at: datetime | None
+    last_modified: datetime
 
 
 # (calendar id, version, share link id or None, filter, public URL)
@@ -130,8 +134,12 @@ class PageEndpoints:
             self._keep(key, page)
         else:
             self._pages.move_to_end(key)
-        headers = {**_PAGE_HEADERS, "etag": page.etag}
-        if _matches(request.headers.get("if-none-match"), page.etag):
+        headers = {
+            **_PAGE_HEADERS,
+            "etag": page.etag,
+            "last-modified": format_datetime(page.last_modified.astimezone(UTC), usegmt=True),
+        }
+        if _not_modified(request, page):
             return self._answer(Response(status_code=304, headers=headers))
         return self._answer(
             Response(page.body, media_type="text/html; charset=utf-8", headers=headers)
@@ -211,6 +219,7 @@ class PageEndpoints:
             body=body,
             etag=f'"{hashlib.sha256(body).hexdigest()[:32]}"',
             stale_at=view.stale_at,
+            last_modified=view.changed_at,
         )
 
     def _keep(self, key: PageKey, page: RenderedPage) -> None:
@@ -251,6 +260,22 @@ def _query_filter(request: Request) -> EntryFilter:
         from_=query.get("from"),
         to=query.get("to"),
     )
+
+
+def _not_modified(request: Request, page: RenderedPage) -> bool:
+    """RFC 9110: If-None-Match decides when present; else If-Modified-Since."""
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None:
+        return _matches(if_none_match, page.etag)
+    since = request.headers.get("if-modified-since")
+    if since is None:
+        return False
+    try:
+        when = parsedate_to_datetime(since)
+    except (TypeError, ValueError):
+        return False
+    # HTTP dates have whole seconds.
+    return when.tzinfo is not None and page.last_modified.replace(microsecond=0) <= when
 
 
 def _matches(if_none_match: str | None, etag: str) -> bool:

@@ -7,7 +7,8 @@ calendar-svc always says a time (``timezones.time_text``: ``10:00 CST
 a flight that lands in another zone shows both zones. Days whose entries have
 all ended are "past" (folded away on the page while others are still to
 come); ``stale_at`` is when the next day becomes past, so a cached page is
-rendered again then. Times are computed with the current tz database.
+rendered again then, and ``changed_at`` the last time the page changed (an edit,
+or a day that became past), its Last-Modified. Times are computed with the current tz database.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class PageView:
     expires_text: str | None
     shown: int  # entries on the page
     stale_at: datetime | None  # when a day becomes past and the page must be rendered again
+    changed_at: datetime  # the calendar's last change, or the end of the last past day
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,7 @@ def build_view(
     upcoming: list[DayView] = []
     past: list[DayView] = []
     stale_at: datetime | None = None
+    changed_at = calendar.updated_at
     for day in sorted(days):
         day_entries = days[day]
         view = DayView(
@@ -144,6 +147,7 @@ def build_view(
         ends = max(entry.end_utc for entry in day_entries)
         if ends <= now:
             past.append(view)
+            changed_at = max(changed_at, ends)
         else:
             upcoming.append(view)
             stale_at = ends if stale_at is None else min(stale_at, ends)
@@ -177,6 +181,7 @@ def build_view(
         expires_text=expires_text,
         shown=len(selected),
         stale_at=stale_at,
+        changed_at=changed_at,
     )
 
 
