@@ -11,7 +11,8 @@ What it measures, all on 127.0.0.1, every loop bounded in count and time:
 * requests/s for a full GET of the cached feed and for a conditional GET
   answered 304, with ``wrk`` (``apt-get install wrk``) or else an httpx loop,
   against our server and, in the same run, a bare uvicorn app serving the same
-  bytes from memory (the 80% reference);
+  bytes from memory (the 80% reference); the 304 also through a share link
+  (``calendar-svc share``: a digest lookup and a fetch counted in memory);
 * peak RSS (VmHWM) of the server process;
 * re-render after one entry changed (next GET, and FeedCache.render alone);
 * gzip size ratio;
@@ -44,6 +45,7 @@ import httpx
 
 from calendar_svc.importer import import_specs
 from calendar_svc.schedule_files import CalendarSpec, EntrySpec
+from calendar_svc.shares import ShareLinks
 from calendar_svc.store import Store
 from calendar_svc.timezones import to_utc
 
@@ -332,6 +334,7 @@ def main() -> None:
             import_specs(session, [make_spec(count)], now=store.clock())
         figures["import_s"] = time.perf_counter() - started
         token = store.get_calendar(SLUG).feed_token
+        _, share_token = ShareLinks(store).create(SLUG, "bench subscriber")
         print(f"{count} entries imported in {figures['import_s']:.1f} s", flush=True)
 
         out = subprocess.run(
@@ -363,6 +366,7 @@ def main() -> None:
             "serve",
         ]
         feed_url = f"http://{HOST}:{port}/feeds/{token}/{SLUG}.ics"
+        share_url = f"http://{HOST}:{port}/feeds/{share_token}/{SLUG}.ics"
         with process(serve, cwd=workdir, env=env) as server, httpx.Client(timeout=600) as http:
             wait_http(f"http://{HOST}:{port}/healthz")
             identity = {"accept-encoding": "identity"}
@@ -398,7 +402,7 @@ def main() -> None:
                 # Alternate short runs of ours and the bare app: on a shared machine
                 # both see the same background load; medians are reported.
                 runs: dict[str, list[float]] = {
-                    k: [] for k in ("ours", "bare", "ours304", "bare304")
+                    k: [] for k in ("ours", "bare", "ours304", "bare304", "share304")
                 }
                 tool = ""
                 for _ in range(rounds):
@@ -409,11 +413,15 @@ def main() -> None:
                         rate(feed_url, {**identity, "if-none-match": etag}, seconds, 8)[0]
                     )
                     runs["bare304"].append(rate(bare_url, {"if-none-match": etag}, seconds, 8)[0])
+                    runs["share304"].append(
+                        rate(share_url, {**identity, "if-none-match": etag}, seconds, 8)[0]
+                    )
             figures["runs"] = runs
             figures["full_get_rps"] = statistics.median(runs["ours"])
             figures["bare_full_get_rps"] = statistics.median(runs["bare"])
             figures["not_modified_rps"] = statistics.median(runs["ours304"])
             figures["bare_not_modified_rps"] = statistics.median(runs["bare304"])
+            figures["share_not_modified_rps"] = statistics.median(runs["share304"])
             figures["tool"] = f"{tool}, {rounds} alternating {seconds:.0f} s runs, medians"
             figures["server_peak_rss_mb"] = peak_rss_mb(server.pid)
             print(
@@ -472,6 +480,7 @@ def report(f: dict[str, Any]) -> None:
         f"  (ours = {100 * f['full_get_rps'] / f['bare_full_get_rps']:.0f}%)",
         f"  conditional GET -> 304                      {f['not_modified_rps']:8.0f} req/s",
         f"  conditional GET -> 304, bare uvicorn        {f['bare_not_modified_rps']:8.0f} req/s",
+        f"  conditional GET -> 304, share link          {f['share_not_modified_rps']:8.0f} req/s",
         f"  re-render after one entry changed           {1000 * f['rerender_one_change_s']:8.1f} ms"
         f"  (max {1000 * f['rerender_one_change_max_s']:.1f} ms)",
         f"  next GET after one entry changed            {1000 * f['get_after_one_edit_s']:8.1f} ms",

@@ -116,6 +116,10 @@ class FeedConfig:
     domain: str = setting(text, "calendar-svc.local")
     refresh_interval: timedelta = setting(duration(positive=True), timedelta(hours=1))
     include_alarms: bool = setting(boolean, True)
+    # The subscribers' page, /c/<token>/<slug> (and its static files, per-entry .ics).
+    page: bool = setting(boolean, True)
+    # How often share links' fetch statistics are written (counted in memory in between).
+    stats_interval: timedelta = setting(duration(positive=True), timedelta(minutes=1))
 
 
 @dataclass(frozen=True)

@@ -277,6 +277,13 @@ class FeedRendered(Event):
     seconds: float
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PageAnswered(Event):
+    """The subscribers' page (or one entry's .ics from it) answered with HTTP ``status``."""
+
+    status: int
+
+
 # --- the bus ---------------------------------------------------------------------------------
 
 Listener = Callable[[Event], object]

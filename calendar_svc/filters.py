@@ -31,6 +31,10 @@ class EntryFilter:
     start: date | None = None  # entries that end after this day begins
     end: date | None = None  # entries that start before the day after this one
     include_cancelled: bool = True
+    # A share link's restriction (``shares``): entries in any of these cities / with any of
+    # these categories; empty = no restriction. Never part of a URL: the link's owner set it.
+    cities: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
 
 
 def parse_day(value: str | None, name: str) -> date | None:
@@ -94,6 +98,12 @@ def matches(entry: Filterable, flt: EntryFilter) -> bool:
     if flt.city and (entry.city or "").casefold() != flt.city.casefold():
         return False
     if flt.category and flt.category.lower() not in {c.lower() for c in entry.categories or []}:
+        return False
+    if flt.cities and (entry.city or "").casefold() not in {c.casefold() for c in flt.cities}:
+        return False
+    if flt.categories and not {c.lower() for c in flt.categories} & {
+        c.lower() for c in entry.categories or []
+    }:
         return False
     if (entry.rrule or getattr(entry, "rdates", None)) and (flt.start or flt.end):
         return _recurs_within(entry, flt)

@@ -1,4 +1,5 @@
-"""The addresses calendar-svc gives out: a calendar's feed URL and its ``webcal://`` form.
+"""The addresses calendar-svc gives out: a calendar's feed URL, its ``webcal://`` form, and
+the subscribers' page (``/c/<token>/<slug>``).
 
 Built from ``[feed] public_url`` in one place, so that what ``calendar-svc
 feed-url`` prints and what a reminder carries (``$feed_url``, the ``feed_url``
@@ -49,20 +50,37 @@ def feed_urls(
     Raises InputError when ``public_url`` has port 0.
     """
     check_public_url(public_url)
-    query = ""
-    if flt is not None:
-        pairs = [
-            ("city", flt.city),
-            ("category", flt.category),
-            ("from", flt.start.isoformat() if flt.start else None),
-            ("to", flt.end.isoformat() if flt.end else None),
-        ]
-        query = urlencode([(k, v) for k, v in pairs if v])
+    query = filter_query(flt)
     base = urlsplit(public_url.rstrip("/"))
     path = f"{base.path}/feeds/{token}/{slug}.ics"
     http = urlunsplit((base.scheme, base.netloc, path, query, ""))
     webcal = urlunsplit(("webcal", base.netloc, path, query, ""))
     return http, webcal
+
+
+def page_url(public_url: str, token: str, slug: str, flt: EntryFilter | None = None) -> str:
+    """The subscribers' page of a calendar (``…/c/<token>/<slug>``), ``flt`` as its query.
+
+    Raises InputError when ``public_url`` has port 0.
+    """
+    check_public_url(public_url)
+    base = urlsplit(public_url.rstrip("/"))
+    path = f"{base.path}/c/{token}/{slug}"
+    return urlunsplit((base.scheme, base.netloc, path, filter_query(flt), ""))
+
+
+def filter_query(flt: EntryFilter | None) -> str:
+    """``city=Quito&from=2025-09-03``: the query a feed or page URL gives a filter ("" for
+    none); a share link's own restriction is not part of it."""
+    if flt is None:
+        return ""
+    pairs = [
+        ("city", flt.city),
+        ("category", flt.category),
+        ("from", flt.start.isoformat() if flt.start else None),
+        ("to", flt.end.isoformat() if flt.end else None),
+    ]
+    return urlencode([(k, v) for k, v in pairs if v])
 
 
 def reminder_feed_url(public_url: str, calendar: FeedOwner) -> str | None:

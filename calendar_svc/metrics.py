@@ -17,6 +17,7 @@ from calendar_svc.events import (
     FeedCacheLookup,
     FeedRendered,
     OutcomeKind,
+    PageAnswered,
     PendingChanged,
     PlannerGap,
     ReminderCancelled,
@@ -27,6 +28,7 @@ from calendar_svc.events import (
 
 KINDS: tuple[type[Event], ...] = (
     FeedAnswered,
+    PageAnswered,
     FeedCacheLookup,
     FeedRendered,
     ReminderPlanned,
@@ -58,6 +60,12 @@ class Metrics:
         self.feed_requests = Counter(
             "calendar_svc_feed_requests",
             "Feed HTTP requests by status code.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.page_requests = Counter(
+            "calendar_svc_page_requests",
+            "Subscribers' page requests (pages and per-entry .ics) by status code.",
             ["status"],
             registry=self.registry,
         )
@@ -134,6 +142,8 @@ class Metrics:
                 if child is None:
                     child = self.feed_requests.labels(status=str(status))
                 child.inc()
+            case PageAnswered(status=status):
+                self.page_requests.labels(status=str(status)).inc()
             case FeedCacheLookup(hit=hit):
                 (self._hit if hit else self._miss).inc()
             case FeedRendered(seconds=seconds):

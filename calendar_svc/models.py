@@ -34,6 +34,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql import text
 from sqlalchemy.types import TypeDecorator
 
 from calendar_svc.timezones import UTC
@@ -205,7 +206,7 @@ class Entry(Base):
     start_utc: Mapped[datetime] = mapped_column(UTCDateTime)
     end_utc: Mapped[datetime] = mapped_column(UTCDateTime)
     # The version of the tz database start_utc/end_utc were derived with (None: not
-    # known, from before revision 0006). When it is not the one in use, the instants are
+    # known, from before revision 0007). When it is not the one in use, the instants are
     # derived again from the wall times (calendar_svc.rederive).
     tz_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     rrule: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -325,3 +326,43 @@ class SourceState(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     failures: Mapped[int] = mapped_column(Integer, default=0)
     entries: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ShareLink(Base):
+    """One subscriber's link to a calendar: a token of its own, stored only as a digest.
+
+    The link's token opens the calendar's page and feed like the calendar's own
+    token, narrowed to ``cities`` / ``categories`` when they are set, until
+    ``expires_at`` or until it is revoked (``revoked_at``; the row stays, so
+    ``calendar-svc shares`` still shows who had access). The fetch statistics
+    are written in batches by the feed servers that answered the fetches.
+    A name is unique among a calendar's live links.
+    """
+
+    __tablename__ = "share_links"
+    __table_args__ = (
+        Index(
+            "uq_share_links_live_name",
+            "calendar_id",
+            "name",
+            unique=True,
+            sqlite_where=text("revoked_at IS NULL"),
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    calendar_id: Mapped[int] = mapped_column(ForeignKey("calendars.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    # Hex SHA-256 of the token; the token itself is shown once and never stored.
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    cities: Mapped[list[str]] = mapped_column(JSON, default=list)
+    categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    fetches: Mapped[int] = mapped_column(Integer, default=0)
+    last_fetch_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_user_agent: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    calendar: Mapped[Calendar] = relationship()

@@ -110,9 +110,14 @@ def test_feed_url_prints_http_and_webcal(cli: Cli, workdir: Path) -> None:
     assert result.stdout.splitlines() == [
         f"https://cal.example.org/base/feeds/{token}/{SLUG}.ics",
         f"webcal://cal.example.org/base/feeds/{token}/{SLUG}.ics",
+        f"https://cal.example.org/base/c/{token}/{SLUG}",
     ]
     filtered = cli("feed-url", "--city", "Mexico City").stdout.splitlines()
     assert filtered[0].endswith(f"/{SLUG}.ics?city=Mexico+City")
+    assert filtered[2].endswith(f"/c/{token}/{SLUG}?city=Mexico+City")
+    # With the page turned off, there is no page to point to.
+    config.write_text(config.read_text().replace("[feed]\n", "[feed]\npage = false\n"))
+    assert len(cli("feed-url", SLUG).stdout.splitlines()) == 2
 
 
 def test_feed_url_refuses_port_0_without_public_url(cli: Cli, workdir: Path) -> None:

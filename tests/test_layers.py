@@ -67,6 +67,11 @@ RANKS: dict[str, int] = {
     "messages": 2,
     "status_text": 2,
     "links": 2,
+    "page": 2,  # the subscribers' page: the package's docstring only
+    "page.view": 2,  # what the page shows, from entries (pure)
+    "page.subscribe": 2,  # each calendar app's subscribe link (pure)
+    "page.assets": 2,  # static files under content-hashed names
+    "page.html": 2,  # the Jinja2 template and the QR code
     "notifiers.base": 2,  # the pieces every notifier shares
     "notifiers.keys": 2,
     "notifiers.reminder": 2,
@@ -91,6 +96,8 @@ RANKS: dict[str, int] = {
     "feed.*": 4,
     "sources": 4,  # followed ICS feeds: fetch (network), sync (store), the loop thread
     "sources.*": 4,
+    "shares": 3,  # share links: tokens as digests, fetch statistics
+    "page.endpoint": 4,  # the page over HTTP, beside the feed
     "reminders.planner": 4,
     "reminders.alarms": 4,
     "reminders.watch": 4,

@@ -86,7 +86,8 @@ def cli(ctx: click.Context, config_path: str | None, database_url: str | None) -
     Typical use:
       calendar-svc import schedules/rubio-2025-09.toml   load an itinerary
       calendar-svc list                                  see it in local times
-      calendar-svc feed-url rubio-2025-09                URL to subscribe to
+      calendar-svc feed-url rubio-2025-09                URL to subscribe to, its page
+      calendar-svc share rubio-2025-09 --name "Press"    a link for one subscriber
       calendar-svc run                                   daemon: reminders + feed
     """
     state = CliContext(config_path=config_path, database_url=database_url)
@@ -95,9 +96,9 @@ def cli(ctx: click.Context, config_path: str | None, database_url: str | None) -
 
 
 def _register() -> None:
-    from calendar_svc.cli import doctor, entries, feed, notify, reminders, sources
+    from calendar_svc.cli import doctor, entries, feed, notify, reminders, shares, sources
 
-    for module in (entries, feed, reminders, notify, sources, doctor):
+    for module in (entries, feed, shares, reminders, notify, sources, doctor):
         for command in module.COMMANDS:
             cli.add_command(command)
 

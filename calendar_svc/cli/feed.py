@@ -13,7 +13,7 @@ from calendar_svc.errors import InputError
 from calendar_svc.feed.cache import render_feed
 from calendar_svc.filters import EntryFilter, parse_filter
 from calendar_svc.ics import FeedOptions
-from calendar_svc.links import check_public_url, feed_urls
+from calendar_svc.links import check_public_url, feed_urls, page_url
 from calendar_svc.store import Store
 
 
@@ -96,8 +96,9 @@ def serve(ctx: CliContext, host: str | None, port: int | None) -> None:
 
     `calendar-svc run` serves the same feeds inside the daemon; use `serve`
     for a feed-only host (several can share one PostgreSQL database). Routes:
-    /feeds/<token>/<slug>.ics, /healthz, /metrics. Logs go to stderr; feed
-    tokens never appear in them.
+    /feeds/<token>/<slug>.ics, the subscribers' page /c/<token>/<slug> (unless
+    [feed] page = false), /healthz, /metrics. Logs go to stderr; feed tokens
+    never appear in them.
 
     \b
     Examples:
@@ -128,23 +129,28 @@ def feed_url(
     from_: str | None,
     to: str | None,
 ) -> None:
-    """Print the URL to subscribe to a calendar, and its webcal:// form.
+    """Print the URL to subscribe to a calendar, its webcal:// form and its page.
 
-    The URL is built from [feed] public_url; it holds the calendar's secret
-    token, so share it only with subscribers (`rotate-token` revokes it).
-    SLUG may be left out when there is only one calendar. Filters become the
-    URL's query.
+    The URLs are built from [feed] public_url; they hold the calendar's secret
+    token, so share them only with subscribers (`rotate-token` replaces it; for
+    a link per subscriber that can be revoked alone, see `share`). The page
+    (/c/<token>/<slug>, unless [feed] page = false) shows the itinerary with
+    subscribe buttons for each calendar app. SLUG may be left out when there
+    is only one calendar. Filters become the URLs' query.
 
     \b
     Examples:
       calendar-svc feed-url rubio-2025-09
       calendar-svc feed-url rubio-2025-09 --city Quito
+      calendar-svc share rubio-2025-09 --name "Press office"   # a link of its own
     """
     flt = _filter(city, category, from_, to)
     calendar = ctx.store.get_calendar(_pick_calendar(ctx.store, slug))
     http, webcal = feed_urls(ctx.config.feed.public_url, calendar.feed_token, calendar.slug, flt)
     click.echo(http)
     click.echo(webcal)
+    if ctx.config.feed.page:
+        click.echo(page_url(ctx.config.feed.public_url, calendar.feed_token, calendar.slug, flt))
 
 
 @click.command("rotate-token")
@@ -153,8 +159,10 @@ def feed_url(
 def rotate_token(ctx: CliContext, slug: str) -> None:
     """Give a calendar a new feed token: the old URL stops working at once.
 
-    Use it when a feed URL leaked. Every subscriber must then subscribe again
-    with the new URL, which this prints (http(s) and webcal://).
+    Use it when the calendar's own URL leaked. Every subscriber of that URL must
+    then subscribe again with the new one, which this prints (http(s), webcal://
+    and the page). Share links (`share`) keep working; revoke one alone with
+    `unshare`.
 
     \b
     Example:
@@ -166,6 +174,8 @@ def rotate_token(ctx: CliContext, slug: str) -> None:
     click.echo(f"new feed token for {slug}; the old URL no longer works. Subscribe with:")
     click.echo(http)
     click.echo(webcal)
+    if ctx.config.feed.page:
+        click.echo(page_url(ctx.config.feed.public_url, token, slug))
 
 
 COMMANDS = [export, serve, feed_url, rotate_token]

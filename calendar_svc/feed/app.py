@@ -1,4 +1,5 @@
-"""The feed HTTP app (Starlette): ``/feeds/{token}/{slug}.ics``, ``/healthz``, ``/metrics``.
+"""The feed HTTP app (Starlette): ``/feeds/{token}/{slug}.ics``, ``/healthz``, ``/metrics``,
+and the subscribers' page (``calendar_svc.page``) unless ``[feed] page = false``.
 
 The feed route is a plain ASGI endpoint rather than a request/response
 function: a subscriber's poll answered 304 is the hot path, and skipping
@@ -9,15 +10,16 @@ Observers: the app reads health from and renders the metrics of the
 ``Observers`` it is given, and emits an event per answer, cache lookup and
 render; it writes to no global.
 
-Security: the token is compared with ``hmac.compare_digest`` (also against a
-dummy when the slug is unknown, so both cost the same); a wrong or missing
-token, an unknown slug and an unknown path all get the same 404; tokens are
-never logged (``logs.redact_token``).
+Security: whose a token is (the calendar's own, a live share link's, or
+nobody's) is decided by ``feed.access``, in constant time for the owner's
+token and by digest for share links; a wrong or missing token, an unknown
+slug, a revoked or expired link and an unknown path all get the same 404;
+tokens are never logged (``logs.redact_token``). A share link's feed is
+narrowed to its cities and categories, and its fetches are counted.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import time
@@ -36,11 +38,13 @@ from calendar_svc import __version__
 from calendar_svc.config import Config
 from calendar_svc.errors import InputError, StoreError
 from calendar_svc.events import EventBus, FeedAnswered, FeedCacheLookup, FeedRendered
+from calendar_svc.feed.access import Access
 from calendar_svc.feed.cache import FeedCache, RenderedFeed, filter_key, freeze_heap_once
 from calendar_svc.filters import EntryFilter, parse_filter
 from calendar_svc.ics import FeedOptions
 from calendar_svc.logs import log_event, redact_token
 from calendar_svc.observers import Observers
+from calendar_svc.shares import OWNER
 from calendar_svc.store import CalendarHead, Store
 
 log = logging.getLogger("calendar_svc.feed")
@@ -56,8 +60,6 @@ _NOT_FOUND_HEADERS: Headers = [
     (b"content-type", b"text/plain; charset=utf-8"),
     (b"content-length", str(len(NOT_FOUND_BODY)).encode()),
 ]
-# Compared against when the slug is unknown, so that answer costs what a wrong token does.
-_DUMMY_TOKEN = b"x" * 43
 # Events are immutable: one of each, built once, serves every request (the hot path).
 _ANSWERED = {code: FeedAnswered(status=code) for code in (200, 304, 400, 404, 503)}
 _HIT, _MISS = FeedCacheLookup(hit=True), FeedCacheLookup(hit=False)
@@ -116,6 +118,13 @@ class FeedEndpoint:
         self.cache = FeedCache(store, FeedOptions.from_config(config))
         self.max_age = int(config.feed.refresh_interval.total_seconds())
         self.events = events
+        # Whose token it is (the owner's or a share link's); the page asks the same one.
+        self.access = Access(store, config)
+
+    def close(self) -> None:
+        """Write the share links' last fetch counts (the store's held connection goes with
+        the store)."""
+        self.access.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         params = scope["path_params"]
@@ -123,12 +132,18 @@ class FeedEndpoint:
         slug: str = params["slug"]
         try:
             head = self.store.calendar_head(slug)
+            # Known links (the usual case) without an await: this is every poll's path.
+            grants = self.access.known(head)
+            if grants is None:
+                grant = await self.access.resolve(head, token)
+            else:
+                grant = self.access.check(head, token, grants)
         except StoreError:
             log_event(log, "feed.database_unavailable", logging.WARNING, slug=slug)
             self.events.emit(_ANSWERED[503])
             await _plain(send, 503, b"Service Unavailable: database unreachable\n")
             return
-        if not _token_ok(head, token):
+        if grant is None:
             log_event(log, "feed.not_found", logging.DEBUG, slug=slug, token=redact_token(token))
             self.events.emit(_ANSWERED[404])
             await _not_found(send)
@@ -136,12 +151,16 @@ class FeedEndpoint:
         assert head is not None
         try:
             flt = _query_filter(scope.get("query_string", b""))
+            if grant is not OWNER:
+                flt = grant.narrow(flt)
         except InputError as exc:
             self.events.emit(_ANSWERED[400])
             await _plain(send, 400, f"Bad Request: {exc}\n".encode())
             return
         feed, prepared = await self._prepare(head, flt)
         request_headers = _headers(scope)
+        if grant.share_id is not None:
+            self.access.fetched(grant, request_headers.get(b"user-agent"))
         variant = prepared.identity
         if _accepts_gzip(request_headers.get(b"accept-encoding")):
             if prepared.gzip is None:
@@ -192,13 +211,6 @@ class FeedEndpoint:
         # A server keeps its caches for good: out of the collector's walks with them.
         freeze_heap_once()
         return feed, seconds
-
-
-def _token_ok(head: CalendarHead | None, token: str) -> bool:
-    given = token.encode("utf-8", "surrogateescape")
-    expected = head.token.encode() if head is not None else _DUMMY_TOKEN
-    same = hmac.compare_digest(given, expected)
-    return head is not None and same
 
 
 def _query_filter(query_string: bytes) -> EntryFilter:
@@ -344,14 +356,21 @@ def build_app(store: Store, config: Config, observers: Observers | None = None) 
     async def not_found(request: Request, exc: Exception) -> Response:
         return not_found_response()
 
-    app = FeedApp(
-        routes=[
-            Route("/feeds/{token}/{slug}.ics", endpoint, methods=["GET", "HEAD"]),
-            Route("/healthz", healthz, methods=["GET", "HEAD"]),
-            Route("/metrics", metrics_endpoint, methods=["GET"]),
-        ],
-        exception_handlers={404: not_found},
-    )
+    routes = [
+        Route("/feeds/{token}/{slug}.ics", endpoint, methods=["GET", "HEAD"]),
+        Route("/healthz", healthz, methods=["GET", "HEAD"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+    ]
+    if config.feed.page:
+        # Imported here: the page package uses feed.access, and a module-level import
+        # would make importing the page first a cycle.
+        from calendar_svc.page.endpoint import PageEndpoints
+
+        pages = PageEndpoints(
+            store, config, endpoint.access, observers.events, not_found=not_found_response
+        )
+        routes += pages.routes()
+    app = FeedApp(routes=routes, exception_handlers={404: not_found})
     app.state.feed = endpoint
     app.state.observers = observers
     app.feed_endpoint = endpoint

@@ -48,7 +48,9 @@ from calendar_svc.store import CalendarHead, Store
 from calendar_svc.timezones import UTC
 from calendar_svc.tzdb import TzDatabase
 
-FilterKey = tuple[str | None, str | None, date | None, date | None]
+FilterKey = tuple[
+    str | None, str | None, date | None, date | None, tuple[str, ...], tuple[str, ...]
+]
 _GZIP_LEVEL = 6  # ~3% of the size for feeds; level 9 halves the speed for 0.2% more
 
 
@@ -56,12 +58,16 @@ _GZIP_LEVEL = 6  # ~3% of the size for feeds; level 9 halves the speed for 0.2% 
 
 
 def filter_key(flt: EntryFilter) -> FilterKey:
-    """The part of a filter that changes a feed (city and category match in any case)."""
+    """The part of a filter that changes a feed (city and category match in any case;
+    a share link's cities and categories are sets)."""
     return (
         flt.city.lower() if flt.city else None,
         flt.category.lower() if flt.category else None,
         flt.start,
         flt.end,
+        # Sets, sorted; () without a share link's restriction (every poll computes this key).
+        tuple(sorted({city.casefold() for city in flt.cities})) if flt.cities else (),
+        tuple(sorted({c.lower() for c in flt.categories})) if flt.categories else (),
     )
 
 
@@ -268,7 +274,7 @@ def _first_year(events: Sequence[_CachedEvent]) -> int:
 
 
 def _is_whole(flt: EntryFilter) -> bool:
-    return not (flt.city or flt.category or flt.start or flt.end)
+    return not (flt.city or flt.category or flt.start or flt.end or flt.cities or flt.categories)
 
 
 def render_feed(
