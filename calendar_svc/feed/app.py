@@ -319,8 +319,8 @@ class FeedApp(Starlette):
 
 
 def build_app(store: Store, config: Config, observers: Observers | None = None) -> Starlette:
-    """The feed app for ``store``; ``app.state.feed`` is the endpoint. It holds nothing
-    of its own to release: closing the store is enough.
+    """The feed app for ``store``; ``app.state.feed`` is the endpoint: ``close()`` it when
+    the server has stopped, so the share links' last fetch counts are written.
 
     ``observers``: the bus the app emits to, the health ``/healthz`` reports and the
     metrics ``/metrics`` serves (default: new ones, with no scheduler loop).

@@ -145,6 +145,8 @@ class FeedServer:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
+        # After the last request: the share links' fetch counts of this process are written.
+        self.app.state.feed.close()
         self._server = None
         self._thread = None
 
