@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from calendar_svc import timezones
 from calendar_svc.db import is_sqlite
+from calendar_svc.durations import format_duration
 from calendar_svc.errors import (
     AlreadyExistsError,
     NotFoundError,
@@ -121,6 +122,21 @@ def raw_of(entry: Entry) -> dict[str, Any]:
     if entry.exdates:
         raw["exdate"] = [_wall_text_value(text) for text in entry.exdates]
     return raw
+
+
+def keep_length(entry: Entry, raw: dict[str, Any], start: Any) -> None:
+    """Make ``raw`` (``entry``'s table) start at ``start`` and last as long as ``entry``
+    does: a timed entry its exact length (``duration``, ending in its end zone), an
+    all-day one its number of days. A start of the other kind (a date for a timed entry)
+    keeps no length: the validator's defaults apply."""
+    for key in ("end", "fold", "end_fold", "duration"):
+        raw.pop(key, None)
+    raw["start"] = start
+    if isinstance(start, datetime):
+        if not entry.all_day:
+            raw["duration"] = format_duration(entry.end_utc - entry.start_utc)
+    elif isinstance(start, date) and entry.all_day:
+        raw["end"] = start + (entry.last_day - entry.start_day)
 
 
 def validate(raw: dict[str, Any], *, source: str, default_zone: str) -> EntrySpec:

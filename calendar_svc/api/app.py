@@ -358,7 +358,7 @@ class Api:
 
         def write() -> Answer:
             now = self.store.clock()
-            with self.store.write(what="the change") as session:
+            with self.store.write() as session:
                 calendar = edits.lock_calendar(session, slug)
                 edits.check_version(calendar, match, f"calendar {slug!r}")
                 owner = session.scalar(
@@ -481,9 +481,14 @@ class Api:
                 # A new length replaces the end: keep only the zone it ends in.
                 end = current.get("end", {})
                 current["end"] = {k: v for k, v in end.items() if k == "zone"}
-            if _names_end(patch):
-                current.pop("duration", None)
-            return rep.entry_table(_merge(current, patch))
+            table = rep.entry_table(_merge(current, patch))
+            if _names(patch, "start") and not _names_end(patch) and "duration" not in patch:
+                # A new start alone moves the entry: it keeps its length.
+                fold = table.get("fold") if patch["start"].get("fold") is not None else None
+                edits.keep_length(entry, table, table["start"])
+                if fold is not None:
+                    table["fold"] = fold
+            return table
 
         return await self._edit(slug, uid, key, match, detach, "patched", patched)
 
@@ -506,7 +511,7 @@ class Api:
 
         def write() -> Answer:
             now = self.store.clock()
-            with self.store.write(what="the change") as session:
+            with self.store.write() as session:
                 calendar = edits.lock_calendar(session, slug)
                 entry = edits.find(session, calendar, uid)
                 edits.check_version(entry, match, f"entry {uid!r}")
@@ -532,7 +537,7 @@ class Api:
 
         def write() -> Answer:
             now = self.store.clock()
-            with self.store.write(what="the change") as session:
+            with self.store.write() as session:
                 calendar = edits.lock_calendar(session, slug)
                 entry = edits.find(session, calendar, uid)
                 edits.check_version(entry, match, f"entry {uid!r}")
@@ -561,7 +566,7 @@ class Api:
 
         def run() -> Answer:
             now = self.store.clock()
-            with self.store.write(what="the change") as session:
+            with self.store.write() as session:
                 if name is not None:
                     found = idempotency.find(session, key.id, name)
                     if found is not None:
@@ -627,9 +632,14 @@ class Api:
         return await run_in_threadpool(read)
 
 
+def _names(patch: Mapping[str, Any], time: str) -> bool:
+    """Whether a patch gives ``start.local`` or ``end.local``."""
+    value = patch.get(time)
+    return isinstance(value, dict) and value.get("local") is not None
+
+
 def _names_end(patch: Mapping[str, Any]) -> bool:
-    end = patch.get("end")
-    return isinstance(end, dict) and end.get("local") is not None
+    return _names(patch, "end")
 
 
 def _replay(found: idempotency.StoredAnswer, digest: str) -> Answer:

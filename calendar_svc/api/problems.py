@@ -25,6 +25,7 @@ from calendar_svc.errors import (
     NotFoundError,
     ReadOnlyEntryError,
     StaleVersionError,
+    StoreError,
 )
 
 PROBLEM_TYPE = "application/problem+json"
@@ -80,4 +81,6 @@ def from_error(
         return ApiProblem(412, str(exc))
     if isinstance(exc, ConflictError | ReadOnlyEntryError):
         return ApiProblem(409, str(exc))
+    if isinstance(exc, StoreError):
+        return ApiProblem(503, f"the database refused: {exc}", headers={"Retry-After": "5"})
     return ApiProblem(500, "internal error")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import click
@@ -21,7 +21,7 @@ from sqlalchemy import select
 from calendar_svc import entry_edits as edits
 from calendar_svc.cli.context import CliContext, echo_json, pass_ctx
 from calendar_svc.cli.entries import echo_entry
-from calendar_svc.durations import format_duration, parse_duration
+from calendar_svc.durations import parse_duration
 from calendar_svc.errors import InputError
 from calendar_svc.models import Entry
 from calendar_svc.presenters import entry_json
@@ -159,19 +159,6 @@ def _validate(raw: dict[str, Any], zone: str, names: dict[str, str] | None = Non
         raise InputError(f"{option}: {exc.detail}" if option else exc.detail) from None
 
 
-def _keep_length(entry: Entry, raw: dict[str, Any], start: Any) -> None:
-    """``raw`` starting at ``start`` (a date or date-time) for as long as ``entry`` lasts."""
-    raw.pop("end", None)
-    raw.pop("fold", None)
-    raw.pop("end_fold", None)
-    raw["start"] = start
-    if isinstance(start, datetime):
-        if not entry.all_day:
-            raw["duration"] = format_duration(entry.end_utc - entry.start_utc)
-    elif isinstance(start, date) and entry.all_day:
-        raw["end"] = start + (entry.last_day - entry.start_day)
-
-
 def _show(ctx: CliContext, slug: str, uid: str, as_json: bool, said: str) -> None:
     entry = ctx.store.find_entry(uid, slug)
     if as_json:
@@ -299,7 +286,7 @@ def edit(
 
     def change(entry: Entry, raw: dict[str, Any]) -> None:
         if "start" in given and "end" not in given and "duration" not in given:
-            _keep_length(entry, raw, edits.wall_value(given["start"]))
+            edits.keep_length(entry, raw, edits.wall_value(given["start"]))
         if "duration" in given:
             raw.pop("end", None)
             raw.pop("end_fold", None)
@@ -363,9 +350,9 @@ def move(
             if entry.all_day:
                 if shift % timedelta(days=1):
                     raise InputError("--by: an all-day entry moves by whole days (P1D, -P2D)")
-                _keep_length(entry, raw, entry.start_day + shift)
+                edits.keep_length(entry, raw, entry.start_day + shift)
             else:
-                _keep_length(entry, raw, entry.start_local + shift)
+                edits.keep_length(entry, raw, entry.start_local + shift)
             return
         assert to is not None
         if re.fullmatch(r"\d{1,2}:\d{2}", to.strip()):
@@ -378,7 +365,7 @@ def move(
                 raise InputError(f"--to: {exc}") from None
         else:
             target = edits.wall_value(to)
-        _keep_length(entry, raw, target)
+        edits.keep_length(entry, raw, target)
 
     names = {"start": "--by" if by is not None else "--to", "duration": "--by/--to"}
     changed = _change(ctx, slug, uid, detach, change, names)
