@@ -262,13 +262,10 @@ validation.described(
     _geo,
     {
         "type": "array",
-        "prefixItems": [
-            {"type": "number", "minimum": -90, "maximum": 90},
-            {"type": "number", "minimum": -180, "maximum": 180},
-        ],
+        "items": {"type": "number", "minimum": -180, "maximum": 180},
         "minItems": 2,
         "maxItems": 2,
-        "description": "[latitude, longitude] in degrees",
+        "description": "[latitude (-90 to 90), longitude (-180 to 180)] in degrees",
     },
 )
 validation.described(_url, {"type": "string", "description": "an http(s) URL, or empty"})

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from calendar_svc import entry_edits as edits
 from calendar_svc import idempotency
@@ -97,6 +98,8 @@ def _if_match(request: Request) -> set[int] | None:
             "this request changes what it names: send If-Match with the ETag you read "
             '(e.g. If-Match: "3"), so a change made since is not overwritten',
         )
+    if not value.strip():
+        raise ApiProblem(400, 'If-Match is empty: send the ETag you read (e.g. If-Match: "3")')
     if value.strip() == "*":
         return None
     versions = set()
@@ -184,21 +187,24 @@ class Api:
 
     def routes(self) -> list[Route]:
         entry = "/calendars/{slug}/entries/{uid}"
-        return [
-            Route("/openapi.json", self.openapi_json, methods=["GET"]),
-            Route("/calendars", self._wrap(self.list_calendars), methods=["GET"]),
-            Route("/calendars", self._wrap(self.create_calendar), methods=["POST"]),
-            Route("/calendars/{slug}", self._wrap(self.get_calendar), methods=["GET"]),
-            Route("/calendars/{slug}", self._wrap(self.patch_calendar), methods=["PATCH"]),
-            Route("/calendars/{slug}/entries", self._wrap(self.list_entries), methods=["GET"]),
-            Route("/calendars/{slug}/entries", self._wrap(self.create_entry), methods=["POST"]),
-            Route(entry, self._wrap(self.get_entry), methods=["GET"]),
-            Route(entry, self._wrap(self.replace_entry), methods=["PUT"]),
-            Route(entry, self._wrap(self.patch_entry), methods=["PATCH"]),
-            Route(entry, self._wrap(self.delete_entry), methods=["DELETE"]),
-            Route(f"{entry}/cancel", self._wrap(self.cancel_entry), methods=["POST"]),
-            Route("/calendars/{slug}/reminders", self._wrap(self.reminders), methods=["GET"]),
-        ]
+        # One route per path, whatever its methods, so a 405 lists them all in Allow.
+        table = {
+            "/calendars": {"GET": self.list_calendars, "POST": self.create_calendar},
+            "/calendars/{slug}": {"GET": self.get_calendar, "PATCH": self.patch_calendar},
+            "/calendars/{slug}/entries": {"GET": self.list_entries, "POST": self.create_entry},
+            entry: {
+                "GET": self.get_entry,
+                "PUT": self.replace_entry,
+                "PATCH": self.patch_entry,
+                "DELETE": self.delete_entry,
+            },
+            f"{entry}/cancel": {"POST": self.cancel_entry},
+            "/calendars/{slug}/reminders": {"GET": self.reminders},
+        }
+        routes = [Route("/openapi.json", self.openapi_json, methods=["GET"])]
+        for path, handlers in table.items():
+            routes.append(Route(path, self._wrap(handlers), methods=list(handlers)))
+        return routes
 
     # --- the frame every endpoint runs in ----------------------------------------------
 
@@ -211,9 +217,11 @@ class Api:
         return problem_response(ApiProblem(exc.status_code, detail, headers=headers))
 
     def _wrap(
-        self, handler: Callable[[Request, KeyInfo], Awaitable[Answer]]
+        self, handlers: Mapping[str, Callable[[Request, KeyInfo], Awaitable[Answer]]]
     ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
+            # HEAD is answered as GET (Starlette sends no body for it).
+            handler = handlers["GET" if request.method == "HEAD" else request.method]
             try:
                 address = request.client.host if request.client else "unknown"
                 self.auth.check_address(address)
@@ -319,6 +327,7 @@ class Api:
         return Answer(200, rep.calendar_json(calendar), {"ETag": _etag(calendar.version)})
 
     async def create_calendar(self, request: Request, key: KeyInfo) -> Answer:
+        _idempotency_key(request)  # a bad one is refused before anything else
         self._writable(key)
         raw, body = await self._json_body(request, JSON_TYPES)
         table = rep.calendar_table(body)
@@ -360,6 +369,9 @@ class Api:
             now = self.store.clock()
             with self.store.write() as session:
                 calendar = edits.lock_calendar(session, slug)
+                current = rep.calendar_json(calendar)
+                merged = _merge({k: current[k] for k in rep.CALENDAR_WRITABLE}, body)
+                values = _calendar_values(rep.calendar_table(merged))
                 edits.check_version(calendar, match, f"calendar {slug!r}")
                 owner = session.scalar(
                     select(Entry.origin_name)
@@ -376,9 +388,6 @@ class Api:
                         f"calendar {slug!r} is defined by schedule file {owner}: its name, zone "
                         "and offsets come from that file's [calendar] table; change them there",
                     )
-                current = rep.calendar_json(calendar)
-                merged = _merge({k: current[k] for k in rep.CALENDAR_WRITABLE}, body)
-                values = _calendar_values(rep.calendar_table(merged))
                 if any(getattr(calendar, k) != v for k, v in values.items()):
                     for name, value in values.items():
                         setattr(calendar, name, value)
@@ -420,6 +429,7 @@ class Api:
         return await run_in_threadpool(read)
 
     async def create_entry(self, request: Request, key: KeyInfo) -> Answer:
+        _idempotency_key(request)  # a bad one is refused before anything else
         slug = request.path_params["slug"]
         self._calendar_in_scope(key, slug)
         self._writable(key)
@@ -540,9 +550,10 @@ class Api:
             with self.store.write() as session:
                 calendar = edits.lock_calendar(session, slug)
                 entry = edits.find(session, calendar, uid)
+                # A body that is wrong is wrong whatever the version: 422 before 412 or 409.
+                spec = _validate(table_of(entry), calendar.timezone)
                 edits.check_version(entry, match, f"entry {uid!r}")
                 took = edits.check_owner(entry, detach=detach, how='"detach": true')
-                spec = _validate(table_of(entry), calendar.timezone)
                 changed = edits.replace(session, entry, spec, owner=key.name, detach=took, now=now)
                 if changed or took:
                     self._changed(action if changed else "detached", key, slug, uid, entry.version)
@@ -559,9 +570,7 @@ class Api:
     ) -> Answer:
         """``write`` in one transaction; with an ``Idempotency-Key``, its answer recorded
         there, and a retry answered with it (422 when the key came with another request)."""
-        name = request.headers.get("idempotency-key")
-        if name is not None and not 0 < len(name) <= idempotency.KEY_MAX:
-            raise ApiProblem(422, f"Idempotency-Key must be 1 to {idempotency.KEY_MAX} characters")
+        name = _idempotency_key(request)
         digest = idempotency.request_digest(request.method, request.url.path, raw)
 
         def run() -> Answer:
@@ -632,6 +641,16 @@ class Api:
         return await run_in_threadpool(read)
 
 
+def _idempotency_key(request: Request) -> str | None:
+    """The request's ``Idempotency-Key`` (None: none); 400 when it is empty or too long."""
+    name = request.headers.get("idempotency-key")
+    if name is not None and not 0 < len(name) <= idempotency.KEY_MAX:
+        raise ApiProblem(
+            400, f"Idempotency-Key must be 1 to {idempotency.KEY_MAX} characters, got {len(name)}"
+        )
+    return name
+
+
 def _names(patch: Mapping[str, Any], time: str) -> bool:
     """Whether a patch gives ``start.local`` or ``end.local``."""
     value = patch.get(time)
@@ -674,3 +693,15 @@ def _calendar_values(table: dict[str, Any]) -> dict[str, Any]:
 def build_api(store: Store, config: Config) -> Starlette:
     """The API app (its paths relative to ``/api/v1``)."""
     return Api(store, config).app
+
+
+def mount(store: Store, config: Config) -> Mount:
+    """The API mounted at ``/api/v1``, for the feed app's routes.
+
+    Starlette matches a mount with ``.*``, which stops at a newline: a path such as
+    ``/api/v1/calendars/a%0Ab`` would fall through to the feed's plain 404. Matched
+    with DOTALL, every path under the prefix is the API's, and gets its problems.
+    """
+    mounted = Mount(PREFIX, app=build_api(store, config))
+    mounted.path_regex = re.compile(mounted.path_regex.pattern, re.DOTALL)
+    return mounted

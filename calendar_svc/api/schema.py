@@ -105,7 +105,8 @@ def _time_object(*, write: bool, patch: bool) -> dict[str, Any]:
     zone = dict(key_schema(ENTRY_TABLE, keys["zone"], write=True))
     zone["description"] = "IANA zone (default: the calendar's; for end, the start's)"
     properties = {
-        "local": LOCAL,
+        # In a merge patch, null removes a member (it takes its default).
+        "local": nullable(LOCAL) if patch else LOCAL,
         "zone": zone,
         "fold": key_schema(ENTRY_TABLE, keys["fold"], write=True),
     }
@@ -329,12 +330,15 @@ _SLUG = {
     "description": "the calendar's slug",
 }
 _UID = {"name": "uid", "in": "path", "required": True, "schema": {"type": "string"}}
+# Not "required" in the document's sense: a request without it is well formed, and is
+# answered 428 (listed) rather than 400, as RFC 6585 says.
 _IF_MATCH = {
     "name": "If-Match",
     "in": "header",
-    "required": True,
+    "required": False,
     "schema": {"type": "string"},
-    "description": 'the ETag read (e.g. "3"); a stale one is 412, none 428',
+    "description": 'the ETag read (e.g. "3"): needed, a request without it is 428; a stale '
+    "one is 412",
 }
 _IDEMPOTENCY = {
     "name": "Idempotency-Key",
@@ -563,7 +567,7 @@ def openapi() -> dict[str, Any]:
                 "parameters": [_IF_MATCH],
                 "responses": {
                     "204": {"description": "deleted"},
-                    **_problems(403, 404, 409, 412, 428),
+                    **_problems(400, 403, 404, 409, 412, 428),
                 },
             },
         },
@@ -573,10 +577,10 @@ def openapi() -> dict[str, Any]:
                 "operationId": "cancelEntry",
                 "summary": "Cancel an entry (it stays in the feed as STATUS:CANCELLED; its "
                 "reminders stop)",
-                "parameters": [_IF_MATCH, _IDEMPOTENCY],
+                "parameters": [_IF_MATCH],
                 "responses": {
                     "200": _json(_ref("Entry"), "cancelled", headers=_ETAG),
-                    **_problems(403, 404, 409, 412, 428),
+                    **_problems(400, 403, 404, 409, 412, 428),
                 },
             },
         },

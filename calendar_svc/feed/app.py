@@ -373,11 +373,9 @@ def build_app(store: Store, config: Config, observers: Observers | None = None) 
         routes += pages.routes()
     if config.api.enabled:
         # Imported here: the API is only loaded where it is switched on.
-        from starlette.routing import Mount
+        from calendar_svc.api.app import mount
 
-        from calendar_svc.api.app import PREFIX, build_api
-
-        routes.append(Mount(PREFIX, app=build_api(store, config)))
+        routes.append(mount(store, config))
     app = FeedApp(routes=routes, exception_handlers={404: not_found})
     app.state.feed = endpoint
     app.state.observers = observers
