@@ -8,6 +8,7 @@ import json
 from datetime import datetime
 
 import pytest
+from conftest import TRIP
 
 from calendar_svc.api import representation as rep
 from calendar_svc.api.schema import EXAMPLE_CALENDAR, EXAMPLE_ENTRY, EXAMPLE_FLIGHT, openapi
@@ -16,7 +17,6 @@ from calendar_svc.errors import ApiProblem
 from calendar_svc.models import EntryStatus
 from calendar_svc.schedule_files import ENTRY_TABLE, load_file
 from calendar_svc.store import Store
-from conftest import TRIP
 
 
 def test_every_key_of_an_entries_table_is_a_member_of_a_body() -> None:
@@ -49,12 +49,12 @@ def test_the_examples_are_the_trip_s_entries(example: dict[str, object]) -> None
 
 def test_the_calendar_example_is_the_trip_s_calendar() -> None:
     trip = load_file(TRIP)
-    assert EXAMPLE_CALENDAR == {
+    assert {
         "slug": trip.slug,
         "name": trip.name,
         "timezone": trip.timezone,
         "reminders": list(trip.reminders or ()),
-    }
+    } == EXAMPLE_CALENDAR
 
 
 def test_a_stored_entry_round_trips_through_its_table(trip_store: Store) -> None:
