@@ -329,12 +329,18 @@ def move(
 ) -> None:
     """Move entry UID of calendar SLUG, keeping its length; subscribers and reminders follow.
 
+    Its SEQUENCE rises, the feed shows the new time on the next poll and a
+    running daemon re-plans its reminders within [reminders] poll_interval. An
+    entry that a schedule file or a source owns is refused (move it there)
+    unless --detach takes it over.
+
     \b
     Examples:
-      calendar-svc move rubio-2025-09 sheinbaum-bilateral --by PT1H
+      calendar-svc move rubio-2025-09 sheinbaum-bilateral --by PT1H --detach
       calendar-svc move rubio-2025-09 noboa-meeting --to "2025-09-04 12:00" --detach
       calendar-svc move rubio-2025-09 press-quito --to 17:30
-      calendar-svc move rubio-2025-09 trip-overview --by P1D
+      calendar-svc move rubio-2025-09 press-quito --by=-PT30M
+      calendar-svc move rubio-2025-09 trip-overview --by P1D --detach
     """
     if (by is None) == (to is None):
         raise InputError("give --by DURATION or --to TIME (one of them)")
