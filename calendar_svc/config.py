@@ -123,6 +123,21 @@ class FeedConfig:
 
 
 @dataclass(frozen=True)
+class ApiConfig:
+    """``[api]``: the HTTP API under ``/api/v1``, served beside the feeds when enabled."""
+
+    enabled: bool = setting(boolean, False)
+    # The largest request body accepted (413 above it).
+    max_body: int = setting(integer(1024, 100 * 1000 * 1000), 1000 * 1000)
+    # Failed authentications one client address may make within auth_window before it is
+    # answered 429 until the window has passed.
+    auth_failures: int = setting(integer(1, 1000 * 1000), 10)
+    auth_window: timedelta = setting(duration(positive=True), timedelta(minutes=1))
+    # How long the first answer to a POST with an Idempotency-Key is kept for its retries.
+    idempotency_ttl: timedelta = setting(duration(positive=True), timedelta(days=1))
+
+
+@dataclass(frozen=True)
 class Route:
     """Reminders of ``calendar`` (``*`` = any), optionally only of ``category``, go to
     ``channels``."""
@@ -240,6 +255,7 @@ class Config:
     schedules: tuple[str, ...]
     database: DatabaseConfig
     feed: FeedConfig = field(default_factory=FeedConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
     reminders: RemindersConfig = field(default_factory=RemindersConfig)
     display: DisplayConfig = field(default_factory=DisplayConfig)
     time: TimeConfig = field(default_factory=TimeConfig)
@@ -407,6 +423,8 @@ def parse_config(
     feed_values.setdefault("public_url", f"http://127.0.0.1:{port}")
     feed = FeedConfig(**feed_values)
 
+    api = ApiConfig(**read_section(ApiConfig, section("api")))
+
     rem = section("reminders")
     routes = tuple(
         _route(Table(raw, rem.place.within(f"routes[{index}]")))
@@ -468,6 +486,7 @@ def parse_config(
         schedules=schedules,
         database=DatabaseConfig(url=url),
         feed=feed,
+        api=api,
         reminders=reminders,
         display=display,
         time=time_config,

@@ -16,7 +16,12 @@ The hierarchy::
     ├── StoreError                   the database refused or is in a bad state
     │   ├── NotFoundError            no such calendar / entry
     │   ├── ReadOnlyEntryError       the entry belongs to a source (a followed feed)
+    │   ├── ConflictError            a write that clashes with what is stored
+    │   │   ├── OwnedEntryError      another owner (a schedule file, a source) holds the entry
+    │   │   ├── AlreadyExistsError   the calendar or entry exists already
+    │   │   └── StaleVersionError    it changed since the version the writer read (If-Match)
     │   └── AlreadyRunningError      a second daemon on one SQLite file
+    ├── ApiProblem                   an HTTP API request refused (status, RFC 9457 problem)
     ├── DaemonStateError             a daemon call that does not fit its state (a bug)
     ├── SourceError                  a source (a followed ICS feed) could not be fetched
     └── NotifierError                a reminder could not be delivered
@@ -177,8 +182,47 @@ class ReadOnlyEntryError(StoreError):
     exit_code = 2
 
 
+class ConflictError(StoreError):
+    """A write that clashes with what is stored (HTTP 409, or 412 for a stale version)."""
+
+    exit_code = 2
+
+
+class OwnedEntryError(ConflictError):
+    """The entry belongs to a schedule file or a source: only it changes the entry, unless
+    the writer detaches the entry from it (``--detach``, ``"detach": true``)."""
+
+
+class AlreadyExistsError(ConflictError):
+    """A calendar or entry with that slug or uid exists already."""
+
+
+class StaleVersionError(ConflictError):
+    """The entry or calendar changed since the version the writer read (``If-Match``)."""
+
+
 class AlreadyRunningError(StoreError):
     """Another daemon already runs against this SQLite database."""
+
+
+class ApiProblem(CalendarSvcError):
+    """An HTTP API request refused, as an RFC 9457 problem: ``status``, ``detail`` (the
+    message), the JSON ``pointer`` of the field at fault when there is one, and extra
+    response ``headers`` (``Retry-After``, ``WWW-Authenticate``, ``Allow``)."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        pointer: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        self.status = status
+        self.detail = detail
+        self.pointer = pointer
+        self.headers = dict(headers or {})
+        super().__init__(f"{pointer}: {detail}" if pointer else detail)
 
 
 class DaemonStateError(CalendarSvcError, RuntimeError):

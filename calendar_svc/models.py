@@ -227,8 +227,14 @@ class Entry(Base):
     source_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The row's version (the API's ETag): SQLAlchemy raises it on every ORM write of the
+    # row and refuses an UPDATE or DELETE of a row another transaction changed since it
+    # was read (``version_id_col``), whoever the writer is (import, CLI, API, rederive).
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     calendar: Mapped[Calendar] = relationship(back_populates="entries")
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - SQLAlchemy's own form
 
     @property
     def start_day(self) -> date:
@@ -366,3 +372,57 @@ class ShareLink(Base):
     last_user_agent: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     calendar: Mapped[Calendar] = relationship()
+
+
+class ApiKey(Base):
+    """A bearer key of the HTTP API, stored as the SHA-256 digest of its token.
+
+    ``calendars`` (slugs) is its scope: None = every calendar, else those alone
+    (any other is 404 to it). ``read_only`` keys may only read. A key works until
+    ``expires_at`` or until it is revoked (``revoked_at``; the row stays, so
+    ``calendar-svc api-key list`` still shows who had access). A name is unique among
+    the live keys.
+    """
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        Index(
+            "uq_api_keys_live_name",
+            "name",
+            unique=True,
+            sqlite_where=text("revoked_at IS NULL"),
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # Hex SHA-256 of the token; the token itself is shown once and never stored.
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    calendars: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    read_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class IdempotentRequest(Base):
+    """The first answer to a ``POST`` that carried an ``Idempotency-Key``, kept for a while
+    so that a retry of the same request gets the same answer instead of a second entry.
+
+    ``request_digest`` is a SHA-256 of the method, path and body: the same key with another
+    request is refused. Rows older than ``[api] idempotency_ttl`` are deleted on the way.
+    """
+
+    __tablename__ = "api_idempotency"
+    __table_args__ = (UniqueConstraint("key_id", "idempotency_key", name="uq_api_idempotency"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    request_digest: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    # The answer's headers that matter to a retry (Location, ETag) and its JSON body.
+    headers: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -238,6 +238,47 @@ _categories = validation.then(
 )
 
 
+# What each reader accepts, as JSON Schema (the API's OpenAPI document is built from the
+# schema below; the readers stay the judges of every value).
+validation.described(_visible_text, {"type": "string", "minLength": 1})
+validation.described(
+    _offsets,
+    {
+        "type": "array",
+        "items": {"type": "string", "description": "an ISO 8601 duration before the start"},
+        "description": "reminder offsets before the start ([] = none)",
+        "examples": [["PT1H", "PT15M"]],
+    },
+)
+validation.described(
+    _fold,
+    {
+        "enum": [0, 1],
+        "description": "only for a wall time a DST change skips or repeats: 0 = the offset "
+        "before the change (the first of two), 1 = the offset after it",
+    },
+)
+validation.described(
+    _geo,
+    {
+        "type": "array",
+        "items": {"type": "number", "minimum": -180, "maximum": 180},
+        "minItems": 2,
+        "maxItems": 2,
+        "description": "[latitude (-90 to 90), longitude (-180 to 180)] in degrees",
+    },
+)
+validation.described(_url, {"type": "string", "description": "an http(s) URL, or empty"})
+validation.described(
+    _rrule,
+    {
+        "type": "string",
+        "description": "an RFC 5545 recurrence rule",
+        "examples": ["FREQ=DAILY;COUNT=3"],
+    },
+)
+
+
 # --- the schema ------------------------------------------------------------------------------
 
 
@@ -303,6 +344,12 @@ class _EntryTable:
     # Read by ``parse_entry`` once the start (and so the zone) is known.
     rdate: Any = setting(validation.anything, None)
     exdate: Any = setting(validation.anything, None)
+
+
+#: The schemas of an ``[[entries]]`` table and of ``[calendar]``, for what describes them
+#: elsewhere (the API's OpenAPI document is generated from their fields' readers).
+ENTRY_TABLE = _EntryTable
+CALENDAR_TABLE = _CalendarTable
 
 
 # --- entries ---------------------------------------------------------------------------------

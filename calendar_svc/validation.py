@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import time, timedelta
@@ -79,6 +80,27 @@ def _choice_text(choice: Any) -> str:
     return choice if isinstance(choice, str) else repr(choice)
 
 
+# --- what a reader accepts, as JSON Schema -------------------------------------------------
+
+# reader -> the JSON Schema of the values it accepts (kept beside the reader, not in it, so a
+# reader stays a plain function). The API's OpenAPI document is built from these.
+_SCHEMAS: weakref.WeakKeyDictionary[Callable[..., Any], dict[str, Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def described(reader: Reader[T], schema: Mapping[str, Any]) -> Reader[T]:
+    """``reader``, recorded as accepting what the JSON Schema ``schema`` describes (its shape;
+    the reader itself stays the judge of the value)."""
+    _SCHEMAS[reader] = dict(schema)
+    return reader
+
+
+def json_schema(reader: Reader[Any]) -> dict[str, Any]:
+    """The JSON Schema of what ``reader`` accepts (``{}``, anything, when not described)."""
+    return dict(_SCHEMAS.get(reader, {}))
+
+
 # --- readers of single values --------------------------------------------------------------
 
 
@@ -96,6 +118,10 @@ def boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise mismatch("true or false", value)
     return value
+
+
+described(text, {"type": "string"})
+described(boolean, {"type": "boolean"})
 
 
 def _bounded(value: T, minimum: float | None, maximum: float | None) -> T:
@@ -118,7 +144,7 @@ def integer(minimum: int | None = None, maximum: int | None = None) -> Reader[in
             raise mismatch("an integer", value)
         return _bounded(value, minimum, maximum)
 
-    return read
+    return described(read, {"type": "integer", **_limits(minimum, maximum)})
 
 
 def number(minimum: float | None = None, maximum: float | None = None) -> Reader[float]:
@@ -129,7 +155,7 @@ def number(minimum: float | None = None, maximum: float | None = None) -> Reader
             raise mismatch("a number", value)
         return float(_bounded(value, minimum, maximum))
 
-    return read
+    return described(read, {"type": "number", **_limits(minimum, maximum)})
 
 
 def one_of(*choices: Any, fold_case: bool = False) -> Reader[Any]:
@@ -143,7 +169,7 @@ def one_of(*choices: Any, fold_case: bool = False) -> Reader[Any]:
             raise ValueError(f"expected one of {listed}, got {value!r}")
         return key
 
-    return read
+    return described(read, {"enum": [str(c) if isinstance(c, str) else c for c in choices]})
 
 
 def matching(pattern: str | re.Pattern[str], description: str) -> Reader[str]:
@@ -155,7 +181,9 @@ def matching(pattern: str | re.Pattern[str], description: str) -> Reader[str]:
             raise ValueError(f"must be {description}, got {value!r}")
         return value
 
-    return read
+    return described(
+        read, {"type": "string", "pattern": f"^(?:{compiled.pattern})$", "description": description}
+    )
 
 
 def duration(*, positive: bool = False) -> Reader[timedelta]:
@@ -167,7 +195,7 @@ def duration(*, positive: bool = False) -> Reader[timedelta]:
             raise ValueError("must be longer than zero")
         return parsed
 
-    return read
+    return described(read, _DURATION)
 
 
 def durations(value: Any) -> tuple[timedelta, ...]:
@@ -241,7 +269,7 @@ def list_of(item: Reader[T], wanted: str) -> Reader[list[T]]:
         except ValueError:
             raise ValueError(f"expected {wanted}, found {_bad_item(item, value)!r}") from None
 
-    return read
+    return described(read, {"type": "array", "items": json_schema(item)})
 
 
 def _bad_item(item: Reader[Any], values: list[Any]) -> Any:
@@ -290,7 +318,34 @@ def then(reader: Reader[T], *checks: Callable[[T], U]) -> Reader[Any]:
             result = check(result)
         return result
 
-    return read
+    return described(read, json_schema(reader))
+
+
+def _limits(minimum: float | None, maximum: float | None) -> dict[str, float]:
+    limits: dict[str, float] = {}
+    if minimum is not None:
+        limits["minimum"] = minimum
+    if maximum is not None:
+        limits["maximum"] = maximum
+    return limits
+
+
+_DURATION: Final = {
+    "type": "string",
+    "description": "an ISO 8601 duration (PT15M, PT1H, P1D)",
+    "examples": ["PT1H"],
+}
+described(nonblank, {"type": "string", "minLength": 1})
+described(table, {"type": "object"})
+described(durations, {"type": "array", "items": _DURATION})
+described(
+    zone,
+    {
+        "type": "string",
+        "description": "an IANA zone name (America/Mexico_City; Quito is America/Guayaquil)",
+        "examples": ["America/Mexico_City"],
+    },
+)
 
 
 # --- where values come from ----------------------------------------------------------------

@@ -26,6 +26,7 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 SECTIONS = {
     "database": cfg.DatabaseConfig,
     "feed": cfg.FeedConfig,
+    "api": cfg.ApiConfig,
     "reminders": cfg.RemindersConfig,
     "display": cfg.DisplayConfig,
     "time": cfg.TimeConfig,

@@ -97,6 +97,11 @@ RANKS: dict[str, int] = {
     "sources": 4,  # followed ICS feeds: fetch (network), sync (store), the loop thread
     "sources.*": 4,
     "shares": 3,  # share links: tokens as digests, fetch statistics
+    "entry_edits": 3,  # one entry added, changed or moved (CLI and API), through the validator
+    "api_keys": 3,  # the HTTP API's keys: tokens as digests, scope, expiry
+    "idempotency": 3,  # the first answers to POSTs with an Idempotency-Key
+    "api": 4,  # the HTTP API under /api/v1, beside the feed
+    "api.*": 4,
     "page.endpoint": 4,  # the page over HTTP, beside the feed
     "reminders.planner": 4,
     "reminders.alarms": 4,

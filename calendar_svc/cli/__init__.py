@@ -88,6 +88,7 @@ def cli(ctx: click.Context, config_path: str | None, database_url: str | None) -
       calendar-svc list                                  see it in local times
       calendar-svc feed-url rubio-2025-09                URL to subscribe to, its page
       calendar-svc share rubio-2025-09 --name "Press"    a link for one subscriber
+      calendar-svc move rubio-2025-09 UID --by PT1H      a meeting slips an hour
       calendar-svc run                                   daemon: reminders + feed
     """
     state = CliContext(config_path=config_path, database_url=database_url)
@@ -96,9 +97,19 @@ def cli(ctx: click.Context, config_path: str | None, database_url: str | None) -
 
 
 def _register() -> None:
-    from calendar_svc.cli import doctor, entries, feed, notify, reminders, shares, sources
+    from calendar_svc.cli import (
+        api_keys,
+        doctor,
+        edit,
+        entries,
+        feed,
+        notify,
+        reminders,
+        shares,
+        sources,
+    )
 
-    for module in (entries, feed, shares, reminders, notify, sources, doctor):
+    for module in (entries, edit, feed, shares, api_keys, reminders, notify, sources, doctor):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -14,7 +14,7 @@ from calendar_svc.errors import InputError
 from calendar_svc.event_log import logging_bus
 from calendar_svc.filters import EntryFilter, parse_filter
 from calendar_svc.importer import ImportReport
-from calendar_svc.models import EntryStatus
+from calendar_svc.models import Entry, EntryStatus
 from calendar_svc.presenters import duration_text, entry_json, when_text
 from calendar_svc.schedule_import import import_together
 from calendar_svc.schedule_loader import is_ics
@@ -234,10 +234,15 @@ def show(ctx: CliContext, uid: str, calendar: str | None, as_json: bool) -> None
       calendar-svc show noboa-meeting --json
     """
     entry = ctx.store.find_entry(uid, calendar)
-    data = entry_json(entry)
     if as_json:
-        echo_json(data)
+        echo_json(entry_json(entry))
         return
+    echo_entry(entry)
+
+
+def echo_entry(entry: Entry) -> None:
+    """An entry in full, as ``show`` prints it (``add``, ``edit`` and ``move`` too)."""
+    data = entry_json(entry)
     click.echo(f"{entry.title}")
     click.echo(f"  when:       {when_text(entry)}")
     click.echo(f"  utc:        {data['start_utc']} → {data['end_utc']}")

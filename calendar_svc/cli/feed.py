@@ -97,7 +97,8 @@ def serve(ctx: CliContext, host: str | None, port: int | None) -> None:
     `calendar-svc run` serves the same feeds inside the daemon; use `serve`
     for a feed-only host (several can share one PostgreSQL database). Routes:
     /feeds/<token>/<slug>.ics, the subscribers' page /c/<token>/<slug> (unless
-    [feed] page = false), /healthz, /metrics. Logs go to stderr; feed tokens
+    [feed] page = false), /healthz, /metrics, and the HTTP API under /api/v1
+    when [api] enabled = true. Logs go to stderr; feed tokens and API keys
     never appear in them.
 
     \b

@@ -1,5 +1,6 @@
 """The feed HTTP app (Starlette): ``/feeds/{token}/{slug}.ics``, ``/healthz``, ``/metrics``,
-and the subscribers' page (``calendar_svc.page``) unless ``[feed] page = false``.
+the subscribers' page (``calendar_svc.page``) unless ``[feed] page = false``, and the HTTP
+API (``calendar_svc.api``, under ``/api/v1``) when ``[api] enabled``.
 
 The feed route is a plain ASGI endpoint rather than a request/response
 function: a subscriber's poll answered 304 is the hot path, and skipping
@@ -32,7 +33,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from calendar_svc import __version__
 from calendar_svc.config import Config
@@ -356,7 +357,7 @@ def build_app(store: Store, config: Config, observers: Observers | None = None) 
     async def not_found(request: Request, exc: Exception) -> Response:
         return not_found_response()
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/feeds/{token}/{slug}.ics", endpoint, methods=["GET", "HEAD"]),
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
@@ -370,6 +371,11 @@ def build_app(store: Store, config: Config, observers: Observers | None = None) 
             store, config, endpoint.access, observers.events, not_found=not_found_response
         )
         routes += pages.routes()
+    if config.api.enabled:
+        # Imported here: the API is only loaded where it is switched on.
+        from calendar_svc.api.app import mount
+
+        routes.append(mount(store, config))
     app = FeedApp(routes=routes, exception_handlers={404: not_found})
     app.state.feed = endpoint
     app.state.observers = observers
