@@ -23,6 +23,7 @@ from calendar_svc.reminders.lock import holder_pid
 from calendar_svc.reminders.planner import Planner
 from calendar_svc.reminders.rules import PlannedReminder
 from calendar_svc.timezones import UTC, iso_utc, time_text, to_local
+from calendar_svc.validation import in_range
 
 
 @click.command()
@@ -63,22 +64,29 @@ def run(ctx: CliContext, no_feed: bool, no_reminders: bool) -> None:
 
 
 def parse_instant(value: str | None, option: str, *, end: bool = False) -> datetime | None:
-    """``2025-09-02`` (a UTC day; ``--to`` includes it), or an ISO date-time (UTC unless offset)."""
+    """``2025-09-02`` (a UTC day; ``--to`` includes it), or an ISO date-time (UTC unless
+    offset), on the days entries may fall on (``validation.FIRST_DAY``..``LAST_DAY``)."""
     if value is None:
         return None
     try:
         if len(value) == 10:
             day = date.fromisoformat(value)
+            in_range(day, option)
             if end:
                 day += timedelta(days=1)
             return datetime.combine(day, time(), tzinfo=UTC)
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        in_range(parsed.date(), option)
+        instant = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        in_range(instant.date(), option)
+        return instant
+    except (ValueError, OverflowError) as exc:
+        if str(exc).startswith(option):  # out of range: in_range said which days are kept
+            raise InputError(str(exc)) from None
         raise InputError(
             f"{option} expects YYYY-MM-DD or an ISO date-time (UTC unless it has an offset), "
             f"got {value!r}"
         ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def local_text(instant: datetime, zone: str) -> str:
