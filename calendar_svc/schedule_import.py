@@ -8,7 +8,8 @@ Two ways to import, one per caller:
   what would have changed.
 * ``import_each`` (the daemon, when a watched file changed): each file in its
   own transaction; a file that fails is told as ``ScheduleImportFailed`` and
-  the others go on.
+  the others go on (also when reading it failed in a way no validator foresaw:
+  a bad file never stops the daemon).
 
 Files are read by ``schedule_loader.load_schedule`` (TOML as written, ``.ics``
 into a calendar). Either way each file imported is told as ``ScheduleImported``
@@ -96,6 +97,12 @@ def import_each(store: Store, paths: Sequence[Path], *, events: EventBus, config
             bad_file = isinstance(exc, InputError)
             events.emit(ScheduleImportFailed(file=str(path), error=str(exc), bad_file=bad_file))
             all_written = all_written and bad_file
+            continue
+        except (ValueError, TypeError, ArithmeticError, RecursionError) as exc:
+            # Whatever a file does to a reader that missed it, the other files still
+            # import and the daemon runs: the file is named, and read again when it changes.
+            error = f"{path}: cannot be read: {type(exc).__name__}: {exc}"
+            events.emit(ScheduleImportFailed(file=str(path), error=error, bad_file=True))
             continue
         _tell(events, [loaded.spec], report)
     return all_written

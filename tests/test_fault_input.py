@@ -46,7 +46,6 @@ from faults import (
     webhook,
     write_calendar,
     write_config,
-    xfail_today,
 )
 
 BAD_UID = "poisoned-entry"
@@ -511,7 +510,6 @@ def _write_bad_schedule(path: Path, kind: str) -> None:
         pytest.param(
             "byhour-99",
             id="byhour-99",
-            marks=xfail_today("1./2. a BYHOUR=99 file makes `calendar-svc run` exit 1"),
         ),
         pytest.param(
             "year-1-tokyo",
@@ -520,7 +518,7 @@ def _write_bad_schedule(path: Path, kind: str) -> None:
         pytest.param(
             "nested-1000",
             id="nested-1000",
-            marks=[full_only, xfail_today("2. a RecursionError file stops the daemon")],
+            marks=[full_only],
         ),
     ],
 )

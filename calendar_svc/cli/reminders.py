@@ -135,6 +135,7 @@ def reminders(ctx: CliContext, from_: str | None, to: str | None, as_json: bool)
     if end < start:
         raise InputError(f"--to {iso_utc(end)} is before --from {iso_utc(start)}")
     store = ctx.store
+    ctx.warn_isolated()
     found = Planner(store, config.reminders).schedule(start, end)
     if as_json:
         echo_json([reminder_json(r, config) for r in found])

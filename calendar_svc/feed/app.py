@@ -320,8 +320,9 @@ def build_app(store: Store, config: Config, observers: Observers | None = None) 
         reachable = await run_in_threadpool(store.ping)
         state = health.snapshot()
         ok = reachable and not state["scheduler_stuck"]
+        # Degraded: some entries are left out (isolated_entries), the rest runs.
         body = {
-            "status": "ok" if ok else "unavailable",
+            "status": ("degraded" if state["isolated_entries"] else "ok") if ok else "unavailable",
             "database": reachable,
             "version": __version__,
             **state,

@@ -236,7 +236,7 @@ class PageEndpoints:
             entry = self.store.find_entry(uid, head.slug)
         except (NotFoundError, InputError):
             return None
-        if not matches(entry, grant.narrow(EntryFilter())):
+        if not self.store.screen.usable([entry]) or not matches(entry, grant.narrow(EntryFilter())):
             return None
         calendar = entry.calendar
         zones = [] if entry.all_day else sorted({entry.start_tz, entry.end_tz})

@@ -25,6 +25,10 @@ on PostgreSQL a transaction-scoped advisory lock serialises the planners of
 several daemons, so a pass working from an old snapshot cannot resurrect a
 reminder that a newer pass cancelled.
 
+Entries whose stored values the engine cannot use are left out (the store's
+``screen``, told once as ``EntryIsolated``): their pending rows are cancelled
+as no rule produces them, and every other entry is planned as usual.
+
 What a pass did is told once it committed, as events on the planner's bus
 (``ReminderPlanned``, ``PlannerGap``, ``ReminderCancelled``, then
 ``PlannerPassed``): the log lines, metrics and health listen there. Clock
@@ -175,6 +179,7 @@ class Planner:
             report.cancelled = stale
         self._previous = now  # committed: this process has planned up to now
         self._tell(report, now)
+        self.store.recheck_isolated()  # isolated entries fixed or deleted since: restored
         return report
 
     def _tolerance(self, now: datetime) -> timedelta:
@@ -216,7 +221,8 @@ class Planner:
         lead = longest_offset(session, self.config.offsets)
         entries = entries_for_window(session, start, end, lead=lead, all_day_lead=ALL_DAY_LEAD)
         found: list[PlannedReminder] = []
-        for entry in entries:
+        # An entry the engine cannot use costs its own reminders, not everyone's.
+        for entry in self.store.screen.usable(entries):
             found.extend(
                 reminders_between(
                     entry,
