@@ -41,7 +41,15 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from sqlalchemy.sql import bindparam
 
 from calendar_svc.clock import Clock, now_utc
-from calendar_svc.db import DriverQuery, HeldConnection, first_line, is_sqlite, make_engine, migrate
+from calendar_svc.db import (
+    DriverQuery,
+    HeldConnection,
+    is_sqlite,
+    make_engine,
+    migrate,
+    sqlite_file,
+    why,
+)
 from calendar_svc.errors import InputError, NotFoundError, ReadOnlyEntryError, StoreError
 from calendar_svc.events import EventBus
 from calendar_svc.filters import EntryFilter, matches, next_day
@@ -153,7 +161,8 @@ class Store:
                 session.rollback()
                 if what is None:
                     raise
-                raise StoreError(f"the database refused {what}: {first_line(exc)}") from exc
+                reason = why(exc, sqlite_file(self.url))
+                raise StoreError(f"the database refused {what}: {reason}") from exc
             except BaseException:
                 session.rollback()
                 raise

@@ -16,7 +16,7 @@ from calendar_svc.clock import now_utc
 from calendar_svc.config import Config, load_config
 from calendar_svc.db import sqlite_file
 from calendar_svc.durations import format_duration
-from calendar_svc.errors import InputError
+from calendar_svc.errors import CalendarSvcError, InputError
 from calendar_svc.models import DeliveryStatus
 from calendar_svc.reminders import reports
 from calendar_svc.reminders.lock import holder_pid
@@ -48,7 +48,11 @@ def run(ctx: CliContext, no_feed: bool, no_reminders: bool) -> None:
         return load_config(ctx.config_path, database_url=ctx.database_url)
 
     daemon = Daemon(ctx.config, load_config=reload, feed=not no_feed, reminders=not no_reminders)
-    code = daemon.run()
+    try:
+        code = daemon.run()
+    except CalendarSvcError as exc:
+        # Its log already said why, as daemon.start_failed: one line, not the same twice.
+        raise SystemExit(exc.exit_code) from None
     if daemon.abandoned:
         # A notifier is still hung in a send thread past stop_timeout. Its row is back to
         # pending (sent again by the next daemon) and nothing more will be written. Leave
