@@ -97,6 +97,13 @@ def _free_bytes(database: Path) -> int | None:
     return None
 
 
+def unique_violation(exc: BaseException) -> bool:
+    """Whether ``exc`` is a unique index refusing a row another transaction committed first
+    (PostgreSQL's SQLSTATE 23505, SQLite's "UNIQUE constraint failed")."""
+    orig = getattr(exc, "orig", None) or exc
+    return getattr(orig, "sqlstate", None) == "23505" or "UNIQUE constraint failed" in str(orig)
+
+
 def private_folder(folder: Path) -> None:
     """Create ``folder`` (not its parents) readable by this user alone (0700), whatever the
     umask; an existing folder is left as it is."""

@@ -27,13 +27,14 @@ which the store keeps) and those of migrations (``db.migrate``,
 
 from __future__ import annotations
 
+import logging
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -48,6 +49,7 @@ from calendar_svc.db import (
     make_engine,
     migrate,
     sqlite_file,
+    unique_violation,
     why,
 )
 from calendar_svc.errors import InputError, NotFoundError, ReadOnlyEntryError, StoreError
@@ -58,6 +60,10 @@ from calendar_svc.models import Calendar, Entry, EntryStatus, OriginKind
 from calendar_svc.timezones import day_start_utc, ensure_utc
 
 _LOAD_CHUNK = 500  # ids per IN (...) when loading entries by id
+# How often a write that lost a race on a unique index is tried (write_retrying).
+_RACE_ATTEMPTS = 5
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def new_feed_token() -> str:
@@ -166,6 +172,29 @@ class Store:
             except BaseException:
                 session.rollback()
                 raise
+
+    def write_retrying(
+        self,
+        work: Callable[[Session], T],
+        *,
+        what: str,
+        dry_run: bool = False,
+        attempts: int = _RACE_ATTEMPTS,
+    ) -> T:
+        """``work(session)`` in one write transaction (``write``), run again from the start
+        when a unique index refused a row that a concurrent transaction committed first:
+        several daemons or imports bringing in the same new calendar at once on PostgreSQL.
+        The next attempt sees the other's rows and updates them instead. Quietly: only when
+        every attempt lost the race does the StoreError of ``write`` reach the caller."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.write(dry_run=dry_run, what=what) as session:
+                    return work(session)
+            except StoreError as exc:
+                if attempt == attempts or not unique_violation(exc.__cause__ or exc):
+                    raise
+                log.debug("store.retry", extra={"what": what, "attempt": attempt})
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def ping(self) -> bool:
         try:
