@@ -419,6 +419,8 @@ def _rule_walls(
     if high < dtstart or high < low:
         return
     until = rule.until_wall(zone)
+    if until is not None and until > high:
+        until = None  # it ends after the window: no bound here (and never past the year 9999)
     begin = dtstart if rule.count is not None else _moved_start(rule, dtstart, low)
     shift = max(0, (_STOP_YEAR - high.year) // _CYCLE_YEARS) * _CYCLE_YEARS
     moved = _dateutil(
