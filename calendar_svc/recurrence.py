@@ -396,6 +396,13 @@ def occurrence_times(
             yield wall, instant
 
 
+def rule_between(text: str, dtstart: datetime, low: datetime, high: datetime) -> list[datetime]:
+    """The wall times of the RRULE ``text`` from ``dtstart`` within ``[low, high]`` (naive; a
+    UTC UNTIL taken as written), searched within the same bounds as every expansion: for
+    rules that are not an entry's (a VTIMEZONE's observances). RuleError as ``parse_rule``."""
+    return list(_rule_walls(parse_rule(text), dtstart, "UTC", low, high))
+
+
 def wall_rule(rule: str, start_local: datetime, zone: str) -> du.rrule:
     """The RRULE ``rule`` from ``start_local`` as dateutil's ``rrule``, yielding the naive
     wall times in ``zone`` that ``occurrences`` expands (a UTC ``UNTIL`` read as the wall
@@ -415,7 +422,6 @@ def _rule_walls(
 ) -> Iterator[datetime]:
     """The rule's wall times within ``[low, high]``, at most ``limit``, searched
     within bounds (see the module's docstring)."""
-    high = min(high, _range_end() + timedelta(days=2))
     if high < dtstart or high < low:
         return
     until = rule.until_wall(zone)
