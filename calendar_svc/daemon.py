@@ -139,7 +139,7 @@ class Daemon:
 
         # Every collaborator exists from here on; start() and stop() only start and stop.
         self.watch = ScheduleWatch(config.schedule_files)
-        self.store = Store(config.database.url)
+        self.store = Store(config.database.url, events=self.events)
         database = sqlite_file(config.database.url)
         self._lock = DaemonLock(database) if database is not None else None
         self.notifiers: dict[str, Notifier] = {}

@@ -15,7 +15,10 @@ use, and ``sqlite_file`` which file a SQLite URL names.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
+import os
+import shutil
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
@@ -48,6 +51,80 @@ def first_line(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     lines = str(orig).strip().splitlines()
     return lines[0] if lines else type(orig).__name__
+
+
+# SQLite's result codes for "database or disk is full" and for an I/O error (the low byte of
+# an extended code): without room for its -shm file SQLite says only "disk I/O error".
+_SQLITE_FULL = 13
+_SQLITE_IOERR = 10
+# Less free space than this, with an I/O error, is a full disk.
+_NEARLY_FULL = 1024 * 1024
+
+
+def why(exc: BaseException, database: Path | None = None) -> str:
+    """What went wrong, in one line: ``first_line``, or, when the disk holding the SQLite
+    ``database`` is full (SQLite's "database or disk is full", an I/O error with no room
+    left, ``ENOSPC``), a line that says so and names the database."""
+    if database is None or not _disk_full(exc, database):
+        return first_line(exc)
+    free = _free_bytes(database)
+    room = f" ({free:,} bytes free)" if free is not None else ""
+    return (
+        f"the disk holding the database {database} is full{room}: free some space "
+        "there, then try again"
+    )
+
+
+def _disk_full(exc: BaseException, database: Path) -> bool:
+    orig = getattr(exc, "orig", None) or exc
+    if isinstance(orig, OSError) and orig.errno == errno.ENOSPC:
+        return True
+    code = getattr(orig, "sqlite_errorcode", None)
+    if not isinstance(code, int):
+        return False
+    if code & 0xFF == _SQLITE_FULL:
+        return True
+    free = _free_bytes(database)
+    return code & 0xFF == _SQLITE_IOERR and free is not None and free < _NEARLY_FULL
+
+
+def _free_bytes(database: Path) -> int | None:
+    for folder in (database.parent, *database.parents):
+        try:
+            return shutil.disk_usage(folder).free
+        except OSError:
+            continue
+    return None
+
+
+def unique_violation(exc: BaseException) -> bool:
+    """Whether ``exc`` is a unique index refusing a row another transaction committed first
+    (PostgreSQL's SQLSTATE 23505, SQLite's "UNIQUE constraint failed")."""
+    orig = getattr(exc, "orig", None) or exc
+    return getattr(orig, "sqlstate", None) == "23505" or "UNIQUE constraint failed" in str(orig)
+
+
+def private_folder(folder: Path) -> None:
+    """Create ``folder`` (not its parents) readable by this user alone (0700), whatever the
+    umask; an existing folder is left as it is."""
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        return
+    folder.chmod(0o700)  # mkdir's mode is cut by the umask
+
+
+def private_file(path: Path) -> None:
+    """Create an empty ``path`` readable by this user alone (0600), whatever the umask, if
+    it does not exist: SQLite then gives its -wal and -shm files the same mode."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def safe_url(url: str) -> str:
@@ -98,14 +175,22 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if is_sqlite(parsed):
         database = parsed.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):
-            folder = Path(database).parent
+            path = Path(database)
+            folder = path.parent
             # Create the database's own folder (./var), not a whole invented path.
             if not folder.parent.is_dir():
                 raise ConfigError(
                     f"folder {str(folder.parent)!r} does not exist (database {url!r})",
                     key="database.url",
                 )
-            folder.mkdir(exist_ok=True)
+            # The database holds feed tokens: folder 0700, files 0600, whatever the umask.
+            try:
+                private_folder(folder)
+                private_file(path)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create the database {path}: {why(exc, path.resolve())}"
+                ) from None
     try:
         if is_sqlite(parsed):
             engine = create_engine(
@@ -277,7 +362,8 @@ def migrate(engine: Engine) -> bool:
             return True
     except OperationalError as exc:
         raise StoreError(
-            f"cannot open the database {safe_url(str(engine.url))}: {first_line(exc)}"
+            f"cannot open the database {safe_url(str(engine.url))}: "
+            f"{why(exc, sqlite_file(engine.url))}"
         ) from exc
     except Exception as exc:
         if isinstance(exc, StoreError | ConfigError):

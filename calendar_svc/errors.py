@@ -8,6 +8,7 @@ The hierarchy::
     │   │   └── TzDatabaseError      the tz database folder, or a TZif file in it, is unusable
     │   └── InputError               a schedule file or CLI argument is wrong
     │       │                        (names the file, the entry and the field)
+    │       ├── RuleError            an RRULE the recurrence engine cannot use
     │       └── TimeInputError       a wall time that cannot be turned into an instant
     │           ├── UnknownTimezoneError     not an IANA zone name (e.g. America/Quito)
     │           ├── NonexistentTimeError     falls in a DST gap
@@ -144,6 +145,12 @@ class InputError(LocatedError, ValueError):
         if self.field:
             parts.append(f"field {self.field!r}")
         return parts
+
+
+class RuleError(InputError):
+    """An RRULE the recurrence engine refuses: a part it does not know, a value out of
+    range, a combination RFC 5545 forbids, or a rule that never fires or fires too often.
+    A ``ValueError`` too, so the schema's readers report it at the field."""
 
 
 class TimeInputError(InputError):

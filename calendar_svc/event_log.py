@@ -17,6 +17,8 @@ from calendar_svc.events import (
     DaemonStopped,
     DaemonStopping,
     DeliveryFinished,
+    EntryIsolated,
+    EntryRestored,
     Event,
     EventBus,
     FeedRendered,
@@ -33,6 +35,8 @@ from calendar_svc.logs import log_event
 from calendar_svc.timezones import iso_utc
 
 KINDS: tuple[type[Event], ...] = (
+    EntryIsolated,
+    EntryRestored,
     ReminderPlanned,
     ReminderCancelled,
     PlannerGap,
@@ -55,6 +59,7 @@ _dispatcher = logging.getLogger("calendar_svc.reminders.dispatcher")
 _daemon = logging.getLogger("calendar_svc.daemon")
 _feed = logging.getLogger("calendar_svc.feed")
 _sources = logging.getLogger("calendar_svc.sources")
+_store = logging.getLogger("calendar_svc.store")
 
 
 class EventLog:
@@ -85,6 +90,19 @@ class EventLog:
                     channel=event.channel,
                     delivery=event.delivery,
                 )
+            case EntryIsolated():
+                log_event(
+                    _store,
+                    "entry.isolated",
+                    logging.WARNING,
+                    uid=event.uid,
+                    calendar=event.calendar,
+                    reason=event.reason,
+                    hint="left out of reminders, feeds and the page until it is fixed "
+                    "(import its file again, or edit it); every other entry goes on",
+                )
+            case EntryRestored():
+                log_event(_store, "entry.restored", uid=event.uid, calendar=event.calendar)
             case PlannerGap():
                 self._gap(event)
             case DeliveryFinished():

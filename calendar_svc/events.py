@@ -112,6 +112,28 @@ class ScheduleImportFailed(Event):
     bad_file: bool
 
 
+# --- entries the engine cannot use -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EntryIsolated(Event):
+    """An entry holds a value the engine cannot use (``reason`` names the field): it is
+    left out of planning, feeds and the page while every other entry goes on. Told once
+    per change of its reason (``isolation.Screen``)."""
+
+    calendar: str
+    uid: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EntryRestored(Event):
+    """An entry told as isolated is usable again, or is gone."""
+
+    calendar: str
+    uid: str
+
+
 # --- sources (followed ICS feeds) ------------------------------------------------------------
 
 

@@ -1,21 +1,27 @@
 """Which entries a listing, an export or a feed URL asks for. Pure.
 
-One parser serves the CLI (``--from``) and the feed's query (``?from=``), and
-one predicate (``matches``) decides whether an entry is in, so a filter means
-the same everywhere. ``store.entries`` narrows the rows in SQL first (by a
+One parser serves the CLI (``--from``) and the query of the feed and the page
+(``?from=``, ``parse_query``), and one predicate (``matches``) decides whether
+an entry is in, so a filter means the same everywhere. A day outside the days
+entries may fall on (``validation.FIRST_DAY``..``LAST_DAY``) is refused with
+the option's name, as any other bad value. ``store.entries`` narrows the rows in SQL first (by a
 margin wide enough for any zone) and then keeps those ``matches`` accepts.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Protocol
+from urllib.parse import parse_qsl
 
 from calendar_svc.errors import InputError
 from calendar_svc.recurrence import Recurring, expand
 from calendar_svc.timezones import day_start_utc
+from calendar_svc.validation import in_range
 
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 # How far ahead a recurring entry is searched for an occurrence when the filter has
 # no end day: ten years.
 _OPEN_END = timedelta(days=3660)
@@ -38,13 +44,36 @@ class EntryFilter:
 
 
 def parse_day(value: str | None, name: str) -> date | None:
-    """``2025-09-03`` -> a date; empty -> None; anything else -> InputError naming ``name``."""
+    """``2025-09-03`` -> a date; empty -> None; anything else, or a day outside
+    ``validation.FIRST_DAY``..``LAST_DAY``, -> InputError naming ``name``."""
     if value is None or value == "":
         return None
     try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise InputError(f"{name} expects a date as YYYY-MM-DD, got {value!r}") from None
+        day = date.fromisoformat(value) if _DAY.fullmatch(value) else None
+    except ValueError:  # 2025-02-30
+        day = None
+    if day is None:
+        raise InputError(f"{name} expects a date as YYYY-MM-DD, got {value!r}")
+    try:
+        return in_range(day, name)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def parse_query(query: bytes | str) -> EntryFilter:
+    """The filter of a feed's or a page's URL query (``city=Quito&from=2025-09-03``):
+    ``parse_filter`` on its parameters (the last of a repeated one), named as in the
+    URL (``from``, ``to``); InputError with the reason, which is the HTTP 400's."""
+    if not query:
+        return EntryFilter()
+    text = query.decode("latin-1") if isinstance(query, bytes) else query
+    values = dict(parse_qsl(text, keep_blank_values=False))
+    return parse_filter(
+        city=values.get("city"),
+        category=values.get("category"),
+        from_=values.get("from"),
+        to=values.get("to"),
+    )
 
 
 def parse_filter(

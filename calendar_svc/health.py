@@ -1,8 +1,10 @@
 """What a running process knows about its own health, for ``/healthz``, kept from events.
 
 ``Health`` listens to the daemon's events (started, loop ticked, planner
-passed, pending changed, stopping) and the dispatcher's (a channel failing,
-a send through it succeeding). Each daemon, feed server and test builds its
+passed, pending changed, stopping), the dispatcher's (a channel failing,
+a send through it succeeding) and the store's (an entry isolated because the
+engine cannot use it, or usable again: ``/healthz`` says ``degraded`` and lists
+them). Each daemon, feed server and test builds its
 own; ``calendar-svc serve`` has no daemon, so ``scheduler_running`` stays
 None there and only the database is checked.
 
@@ -26,6 +28,8 @@ from calendar_svc.events import (
     DaemonStarted,
     DaemonStopping,
     DeliveryFinished,
+    EntryIsolated,
+    EntryRestored,
     Event,
     EventBus,
     LoopTicked,
@@ -43,6 +47,8 @@ MIN_STUCK_AFTER = timedelta(seconds=90)
 MISSED_TICKS = 3
 
 KINDS: tuple[type[Event], ...] = (
+    EntryIsolated,
+    EntryRestored,
     DaemonStarted,
     DaemonStopping,
     LoopTicked,
@@ -83,6 +89,8 @@ class Health:
         self._failing: dict[str, str] = {}
         # Source name -> what /healthz shows of it (last success, last error, failures).
         self._sources: dict[str, dict[str, Any]] = {}
+        # (calendar, uid) -> why the engine cannot use the entry: left out, and listed.
+        self._isolated: dict[tuple[str, str], str] = {}
 
     def attach(self, bus: EventBus) -> None:
         """Listen to ``bus`` from now on."""
@@ -107,6 +115,10 @@ class Health:
                     self._failing[channel] = reason[:200]
                 case DeliveryFinished(outcome=OutcomeKind.SENT, channel=channel):
                     self._failing.pop(channel, None)
+                case EntryIsolated(calendar=calendar, uid=uid, reason=reason):
+                    self._isolated[(calendar, uid)] = reason
+                case EntryRestored(calendar=calendar, uid=uid):
+                    self._isolated.pop((calendar, uid), None)
                 case SourceFetched(name=name, at=at):
                     self._sources[name] = {"last_success": _iso(at), "failures": 0}
                 case SourceFailed(name=name, error=error, failures=count, last_success=last):
@@ -147,7 +159,17 @@ class Health:
                 "failing_channels": dict(self._failing),
                 # Followed feeds whose last fetch failed keep their last good copy.
                 "sources": {name: dict(state) for name, state in self._sources.items()},
+                # Entries left out of planning and feeds: /healthz says "degraded".
+                "isolated_entries": [
+                    {"calendar": calendar, "uid": uid, "reason": reason}
+                    for (calendar, uid), reason in sorted(self._isolated.items())
+                ],
             }
+
+    def degraded(self) -> bool:
+        """Whether an entry is isolated (left out: the rest runs, but not everything)."""
+        with self._lock:
+            return bool(self._isolated)
 
 
 def _iso(value: datetime | None) -> str | None:

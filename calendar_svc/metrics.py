@@ -11,6 +11,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from calendar_svc.events import (
     DeliveryFinished,
+    EntryIsolated,
+    EntryRestored,
     Event,
     EventBus,
     FeedAnswered,
@@ -27,6 +29,8 @@ from calendar_svc.events import (
 )
 
 KINDS: tuple[type[Event], ...] = (
+    EntryIsolated,
+    EntryRestored,
     FeedAnswered,
     PageAnswered,
     FeedCacheLookup,
@@ -124,6 +128,13 @@ class Metrics:
             ["source"],
             registry=self.registry,
         )
+        self.isolated_entries = Gauge(
+            "calendar_svc_isolated_entries",
+            "Entries left out of planning, feeds and the page: the engine cannot use a value "
+            "they hold (see /healthz and the entry.isolated log line).",
+            registry=self.registry,
+        )
+        self._isolated: set[tuple[str, str]] = set()
         # Every feed request counts: the children of the usual labels are looked up once.
         self._status = {
             code: self.feed_requests.labels(status=str(code)) for code in (200, 304, 400, 404, 503)
@@ -159,6 +170,12 @@ class Metrics:
                 self._delivery(event)
             case PendingChanged(pending=pending):
                 self.pending.set(pending)
+            case EntryIsolated(calendar=calendar, uid=uid):
+                self._isolated.add((calendar, uid))
+                self.isolated_entries.set(len(self._isolated))
+            case EntryRestored(calendar=calendar, uid=uid):
+                self._isolated.discard((calendar, uid))
+                self.isolated_entries.set(len(self._isolated))
             case SourceFetched(name=name, at=at, changed=changed):
                 self.source_fetches.labels(name, "changed" if changed else "unchanged").inc()
                 self.source_last_success.labels(name).set(at.timestamp())

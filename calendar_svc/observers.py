@@ -32,10 +32,12 @@ class Observers:
         tick_every: timedelta | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         log: bool = True,
+        events: EventBus | None = None,
     ) -> Observers:
-        """A new bus with a new ``Health`` (stuck after missed ticks of ``tick_every``),
-        new ``Metrics`` and, unless ``log`` is false, the log lines, all subscribed."""
-        events = EventBus()
+        """A new bus (or ``events``, e.g. the store's) with a new ``Health`` (stuck after
+        missed ticks of ``tick_every``), new ``Metrics`` and, unless ``log`` is false, the
+        log lines, all subscribed."""
+        events = events if events is not None else EventBus()
         health = Health(tick_every=tick_every, monotonic=monotonic)
         metrics = Metrics()
         health.attach(events)

@@ -26,6 +26,7 @@ keys, with their readers and defaults (``validation.setting``).
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -38,10 +39,15 @@ from calendar_svc.durations import format_duration, parse_duration
 from calendar_svc.errors import InputError
 from calendar_svc.ics import clean_text
 from calendar_svc.models import EntryStatus, Origin
-from calendar_svc.recurrence import wall_text
+from calendar_svc.recurrence import check_rule, parse_rule, wall_text
 from calendar_svc.timezones import day_start_utc, ensure_utc, to_utc, wall_time
 from calendar_svc.validation import Place, Table, matching, read_section, setting, text
 
+#: The largest schedule file (TOML or .ics) read; refused before it is read.
+MAX_FILE_BYTES = 10 * 1024 * 1024
+#: How deep arrays and inline tables may nest in a schedule file (a real one needs 2):
+#: checked before the TOML parser, which recurses once per level.
+MAX_NESTING = 32
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 UID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$")
 STATUSES = tuple(EntryStatus)
@@ -97,10 +103,7 @@ def load_file(path: str | Path) -> CalendarSpec:
     """Read and validate one schedule file."""
     path = Path(path)
     name = str(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read the file: {exc.strerror}", file=name) from None
+    raw = read_limited(path)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -110,12 +113,101 @@ def load_file(path: str | Path) -> CalendarSpec:
             "save the file as UTF-8",
             file=name,
         ) from None
+    _check_nesting(text, name)
     try:
         data = tomllib.loads(text)
+    except RecursionError:  # the check above makes this unreachable; never a traceback
+        raise InputError(f"values nested more than {MAX_NESTING} deep", file=name) from None
     except tomllib.TOMLDecodeError as exc:
         entry, key = _locate_toml_error(text, str(exc))
         raise InputError(f"TOML syntax error: {exc}", file=name, entry=entry, field=key) from None
     return parse_schedule(data, source=name)
+
+
+def read_limited(path: Path) -> bytes:
+    """The bytes of a schedule file of at most ``MAX_FILE_BYTES``; InputError naming the
+    file when it is larger or cannot be read."""
+    name = str(path)
+    limit = f"schedule files are read up to {MAX_FILE_BYTES // (1024 * 1024)} MB"
+    try:
+        with path.open("rb") as stream:
+            size = os.fstat(stream.fileno()).st_size
+            if size > MAX_FILE_BYTES:
+                raise InputError(f"the file is {size / 1024 / 1024:.1f} MB; {limit}", file=name)
+            raw = stream.read(MAX_FILE_BYTES + 1)  # it may have grown since
+    except OSError as exc:
+        raise InputError(f"cannot read the file: {exc.strerror}", file=name) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise InputError(
+            f"the file is over {MAX_FILE_BYTES // (1024 * 1024)} MB; {limit}", file=name
+        )
+    return raw
+
+
+_BASIC = re.compile(r'"(?:[^"\\\n]|\\.)*"?')
+_LITERAL = re.compile(r"'[^'\n]*'?")
+_TOML_MARKS = re.compile(r"[\[\]{}\"'#\n]")
+
+
+def _check_nesting(text: str, name: str) -> None:
+    """InputError when arrays or inline tables nest more than ``MAX_NESTING`` deep: Python's
+    TOML parser would run out of stack on them (a RecursionError, not an error message).
+    Strings and comments are skipped, so a bracket in a title counts for nothing."""
+    depth, line, at = 0, 1, 0
+    while (mark := _TOML_MARKS.search(text, at)) is not None:
+        char, at = mark.group(), mark.end()
+        if char == "\n":
+            line += 1
+        elif char == "#":
+            at = _after(text, "\n", at) - 1  # the newline itself is counted
+        elif char in "\"'":
+            end = _string_end(text, char, at - 1)
+            line += text.count("\n", at, end)
+            at = end
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise InputError(
+                    f"line {line}: values nested more than {MAX_NESTING} deep", file=name
+                )
+        else:
+            depth = max(0, depth - 1)
+
+
+def _after(text: str, what: str, start: int) -> int:
+    """The index just past the next ``what`` from ``start`` (the end of ``text`` if none)."""
+    found = text.find(what, start)
+    return len(text) if found < 0 else found + len(what)
+
+
+def _string_end(text: str, quote: str, start: int) -> int:
+    """The index just past the TOML string opening at ``start`` with ``quote``."""
+    basic = quote == '"'
+    if text.startswith(quote * 3, start):
+        at = start + 3
+        while True:
+            found = text.find(quote * 3, at)
+            if found < 0:
+                return len(text)
+            if basic and _escaped(text, found):
+                at = found + 1
+                continue
+            # """a"""" ends with a quote inside: up to two more belong to the string.
+            end = found + 3
+            while end < len(text) and text[end] == quote and end - found < 5:
+                end += 1
+            return end
+    one_line = _BASIC if basic else _LITERAL
+    match = one_line.match(text, start)
+    return match.end() if match is not None else start + 1
+
+
+def _escaped(text: str, index: int) -> bool:
+    """Whether the character at ``index`` follows an odd number of backslashes."""
+    slashes = 0
+    while index - slashes - 1 >= 0 and text[index - slashes - 1] == "\\":
+        slashes += 1
+    return slashes % 2 == 1
 
 
 def _locate_toml_error(text: str, message: str) -> tuple[str | None, str | None]:
@@ -218,18 +310,11 @@ def _url(value: Any) -> str:
 
 
 def _rrule(value: Any) -> str:
-    from icalendar import vRecur
-
+    """The RRULE's parts, as the recurrence engine reads them (``check_rule`` expands it
+    once the entry's start is known)."""
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"expected an RFC 5545 RRULE such as 'FREQ=DAILY;COUNT=3', got {value!r}")
-    rule = value.strip().removeprefix("RRULE:")
-    try:
-        parsed = vRecur.from_ical(rule)
-    except ValueError as exc:
-        raise ValueError(f"not a valid RRULE: {exc}") from None
-    if "FREQ" not in parsed:
-        raise ValueError("an RRULE needs FREQ (e.g. FREQ=DAILY;COUNT=3)")
-    return rule
+    return parse_rule(value).text
 
 
 _categories = validation.then(
@@ -357,11 +442,17 @@ CALENDAR_TABLE = _CalendarTable
 
 def parse_entry(raw: Any, *, index: int, source: str, default_zone: str) -> EntrySpec:
     """One ``[[entries]]`` table (or an .ics VEVENT read into one) as a validated EntrySpec;
-    a mistake is an InputError naming ``source``, the entry (uid or ``#index``) and the key."""
+    a mistake is an InputError naming ``source``, the entry (uid or ``#index``) and the key.
+    An RRULE is expanded from the entry's start by the recurrence engine (``check_rule``)."""
     spec = _entry(raw, index=index, source=source, default_zone=default_zone)
+    entry = Table(raw, Place(InputError, source, location=spec.uid))
+    if spec.rrule is not None:
+        try:
+            check_rule(spec.rrule, spec.start_local, spec.start_tz, all_day=spec.all_day)
+        except InputError as exc:
+            raise entry.fail("rrule", exc.detail) from None
     if "rdate" not in raw and "exdate" not in raw:
         return spec
-    entry = Table(raw, Place(InputError, source, location=spec.uid))
     return dataclasses.replace(
         spec,
         rdates=entry.read("rdate", _dates_reader(spec), ()),
@@ -381,8 +472,9 @@ def _dates_reader(spec: EntrySpec) -> validation.Reader[tuple[str, ...]]:
             if spec.all_day:
                 if isinstance(item, datetime) or not isinstance(item, date):
                     raise ValueError(f"the entry is all-day: expected dates, got {item!r}")
-                walls.add(wall_text(item))
+                walls.add(wall_text(validation.in_range(item, "a date on")))
             elif isinstance(item, datetime):
+                validation.in_range(item.date(), "a date-time on")
                 if item.tzinfo is not None:
                     item = wall_time(ensure_utc(item).replace(microsecond=0), spec.start_tz)[0]
                 to_utc(item.replace(microsecond=0), spec.start_tz, fold=0)  # in range
@@ -416,8 +508,7 @@ def _entry(raw: Any, *, index: int, source: str, default_zone: str) -> EntrySpec
     start_local, start_utc, fold = _wall(entry, start, zone, keys.fold, "start")
 
     if keys.duration is not None:
-        end_utc = start_utc + keys.duration
-        end_local, end_fold = wall_time(end_utc, end_zone)
+        end_utc, end_local, end_fold = _ends_after(entry, start_utc, keys.duration, end_zone)
     elif end is None:
         end_utc = start_utc
         end_local, end_fold = wall_time(start_utc, end_zone)
@@ -452,28 +543,57 @@ def _entry(raw: Any, *, index: int, source: str, default_zone: str) -> EntrySpec
 def _wall(
     entry: Table[InputError], value: datetime, zone: str, fold: int | None, key: str
 ) -> tuple[datetime, datetime, int | None]:
-    """(wall time, UTC instant, fold) of a TOML date-time in ``zone``."""
-    if value.tzinfo is not None:
-        # An instant: keep the wall time it is in the entry's zone.
-        instant = ensure_utc(value).replace(microsecond=0)
-        local, derived_fold = wall_time(instant, zone)
-        return local, instant, derived_fold
-    naive = value.replace(microsecond=0)
+    """(wall time, UTC instant, fold) of a TOML date-time in ``zone``, within the days
+    entries may fall on (``validation.FIRST_DAY``..``LAST_DAY``)."""
+    what = "it starts" if key == "start" else "it ends"
     try:
-        instant = to_utc(naive, zone, fold)
+        validation.in_range(value.date(), what)  # as written, before any arithmetic
+        if value.tzinfo is not None:
+            # An instant: keep the wall time it is in the entry's zone.
+            instant = ensure_utc(value).replace(microsecond=0)
+            local, derived_fold = wall_time(instant, zone)
+            validation.in_range(local.date(), what)
+            return local, instant, derived_fold
+        naive = value.replace(microsecond=0)
+        return naive, to_utc(naive, zone, fold), fold
     except InputError as exc:
         raise entry.fail(key, exc.detail) from None
-    return naive, instant, fold
+    except ValueError as exc:
+        raise entry.fail(key, str(exc)) from None
+
+
+def _ends_after(
+    entry: Table[InputError], start_utc: datetime, length: timedelta, zone: str
+) -> tuple[datetime, datetime, int | None]:
+    """(end UTC, end wall time, fold) of an entry ``length`` long: its ``duration``."""
+    try:
+        end_utc = start_utc + length
+        validation.in_range(end_utc.date(), "it ends")
+        end_local, end_fold = wall_time(end_utc, zone)
+        validation.in_range(end_local.date(), "it ends")
+    except OverflowError:
+        raise entry.fail(
+            "duration", f"it would end after {validation.LAST_DAY.isoformat()}"
+        ) from None
+    except ValueError as exc:
+        raise entry.fail("duration", getattr(exc, "detail", str(exc))) from None
+    return end_utc, end_local, end_fold
 
 
 def _all_day(entry: Table[InputError], keys: _EntryTable, start: date, zone: str) -> EntrySpec:
     if keys.end_timezone is not None and keys.end_timezone != zone:
         raise entry.fail("end_timezone", "all-day entries have one zone")
+    try:
+        validation.in_range(start, "it starts")
+    except ValueError as exc:
+        raise entry.fail("start", str(exc)) from None
     end = keys.end
     if keys.duration is not None:
         length = keys.duration
         if length.seconds or length.days < 1:
             raise entry.fail("duration", "an all-day entry lasts whole days (P1D, P2D, ...)")
+        if length.days - 1 > (validation.LAST_DAY - start).days:
+            raise entry.fail("duration", f"it would end after {validation.LAST_DAY.isoformat()}")
         end = start + timedelta(days=length.days - 1)
     elif end is None:
         end = start
@@ -483,6 +603,10 @@ def _all_day(entry: Table[InputError], keys: _EntryTable, start: date, zone: str
         )
     if end < start:
         raise entry.fail("end", f"last day {end} is before the first day {start}")
+    try:
+        validation.in_range(end, "it ends")
+    except ValueError as exc:
+        raise entry.fail("end", str(exc)) from None
     return EntrySpec(
         uid=keys.uid,
         title=keys.title,

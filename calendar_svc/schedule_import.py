@@ -2,13 +2,18 @@
 
 Two ways to import, one per caller:
 
+Either way a transaction that lost a race on a unique index (several daemons or
+imports bringing in the same new calendar at once, on PostgreSQL) is run again
+quietly (``Store.write_retrying``): the next attempt sees the other's rows.
+
 * ``import_together`` (``calendar-svc import``): every file in ONE transaction;
   a bad file or a database that refuses the transaction raises, and nothing is
   written. With ``dry_run`` the transaction is rolled back and the report says
   what would have changed.
 * ``import_each`` (the daemon, when a watched file changed): each file in its
   own transaction; a file that fails is told as ``ScheduleImportFailed`` and
-  the others go on.
+  the others go on (also when reading it failed in a way no validator foresaw:
+  a bad file never stops the daemon).
 
 Files are read by ``schedule_loader.load_schedule`` (TOML as written, ``.ics``
 into a calendar). Either way each file imported is told as ``ScheduleImported``
@@ -19,9 +24,13 @@ goes to ``warn``: the CLI prints it, the daemon logs ``schedules.warning``.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
+
+from sqlalchemy.orm import Session
 
 from calendar_svc.config import Config
 from calendar_svc.errors import CalendarSvcError, InputError
@@ -62,8 +71,11 @@ def import_together(
         for warning in loaded.warnings:
             warn(warning)
         specs.append(loaded.spec)
-    with store.write(dry_run=dry_run, what="the import") as session:
-        report = import_specs(session, specs, now=store.clock(), prune=prune, adopt=adopt)
+    report = store.write_retrying(
+        lambda session: import_specs(session, specs, now=store.clock(), prune=prune, adopt=adopt),
+        what="the import",
+        dry_run=dry_run,
+    )
     if not dry_run:
         _tell(events, specs, report)
     return report
@@ -90,15 +102,27 @@ def import_each(store: Store, paths: Sequence[Path], *, events: EventBus, config
                 log_event(
                     log, "schedules.warning", logging.WARNING, file=str(path), warning=warning
                 )
-            with store.write(what="the import") as session:
-                report = import_specs(session, [loaded.spec], now=store.clock())
+            report = store.write_retrying(
+                functools.partial(_import_one, spec=loaded.spec, now=store.clock()),
+                what="the import",
+            )
         except CalendarSvcError as exc:
             bad_file = isinstance(exc, InputError)
             events.emit(ScheduleImportFailed(file=str(path), error=str(exc), bad_file=bad_file))
             all_written = all_written and bad_file
             continue
+        except (ValueError, TypeError, ArithmeticError, RecursionError) as exc:
+            # Whatever a file does to a reader that missed it, the other files still
+            # import and the daemon runs: the file is named, and read again when it changes.
+            error = f"{path}: cannot be read: {type(exc).__name__}: {exc}"
+            events.emit(ScheduleImportFailed(file=str(path), error=error, bad_file=True))
+            continue
         _tell(events, [loaded.spec], report)
     return all_written
+
+
+def _import_one(session: Session, *, spec: CalendarSpec, now: datetime) -> ImportReport:
+    return import_specs(session, [spec], now=now)
 
 
 def _tell(events: EventBus, specs: Sequence[CalendarSpec], report: ImportReport) -> None:

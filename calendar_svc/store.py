@@ -12,6 +12,13 @@ query. The feed's per-request reads (``calendar_head``, ``entry_keys``) skip
 the ORM for speed but still go through here. The clock is injected
 (``clock``) so tests can move time.
 
+Entries read for planning or rendering pass the store's ``screen``
+(``isolation.Screen``): one whose stored values the engine cannot use (a row
+an old version or a hand wrote) is left out and told on the store's
+``events`` bus as ``EntryIsolated``, once per change; every other entry is
+read as usual. ``select_entries`` and ``entries_by_id`` screen; the planner
+screens what it reads with ``store.screen`` too.
+
 Raw connections open in ``db``, always on the store's engine: the held
 autocommit connection of the feed's per-request reads (``db.HeldConnection``,
 which the store keeps) and those of migrations (``db.migrate``,
@@ -20,13 +27,14 @@ which the store keeps) and those of migrations (``db.migrate``,
 
 from __future__ import annotations
 
+import logging
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -34,13 +42,28 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from sqlalchemy.sql import bindparam
 
 from calendar_svc.clock import Clock, now_utc
-from calendar_svc.db import DriverQuery, HeldConnection, first_line, is_sqlite, make_engine, migrate
+from calendar_svc.db import (
+    DriverQuery,
+    HeldConnection,
+    is_sqlite,
+    make_engine,
+    migrate,
+    sqlite_file,
+    unique_violation,
+    why,
+)
 from calendar_svc.errors import InputError, NotFoundError, ReadOnlyEntryError, StoreError
+from calendar_svc.events import EventBus
 from calendar_svc.filters import EntryFilter, matches, next_day
+from calendar_svc.isolation import Screen, keys_of
 from calendar_svc.models import Calendar, Entry, EntryStatus, OriginKind
 from calendar_svc.timezones import day_start_utc, ensure_utc
 
 _LOAD_CHUNK = 500  # ids per IN (...) when loading entries by id
+# How often a write that lost a race on a unique index is tried (write_retrying).
+_RACE_ATTEMPTS = 5
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def new_feed_token() -> str:
@@ -81,11 +104,24 @@ _ENTRY_KEYS = (
 
 
 class Store:
-    """One database: its engine, its sessions, and the reads and writes of calendars and entries."""
+    """One database: its engine, its sessions, and the reads and writes of calendars and entries.
 
-    def __init__(self, url: str, *, clock: Clock = now_utc, engine: Engine | None = None):
+    ``events``: the bus its ``screen`` tells isolated entries on (default: a new one,
+    ``store.events``, for whoever wants to listen).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Clock = now_utc,
+        engine: Engine | None = None,
+        events: EventBus | None = None,
+    ):
         self.url = url
         self.clock = clock
+        self.events = events if events is not None else EventBus()
+        self.screen = Screen(self.events)
         self.engine = engine or make_engine(url)
         self._sqlite = is_sqlite(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -131,10 +167,34 @@ class Store:
                 session.rollback()
                 if what is None:
                     raise
-                raise StoreError(f"the database refused {what}: {first_line(exc)}") from exc
+                reason = why(exc, sqlite_file(self.url))
+                raise StoreError(f"the database refused {what}: {reason}") from exc
             except BaseException:
                 session.rollback()
                 raise
+
+    def write_retrying(
+        self,
+        work: Callable[[Session], T],
+        *,
+        what: str,
+        dry_run: bool = False,
+        attempts: int = _RACE_ATTEMPTS,
+    ) -> T:
+        """``work(session)`` in one write transaction (``write``), run again from the start
+        when a unique index refused a row that a concurrent transaction committed first:
+        several daemons or imports bringing in the same new calendar at once on PostgreSQL.
+        The next attempt sees the other's rows and updates them instead. Quietly: only when
+        every attempt lost the race does the StoreError of ``write`` reach the caller."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.write(dry_run=dry_run, what=what) as session:
+                    return work(session)
+            except StoreError as exc:
+                if attempt == attempts or not unique_violation(exc.__cause__ or exc):
+                    raise
+                log.debug("store.retry", extra={"what": what, "attempt": attempt})
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def ping(self) -> bool:
         try:
@@ -194,13 +254,18 @@ class Store:
             raise NotFoundError(f"no calendar with id {calendar_id}")
         return calendar
 
-    def entries(self, flt: EntryFilter | None = None) -> list[Entry]:
-        """Entries with their calendar loaded, ordered by start, calendar, uid."""
+    def entries(self, flt: EntryFilter | None = None, *, every: bool = False) -> list[Entry]:
+        """Entries with their calendar loaded, ordered by start, calendar, uid (``every``:
+        see ``select_entries``)."""
         with self.read() as session:
-            return self.select_entries(session, flt)
+            return self.select_entries(session, flt, every=every)
 
-    def select_entries(self, session: Session, flt: EntryFilter | None = None) -> list[Entry]:
-        """``entries(flt)``, read in ``session``'s transaction."""
+    def select_entries(
+        self, session: Session, flt: EntryFilter | None = None, *, every: bool = False
+    ) -> list[Entry]:
+        """``entries(flt)``, read in ``session``'s transaction: the entries the engine can
+        use (``screen``). With ``every``, a listing with no filter but the calendar also
+        shows the others (``calendar-svc list``: what is stored, to be fixed)."""
         flt = flt or EntryFilter()
         query = (
             select(Entry)
@@ -229,7 +294,11 @@ class Store:
             and session.scalar(select(Calendar.id).where(Calendar.slug == flt.calendar)) is None
         ):
             raise NotFoundError(f"no calendar {flt.calendar!r} ({_known_slugs(session)})")
-        return [entry for entry in session.scalars(query) if matches(entry, flt)]
+        found = list(session.scalars(query))
+        plain = replace(flt, calendar=None, include_cancelled=True) == EntryFilter()
+        if every and plain:
+            return found
+        return [entry for entry in self.screen.usable(found) if matches(entry, flt)]
 
     def find_entry(self, uid: str, calendar: str | None = None) -> Entry:
         """The entry with ``uid`` (in ``calendar`` when given; required if the uid repeats)."""
@@ -283,10 +352,27 @@ class Store:
         )
 
     def entries_by_id(self, session: Session, ids: Sequence[int]) -> Iterator[Entry]:
-        """The entries with these ids, in ``session``'s transaction (any order)."""
+        """The usable entries with these ids, in ``session``'s transaction (any order)."""
         for start in range(0, len(ids), _LOAD_CHUNK):
             chunk = ids[start : start + _LOAD_CHUNK]
-            yield from session.scalars(select(Entry).where(Entry.id.in_(chunk)))
+            yield from self.screen.usable(session.scalars(select(Entry).where(Entry.id.in_(chunk))))
+
+    def recheck_isolated(self) -> None:
+        """Look again at the entries the screen isolated: those fixed or deleted since are
+        told as restored (the planner does this on every pass)."""
+        isolated = list(self.screen.isolated())
+        if not isolated:
+            return
+        slugs, uids = keys_of(isolated)
+        with self.read() as session:
+            query = (
+                select(Entry)
+                .join(Entry.calendar)
+                .options(selectinload(Entry.calendar))
+                .where(Calendar.slug.in_(slugs), Entry.uid.in_(uids))
+            )
+            found = {(entry.calendar.slug, entry.uid): entry for entry in session.scalars(query)}
+            self.screen.recheck(found)
 
     # -- writes ----------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ import re
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import time, timedelta
+from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Any, Final, Generic, TypeVar
 
@@ -198,11 +198,41 @@ def duration(*, positive: bool = False) -> Reader[timedelta]:
     return described(read, _DURATION)
 
 
+#: The longest reminder offset: a reminder more than a year and a month ahead reminds
+#: nobody, and the planner looks this far back for entries (``reminders.entries``).
+MAX_OFFSET: Final = timedelta(days=400)
+
+#: The days an entry may start and end on (imported, or read back from the database);
+#: the time core converts 1000..2399, wider, so windows around these days still convert.
+FIRST_DAY: Final = date(1900, 1, 1)
+LAST_DAY: Final = date(2199, 12, 31)
+
+
+def offset(value: Any) -> timedelta:
+    """One reminder offset: an ISO 8601 duration of at most ``MAX_OFFSET`` (P400D)."""
+    parsed = parse_duration(value)
+    if parsed > MAX_OFFSET:
+        raise ValueError(f"{value!r} is longer than P400D, the longest reminder offset")
+    return parsed
+
+
 def durations(value: Any) -> tuple[timedelta, ...]:
-    """A list of ISO 8601 durations (``["PT1H", "PT15M"]``)."""
+    """Reminder offsets: a list of ISO 8601 durations (``["PT1H", "PT15M"]``), each at most
+    ``MAX_OFFSET``."""
     if not isinstance(value, list):
         raise ValueError(f'expected a list of ISO 8601 durations such as ["PT1H"], got {value!r}')
-    return tuple(parse_duration(item) for item in value)
+    return tuple(offset(item) for item in value)
+
+
+def in_range(day: date, what: str) -> date:
+    """``day`` when it is within ``FIRST_DAY``..``LAST_DAY``; else ValueError naming ``what``
+    ("starts", "ends", "--from")."""
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ValueError(
+            f"{what} {day.isoformat()}: calendar-svc keeps entries from "
+            f"{FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()}"
+        )
+    return day
 
 
 def zone(value: Any) -> str:

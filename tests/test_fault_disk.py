@@ -35,7 +35,6 @@ from faults import (
     webhook,
     write_calendar,
     write_config,
-    xfail_today,
 )
 
 pytestmark = pytest.mark.slow
@@ -61,13 +60,7 @@ def _on(disk: Path) -> str:
         # A reader left -wal and -shm (as a running daemon does): SQLite says "disk is full".
         pytest.param("open", id="wal-open"),
         # Nothing open: SQLite cannot create -shm and says only "disk I/O error".
-        pytest.param(
-            "cold",
-            id="cold",
-            marks=xfail_today(
-                "7. import on a full disk says 'disk I/O error', not that it is full"
-            ),
-        ),
+        pytest.param("cold", id="cold"),
     ],
 )
 def test_import_on_a_full_disk_is_one_clear_line_and_changes_nothing(
@@ -97,7 +90,6 @@ def test_import_on_a_full_disk_is_one_clear_line_and_changes_nothing(
         assert sqlite_dump(db) == before
 
 
-@xfail_today("7. the first start on a full disk prints a traceback")
 def test_first_start_on_a_full_disk_is_one_line(tmp_path: Path) -> None:
     with tmpfs(tmp_path / "disk") as disk:
         fill(disk)

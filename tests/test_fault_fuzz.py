@@ -49,7 +49,6 @@ from faults import (
     webhook,
     write_calendar,
     write_config,
-    xfail_today,
 )
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
@@ -508,10 +507,6 @@ def _with_rrule(rule: str) -> bytes:
     return toml_document(data).encode("utf-8")
 
 
-@xfail_today(
-    "1./2. mutated schedules are accepted that break `reminders`/`export`, or end "
-    "the import in a traceback"
-)
 def test_mutated_schedules_import_cleanly_or_not_at_all(template: Path, scratch: Path) -> None:
     @fuzz_settings(EXAMPLES)
     @given(content=mutants())
@@ -523,7 +518,6 @@ def test_mutated_schedules_import_cleanly_or_not_at_all(template: Path, scratch:
 
 
 @pytest.mark.slow
-@xfail_today("1. a mutated schedule with a bad RRULE is accepted; `reminders` then fails")
 def test_mutated_schedules_through_real_processes(template: Path, scratch: Path) -> None:
     """The same promise with the interpreter's own stderr: a few examples, real processes."""
 
@@ -537,7 +531,6 @@ def test_mutated_schedules_through_real_processes(template: Path, scratch: Path)
 
 
 @pytest.mark.slow
-@xfail_today("1. an accepted RRULE (BYHOUR=99) makes every tick of a running daemon fail")
 def test_accepted_mutants_never_break_a_running_daemon(tmp_path: Path) -> None:
     """Mutants land in a running daemon's schedules one after the other: it imports or
     refuses each, keeps planning (no failed tick, no traceback), and at the end still

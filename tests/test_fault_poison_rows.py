@@ -39,7 +39,6 @@ from faults import (
     webhook,
     write_calendar,
     write_config,
-    xfail_today,
 )
 
 # (kind, SQL setting the poison on the entry named by :uid)
@@ -66,36 +65,12 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "var" / "calendar.sqlite3"
 
 
-# What each command does with each bad row today (issue 12, "Defence in depth").
-TODAY = {
-    (
-        "rrule",
-        "reminders",
-    ): "1. `reminders` ends in a traceback (ValueError: hour must be in 0..23)",
-    ("rrule", "export"): "defence in depth: `export` serves the bad RRULE and says nothing",
-    ("offset", "reminders"): "1. `reminders` ends in a traceback (ValueError: 'P1X')",
-    ("offset", "export"): "defence in depth: `export` ends in a traceback (ValueError: 'P1X')",
-    ("huge-offset", "reminders"): "1. `reminders` ends in a traceback (OverflowError)",
-    ("huge-offset", "export"): "defence in depth: `export` serves the bad entry and says nothing",
-    ("zone", "reminders"): "defence in depth: one bad zone makes `reminders` refuse everything",
-    ("zone", "export"): "defence in depth: one bad zone makes `export` refuse everything",
-}
-
-
 def _cases() -> list[Any]:
-    cases = []
-    for kind in POISONS:
-        for command in ("reminders", "export", "list"):
-            reason = TODAY.get((kind, command))
-            cases.append(
-                pytest.param(
-                    kind,
-                    command,
-                    id=f"{kind}-{command}",
-                    marks=[xfail_today(reason)] if reason else [],
-                )
-            )
-    return cases
+    return [
+        pytest.param(kind, command, id=f"{kind}-{command}")
+        for kind in POISONS
+        for command in ("reminders", "export", "list")
+    ]
 
 
 @pytest.mark.parametrize(("kind", "command"), _cases())
@@ -139,23 +114,14 @@ def counted_in_metrics(text: str) -> list[str]:
     return found
 
 
-STOPS_PLANNING = "1. one bad row stops planning for every calendar (daemon.tick_failed)"
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "kind",
     [
-        pytest.param("rrule", marks=xfail_today(STOPS_PLANNING)),
-        pytest.param("offset", marks=[full_only, xfail_today(STOPS_PLANNING)]),
-        pytest.param("huge-offset", marks=[full_only, xfail_today(STOPS_PLANNING)]),
-        pytest.param(
-            "zone",
-            marks=[
-                full_only,
-                xfail_today("defence in depth: with a bad zone in a row /healthz still says ok"),
-            ],
-        ),
+        pytest.param("rrule"),
+        pytest.param("offset", marks=full_only),
+        pytest.param("huge-offset", marks=full_only),
+        pytest.param("zone", marks=full_only),
     ],
 )
 def test_daemon_isolates_a_poisoned_row_and_sends_the_others(tmp_path: Path, kind: str) -> None:

@@ -294,7 +294,6 @@ def migrated(pg_url: str, tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-@xfail_today("7. daemons importing the same new calendar log unique violations at error level")
 def test_daemons_importing_the_same_new_calendar_log_no_error(pg_url: str, migrated: Path) -> None:
     _big_calendar(migrated.parent / "schedules" / "shared.toml", "shared")
     with daemons_killed() as started:
@@ -312,7 +311,6 @@ def test_daemons_importing_the_same_new_calendar_log_no_error(pg_url: str, migra
 
 
 @pytest.mark.slow
-@xfail_today("7. concurrent imports of a new calendar fail on the unique index")
 def test_concurrent_cli_imports_of_a_new_calendar_all_succeed(pg_url: str, migrated: Path) -> None:
     shared = _big_calendar(migrated.parent / "shared.toml", "shared")
     outcomes: list[Any] = [None] * 3

@@ -49,7 +49,6 @@ def _modes(folder: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-@xfail_today(MODES)
 def test_daemon_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     with daemons_killed() as started:
@@ -65,7 +64,6 @@ def test_daemon_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@xfail_today(MODES)
 def test_cli_creates_the_database_private_whatever_the_umask(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     assert_ok(cli_process(config, "init", preexec=umask(0o022)))

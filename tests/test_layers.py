@@ -61,6 +61,7 @@ RANKS: dict[str, int] = {
     "reminders.decision": 2,
     "schedule_files": 2,
     "filters": 2,
+    "isolation": 2,  # entries whose stored values the engine cannot use, left out
     "ics": 2,
     "vtimezone": 2,
     "presenters": 2,

@@ -74,10 +74,20 @@ def _days(first: date, last: date) -> list[date]:
 
 
 def _due(series: Daily, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
-    """(occurrence, due) of every reminder in the window, on the first channel."""
+    """(occurrence, due) of every reminder in the window, on the first channel, asked for a
+    year at a time (a window holds at most ``recurrence.MAX_OCCURRENCES`` of a series)."""
     channel = CONFIG.channels[0]
-    found = reminders_between(series, "cal", None, CONFIG, start, end)
-    return [(r.occurrence_utc, r.due_at) for r in found if r.channel == channel]
+    found = {}
+    at = start
+    while True:
+        upper = min(at + timedelta(days=365), end)
+        for r in reminders_between(series, "cal", None, CONFIG, at, upper):
+            found[r.dedupe_key] = r
+        if upper >= end:
+            break
+        at = upper
+    ordered = sorted(found.values(), key=lambda r: r.due_at)
+    return [(r.occurrence_utc, r.due_at) for r in ordered if r.channel == channel]
 
 
 @pytest.mark.parametrize("zone", sorted(ZONES))

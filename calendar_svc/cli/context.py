@@ -41,6 +41,21 @@ class CliContext:
             self._store = store
         return self._store
 
+    def warn_isolated(self) -> None:
+        """Print each entry the store leaves out (``isolation``) as one warning line on
+        stderr: ``reminders``, ``export`` and a filtered ``list`` name what they skip."""
+        from calendar_svc.events import EntryIsolated, Event
+
+        def warn(event: Event) -> None:
+            assert isinstance(event, EntryIsolated)
+            click.echo(
+                f"calendar-svc: warning: skipped entry {event.uid} of calendar "
+                f"{event.calendar}: {event.reason}",
+                err=True,
+            )
+
+        self.store.events.add_listener(warn, [EntryIsolated])
+
     def close(self) -> None:
         if self._store is not None:
             self._store.close()

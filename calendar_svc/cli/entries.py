@@ -185,7 +185,8 @@ def list_(
       calendar-svc list --city Quito
       calendar-svc list --from 2025-09-03 --to 2025-09-03 --json
     """
-    entries = ctx.store.entries(build_filter(calendar, city, category, from_, to))
+    ctx.warn_isolated()  # what a filter cannot be checked against is skipped, and named
+    entries = ctx.store.entries(build_filter(calendar, city, category, from_, to), every=True)
     if as_json:
         echo_json([entry_json(e) for e in entries])
         return

@@ -71,6 +71,7 @@ def export(
     """
     flt = _filter(city, category, from_, to)
     slug = _pick_calendar(ctx.store, calendar)
+    ctx.warn_isolated()
     feed = render_feed(ctx.store, FeedOptions.from_config(ctx.config), slug, flt)
     if output is None:
         # Bytes as served (CRLF, UTF-8): no text-mode translation of the stream.
@@ -113,8 +114,9 @@ def serve(ctx: CliContext, host: str | None, port: int | None) -> None:
 
     config = ctx.config
     setup_logging(config.logging.level, config.logging.format)
-    # No scheduler loop runs here: /healthz checks the database alone.
-    observers = Observers.build()
+    # No scheduler loop runs here: /healthz checks the database alone (and lists the
+    # entries the store's screen leaves out, told on its bus).
+    observers = Observers.build(events=ctx.store.events)
     FeedServer(ctx.store, config, host=host, port=port, observers=observers).serve_forever()
 
 

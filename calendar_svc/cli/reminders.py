@@ -16,13 +16,14 @@ from calendar_svc.clock import now_utc
 from calendar_svc.config import Config, load_config
 from calendar_svc.db import sqlite_file
 from calendar_svc.durations import format_duration
-from calendar_svc.errors import InputError
+from calendar_svc.errors import CalendarSvcError, InputError
 from calendar_svc.models import DeliveryStatus
 from calendar_svc.reminders import reports
 from calendar_svc.reminders.lock import holder_pid
 from calendar_svc.reminders.planner import Planner
 from calendar_svc.reminders.rules import PlannedReminder
 from calendar_svc.timezones import UTC, iso_utc, time_text, to_local
+from calendar_svc.validation import in_range
 
 
 @click.command()
@@ -47,7 +48,11 @@ def run(ctx: CliContext, no_feed: bool, no_reminders: bool) -> None:
         return load_config(ctx.config_path, database_url=ctx.database_url)
 
     daemon = Daemon(ctx.config, load_config=reload, feed=not no_feed, reminders=not no_reminders)
-    code = daemon.run()
+    try:
+        code = daemon.run()
+    except CalendarSvcError as exc:
+        # Its log already said why, as daemon.start_failed: one line, not the same twice.
+        raise SystemExit(exc.exit_code) from None
     if daemon.abandoned:
         # A notifier is still hung in a send thread past stop_timeout. Its row is back to
         # pending (sent again by the next daemon) and nothing more will be written. Leave
@@ -63,22 +68,29 @@ def run(ctx: CliContext, no_feed: bool, no_reminders: bool) -> None:
 
 
 def parse_instant(value: str | None, option: str, *, end: bool = False) -> datetime | None:
-    """``2025-09-02`` (a UTC day; ``--to`` includes it), or an ISO date-time (UTC unless offset)."""
+    """``2025-09-02`` (a UTC day; ``--to`` includes it), or an ISO date-time (UTC unless
+    offset), on the days entries may fall on (``validation.FIRST_DAY``..``LAST_DAY``)."""
     if value is None:
         return None
     try:
         if len(value) == 10:
             day = date.fromisoformat(value)
+            in_range(day, option)
             if end:
                 day += timedelta(days=1)
             return datetime.combine(day, time(), tzinfo=UTC)
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        in_range(parsed.date(), option)
+        instant = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        in_range(instant.date(), option)
+        return instant
+    except (ValueError, OverflowError) as exc:
+        if str(exc).startswith(option):  # out of range: in_range said which days are kept
+            raise InputError(str(exc)) from None
         raise InputError(
             f"{option} expects YYYY-MM-DD or an ISO date-time (UTC unless it has an offset), "
             f"got {value!r}"
         ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def local_text(instant: datetime, zone: str) -> str:
@@ -127,6 +139,7 @@ def reminders(ctx: CliContext, from_: str | None, to: str | None, as_json: bool)
     if end < start:
         raise InputError(f"--to {iso_utc(end)} is before --from {iso_utc(start)}")
     store = ctx.store
+    ctx.warn_isolated()
     found = Planner(store, config.reminders).schedule(start, end)
     if as_json:
         echo_json([reminder_json(r, config) for r in found])

@@ -27,7 +27,6 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -41,7 +40,7 @@ from calendar_svc.errors import InputError, StoreError
 from calendar_svc.events import EventBus, FeedAnswered, FeedCacheLookup, FeedRendered
 from calendar_svc.feed.access import Access
 from calendar_svc.feed.cache import FeedCache, RenderedFeed, filter_key, freeze_heap_once
-from calendar_svc.filters import EntryFilter, parse_filter
+from calendar_svc.filters import EntryFilter, parse_query
 from calendar_svc.ics import FeedOptions
 from calendar_svc.logs import log_event, redact_token
 from calendar_svc.observers import Observers
@@ -151,7 +150,7 @@ class FeedEndpoint:
             return
         assert head is not None
         try:
-            flt = _query_filter(scope.get("query_string", b""))
+            flt = parse_query(scope.get("query_string", b""))
             if grant is not OWNER:
                 flt = grant.narrow(flt)
         except InputError as exc:
@@ -212,18 +211,6 @@ class FeedEndpoint:
         # A server keeps its caches for good: out of the collector's walks with them.
         freeze_heap_once()
         return feed, seconds
-
-
-def _query_filter(query_string: bytes) -> EntryFilter:
-    if not query_string:
-        return EntryFilter()
-    values = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=False))
-    return parse_filter(
-        city=values.get("city"),
-        category=values.get("category"),
-        from_=values.get("from"),
-        to=values.get("to"),
-    )
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
@@ -334,8 +321,9 @@ def build_app(store: Store, config: Config, observers: Observers | None = None) 
         reachable = await run_in_threadpool(store.ping)
         state = health.snapshot()
         ok = reachable and not state["scheduler_stuck"]
+        # Degraded: some entries are left out (isolated_entries), the rest runs.
         body = {
-            "status": "ok" if ok else "unavailable",
+            "status": ("degraded" if state["isolated_entries"] else "ok") if ok else "unavailable",
             "database": reachable,
             "version": __version__,
             **state,

@@ -26,12 +26,16 @@ from calendar_svc.ics_in import reader, series, values
 from calendar_svc.ics_in.vevent import PROPERTY_OF, Context, Event, read_event, with_folds
 from calendar_svc.ics_in.zones import ZoneResolver, iana_name
 from calendar_svc.models import Origin
-from calendar_svc.schedule_files import SLUG_RE, CalendarSpec, EntrySpec, parse_entry
+from calendar_svc.schedule_files import (
+    SLUG_RE,
+    CalendarSpec,
+    EntrySpec,
+    parse_entry,
+    read_limited,
+)
 
 # What our own feeds say they are (ics.PRODID); their UIDs end in "@<slug>.<domain>".
 OWN_PRODID = "-//calendar-svc//calendar-svc//EN"
-# Files larger than this are refused before they are read (a source has its own limit).
-MAX_FILE_BYTES = 50 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -64,17 +68,9 @@ def load_ics(path: str | Path, options: IcsOptions) -> IcsCalendar:
     """Read and convert one .ics file."""
     path = Path(path)
     name = str(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise InputError(
-                f"the file is {size / 1e6:.1f} MB; .ics files are read up to "
-                f"{MAX_FILE_BYTES // 1_000_000} MB",
-                file=name,
-            )
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read the file: {exc.strerror}", file=name) from None
+    # The schedule files' limit: larger files are refused before they are read (a source
+    # has its own limit).
+    data = read_limited(path)
     return parse_ics(data, options, source=name)
 
 

@@ -31,13 +31,13 @@ from calendar_svc.errors import InputError
 from calendar_svc.ics_in.values import When
 from calendar_svc.ics_in.vevent import Context, Event
 from calendar_svc.ics_in.zones import CustomZone
-from calendar_svc.recurrence import wall_rule
+from calendar_svc.recurrence import MAX_OCCURRENCES, wall_rule
 from calendar_svc.timezones import UTC
 
 # Occurrences compared to check that a moved rest of a series is the same rule.
 _PROBE = 200
 # The most occurrences a split series' rest may be listed as (RDATEs).
-MAX_LISTED = 10_000
+MAX_LISTED = MAX_OCCURRENCES
 _COUNT = re.compile(r"(?i)(^|;)COUNT=(\d+)")
 _UNTIL = re.compile(r"(?i)(^|;)UNTIL=([0-9TZ]+)")
 

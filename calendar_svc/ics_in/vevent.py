@@ -26,17 +26,16 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from itertools import islice, takewhile
 from typing import Any
 
 from calendar_svc import timezones
 from calendar_svc.durations import format_duration
-from calendar_svc.errors import InputError
+from calendar_svc.errors import InputError, RuleError
 from calendar_svc.ics_in import values
 from calendar_svc.ics_in.reader import Component, Property
 from calendar_svc.ics_in.values import When
 from calendar_svc.ics_in.zones import CustomZone, ZoneResolver
-from calendar_svc.recurrence import wall_rule
+from calendar_svc.recurrence import check_rule
 from calendar_svc.schedule_files import UID_RE
 from calendar_svc.timezones import UTC
 
@@ -67,8 +66,6 @@ _STATUS = {"CONFIRMED": "confirmed", "TENTATIVE": "tentative", "CANCELLED": "can
 _UID_JUNK = re.compile(r"[^A-Za-z0-9._:@+-]+")
 _URL = re.compile(r"^https?://\S+$")
 NO_TITLE = "(no title)"
-# The most occurrences a series may have in a year (the feed and preview windows' cap).
-MAX_OCCURRENCES = 10_000
 
 
 @dataclass
@@ -205,7 +202,7 @@ def read_event(component: Component, ctx: Context) -> Event:
         raw["rrule"] = rules[0].value.strip()
         if len(rules) > 1:
             ctx.warnings.append(f"{where}: {len(rules)} RRULEs; only the first is used")
-        _check_density(raw, rules[0], fail)
+        _check_rule(raw, rules[0], fail)
     for key, name in (("rdate", "RDATE"), ("exdate", "EXDATE")):
         props = component.all(name)
         if props:
@@ -294,24 +291,24 @@ def _timed_times(
         raw["duration"] = format_duration(length)
 
 
-def _check_density(raw: dict[str, Any], prop: Property, fail: Any) -> None:
-    """Refuse a series with more than ``MAX_OCCURRENCES`` occurrences in its first year:
-    no feed or preview window could show it (every minute for a year is 525,600)."""
-    start = raw["start"]
-    wall = start if isinstance(start, datetime) else datetime.combine(start, time())
-    wall = wall.replace(tzinfo=None)
+def _check_rule(raw: dict[str, Any], prop: Property, fail: Any) -> None:
+    """The recurrence engine's check of the RRULE from the event's start (``check_rule``:
+    its parts, that it fires, at most ``MAX_OCCURRENCES`` times in its first year), before
+    the series code walks it; a start the validator will refuse is left to it."""
+    start, zone = raw["start"], raw["timezone"]
     try:
-        rule = wall_rule(raw["rrule"], wall, "UTC")
-        end = wall + timedelta(days=366)
-        count = sum(1 for _ in islice(takewhile(lambda w: w <= end, rule), MAX_OCCURRENCES + 1))
-    except (ValueError, TypeError, OverflowError):
-        return  # the validator says what is wrong with it
-    if count > MAX_OCCURRENCES:
-        raise fail(
-            prop,
-            f"{raw['rrule']!r} repeats more than {MAX_OCCURRENCES:,} times within a year; "
-            f"calendar-svc keeps at most {MAX_OCCURRENCES:,} occurrences of a series per window",
-        )
+        if isinstance(start, datetime) and start.tzinfo is not None:
+            wall = timezones.wall_time(start.astimezone(UTC), zone)[0]
+        else:
+            wall = start if isinstance(start, datetime) else datetime.combine(start, time())
+    except (InputError, ValueError, OverflowError):
+        return
+    try:
+        check_rule(raw["rrule"], wall, zone, all_day=not isinstance(start, datetime))
+    except RuleError as exc:
+        raise fail(prop, exc.detail) from None
+    except (InputError, OverflowError):
+        return  # a start out of range: the validator names it
 
 
 def _zone_of(when: When, ctx: Context, where: str, prop: Property, fail: Any) -> str | CustomZone:

@@ -26,13 +26,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import NoReturn
 
-from dateutil.rrule import rrulestr
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
 from calendar_svc import timezones
 from calendar_svc.errors import InputError
 from calendar_svc.ics_in import values
 from calendar_svc.ics_in.reader import Component
+from calendar_svc.recurrence import rule_between
 
 _WINDOWS = {name.casefold(): zone for name, zone in WINDOWS_TO_OLSON.items()}
 _UTC_NAMES = {"utc", "gmt", "z", "etc/utc", "etc/gmt", "universal", "zulu", "etc/zulu"}
@@ -106,7 +106,7 @@ class VTimezoneRules:
             onsets = [begin] if begin <= high else []
             for rule in rules:
                 text = _local_until(rule, before)
-                onsets.extend(rrulestr(text, dtstart=begin).between(low, high, inc=True))
+                onsets.extend(rule_between(text, begin, low, high))
             for raw in rdates:
                 onsets.extend(
                     w.value for w in values.whens(raw, {}) if isinstance(w.value, datetime)

@@ -35,7 +35,7 @@ from calendar_svc.errors import InputError, NotFoundError, StoreError
 from calendar_svc.events import EventBus, PageAnswered
 from calendar_svc.feed.access import Access
 from calendar_svc.feed.cache import FilterKey, filter_key
-from calendar_svc.filters import EntryFilter, matches, parse_filter
+from calendar_svc.filters import EntryFilter, matches, parse_query
 from calendar_svc.links import check_public_url
 from calendar_svc.page.assets import Assets
 from calendar_svc.page.html import PageRenderer
@@ -121,7 +121,7 @@ class PageEndpoints:
             return found
         head, grant, token = found
         try:
-            flt = _query_filter(request)
+            flt = parse_query(request.scope.get("query_string", b""))
         except InputError as exc:
             return self._answer(_plain(400, f"Bad Request: {exc}\n"))
         public_url = self.public_url or str(request.base_url).rstrip("/")
@@ -236,7 +236,7 @@ class PageEndpoints:
             entry = self.store.find_entry(uid, head.slug)
         except (NotFoundError, InputError):
             return None
-        if not matches(entry, grant.narrow(EntryFilter())):
+        if not self.store.screen.usable([entry]) or not matches(entry, grant.narrow(EntryFilter())):
             return None
         calendar = entry.calendar
         zones = [] if entry.all_day else sorted({entry.start_tz, entry.end_tz})
@@ -249,17 +249,6 @@ class PageEndpoints:
     def _answer(self, response: Response) -> Response:
         self.events.emit(PageAnswered(status=response.status_code))
         return response
-
-
-def _query_filter(request: Request) -> EntryFilter:
-    """The page's filter, from the same query parameters as the feed's."""
-    query = request.query_params
-    return parse_filter(
-        city=query.get("city"),
-        category=query.get("category"),
-        from_=query.get("from"),
-        to=query.get("to"),
-    )
 
 
 def _not_modified(request: Request, page: RenderedPage) -> bool:

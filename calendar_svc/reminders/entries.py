@@ -3,7 +3,8 @@
 The planner asks which entries may have reminders due in a window
 (``entries_for_window``, bounded by ``longest_offset``); the dispatcher asks
 for the entries of the rows it claimed (``entries_by_key``), to check that
-the rules still want each reminder. Every entry comes with its calendar
+the rules still want each reminder (an entry the engine cannot use,
+``isolation.problem``, is left out: its reminders are not sent). Every entry comes with its calendar
 loaded. Each function takes a session: the caller owns the transaction.
 """
 
@@ -12,12 +13,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Text, and_, cast, or_, select
 from sqlalchemy.orm import Session, contains_eager
 
-from calendar_svc.durations import parse_duration
+from calendar_svc.isolation import problem
 from calendar_svc.models import Calendar, Entry
+from calendar_svc.validation import offset
 
 
 def entries_for_window(
@@ -59,15 +62,28 @@ def entries_by_key(
         .where(Calendar.slug.in_({s for s, _ in wanted}), Entry.uid.in_({u for _, u in wanted}))
     )
     found = {(e.calendar.slug, e.uid): e for e in session.scalars(query).unique()}
-    return {key: entry for key, entry in found.items() if key in wanted}
+    # An entry the engine cannot use is as good as gone: its reminders are not sent.
+    return {key: entry for key, entry in found.items() if key in wanted and problem(entry) is None}
 
 
 def longest_offset(session: Session, defaults: Sequence[timedelta]) -> timedelta:
-    """The largest offset any entry can have: config, calendar and entry overrides."""
-    texts: set[str] = set()
+    """The largest offset any entry can have: config, calendar and entry overrides. An
+    offset the engine cannot use (a hand-edited row) counts for nothing: its entry is
+    isolated (``isolation``); at most ``validation.MAX_OFFSET``."""
+    found: list[Any] = []
     for offsets in session.scalars(select(Calendar.reminders)):
-        texts.update(offsets or [])
+        found.extend(offsets if isinstance(offsets, list) else [])
     # Few distinct override lists exist; compare them as text (PostgreSQL's json has no "=").
     for raw in session.scalars(select(cast(Entry.reminders, Text)).distinct()):
-        texts.update((json.loads(raw) if raw else None) or [])
-    return max([parse_duration(t) for t in texts] + list(defaults), default=timedelta(0))
+        try:
+            offsets = json.loads(raw) if raw else None
+        except ValueError:
+            continue
+        found.extend(offsets if isinstance(offsets, list) else [])
+    usable = list(defaults)
+    for text in found:
+        try:
+            usable.append(offset(text))
+        except (ValueError, OverflowError):
+            continue
+    return max(usable, default=timedelta(0))

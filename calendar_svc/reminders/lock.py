@@ -14,7 +14,8 @@ import fcntl
 import os
 from pathlib import Path
 
-from calendar_svc.errors import AlreadyRunningError
+from calendar_svc.db import why
+from calendar_svc.errors import AlreadyRunningError, StoreError
 
 
 def lock_path(database: Path) -> Path:
@@ -28,9 +29,19 @@ class DaemonLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
+            self._acquire()
+        except OSError as exc:
+            raise StoreError(
+                f"cannot take the daemon lock {self.path}: {why(exc, self.database)}"
+            ) from None
+
+    def _acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # 0600 whatever the umask, as the database beside it (db.private_file).
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
@@ -40,8 +51,12 @@ class DaemonLock:
                 "only one daemon may run per SQLite database. Stop it first, or use "
                 "PostgreSQL ([database] url) to run several daemons."
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        except OSError:
+            os.close(fd)
+            raise
         self._fd = fd
 
     def release(self) -> None:

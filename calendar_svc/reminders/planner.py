@@ -25,6 +25,10 @@ on PostgreSQL a transaction-scoped advisory lock serialises the planners of
 several daemons, so a pass working from an old snapshot cannot resurrect a
 reminder that a newer pass cancelled.
 
+Entries whose stored values the engine cannot use are left out (the store's
+``screen``, told once as ``EntryIsolated``): their pending rows are cancelled
+as no rule produces them, and every other entry is planned as usual.
+
 What a pass did is told once it committed, as events on the planner's bus
 (``ReminderPlanned``, ``PlannerGap``, ``ReminderCancelled``, then
 ``PlannerPassed``): the log lines, metrics and health listen there. Clock
@@ -60,6 +64,7 @@ from calendar_svc.reminders.rules import (
     ALL_DAY_LEAD,
     PlannedReminder,
     Slot,
+    reminder_lead,
     reminders_between,
     slot_of,
 )
@@ -175,6 +180,7 @@ class Planner:
             report.cancelled = stale
         self._previous = now  # committed: this process has planned up to now
         self._tell(report, now)
+        self.store.recheck_isolated()  # isolated entries fixed or deleted since: restored
         return report
 
     def _tolerance(self, now: datetime) -> timedelta:
@@ -210,21 +216,23 @@ class Planner:
 
         An entry's reminders are all due before it starts, so the entries that
         matter start in ``[start, end + longest lead]``; their reminders due
-        before ``start`` are kept, because the planner needs them for late
-        catch-up and for recognising old pending rows as still wanted.
+        before ``start`` (by up to the entry's own lead) are kept, because the
+        planner needs them for late catch-up and for recognising old pending rows
+        as still wanted. Each entry's occurrences are expanded from its own lead
+        back, not the longest one: a window holds at most
+        ``recurrence.MAX_OCCURRENCES`` of a series, and a dense series must not
+        spend them a year back because another calendar reminds a year ahead.
         """
         lead = longest_offset(session, self.config.offsets)
         entries = entries_for_window(session, start, end, lead=lead, all_day_lead=ALL_DAY_LEAD)
         found: list[PlannedReminder] = []
-        for entry in entries:
+        # An entry the engine cannot use costs its own reminders, not everyone's.
+        for entry in self.store.screen.usable(entries):
+            calendar = entry.calendar
+            back = max(reminder_lead(entry, calendar.reminders, self.config), ALL_DAY_LEAD)
             found.extend(
                 reminders_between(
-                    entry,
-                    entry.calendar.slug,
-                    entry.calendar.reminders,
-                    self.config,
-                    start - max(lead, ALL_DAY_LEAD),
-                    end,
+                    entry, calendar.slug, calendar.reminders, self.config, start - back, end
                 )
             )
         found.sort(key=lambda r: (r.due_at, r.dedupe_key))

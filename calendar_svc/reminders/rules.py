@@ -244,6 +244,17 @@ def lead_time(offsets: Sequence[timedelta], all_day: bool) -> timedelta:
     return max(offsets, default=timedelta(0))
 
 
+def reminder_lead(
+    entry: Remindable, calendar_reminders: Sequence[str] | None, config: RemindersConfig
+) -> timedelta:
+    """How long before an occurrence's start the entry's earliest reminder can be due (zero
+    without reminders): how far back a window of its reminders needs its occurrences."""
+    triggers = alarm_offsets(
+        entry, calendar_reminders, config.offsets, all_day_time=config.all_day_time
+    )
+    return lead_time(triggers, entry.all_day) if triggers else timedelta(0)
+
+
 def reminders_between(
     entry: Remindable,
     calendar_slug: str,
