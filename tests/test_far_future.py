@@ -23,6 +23,7 @@ import pytest
 from click.testing import Result
 from feed_zones import read_by_vtimezones, reference_zone
 from icalendar import Calendar as ICalendar
+from ics_lib import ics_calendar
 
 from calendar_svc.config import load_config
 from calendar_svc.feed.cache import render_feed
@@ -165,7 +166,6 @@ def _expected(entries: list[Planned]) -> dict[str, datetime]:
 def test_every_parser_reads_the_feed_as_zoneinfo_does(
     imported: tuple[list[Planned], Store, bytes],
 ) -> None:
-    import ics as ics_lib
     import vobject
     from ical.calendar_stream import IcsCalendarStream
 
@@ -192,7 +192,7 @@ def test_every_parser_reads_the_feed_as_zoneinfo_does(
         readings["icalendar+VTIMEZONE"][uid] = start.astimezone(UTC)
     for event in vobject.readOne(text).vevent_list:
         readings["vobject"][event.uid.value.split("@")[0]] = event.dtstart.value.astimezone(UTC)
-    for event in ics_lib.Calendar(text).events:
+    for event in ics_calendar(text).events:
         readings["ics"][event.uid.split("@")[0]] = event.begin.datetime.astimezone(UTC)
     for event in IcsCalendarStream.calendar_from_ics(text).events:
         readings["ical"][event.uid.split("@")[0]] = event.dtstart.astimezone(UTC)  # type: ignore[union-attr]

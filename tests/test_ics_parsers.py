@@ -21,6 +21,7 @@ from feed_zones import expected_instants, future_entries, read_by_vtimezones
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from icalendar import Calendar as ICalendar
+from ics_lib import ics_calendar
 from test_ics import make_calendar, make_entry, render_pieces
 
 from calendar_svc import ics
@@ -192,14 +193,13 @@ def trip_feed(trip_store: Store) -> bytes:
 
 def parse_everywhere(data: bytes) -> dict[str, int]:
     """Event counts as each parser sees them; any parser error fails the test."""
-    import ics as ics_lib
     import vobject
     from ical.calendar_stream import IcsCalendarStream
 
     text = data.decode("utf-8")
     return {
         "icalendar": len(ICalendar.from_ical(data).walk("VEVENT")),
-        "ics": len(ics_lib.Calendar(text).events),
+        "ics": len(ics_calendar(text).events),
         "vobject": len(vobject.readOne(text).vevent_list),
         "ical": len(IcsCalendarStream.calendar_from_ics(text).events),
     }
@@ -367,7 +367,6 @@ def test_future_instants_and_the_weekly_series_in_vobject(future_feed: bytes) ->
 
 def test_future_instants_in_ics(future_feed: bytes) -> None:
     import dateutil
-    import ics as ics_lib
 
     if int(dateutil.__version__.split(".")[0]) < 3:
         # ics looks zones up by name in the system's TZif files through dateutil's
@@ -376,7 +375,7 @@ def test_future_instants_in_ics(future_feed: bytes) -> None:
         pytest.skip(f"dateutil {dateutil.__version__} reads TZif files without their footer")
 
     expected = expected_instants()
-    for event in ics_lib.Calendar(future_feed.decode()).events:
+    for event in ics_calendar(future_feed.decode()).events:
         uid = event.uid.split("@")[0]
         assert event.begin.datetime.astimezone(UTC) == expected[uid][0], uid
 
