@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from faults import FULL, full_only
 from peers import HttpReceiver, HttpRequest, Response
 from service_helpers import Service, base_env, instant, schedule_text, soon
 from sqlalchemy import func, select
@@ -287,11 +288,12 @@ def test_kill_9_during_a_burst_then_restart(
     assert statuses(url) == Counter({"sent": 500})
 
 
-@pytest.mark.parametrize("count", [2, 3])
+@pytest.mark.parametrize("count", [pytest.param(2, marks=full_only), 3])
 def test_several_daemons_on_postgresql_send_each_reminder_once(
     tmp_path: Path, receiver: WebhookPeer, services: list[Service], pg_url: str, count: int
 ) -> None:
-    """2,000 reminders due within 20 s, 2 or 3 daemons on one PostgreSQL schema.
+    """2,000 reminders due within 12 s, 3 daemons (and 2 with ``CALENDAR_SVC_FAULTS=full``)
+    on one PostgreSQL schema.
 
     The daemons start on an empty schema and the reminders are written while they
     run, so each daemon also has to notice the change and plan."""
@@ -304,7 +306,7 @@ def test_several_daemons_on_postgresql_send_each_reminder_once(
         d.wait_ready()
 
     first = soon(8)
-    starts = spread(2000, first, 20)
+    starts = spread(2000, first, 12)
     entries = [
         {"uid": uid, "title": uid, "start": start.replace(tzinfo=None), "duration": "PT30M"}
         for uid, start in starts.items()
@@ -386,11 +388,13 @@ def test_notifier_down_then_back(
 def test_sigstop_across_due_times(
     tmp_path: Path, receiver: WebhookPeer, services: list[Service]
 ) -> None:
-    """Stopped for 60 s across every due time, the daemon sends all overdue reminders once,
-    within 30 s of SIGCONT: nothing is skipped as a misfire."""
+    """Stopped across every due time (20 s; 60 s with ``CALENDAR_SVC_FAULTS=full``), the
+    daemon sends all overdue reminders once, within 30 s of SIGCONT: nothing is skipped as a
+    misfire (APScheduler's own grace would drop a job more than a second late)."""
+    stop_for = 60.0 if FULL else 20.0
     url = sqlite_url(tmp_path)
     config = write_config(tmp_path, url, receiver)
-    starts = spread(30, soon(12), 45)  # due times over 45 s, all inside the stop
+    starts = spread(30, soon(12), stop_for * 0.75 - 12)  # due times all inside the stop
     (tmp_path / "schedules" / "stop.toml").write_text(schedule_text("stop", starts))
     daemon = Service(config, name="daemon")
     services.append(daemon.start().wait_ready())
@@ -401,10 +405,10 @@ def test_sigstop_across_due_times(
         )
     daemon.signal(signal.SIGSTOP)
     stopped = time.monotonic()
-    # The stop itself (not a synchronisation): 60 s, and past the last due time.
+    # The stop itself (not a synchronisation), past the last due time.
     last_due = (max(starts.values()) - now_utc()).total_seconds()
-    time.sleep(max(60.0, last_due + 3))
-    assert time.monotonic() - stopped >= 60
+    time.sleep(max(stop_for, last_due + 3))
+    assert time.monotonic() - stopped >= stop_for
     assert receiver.keys() == Counter()
     daemon.signal(signal.SIGCONT)
     expected = {key_of("stop", uid, s) for uid, s in starts.items()}
