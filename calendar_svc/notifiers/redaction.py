@@ -12,11 +12,11 @@ import logging
 import re
 from collections.abc import Iterable
 
-# Characters that continue a word, a token or a URL segment: a secret that begins (or
-# ends) with one is only that secret where no such character comes right before (after).
-# A dot continues a token only when more of it follows ("hooks.invalid"); a dot that ends
-# a sentence must not let a secret through.
-_TOKEN = "-A-Za-z0-9_~%+="
+# Characters that continue a word or a name (separators such as / = & : ? do not): a
+# secret that begins (or ends) with one is only that secret where no such character comes
+# right before (after). A dot continues a name only when more of it follows
+# ("hooks.invalid"); a dot that ends a sentence must not let a secret through.
+_TOKEN = "-A-Za-z0-9_~"
 _TOKEN_CHAR = re.compile(f"[{_TOKEN}.]")
 _BEFORE = f"(?<![{_TOKEN}.])"
 _AFTER = f"(?![{_TOKEN}]|\\.[{_TOKEN}])"
