@@ -414,6 +414,7 @@ class Daemon:
             "database": safe_url(self.config.database.url),
             "channels": ",".join(sorted(self.notifiers)) or "none",
             "tz": timezones.version(),
+            "nofile": resources.soft_nofile(),  # raised to the hard limit at start
         }
         if not self.reminders_enabled:
             log_event(log, "daemon.ready", reminders="off", **fields)

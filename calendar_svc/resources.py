@@ -114,15 +114,21 @@ def preload() -> list[str]:
     return missing
 
 
+def soft_nofile() -> int | None:
+    """The soft descriptor limit in force (``None``: unlimited), for ``daemon.ready``."""
+    return _value(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+
+
 def secure(logger: logging.Logger) -> DescriptorLimit:
-    """Both, at a daemon's start, told as ``daemon.resources`` (a warning when the limit
-    could not be raised: the feed then leaves its reserve out of the lower limit)."""
+    """Both, at a daemon's start, told as ``daemon.resources``: a warning when the limit
+    could not be raised or a module not imported, else at debug level (the limit in force
+    is in ``daemon.ready``: a start that fails stays one line)."""
     limit = raise_descriptor_limit()
     missing = preload()
     log_event(
         logger,
         "daemon.resources",
-        logging.WARNING if limit.error else logging.INFO,
+        logging.WARNING if limit.error or missing else logging.DEBUG,
         nofile_before=limit.before,
         nofile=limit.soft,
         nofile_hard=limit.hard,

@@ -68,6 +68,12 @@ def test_reminders_go_out_while_the_feed_is_flooded(tmp_path: Path, hard: int | 
         started.append(daemon.start())
         daemon.ready()
         port = daemon.feed_port()
+        # Started under a soft limit of 1,024, it raised its own to the hard limit.
+        (ready,) = daemon.events("daemon.ready")
+        if hard is not None:
+            assert ready["nofile"] == hard, ready
+        else:
+            assert ready["nofile"] is None or ready["nofile"] >= FLOOD + 512, ready
         # Planned before the flood, due once it is on; nothing was sent over HTTP before.
         first = in_seconds(8)
         write_calendar(

@@ -4,6 +4,9 @@
 ``calendar-svc serve`` calls ``serve_forever()``. The socket is bound here,
 before uvicorn starts, so a port taken or refused fails ``start()`` at once
 with a clear error, and ``port`` is the real port when the config says 0.
+Every connection is held to ``[feed]``'s limits (``feed.limits``: connections,
+header read time, idle time, header and request line sizes), so that no client
+can take the descriptors the reminders need.
 """
 
 from __future__ import annotations
