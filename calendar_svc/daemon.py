@@ -48,7 +48,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from calendar_svc import timezones
+from calendar_svc import resources, timezones
 from calendar_svc.config import Config
 from calendar_svc.db import safe_url, sqlite_file
 from calendar_svc.errors import CalendarSvcError, DaemonStateError
@@ -181,6 +181,9 @@ class Daemon:
         """
         self._enter(DaemonState.STARTING, only_from=(DaemonState.NEW,))
         setup_logging(self.config.logging.level, self.config.logging.format)
+        # Descriptors up to the hard limit, and lazily imported codecs imported now, before
+        # a flood of feed connections could make either fail (issue 12).
+        resources.secure(log)
         self._install_signals()
         try:
             self._start()
@@ -411,6 +414,7 @@ class Daemon:
             "database": safe_url(self.config.database.url),
             "channels": ",".join(sorted(self.notifiers)) or "none",
             "tz": timezones.version(),
+            "nofile": resources.soft_nofile(),  # raised to the hard limit at start
         }
         if not self.reminders_enabled:
             log_event(log, "daemon.ready", reminders="off", **fields)

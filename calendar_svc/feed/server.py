@@ -4,6 +4,9 @@
 ``calendar-svc serve`` calls ``serve_forever()``. The socket is bound here,
 before uvicorn starts, so a port taken or refused fails ``start()`` at once
 with a clear error, and ``port`` is the real port when the config says 0.
+Every connection is held to ``[feed]``'s limits (``feed.limits``: connections,
+header read time, idle time, header and request line sizes), so that no client
+can take the descriptors the reminders need.
 """
 
 from __future__ import annotations
@@ -13,14 +16,17 @@ import signal
 import socket
 import threading
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
 from calendar_svc.config import Config
 from calendar_svc.errors import CalendarSvcError
 from calendar_svc.feed.app import build_app
+from calendar_svc.feed.limits import Limits, RefusalLog
 from calendar_svc.logs import log_event
 from calendar_svc.observers import Observers
+from calendar_svc.resources import descriptors_for_connections
 from calendar_svc.store import Store
 
 log = logging.getLogger("calendar_svc.feed")
@@ -86,6 +92,8 @@ class FeedServer:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
+        self.limits: Limits | None = None  # in force once started
+        self.refusals = RefusalLog()
 
     @property
     def url(self) -> str:
@@ -104,6 +112,7 @@ class FeedServer:
         _silence_access_log()
         self._socket = _bind(self.host, self._requested_port)
         self.port = int(self._socket.getsockname()[1])
+        self.limits = feed_limits(self.config)
         uv_config = uvicorn.Config(
             self.app,
             log_config=None,  # our logging (logs.setup_logging) stays as configured
@@ -111,6 +120,10 @@ class FeedServer:
             lifespan="off",
             server_header=False,
             timeout_graceful_shutdown=5,
+            timeout_keep_alive=max(1, round(self.limits.keep_alive_timeout)),
+            # The h11 parser's own cap (used only where httptools is not installed).
+            h11_max_incomplete_event_size=self.limits.max_header_size,
+            **_protocol(self.limits, self.refusals),
         )
         self._server = _Server(uv_config)
         self._thread = threading.Thread(
@@ -130,6 +143,7 @@ class FeedServer:
             host=self.host,
             port=self.port,
             http=_implementation(uv_config),
+            max_connections=self.limits.max_connections,
         )
 
     def stop(self, timeout: float) -> None:
@@ -173,6 +187,36 @@ class FeedServer:
             self.stop(stop_timeout)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def feed_limits(config: Config) -> Limits:
+    """``[feed]``'s limits, with the connection limit lowered so that the process's
+    descriptor reserve stays free under the soft limit in force now."""
+    feed = config.feed
+    return Limits(
+        max_connections=descriptors_for_connections(feed.max_connections),
+        header_timeout=feed.header_timeout.total_seconds(),
+        keep_alive_timeout=feed.keep_alive_timeout.total_seconds(),
+        max_header_size=feed.max_header_size,
+        max_request_line=feed.max_request_line,
+    )
+
+
+def _protocol(limits: Limits, refusals: RefusalLog) -> dict[str, Any]:
+    """uvicorn's ``http`` option: the limited httptools protocol when httptools is there
+    (it is a dependency on CPython); else uvicorn's h11 with its size cap and keep-alive
+    timeout only, and a warning."""
+    try:
+        from calendar_svc.feed.protocol import limited_protocol
+    except ImportError:
+        log_event(
+            log,
+            "feed.limits_partial",
+            logging.WARNING,
+            why="httptools is not installed: no connection limit or header read timeout",
+        )
+        return {"http": "h11"}
+    return {"http": limited_protocol(limits, refusals)}
 
 
 def _implementation(config: uvicorn.Config) -> str:

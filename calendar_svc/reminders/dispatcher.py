@@ -198,7 +198,9 @@ class Dispatcher:
         if self._stopping.is_set():
             return 0
         with self._lock:
-            room = self.capacity - len(self._inflight)
+            # Rows that ended since the flush above are still `sending` in the table until
+            # the next flush: they count, or this process would hold more than its capacity.
+            room = self.capacity - len(self._inflight) - len(self._ended)
             config, notifiers = self.config, self.notifiers
         with self.in_use.round(notifiers):
             return self._claim_and_start(room, config, notifiers)

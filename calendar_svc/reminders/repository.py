@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from calendar_svc.db import is_sqlite
 from calendar_svc.models import Delivery, DeliveryStatus
@@ -170,7 +171,12 @@ def claim_due(
 ) -> list[ClaimedRow]:
     """Claim up to ``limit`` due pending rows for ``claimer``; only claimed rows may be sent.
 
-    The claim holds once the caller's write transaction commits.
+    The claim holds once the caller's write transaction commits. It never takes
+    more than ``limit`` rows: on PostgreSQL the ``LIMIT … FOR UPDATE SKIP LOCKED``
+    choice is a ``MATERIALIZED`` CTE, run exactly once. As ``id IN (subquery)``
+    the planner may re-run it inside a nested loop, every run locking the next
+    ``limit`` rows, and one claim took a whole burst of 2,000 rows (issue 12),
+    leaving the other daemons idle and stranding everything if this one died.
     """
     if limit <= 0:
         return []
@@ -180,11 +186,15 @@ def claim_due(
         .order_by(T.next_attempt_at, T.id)
         .limit(limit)
     )
-    if not is_sqlite(session):
-        due = due.with_for_update(skip_locked=True)
+    if is_sqlite(session):
+        # One writer at a time (BEGIN IMMEDIATE): the subquery runs once, as it always did.
+        chosen: ColumnElement[bool] = T.id.in_(due.scalar_subquery())
+    else:
+        batch = due.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
+        chosen = T.id == batch.c.id
     stmt = (
         update(TABLE)
-        .where(T.id.in_(due.scalar_subquery()), T.status == DeliveryStatus.PENDING)
+        .where(chosen, T.status == DeliveryStatus.PENDING)
         .values(
             status=DeliveryStatus.SENDING,
             claimed_by=claimer,
