@@ -17,18 +17,27 @@ migrations, notifiers, schedule files, the feed port, a first planner pass,
 then READY=1 with a status line, and a log line saying what comes next (or
 that nothing is due).
 
-Running: a tick every ``poll_interval`` (or ``WATCHDOG_USEC``/2, when shorter)
+Running: a tick every ``poll_interval`` (or ``WATCHDOG_USEC``/2, when shorter),
+counted on the monotonic clock so that no step of the wall clock can stop it,
 pings the watchdog when systemd asked for it, re-imports the
 schedule files when one changed, re-plans when the store's change counter
 moved (a CLI edit in another process) and at least every ``rescan_interval``,
-and puts rows whose lease ran out back to pending. Date jobs wake the
+and puts rows whose lease ran out back to pending (``leases``: on the monotonic
+clock as well as the wall). Each tick also compares the wall clock with the
+monotonic one (``clock.StepWatch``): after a step of more than a few seconds it
+tells ``ClockStepped`` (the ``clock.step`` line, ``/healthz``, ``/metrics``),
+puts back to pending the rows marked missed while the clock ran ahead that are
+still worth sending (``repository.revive_missed_ahead``), and re-plans at
+once. The wall clock is only compared with due instants. Date jobs wake the
 dispatcher at each due instant; the dispatcher also looks for due work every
 second on its own, so a lost wake-up, SIGSTOP or clock jump costs seconds.
 
 Signals (handled in the main thread): SIGTERM/SIGINT stop planning and
 claiming, let sends in flight finish within ``stop_timeout``, put unfinished
-rows back to pending and exit 0. SIGHUP reloads config, notifiers and
-schedule files; a broken config keeps the old one running and says why.
+rows back to pending and exit 0. SIGHUP reloads config, notifiers, schedule
+files, the loop's interval and the feed's settings (a new ``[feed]`` host,
+port or ``enabled`` needs a restart, and ``config.restart_needed`` says so); a
+broken config keeps the old one running and says why.
 
 What happens is told as events on the daemon's own bus (``observers``):
 health, metrics and the log lines listen there.
@@ -49,10 +58,12 @@ from types import FrameType
 from typing import Any
 
 from calendar_svc import timezones
+from calendar_svc.clock import ClockStep, StepWatch
 from calendar_svc.config import Config
 from calendar_svc.db import safe_url, sqlite_file
 from calendar_svc.errors import CalendarSvcError, DaemonStateError
 from calendar_svc.events import (
+    ClockStepped,
     DaemonStarted,
     DaemonStartFailed,
     DaemonStopped,
@@ -69,6 +80,7 @@ from calendar_svc.reminders import reports
 from calendar_svc.reminders import repository as repo
 from calendar_svc.reminders.alarms import Alarms
 from calendar_svc.reminders.dispatcher import Dispatcher
+from calendar_svc.reminders.leases import LeaseWatch
 from calendar_svc.reminders.lock import DaemonLock
 from calendar_svc.reminders.planner import Planner
 from calendar_svc.reminders.retire import retire
@@ -151,6 +163,9 @@ class Daemon:
             self.store, config, self.notifiers, events=self.events, on_retry=self._retry_at
         )
         self.alarms = Alarms(wake=self.dispatcher.wake, tick=self._tick, tick_every=self.tick_every)
+        # The wall clock against the monotonic one, looked at every tick.
+        self.steps = StepWatch(wall=self.store.clock)
+        self.leases = LeaseWatch(config.reminders.lease)
         # [[sources]]: followed ICS feeds, synced in threads of their own.
         self.sources = SourceLoop(self.store, config, self.events)
         # The config's tz database, and the store's instants kept derived with it.
@@ -226,8 +241,10 @@ class Daemon:
                         why="left sending by a daemon that stopped; sent again with "
                         "the same idempotency key",
                     )
+            self._revive_missed_ahead()
             self._plan()
             self.dispatcher.start()
+        self.steps.check()  # the first look: steps are counted from here
         # The loop's first tick is one interval away; /healthz counts staleness from here.
         self.events.emit(DaemonStarted(at=self.store.clock()))
         self.alarms.start()
@@ -344,6 +361,9 @@ class Daemon:
             if self._watchdog_every is not None:
                 self.service.watchdog()
             self.events.emit(LoopTicked(at=self.store.clock()))
+            step = self.steps.check()
+            if step is not None:
+                self._clock_stepped(step)
             if self.tz.check() is not None:  # another tz database: instants derived again
                 self._counter = -1  # re-plan now, even if no instant moved
             changed = self.watch.changed()
@@ -359,10 +379,7 @@ class Daemon:
             elif self.dispatcher.finished != self._finished_seen:
                 # Sends ended since: "next reminder" and the counts in STATUS moved.
                 self._refresh(self.store.clock())
-            with self.store.write() as session:
-                recovered = repo.recover_expired(
-                    session, self.store.clock(), keep=self.dispatcher.claimer
-                )
+            recovered = self._recover_leases()
             for row_id in recovered:
                 log_event(log, "reminder.lease_expired", logging.WARNING, delivery=row_id)
             self.dispatcher.wake()
@@ -370,6 +387,47 @@ class Daemon:
             log.exception("daemon.tick_failed")
         finally:
             self._tick_lock.release()
+
+    def _clock_stepped(self, step: ClockStep) -> None:
+        """The wall clock stepped: tell it, revive what a clock running ahead marked missed,
+        and re-plan now (the horizon and the missed window moved with the clock)."""
+        self.leases.stepped()
+        revived = self._revive_missed_ahead(quiet=True) if self.reminders_enabled else []
+        self.events.emit(ClockStepped(seconds=step.seconds, at=step.at, revived=len(revived)))
+        self._counter = -1  # re-plan in this very tick
+        self._last_rescan = 0.0
+        self.alarms.rewake()
+
+    def _revive_missed_ahead(self, *, quiet: bool = False) -> list[int]:
+        """Rows recorded missed at a wall time still to come (the clock ran ahead then)
+        that are still worth sending: back to pending. At start too: the daemon may have
+        been restarted after the clock was put right."""
+        now = self.store.clock()
+        with self.store.write() as session:
+            revived = repo.revive_missed_ahead(session, now, self.config.reminders.grace)
+        if revived and not quiet:
+            log_event(
+                log,
+                "reminder.revived",
+                logging.WARNING,
+                count=len(revived),
+                why="recorded missed while the wall clock ran ahead; still due, sent once",
+            )
+        return revived
+
+    def _recover_leases(self) -> list[int]:
+        """Rows other processes left ``sending`` whose lease ran out (``leases.LeaseWatch``:
+        by the wall clock, or by this process's monotonic watch after a clock step)."""
+        keep = self.dispatcher.claimer
+        with self.store.read() as session:
+            leases = repo.foreign_leases(session, keep=keep)
+        expired = self.leases.expired(leases, self.store.clock())
+        if not expired:
+            return []
+        with self.store.write() as session:
+            return repo.recover_leases(
+                session, {i: leases[i] for i in expired}, self.store.clock(), keep=keep
+            )
 
     def _retry_at(self, delivery_id: int, when: datetime) -> None:
         self.alarms.set(delivery_id, when)
