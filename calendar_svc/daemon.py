@@ -58,7 +58,7 @@ from types import FrameType
 from typing import Any
 
 from calendar_svc import timezones
-from calendar_svc.clock import ClockStep, StepWatch
+from calendar_svc.clock import Clock, ClockStep, Monotonic, StepWatch, boot_monotonic, now_utc
 from calendar_svc.config import Config
 from calendar_svc.db import safe_url, sqlite_file
 from calendar_svc.errors import CalendarSvcError, DaemonStateError
@@ -114,7 +114,9 @@ class Daemon:
     """The daemon of ``calendar-svc run``; ``run()`` blocks until a stop and returns 0.
 
     ``service`` is how systemd is told (default: ``$NOTIFY_SOCKET``, a no-op
-    outside systemd).
+    outside systemd). ``clock`` (the wall clock, compared with due instants) and
+    ``monotonic`` (what the loop, the lease watch and step detection measure with)
+    are injected so tests can step one against the other.
     """
 
     def __init__(
@@ -125,6 +127,8 @@ class Daemon:
         feed: bool = True,
         reminders: bool = True,
         service: ServiceNotifier | None = None,
+        clock: Clock = now_utc,
+        monotonic: Monotonic = boot_monotonic,
     ):
         self.config = config
         self._load_config = load_config
@@ -151,7 +155,7 @@ class Daemon:
 
         # Every collaborator exists from here on; start() and stop() only start and stop.
         self.watch = ScheduleWatch(config.schedule_files)
-        self.store = Store(config.database.url, events=self.events)
+        self.store = Store(config.database.url, events=self.events, clock=clock)
         database = sqlite_file(config.database.url)
         self._lock = DaemonLock(database) if database is not None else None
         self.notifiers: dict[str, Notifier] = {}
@@ -164,8 +168,8 @@ class Daemon:
         )
         self.alarms = Alarms(wake=self.dispatcher.wake, tick=self._tick, tick_every=self.tick_every)
         # The wall clock against the monotonic one, looked at every tick.
-        self.steps = StepWatch(wall=self.store.clock)
-        self.leases = LeaseWatch(config.reminders.lease)
+        self.steps = StepWatch(wall=clock, monotonic=monotonic)
+        self.leases = LeaseWatch(config.reminders.lease, monotonic=monotonic)
         # [[sources]]: followed ICS feeds, synced in threads of their own.
         self.sources = SourceLoop(self.store, config, self.events)
         # The config's tz database, and the store's instants kept derived with it.
@@ -340,6 +344,7 @@ class Daemon:
             self.service.ready("reload failed: kept the previous config")
             return
         setup_logging(new.logging.level, new.logging.format)
+        restart = self._reload_loop_and_feed(new)
         old = self.dispatcher.replace(new, notifiers)
         self.notifiers = notifiers
         self.planner.config = new.reminders
@@ -349,8 +354,32 @@ class Daemon:
         self.tz.reset(new.tz, new.tz_database)  # the next tick follows another tz database
         threading.Thread(target=retire, args=(self.dispatcher.in_use, old), daemon=True).start()
         log_event(log, "config.reloaded", channels=",".join(sorted(notifiers)))
+        if restart:
+            log_event(
+                log,
+                "config.restart_needed",
+                logging.WARNING,
+                keys=",".join(restart),
+                hint="these settings take effect on restart; the running daemon keeps "
+                "the old ones (the rest of the new config is in use)",
+            )
         self._counter = -1  # re-plan on the next tick: offsets, channels or horizon may differ
+        self.alarms.tick_now()  # which is now, whatever the old interval was
         self.service.ready(self._status_text())
+
+    def _reload_loop_and_feed(self, new: Config) -> list[str]:
+        """A reload's new loop interval, lease and ``[feed]`` settings, applied to what runs;
+        returns the keys that need a restart instead."""
+        self.tick_every = tick_interval(new.reminders.poll_interval, self._watchdog_every)
+        self.alarms.tick_every = self.tick_every  # from the next wait of the loop on
+        self.observers.health.watch_loop(self.tick_every)
+        self.leases.lease = new.reminders.lease
+        restart: list[str] = []
+        if self.feed is not None:
+            restart += [f"feed.{key}" for key in self.feed.reconfigure(new)]
+        if new.feed.enabled != self.config.feed.enabled:
+            restart.append("feed.enabled")
+        return restart
 
     # --- the tick --------------------------------------------------------------------
 

@@ -79,9 +79,8 @@ class Health:
         tick_every: timedelta | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ):
-        self.stuck_after: timedelta | None = (
-            max(MIN_STUCK_AFTER, MISSED_TICKS * tick_every) if tick_every is not None else None
-        )
+        self.stuck_after: timedelta | None = None
+        self.watch_loop(tick_every)
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self.scheduler_running: bool | None = None
@@ -96,6 +95,12 @@ class Health:
         self._sources: dict[str, dict[str, Any]] = {}
         # (calendar, uid) -> why the engine cannot use the entry: left out, and listed.
         self._isolated: dict[tuple[str, str], str] = {}
+
+    def watch_loop(self, tick_every: timedelta | None) -> None:
+        """The loop ticks every ``tick_every`` from now on (a reload changed it)."""
+        self.stuck_after = (
+            max(MIN_STUCK_AFTER, MISSED_TICKS * tick_every) if tick_every is not None else None
+        )
 
     def attach(self, bus: EventBus) -> None:
         """Listen to ``bus`` from now on."""
