@@ -420,7 +420,7 @@ class Daemon:
     def _clock_stepped(self, step: ClockStep) -> None:
         """The wall clock stepped: tell it, revive what a clock running ahead marked missed,
         and re-plan now (the horizon and the missed window moved with the clock)."""
-        self.leases.stepped()
+        self.leases.stepped(step.seconds)
         revived = self._revive_missed_ahead(quiet=True) if self.reminders_enabled else []
         self.events.emit(ClockStepped(seconds=step.seconds, at=step.at, revived=len(revived)))
         self._counter = -1  # re-plan in this very tick

@@ -141,8 +141,11 @@ def test_leases_run_out_on_the_monotonic_clock() -> None:
     assert watch.expired({1: now - timedelta(seconds=1), 2: live}, now) == [1]
     # The wall clock steps back an hour: row 2's lease now looks an hour long. Not renewed
     # for a whole lease on the monotonic clock, it ran out anyway.
-    watch.stepped()
+    watch.stepped(-HOUR)
     now -= timedelta(hours=1)
+    # A lease the wall clock still calls run out after the step back is taken over at once
+    # (it ran out even longer ago).
+    assert watch.expired({2: live, 3: now - timedelta(seconds=1)}, now) == [3]
     mono.now += 29
     assert watch.expired({2: live}, now) == []
     mono.now += 2
@@ -157,13 +160,18 @@ def test_after_a_forward_step_the_wall_clock_alone_takes_no_lease_over() -> None
     watch = LeaseWatch(timedelta(seconds=30), monotonic=mono)
     lease = T0 + timedelta(seconds=25)  # a live daemon's lease, renewed every 10 s
     assert watch.expired({7: lease}, T0) == []
-    watch.stepped()  # the wall clock jumped an hour ahead
+    watch.stepped(HOUR)  # the wall clock jumped an hour ahead
     ahead = T0 + timedelta(hours=1)
+    # A lease that had run out before the jump still counts as run out.
+    assert watch.expired({8: T0 - timedelta(seconds=1)}, ahead) == [8]
     mono.now += 10
     lease += timedelta(seconds=10)
     assert watch.expired({7: lease}, ahead) == []  # wall-expired, but not trusted now
     mono.now += 31  # the live daemon died: no renewal for a whole lease, measured here
     assert watch.expired({7: lease}, ahead) == [7]
+    # Put right again: the wall clock is trusted as before.
+    watch.stepped(-HOUR)
+    assert watch.expired({9: T0 - timedelta(seconds=1), 10: T0 + timedelta(seconds=5)}, T0) == [9]
 
 
 # --- the revive rule ----------------------------------------------------------------------
