@@ -138,7 +138,7 @@ class Daemon:
         # Seconds between WATCHDOG=1 pings, or None when systemd did not ask this process.
         self._watchdog_every: float | None = self.service.watchdog_interval() or None
         self.tick_every = tick_interval(config.reminders.poll_interval, self._watchdog_every)
-        self.observers = Observers.build(tick_every=self.tick_every)
+        self.observers = Observers.build(tick_every=self.tick_every, monotonic=monotonic)
         self.events = self.observers.events
 
         self._state = DaemonState.NEW
@@ -412,7 +412,7 @@ class Daemon:
             for row_id in recovered:
                 log_event(log, "reminder.lease_expired", logging.WARNING, delivery=row_id)
             self.dispatcher.wake()
-        except Exception:  # a database hiccup must not end the tick job; the next one retries
+        except Exception:  # a database hiccup must not end the loop; the next tick retries
             log.exception("daemon.tick_failed")
         finally:
             self._tick_lock.release()
