@@ -339,3 +339,30 @@ def test_a_forward_jump_put_right_sends_the_reminder_once(
     drain(built.dispatcher)
     assert [r.entry.uid for r in recorder.got] == ["later"]
     assert statuses(built) == ["sent"]
+
+
+def test_a_lease_renewed_since_it_was_read_is_not_taken_over(
+    trip_store: Store, clock: FakeClock
+) -> None:
+    """``recover_leases`` takes a row back only under the lease it read: a daemon that
+    renewed in between keeps its row (SQLite and PostgreSQL round-trip the instant)."""
+    config = default_config(trip_store.url)
+    clock.set(datetime(2025, 9, 2, 15, 0, tzinfo=UTC))
+    Planner(trip_store, config.reminders).plan()
+    lease = timedelta(seconds=30)
+    with trip_store.write() as session:
+        claimed = repo.claim_due(session, now=clock.now, limit=10, claimer="ghost", lease=lease)
+    assert claimed
+    with trip_store.read() as session:
+        leases = repo.foreign_leases(session, keep="me")
+    assert set(leases) == {c.id for c in claimed}
+    with trip_store.read() as session:
+        assert repo.foreign_leases(session, keep="ghost") == {}  # its own rows: not foreign
+    renewed, dead = claimed[0].id, [c.id for c in claimed[1:]]
+    with trip_store.write() as session:
+        repo.renew_leases(
+            session, [renewed], claimer="ghost", now=clock.now + timedelta(seconds=5), lease=lease
+        )
+    with trip_store.write() as session:
+        recovered = repo.recover_leases(session, leases, clock.now, keep="me")
+    assert sorted(recovered) == sorted(dead)
