@@ -68,8 +68,12 @@ from calendar_svc.events import (
     DaemonStartFailed,
     DaemonStopped,
     DaemonStopping,
+    DeliveryFinished,
+    Event,
     LoopTicked,
+    OutcomeKind,
     PendingChanged,
+    PlannerGap,
 )
 from calendar_svc.feed.server import FeedServer
 from calendar_svc.logs import log_event, setup_logging
@@ -170,6 +174,10 @@ class Daemon:
         # The wall clock against the monotonic one, looked at every tick.
         self.steps = StepWatch(wall=clock, monotonic=monotonic)
         self.leases = LeaseWatch(config.reminders.lease, monotonic=monotonic)
+        # Set when a reminder was recorded missed since the last tick: a step forward and
+        # back between two ticks is invisible to ``steps``, so the tick looks anyway.
+        self._missed_lately = threading.Event()
+        self.events.add_listener(self._on_missed, [DeliveryFinished, PlannerGap])
         # [[sources]]: followed ICS feeds, synced in threads of their own.
         self.sources = SourceLoop(self.store, config, self.events)
         # The config's tz database, and the store's instants kept derived with it.
@@ -393,6 +401,10 @@ class Daemon:
             step = self.steps.check()
             if step is not None:
                 self._clock_stepped(step)
+            elif self._missed_lately.is_set() and self.reminders_enabled:
+                self._missed_lately.clear()
+                if self._revive_missed_ahead():  # a step shorter than a tick, put right
+                    self._counter = -1
             if self.tz.check() is not None:  # another tz database: instants derived again
                 self._counter = -1  # re-plan now, even if no instant moved
             changed = self.watch.changed()
@@ -417,10 +429,17 @@ class Daemon:
         finally:
             self._tick_lock.release()
 
+    def _on_missed(self, event: Event) -> None:
+        if isinstance(event, PlannerGap) or (
+            isinstance(event, DeliveryFinished) and event.outcome is OutcomeKind.MISSED
+        ):
+            self._missed_lately.set()
+
     def _clock_stepped(self, step: ClockStep) -> None:
         """The wall clock stepped: tell it, revive what a clock running ahead marked missed,
         and re-plan now (the horizon and the missed window moved with the clock)."""
         self.leases.stepped(step.seconds)
+        self._missed_lately.clear()
         revived = self._revive_missed_ahead(quiet=True) if self.reminders_enabled else []
         self.events.emit(ClockStepped(seconds=step.seconds, at=step.at, revived=len(revived)))
         self._counter = -1  # re-plan in this very tick

@@ -366,3 +366,27 @@ def test_a_lease_renewed_since_it_was_read_is_not_taken_over(
     with trip_store.write() as session:
         recovered = repo.recover_leases(session, leases, clock.now, keep="me")
     assert sorted(recovered) == sorted(dead)
+
+
+def test_a_jump_forward_and_back_between_two_ticks_is_put_right_too(
+    daemon: tuple[Daemon, FakeClock, Mono, Recorder],
+) -> None:
+    """The clock runs an hour ahead only between two ticks: no tick sees a step, but the
+    dispatcher recorded the reminder missed meanwhile. The next tick revives it anyway."""
+    built, wall, mono, recorder = daemon
+    heard: list[Event] = []
+    built.events.add_listener(heard.append, [ClockStepped])
+    built._tick()
+    wall.advance(timedelta(hours=1))
+    drain(built.dispatcher)  # the pump ran while the clock was ahead
+    assert statuses(built) == ["missed"]
+    wall.advance(timedelta(seconds=1 - HOUR))
+    mono.now += 1
+    built._tick()
+    assert heard == [] and statuses(built) == ["pending"]
+    wall.set(datetime(2025, 9, 2, 12, 5, tzinfo=UTC))
+    mono.now += 299
+    built._tick()
+    drain(built.dispatcher)
+    assert [r.entry.uid for r in recorder.got] == ["later"]
+    assert statuses(built) == ["sent"]
