@@ -47,9 +47,10 @@ class WebhookPeer:
     """What the daemons' webhook channel posts to (served by ``peers.HttpReceiver``).
 
     Records each webhook it answered 200 in ``got`` and counts every request by
-    ``webhook-id``. ``mode``: ``ok``; ``fail`` (HTTP 500); ``slow`` (answers after
-    1.5 s, past the notifier's timeout); ``hang`` (holds the request until
-    ``release``). Entries whose uid starts with ``reject`` always get HTTP 400.
+    ``webhook-id``. ``mode``: ``ok``; ``fail`` (HTTP 500); ``hang`` (holds the
+    request until ``release``, then HTTP 503: a peer that times the notifier out,
+    for as long as the test wants, never an answer that arrives late and counts).
+    Entries whose uid starts with ``reject`` always get HTTP 400.
     """
 
     def __init__(self) -> None:
@@ -71,9 +72,6 @@ class WebhookPeer:
             return 400, {}, b""
         if mode == "fail":
             return 500, {}, b""
-        if mode == "slow":
-            time.sleep(1.5)  # the scenario: a peer slower than the notifier's timeout
-            return 200, {}, b""
         if mode == "hang":
             with self.lock:
                 self.hanging += 1
@@ -89,7 +87,10 @@ class WebhookPeer:
 
     def request_count(self) -> int:
         with self.lock:
-            return sum(self.requests.values())
+            return self.request_count_locked()
+
+    def request_count_locked(self) -> int:
+        return sum(self.requests.values())
 
 
 @contextlib.contextmanager
@@ -356,21 +357,40 @@ def test_notifier_down_then_back(
     tmp_path: Path, receiver: WebhookPeer, services: list[Service]
 ) -> None:
     """500s, then timeouts, then recovery: all delivered once, attempts recorded;
-    a permanently rejected reminder ends failed without holding up the others."""
+    a permanently rejected reminder ends failed without holding up the others.
+
+    Deterministic: each phase ends on what the test saw, not on time. It was flaky
+    in two ways: the 500s phase ended after 40 requests, which a row due last could
+    miss (then sent at its first attempt, and ``attempts >= 2`` failed); and the
+    timeouts came from a peer that slept 1.5 s against a 1 s timeout, so under load
+    an answer of the "ok" phase could also take longer than the timeout, reach the
+    receiver as a 200 after the notifier gave up, and count as a duplicate. Now the
+    500s last until every row was refused at least once, the timeouts come from a
+    peer that holds requests until released (and then refuses them), and before
+    recovery a reload gives the notifier a timeout no answer on loopback exceeds.
+    """
     url = sqlite_url(tmp_path)
     config = write_config(tmp_path, url, receiver, timeout=1.0)
     starts = spread(20, soon(5), 2)
     starts["reject-me"] = starts["e0000"]
     (tmp_path / "schedules" / "down.toml").write_text(schedule_text("down", starts))
+    expected = {key_of("down", uid, s) for uid, s in starts.items() if uid != "reject-me"}
     receiver.mode = "fail"
     daemon = Service(config, name="daemon")
     services.append(daemon.start().wait_ready())
 
-    wait_for(lambda: receiver.request_count() >= 40, 30, "retries against HTTP 500", services)
-    receiver.mode = "slow"
+    def refused_each() -> bool:
+        with receiver.lock:
+            return set(receiver.requests) >= expected and receiver.request_count_locked() >= 40
+
+    wait_for(refused_each, 30, "every row refused with HTTP 500, and retries", services)
+    receiver.mode = "hang"
     wait_for(lambda: "timed out" in daemon.stderr(), 30, "a timed-out attempt", services)
+    config.write_text(config.read_text().replace("timeout = 1.0", "timeout = 30.0"))
+    daemon.signal(signal.SIGHUP)
+    wait_for(lambda: "msg=config.reloaded" in daemon.stderr(), 20, "the reload", services)
     receiver.mode = "ok"
-    expected = {key_of("down", uid, s) for uid, s in starts.items() if uid != "reject-me"}
+    receiver.release.set()  # the held requests end (HTTP 503: retried, never counted)
     wait_for(lambda: set(receiver.keys()) >= expected, 30, "delivery after recovery", services)
     wait_for(lambda: settled(url, receiver), 30, unsettled(url, receiver), services)
     assert receiver.keys() == Counter(dict.fromkeys(expected, 1))

@@ -109,6 +109,7 @@ RANKS: dict[str, int] = {
     "reminders.planner": 4,
     "reminders.alarms": 4,
     "reminders.watch": 4,
+    "reminders.leases": 4,  # other daemons' leases, watched on the monotonic clock
     "reminders.lock": 4,
     "reminders.workers": 4,
     "reminders.retire": 4,

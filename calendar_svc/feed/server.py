@@ -7,6 +7,12 @@ with a clear error, and ``port`` is the real port when the config says 0.
 Every connection is held to ``[feed]``'s limits (``feed.limits``: connections,
 header read time, idle time, header and request line sizes), so that no client
 can take the descriptors the reminders need.
+
+A reload (SIGHUP) hands the server a new config (``reconfigure``): the app is
+built again from it and swapped in behind the one uvicorn serves, so the new
+``[feed]`` settings (refresh interval, alarms, domain, page, ...) and reminder
+offsets apply to the next request. What was fixed when the socket was bound
+(``host``, ``port``) needs a restart; ``reconfigure`` says which.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
+from starlette.applications import Starlette
+from starlette.types import Receive, Scope, Send
 
 from calendar_svc.config import Config
 from calendar_svc.errors import CalendarSvcError
@@ -66,6 +74,30 @@ def _silence_access_log() -> None:
         access.addFilter(_DropAll())
 
 
+class _Swappable:
+    """The ASGI app uvicorn serves: hands each request to ``current``, which a reload
+    replaces; a request already running finishes on the app it started on."""
+
+    def __init__(self, app: Starlette):
+        self.current = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.current(scope, receive, send)
+
+
+# [feed] settings fixed for the life of the server: the socket was bound with the first
+# two, and uvicorn's connections are held to the others from the start.
+RESTART_KEYS = (
+    "host",
+    "port",
+    "max_connections",
+    "header_timeout",
+    "keep_alive_timeout",
+    "max_header_size",
+    "max_request_line",
+)
+
+
 class FeedServer:
     """The feed app on ``host:port`` (default: ``[feed]`` in the config).
 
@@ -89,10 +121,12 @@ class FeedServer:
         self.port: int = self._requested_port
         self.observers = observers if observers is not None else Observers.build()
         self.app = build_app(store, config, self.observers)
+        self._serving = _Swappable(self.app)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
         self.limits: Limits | None = None  # in force once started
+        self._started_with = config.feed  # what RESTART_KEYS keep until a restart
         self.refusals = RefusalLog()
 
     @property
@@ -113,8 +147,9 @@ class FeedServer:
         self._socket = _bind(self.host, self._requested_port)
         self.port = int(self._socket.getsockname()[1])
         self.limits = feed_limits(self.config)
+        self._started_with = self.config.feed
         uv_config = uvicorn.Config(
-            self.app,
+            self._serving,
             log_config=None,  # our logging (logs.setup_logging) stays as configured
             access_log=False,  # request paths hold feed tokens
             lifespan="off",
@@ -145,6 +180,21 @@ class FeedServer:
             http=_implementation(uv_config),
             max_connections=self.limits.max_connections,
         )
+
+    def reconfigure(self, config: Config) -> list[str]:
+        """Serve with ``config`` from now on; returns the ``[feed]`` keys that changed but
+        take effect only on restart (``RESTART_KEYS``), which keep their old values."""
+        old = self.app
+        self.app = build_app(self.store, config, self.observers)
+        self._serving.current = self.app
+        started = {key: getattr(self._started_with, key) for key in RESTART_KEYS}
+        started.update(host=self.host, port=self._requested_port)
+        restart = [key for key in RESTART_KEYS if getattr(config.feed, key) != started[key]]
+        self.config = config
+        # The old app's share-link counts are written (a fetch counted by a request still
+        # on it after this is lost: a count, never a feed).
+        old.state.feed.close()
+        return restart
 
     def stop(self, timeout: float) -> None:
         """Stop taking connections, let requests in flight finish for up to ``timeout`` s."""
