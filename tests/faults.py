@@ -38,7 +38,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from peers import HttpReceiver, HttpRequest, Response
-from service_helpers import wait_for
+from service_helpers import Service, base_env, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 TRIP = ROOT / "schedules" / "rubio-2025-09.toml"
@@ -302,15 +302,6 @@ def cli(config: Path, *args: str, limit: float = 30) -> Outcome:
     return Outcome(tuple(args), result.exit_code, result.stdout, stderr, escaped)
 
 
-def child_env(**extra: str) -> dict[str, str]:
-    """The test's environment minus anything that would steer calendar-svc elsewhere."""
-    skip = ("CALENDAR_SVC_", "NOTIFY_SOCKET", "WATCHDOG_", "CREDENTIALS_DIRECTORY", "LISTEN_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
 def cli_process(
     config: Path,
     *args: str,
@@ -327,7 +318,7 @@ def cli_process(
             text=True,
             timeout=timeout,
             cwd=config.parent,
-            env=child_env(**(env or {})),
+            env=base_env(**(env or {})),
             preexec_fn=preexec,
             stdin=subprocess.DEVNULL,
         )
@@ -511,11 +502,9 @@ def umask(mask: int) -> Callable[[], None]:
     return apply
 
 
-class Daemon:
-    """``python -m calendar_svc --config FILE run`` (or another command), logs to files.
-
-    Logs are JSON lines (``write_config`` asks for them); ``events(msg)`` parses them.
-    """
+class Daemon(Service):
+    """A calendar-svc process whose logs are JSON lines (``write_config`` asks for them):
+    ``events(msg)`` parses them, ``wait_event`` waits for one."""
 
     def __init__(
         self,
@@ -526,46 +515,7 @@ class Daemon:
         env: Mapping[str, str] | None = None,
         preexec: Callable[[], None] | None = None,
     ) -> None:
-        self.config = config
-        self.name = name
-        self.command = list(command)
-        self.env = child_env(**(env or {}))
-        self.preexec = preexec
-        self.out_path = config.parent / f"{name}.stdout"
-        self.err_path = config.parent / f"{name}.stderr"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Daemon:
-        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "calendar_svc", "--config", str(self.config), *self.command],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                cwd=self.config.parent,
-                env=self.env,
-                preexec_fn=self.preexec,
-            )
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def stdout(self) -> str:
-        return self.out_path.read_text(errors="replace") if self.out_path.exists() else ""
-
-    def stderr(self) -> str:
-        return self.err_path.read_text(errors="replace") if self.err_path.exists() else ""
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def check_alive(self) -> None:
-        if not self.alive():
-            code = self.proc.returncode if self.proc else None
-            raise AssertionError(f"{self.name} exited ({code}):\n{self.stderr()[-6000:]}")
+        super().__init__(config, env=env, name=name, command=command, preexec=preexec)
 
     def events(self, msg: str | None = None) -> list[dict[str, Any]]:
         """The JSON log records (``msg`` = the event name, when given), in order."""
@@ -618,21 +568,12 @@ class Daemon:
         text = self.stderr()
         return [line for line in text.splitlines() if "Traceback (most recent call last)" in line]
 
-    def signal(self, sig: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
     def stop(self, timeout: float = 20) -> int:
         """SIGTERM and wait: the exit code."""
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
 
     def status_kb(self, field: str) -> int:
         """A ``kB`` line of ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM``)."""

@@ -20,11 +20,11 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from waiting import wait_for
 
@@ -112,7 +112,8 @@ def base_env(**extra: str) -> dict[str, str]:
 
 
 class Service:
-    """One ``python -m calendar_svc --config FILE run``; stdout and stderr go to files.
+    """One ``python -m calendar_svc --config FILE run`` (or another ``command``); stdout and
+    stderr go to files.
 
     ``start`` may be called again after the process ended (a restart); each run
     writes files of its own (``NAME.stderr``, then ``NAME.2.stderr``, ...), so
@@ -120,17 +121,25 @@ class Service:
     """
 
     def __init__(
-        self, config: Path, *, env: Mapping[str, str] | None = None, name: str = "svc"
+        self,
+        config: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        name: str = "svc",
+        command: Sequence[str] = ("run",),
+        preexec: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.name = name
+        self.command = list(command)
         self.env = base_env(**(env or {}))
+        self.preexec = preexec  # run in the child before exec (resource limits, umask)
         self.runs = 0
         self.out_path = config.parent / f"{name}.stdout"
         self.err_path = config.parent / f"{name}.stderr"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> Service:
+    def start(self) -> Self:
         assert not self.alive(), f"{self.name} is already running"
         self.runs += 1
         suffix = "" if self.runs == 1 else f".{self.runs}"
@@ -138,12 +147,13 @@ class Service:
         self.err_path = self.config.parent / f"{self.name}{suffix}.stderr"
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "calendar_svc", "--config", str(self.config), "run"],
+                [sys.executable, "-m", "calendar_svc", "--config", str(self.config), *self.command],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
                 cwd=self.config.parent,
                 env=self.env,
+                preexec_fn=self.preexec,
             )
         return self
 
@@ -161,11 +171,11 @@ class Service:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def _check_alive(self) -> None:
+    def check_alive(self) -> None:
         if not self.alive():
             raise AssertionError(
                 f"{self.name} exited early ({self.proc and self.proc.returncode})"
-                f":\n{self.stderr()[-4000:]}"
+                f":\n{self.stderr()[-6000:]}"
             )
 
     def wait_stderr(self, text: str, timeout: float = 20, count: int = 1) -> str:
@@ -173,7 +183,7 @@ class Service:
             err = self.stderr()
             if err.count(text) >= count:
                 return True
-            self._check_alive()
+            self.check_alive()
             return False
 
         wait_for(found, timeout, f"{text!r} x{count} in {self.name}'s stderr", [self])
@@ -183,19 +193,19 @@ class Service:
         def found() -> bool:
             if self.stdout().count(text) >= count:
                 return True
-            self._check_alive()
+            self.check_alive()
             return False
 
         wait_for(found, timeout, f"{text!r} x{count} on {self.name}'s stdout", [self])
         return self.stdout()
 
-    def wait_ready(self, timeout: float = 30) -> Service:
+    def wait_ready(self, timeout: float = 30) -> Self:
         """Wait for this run's ``daemon.ready`` line (text or JSON logs)."""
 
         def ready() -> bool:
             if re.search(r'msg=daemon\.ready\b|"msg": "daemon\.ready"', self.stderr()):
                 return True
-            self._check_alive()
+            self.check_alive()
             return False
 
         wait_for(ready, timeout, f"{self.name} to be ready", [self])
@@ -213,7 +223,7 @@ class Service:
                 match = re.search(r"\bport=(\d+)", line)
                 if match:
                     return int(match.group(1))
-            self._check_alive()
+            self.check_alive()
             return None
 
         return int(wait_for(port, timeout, f"{self.name}'s feed.listening line", [self]))
