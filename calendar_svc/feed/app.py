@@ -35,11 +35,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from calendar_svc import __version__
+from calendar_svc.changes import ChangeWatcher
 from calendar_svc.config import Config
 from calendar_svc.errors import InputError, StoreError
 from calendar_svc.events import EventBus, FeedAnswered, FeedCacheLookup, FeedRendered
 from calendar_svc.feed.access import Access
 from calendar_svc.feed.cache import FeedCache, RenderedFeed, filter_key, freeze_heap_once
+from calendar_svc.feed.stored import StoredRenders
 from calendar_svc.filters import EntryFilter, parse_query
 from calendar_svc.ics import FeedOptions
 from calendar_svc.logs import log_event, redact_token
@@ -63,6 +65,7 @@ _NOT_FOUND_HEADERS: Headers = [
 # Events are immutable: one of each, built once, serves every request (the hot path).
 _ANSWERED = {code: FeedAnswered(status=code) for code in (200, 304, 400, 404, 503)}
 _HIT, _MISS = FeedCacheLookup(hit=True), FeedCacheLookup(hit=False)
+_MAX_HEADS = 10_000  # calendars' heads kept between changes (unknown slugs are not kept)
 
 
 class _Variant:
@@ -111,27 +114,62 @@ class _Prepared:
 
 
 class FeedEndpoint:
-    """ASGI endpoint of ``GET``/``HEAD /feeds/{token}/{slug}.ics``."""
+    """ASGI endpoint of ``GET``/``HEAD /feeds/{token}/{slug}.ics``.
 
-    def __init__(self, store: Store, config: Config, events: EventBus):
+    With a running ``changes`` watcher a calendar's head (id, token, version) is read
+    once and kept until the store changes: a poll of an unchanged calendar touches no
+    database. Without one, every request reads it (one indexed SELECT).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        events: EventBus,
+        changes: ChangeWatcher | None = None,
+    ):
         self.store = store
-        self.cache = FeedCache(store, FeedOptions.from_config(config))
+        self.stored = StoredRenders(store)
+        self.cache = FeedCache(store, FeedOptions.from_config(config), stored=self.stored)
+        self.changes = changes
+        self._heads: dict[str, CalendarHead] = {}
+        self._heads_generation = -1
         self.max_age = int(config.feed.refresh_interval.total_seconds())
         self.events = events
         # Whose token it is (the owner's or a share link's); the page asks the same one.
         self.access = Access(store, config)
 
     def close(self) -> None:
-        """Write the share links' last fetch counts (the store's held connection goes with
-        the store)."""
+        """Write the share links' last fetch counts and the render cache's queued rows (the
+        store's held connection goes with the store)."""
         self.access.close()
+        self.stored.close()
+
+    def head(self, slug: str) -> CalendarHead | None:
+        """The calendar's head: kept while the change generation stays, else read."""
+        changes = self.changes
+        if changes is None or not changes.live:
+            return self.store.calendar_head(slug)
+        generation = changes.generation
+        if generation != self._heads_generation:
+            self._heads = {}
+            self._heads_generation = generation
+        head = self._heads.get(slug)
+        if head is None:
+            head = self.store.calendar_head(slug)
+            # Read under this generation: kept only if no change came in the meantime.
+            if head is not None and changes.generation == generation:
+                if len(self._heads) >= _MAX_HEADS:
+                    self._heads = {}
+                self._heads[slug] = head
+        return head
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         params = scope["path_params"]
         token: str = params["token"]
         slug: str = params["slug"]
         try:
-            head = self.store.calendar_head(slug)
+            head = self.head(slug)
             # Known links (the usual case) without an await: this is every poll's path.
             grants = self.access.known(head)
             if grants is None:
@@ -306,15 +344,22 @@ class FeedApp(Starlette):
         await super().__call__(scope, receive, send)  # type: ignore[arg-type]
 
 
-def build_app(store: Store, config: Config, observers: Observers | None = None) -> Starlette:
+def build_app(
+    store: Store,
+    config: Config,
+    observers: Observers | None = None,
+    changes: ChangeWatcher | None = None,
+) -> Starlette:
     """The feed app for ``store``; ``app.state.feed`` is the endpoint: ``close()`` it when
     the server has stopped, so the share links' last fetch counts are written.
+
+    ``changes``: a started watcher lets polls of unchanged calendars skip the database.
 
     ``observers``: the bus the app emits to, the health ``/healthz`` reports and the
     metrics ``/metrics`` serves (default: new ones, with no scheduler loop).
     """
     observers = observers if observers is not None else Observers.build()
-    endpoint = FeedEndpoint(store, config, observers.events)
+    endpoint = FeedEndpoint(store, config, observers.events, changes)
     health, metrics = observers.health, observers.metrics
 
     async def healthz(request: Request) -> Response:

@@ -16,6 +16,7 @@ from types import FrameType
 
 import uvicorn
 
+from calendar_svc.changes import ChangeWatcher
 from calendar_svc.config import Config
 from calendar_svc.errors import CalendarSvcError
 from calendar_svc.feed.app import build_app
@@ -75,14 +76,18 @@ class FeedServer:
         host: str | None = None,
         port: int | None = None,
         observers: Observers | None = None,
+        changes: ChangeWatcher | None = None,
     ):
         self.store = store
+        # The daemon's own watcher, or one this server starts and stops itself.
+        self._own_changes = changes is None
+        self.changes = changes if changes is not None else ChangeWatcher(store)
         self.config = config
         self.host = host if host is not None else config.feed.host
         self._requested_port = port if port is not None else config.feed.port
         self.port: int = self._requested_port
         self.observers = observers if observers is not None else Observers.build()
-        self.app = build_app(store, config, self.observers)
+        self.app = build_app(store, config, self.observers, self.changes)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
@@ -102,6 +107,8 @@ class FeedServer:
         if self._thread is not None:
             raise RuntimeError("FeedServer.start() called twice")
         _silence_access_log()
+        if self._own_changes:
+            self.changes.start()
         self._socket = _bind(self.host, self._requested_port)
         self.port = int(self._socket.getsockname()[1])
         uv_config = uvicorn.Config(
@@ -147,6 +154,8 @@ class FeedServer:
             self._socket = None
         # After the last request: the share links' fetch counts of this process are written.
         self.app.state.feed.close()
+        if self._own_changes:
+            self.changes.stop()
         self._server = None
         self._thread = None
 
