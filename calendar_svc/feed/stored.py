@@ -99,7 +99,7 @@ class StoredRenders:
                         RenderedEvent.year,
                         RenderedEvent.body,
                     ).where(RenderedEvent.calendar_id == calendar_id)
-                ).tuples()
+                )
                 return {row[0]: StoredEvent(row[1], row[2], row[3], bytes(row[4])) for row in rows}
         except Exception as exc:
             log_event(log, "feed.render_cache_unread", logging.WARNING, error=type(exc).__name__)
@@ -110,7 +110,7 @@ class StoredRenders:
         with self.store.read() as session:
             rows = session.execute(
                 select(Entry.id, Entry.version).where(Entry.calendar_id == calendar_id)
-            ).tuples()
+            )
             return dict(rows.all())
 
     def zones(self) -> dict[tuple[str, int], tuple[str, str | None, bytes]]:
@@ -125,7 +125,7 @@ class StoredRenders:
                         RenderedZone.tzid,
                         RenderedZone.body,
                     )
-                ).tuples()
+                )
                 return {(r[0], r[1]): (r[2], r[3], bytes(r[4])) for r in rows}
         except Exception as exc:
             log_event(log, "feed.render_cache_unread", logging.WARNING, error=type(exc).__name__)
