@@ -106,6 +106,7 @@ def test_revoke_one_link_while_the_others_keep_answering(
 
     result = run("unshare", SLUG, "Press office")
     assert result.exit_code == 0 and "Revoked 'Press office'" in result.stdout
+
     # The server is another process: it hears of the commit within 100 ms (SQLite's
     # data_version, PostgreSQL's NOTIFY), with no database read per poll.
     def refused() -> httpx.Response | None:
