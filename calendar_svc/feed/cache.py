@@ -320,17 +320,13 @@ class FeedCache:
         stored = self.stored.events(calendar_id)
         if not stored:
             return
-        try:
-            versions = self.stored.versions(calendar_id)
-        except Exception:
-            return  # rendered cold; the read that failed is the render's own to report
         intern = self._zones.setdefault
         for row in rows:
-            event = stored.get(row[0])
-            if event is None:
+            found = stored.get(row[0])
+            if found is None:
                 continue
-            version = versions.get(row[0])
-            if version is not None and event.digest == event_digest(scope, row, version):
+            event, version = found
+            if event.digest == event_digest(scope, row, version):
                 known[row[0]] = (row, intern(event.zones, event.zones), event.year, event.body)
 
     def _timezone_blocks(

@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from sqlalchemy import delete, insert, select
+from sqlalchemy.sql import bindparam
 
+from calendar_svc.db import DriverQuery
 from calendar_svc.ics import FeedOptions
 from calendar_svc.logs import log_event
 from calendar_svc.models import Entry, RenderedEvent, RenderedZone
@@ -51,6 +53,23 @@ class StoredEvent:
     zones: str
     year: int
     body: bytes
+
+
+# One read per calendar and process, below the ORM (10,000 rows through SQLAlchemy's
+# result layer cost more than the rest of a restarted server's first GET), with each
+# entry's row version for the digest.
+_EVENTS = (
+    select(
+        RenderedEvent.entry_id,
+        RenderedEvent.digest,
+        RenderedEvent.zones,
+        RenderedEvent.year,
+        RenderedEvent.body,
+        Entry.version,
+    )
+    .join(Entry, Entry.id == RenderedEvent.entry_id)
+    .where(RenderedEvent.calendar_id == bindparam("calendar_id"))
+)
 
 
 def feed_scope(options: FeedOptions, tz: TzDatabase) -> str:
@@ -84,34 +103,25 @@ class StoredRenders:
         self._thread_lock = threading.Lock()
         self._pending = 0
         self._idle = threading.Condition()
+        self._events_query: DriverQuery | None = None
 
     # -- reads (in the rendering thread) --------------------------------------------------
 
-    def events(self, calendar_id: int) -> dict[int, StoredEvent]:
-        """The stored VEVENTs of a calendar by entry id; {} when they cannot be read."""
+    def events(self, calendar_id: int) -> dict[int, tuple[StoredEvent, int]]:
+        """The stored VEVENTs of a calendar by entry id, each with its entry's row version
+        now; {} when they cannot be read."""
         try:
             with self.store.read() as session:
-                rows = session.execute(
-                    select(
-                        RenderedEvent.entry_id,
-                        RenderedEvent.digest,
-                        RenderedEvent.zones,
-                        RenderedEvent.year,
-                        RenderedEvent.body,
-                    ).where(RenderedEvent.calendar_id == calendar_id)
-                )
-                return {row[0]: StoredEvent(row[1], row[2], row[3], bytes(row[4])) for row in rows}
+                query = self._events_query
+                if query is None:
+                    query = self._events_query = DriverQuery(_EVENTS, self.store.engine.dialect)
+                rows = query.rows(session.connection().connection, {"calendar_id": calendar_id})
+            return {
+                row[0]: (StoredEvent(row[1], row[2], row[3], bytes(row[4])), row[5]) for row in rows
+            }
         except Exception as exc:
             log_event(log, "feed.render_cache_unread", logging.WARNING, error=type(exc).__name__)
             return {}
-
-    def versions(self, calendar_id: int) -> dict[int, int]:
-        """Row version by entry id, for the digests (read once per calendar and process)."""
-        with self.store.read() as session:
-            rows = session.execute(
-                select(Entry.id, Entry.version).where(Entry.calendar_id == calendar_id)
-            )
-            return dict(rows.all())
 
     def zones(self) -> dict[tuple[str, int], tuple[str, str | None, bytes]]:
         """Every stored VTIMEZONE: (zone, first year) -> (digest, TZID, bytes)."""
