@@ -15,13 +15,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
+from service_helpers import Service, base_env, schedule_text, soon
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.pool import NullPool
 from waiting import wait_for
 
 from calendar_svc.changes import CHANNEL, ChangeWatcher
 from calendar_svc.config import default_config
 from calendar_svc.feed.server import FeedServer
+from calendar_svc.models import Delivery
 from calendar_svc.store import Store
 
 SLUG = "rubio-2025-09"
@@ -168,3 +170,45 @@ def test_the_feed_shows_an_edit_from_another_process(trip_store: Store, db_url: 
             assert b"STATUS:CANCELLED" in after.content
     finally:
         server.stop(5.0)
+
+
+def _pending(url: str, uid: str) -> int:
+    store = Store(url)
+    try:
+        with store.read() as session:
+            return int(
+                session.scalar(
+                    select(func.count())
+                    .select_from(Delivery)
+                    .where(Delivery.entry_uid == uid, Delivery.status == "pending")
+                )
+                or 0
+            )
+    finally:
+        store.close()
+
+
+def test_the_daemon_replans_on_a_commit_without_waiting_for_its_tick(
+    tmp_path: Path, db_url: str, services: list[Service]
+) -> None:
+    """A CLI cancel is re-planned through the change signal: the daemon's tick (and its
+    change-counter poll) is a minute away and its rescan ten."""
+    (tmp_path / "schedules").mkdir()
+    (tmp_path / "schedules" / "soon.toml").write_text(
+        schedule_text("soon", {"later": soon(3 * 3600)})
+    )
+    config = tmp_path / "config.toml"
+    config.write_text(
+        'schedules = ["schedules/*.toml"]\n'
+        f'[database]\nurl = "{db_url}"\n[feed]\nenabled = false\n'
+        '[reminders]\nchannels = ["console"]\npoll_interval = "PT1M"\n'
+        'rescan_interval = "PT10M"\n'
+        '[notifiers.console]\ntype = "console"\n'
+    )
+    daemon = Service(config, name="daemon")
+    services.append(daemon.start().wait_ready())
+    wait_for(lambda: _pending(db_url, "later") == 1, 20, "the reminder to be planned", services)
+    cli = [sys.executable, "-m", "calendar_svc", "--config", str(config), "cancel", "later"]
+    done = subprocess.run(cli, capture_output=True, env=base_env(), timeout=60)
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: _pending(db_url, "later") == 0, 30, "the cancel to be re-planned", services)
