@@ -71,12 +71,13 @@ class ChangeWatcher:
         self._conn: Any = None
         self._counter: int | None = None
         self.listening = False  # PostgreSQL: the LISTEN connection is up
+        self._live = False
 
     @property
     def live(self) -> bool:
-        """Whether the generation is kept current (the thread runs)."""
-        thread = self._thread
-        return thread is not None and thread.is_alive()
+        """Whether the generation is kept current (between ``start`` and ``stop``; a plain
+        attribute read: every feed request asks)."""
+        return self._live
 
     def subscribe(self, callback: Callable[[str], None]) -> None:
         """Call ``callback(source)`` in the watcher's thread after each change it notices
@@ -91,8 +92,10 @@ class ChangeWatcher:
         self.store.after_commit(self._local)
         self._thread = threading.Thread(target=self._run, name="calendar-svc-changes", daemon=True)
         self._thread.start()
+        self._live = True
 
     def stop(self, timeout: float = 5.0) -> None:
+        self._live = False
         thread, self._thread = self._thread, None
         self._stop.set()
         if thread is not None:
@@ -125,7 +128,11 @@ class ChangeWatcher:
                 self._run_postgres()
             else:
                 self._run_sqlite()
+        except BaseException:
+            log.exception("changes.watcher_failed")
         finally:
+            # Nobody keeps the generation current any more: readers go to the database.
+            self._live = False
             self._close()
 
     def _run_sqlite(self) -> None:

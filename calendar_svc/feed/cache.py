@@ -171,7 +171,8 @@ class FeedCache:
     def get(self, head: CalendarHead, key: FilterKey) -> RenderedFeed | None:
         tz = timezones.current()
         with self._lock:
-            if tz != self._feeds_tz:  # rendered with another tz database: all stale
+            # "is" first: the same object on every poll, and __eq__ is Python code.
+            if tz is not self._feeds_tz and tz != self._feeds_tz:  # another tz database
                 self._feeds.clear()
                 self._feeds_tz = tz
             feed = self._feeds.get((head.id, head.version, key))
