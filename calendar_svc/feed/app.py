@@ -196,7 +196,13 @@ class FeedEndpoint:
             self.events.emit(_ANSWERED[400])
             await _plain(send, 400, f"Bad Request: {exc}\n".encode())
             return
-        feed, prepared = await self._prepare(head, flt)
+        # The usual poll: the feed is cached and its headers are built (no coroutine).
+        cached = self.cache.get(head, filter_key(flt))
+        if cached is not None and isinstance(cached.http, _Prepared):
+            self.events.emit(_HIT)
+            feed, prepared = cached, cached.http
+        else:
+            feed, prepared = await self._prepare(head, flt, cached)
         request_headers = _headers(scope)
         if grant.share_id is not None:
             self.access.fetched(grant, request_headers.get(b"user-agent"))
@@ -206,9 +212,8 @@ class FeedEndpoint:
                 await run_in_threadpool(prepared.gzipped, feed)
             variant = prepared.gzipped(feed)
         # A client sends back the ETag it was given: that, byte for byte, needs no parsing.
-        if (
-            request_headers.get(b"if-none-match") == variant.etag_bytes
-            or _not_modified(request_headers, feed)
+        if request_headers.get(b"if-none-match") == variant.etag_bytes or _not_modified(
+            request_headers, feed
         ):
             self.events.emit(_ANSWERED[304])
             await send(
@@ -222,9 +227,8 @@ class FeedEndpoint:
         await send({"type": "http.response.body", "body": body})
 
     async def _prepare(
-        self, head: CalendarHead, flt: EntryFilter
+        self, head: CalendarHead, flt: EntryFilter, cached: RenderedFeed | None
     ) -> tuple[RenderedFeed, _Prepared]:
-        cached = self.cache.get(head, filter_key(flt))
         self.events.emit(_MISS if cached is None else _HIT)
         if cached is not None:
             feed = cached
@@ -260,9 +264,21 @@ def _headers(scope: Scope) -> dict[bytes, bytes]:
     return {name: value for name, value in scope["headers"]}
 
 
+_GZIP_ANSWERS: dict[bytes, bool] = {}  # Accept-Encoding values seen (clients send a few)
+
+
 def _accepts_gzip(value: bytes | None) -> bool:
     if not value:
         return False
+    known = _GZIP_ANSWERS.get(value)
+    if known is None:
+        known = _parse_accepts_gzip(value)
+        if len(_GZIP_ANSWERS) < 256:
+            _GZIP_ANSWERS[value] = known
+    return known
+
+
+def _parse_accepts_gzip(value: bytes) -> bool:
     for part in value.decode("latin-1").lower().split(","):
         coding, _, params = part.strip().partition(";")
         if coding.strip() in ("gzip", "*"):
