@@ -158,13 +158,14 @@ class StoredRenders:
         with self._idle:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
-    def close(self) -> None:
-        """Finish what is queued and stop the writer thread."""
+    def close(self, timeout: float = 5.0) -> None:
+        """Finish what is queued (for up to ``timeout`` s: what is left is only a cache)
+        and stop the writer thread."""
         with self._thread_lock:
             thread, self._thread = self._thread, None
         if thread is not None:
             self._queue.put(None)
-            thread.join(30.0)
+            thread.join(timeout)
 
     def _put(self, item: tuple[str, Any]) -> None:
         with self._idle:
