@@ -540,6 +540,9 @@ def main() -> None:
     )
     parser.add_argument("--no-radicale", action="store_true", help="skip the Radicale peer")
     parser.add_argument(
+        "--rounds", type=int, help="alternating rate runs of ours and the bare app (default 3)"
+    )
+    parser.add_argument(
         "--latency-only", action="store_true", help="only the edit latencies, both databases"
     )
     args = parser.parse_args()
@@ -548,7 +551,7 @@ def main() -> None:
         latency_main(args, count)
         return
     seconds = 2.0 if args.quick else 4.0
-    rounds = 1 if args.quick else 3
+    rounds = args.rounds or (1 if args.quick else 3)
     figures: dict[str, Any] = {
         "entries": count,
         "date": time.strftime("%Y-%m-%d"),
