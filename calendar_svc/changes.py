@@ -68,6 +68,12 @@ class ChangeWatcher:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Listeners run in a thread of their own, so a slow one (the daemon's re-plan) never
+        # delays the next change reaching the generation; changes heard while they run
+        # are told once more after them (the planner reads everything anew anyway).
+        self._teller: threading.Thread | None = None
+        self._to_tell = threading.Event()
+        self._told_source = ""
         self._conn: Any = None
         self._counter: int | None = None
         self.listening = False  # PostgreSQL: the LISTEN connection is up
@@ -80,8 +86,9 @@ class ChangeWatcher:
         return self._live
 
     def subscribe(self, callback: Callable[[str], None]) -> None:
-        """Call ``callback(source)`` in the watcher's thread after each change it notices
-        (``source``: "notify", "poll", "data_version" or "reconnect")."""
+        """Call ``callback(source)`` after changes it notices, in a thread of the watcher's
+        (``source``, of the latest: "notify", "poll", "data_version" or "reconnect");
+        changes that come while the callbacks run make one more call."""
         with self._lock:
             self._listeners = [*self._listeners, callback]
 
@@ -92,14 +99,21 @@ class ChangeWatcher:
         self.store.after_commit(self._local)
         self._thread = threading.Thread(target=self._run, name="calendar-svc-changes", daemon=True)
         self._thread.start()
+        self._teller = threading.Thread(
+            target=self._tell, name="calendar-svc-changes-listeners", daemon=True
+        )
+        self._teller.start()
         self._live = True
 
     def stop(self, timeout: float = 5.0) -> None:
         self._live = False
         thread, self._thread = self._thread, None
+        teller, self._teller = self._teller, None
         self._stop.set()
-        if thread is not None:
-            thread.join(timeout)
+        self._to_tell.set()
+        for running in (thread, teller):
+            if running is not None:
+                running.join(timeout)
         self.store.remove_after_commit(self._local)
 
     # -- noticing ------------------------------------------------------------------------
@@ -107,13 +121,23 @@ class ChangeWatcher:
     def _changed(self, source: str) -> None:
         with self._lock:
             self.generation += 1
-            listeners = self._listeners
+            self._told_source = source
         self.events.emit(StoreChanged(source=source))
-        for callback in listeners:
-            try:
-                callback(source)
-            except Exception:
-                log.exception("changes.listener_failed")
+        self._to_tell.set()
+
+    def _tell(self) -> None:
+        while True:
+            self._to_tell.wait()
+            if self._stop.is_set():
+                return
+            self._to_tell.clear()
+            with self._lock:
+                listeners, source = self._listeners, self._told_source
+            for callback in listeners:
+                try:
+                    callback(source)
+                except Exception:
+                    log.exception("changes.listener_failed")
 
     def _local(self) -> None:
         # Only the generation, in the committing thread (which may hold locks listeners
