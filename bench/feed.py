@@ -17,14 +17,26 @@ What it measures, all on 127.0.0.1, every loop bounded in count and time:
 * re-render after one entry changed (next GET, and FeedCache.render alone);
 * gzip size ratio;
 * Radicale (``pip install radicale``; storage in a temp folder, auth none)
-  serving the same calendar, full GET, as the peer.
+  serving the same calendar, full GET, as the peer;
+* (issue 17) the first GET of a **restarted** server on the unchanged calendar (its
+  VEVENTs read back from the render cache in the database), against icalendar's
+  build + ``to_ical`` above, and whether its bytes equal the last server's;
+* (issue 17) how long an edit committed by another process takes to show: commit
+  -> the next feed GET that has it, and commit -> its delivery row re-planned by a
+  running ``calendar-svc run`` (p50 / p99 over ``--edits`` edits each), on SQLite
+  and, when ``--pg URL`` (or ``$CALENDAR_SVC_TEST_PG_URL``) names a server, on
+  PostgreSQL in a database created for the run.
+
+    python bench/feed.py --latency-only   # just the last item (both databases)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import random
 import re
 import shutil
 import signal
@@ -43,11 +55,12 @@ from typing import Any
 
 import httpx
 
+from calendar_svc.filters import EntryFilter
 from calendar_svc.importer import import_specs
 from calendar_svc.schedule_files import CalendarSpec, EntrySpec
 from calendar_svc.shares import ShareLinks
 from calendar_svc.store import Store
-from calendar_svc.timezones import to_utc
+from calendar_svc.timezones import UTC, to_local, to_utc
 
 ZONES = ("America/Mexico_City", "America/Guayaquil", "America/New_York")
 SLUG = "bench"
@@ -306,6 +319,217 @@ def radicale_figures(workdir: Path, feed: bytes, gets: int, budget: float) -> di
     }
 
 
+# --- edits seen at once (issue 17) ---------------------------------------------------
+
+
+def soon_spec(count: int) -> CalendarSpec:
+    """``count`` entries starting 2 h from now on, a minute apart, one reminder (PT1H) each:
+    all of them planned by a running daemon (6 h horizon), none sent during the run."""
+    zone = "America/Guayaquil"
+    first = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(hours=2)
+    entries = []
+    for i in range(count):
+        start = to_local(first + timedelta(minutes=i), zone).replace(tzinfo=None)
+        end = start + timedelta(minutes=30)
+        entries.append(
+            EntrySpec(
+                uid=f"soon-{i:03d}",
+                title=f"Soon {i}",
+                all_day=False,
+                start_local=start,
+                start_tz=zone,
+                start_fold=None,
+                end_local=end,
+                end_tz=zone,
+                end_fold=None,
+                start_utc=to_utc(start, zone),
+                end_utc=to_utc(end, zone),
+                reminders=("PT1H",),
+            )
+        )
+    return CalendarSpec(
+        source="<bench>", slug="soon", name="Soon", timezone=zone, entries=tuple(entries)
+    )
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """p50 / p99 (nearest rank: with fewer than 100 values the p99 is the max) / max, in ms."""
+    ordered = sorted(values)
+
+    def rank(p: float) -> float:
+        return 1000 * ordered[max(0, math.ceil(len(ordered) * p / 100) - 1)]
+
+    return {"n": len(ordered), "p50_ms": rank(50), "p99_ms": rank(99), "max_ms": 1000 * ordered[-1]}
+
+
+def pending_of(store: Store, uid: str) -> int:
+    from sqlalchemy import text
+
+    with store.engine.connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM deliveries WHERE calendar_slug = 'soon'"
+                    " AND entry_uid = :uid AND status = 'pending'"
+                ),
+                {"uid": uid},
+            ).scalar_one()
+        )
+
+
+def edit_latencies(store: Store, workdir: Path, name: str, edits: int) -> dict[str, Any]:
+    """Commit -> next feed GET that shows it, and commit -> delivery re-planned, through a
+    running ``calendar-svc run`` (feed + reminders, default 2 s tick) on ``store``."""
+    with store.write() as session:
+        import_specs(session, [soon_spec(edits)], now=store.clock())
+    count = len(store.entries(EntryFilter(calendar=SLUG)))
+    port = free_port()
+    config = workdir / f"run-{name}.toml"
+    config.write_text(
+        f'[database]\nurl = "{store.url}"\n[feed]\nhost = "{HOST}"\nport = {port}\n'
+        '[reminders]\nchannels = ["console"]\n[notifiers.console]\ntype = "console"\n'
+        '[logging]\nlevel = "warning"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALENDAR_SVC_")}
+    run = [sys.executable, "-m", "calendar_svc", "--config", str(config), "run"]
+    token = store.get_calendar(SLUG).feed_token
+    url = f"http://{HOST}:{port}/feeds/{token}/{SLUG}.ics"
+    small_token = store.get_calendar("soon").feed_token
+    small_url = f"http://{HOST}:{port}/feeds/{small_token}/soon.ics"
+    feed_waits: list[float] = []
+    small_waits: list[float] = []
+    plan_waits: list[float] = []
+    with process(run, cwd=workdir, env=env), httpx.Client(timeout=600) as http:
+        wait_http(f"http://{HOST}:{port}/healthz", timeout=300)
+        deadline = time.monotonic() + 120
+        while any(pending_of(store, f"soon-{i:03d}") == 0 for i in (0, edits - 1)):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the daemon did not plan the soon calendar")
+            time.sleep(0.05)  # a bench waiting for a daemon, not a test
+        identity = {"accept-encoding": "identity"}
+        etag = http.get(url, headers=identity).headers["etag"]  # the cold render, if any
+        # A pause of random length before each edit: its commit falls anywhere in the
+        # watcher's poll period, and the daemon's own writes for the edit before (its
+        # re-plan, which also refreshes the feed's view) are over.
+        pause = random.Random(17)
+        for i in range(edits):
+            time.sleep(pause.uniform(0.25, 0.45))
+            # A poll just before the edit, as subscribers keep polling: the server holds
+            # the calendar's head for the current change generation, so only hearing of
+            # the commit (not the daemon's own writes since the last edit) shows it.
+            http.get(url, headers={**identity, "if-none-match": etag})
+            store.set_status(f"bench-{count - 1 - i:05d}", "tentative", SLUG)
+            committed = time.perf_counter()
+            while True:
+                response = http.get(url, headers={**identity, "if-none-match": etag})
+                if response.status_code == 200:
+                    break
+            feed_waits.append(time.perf_counter() - committed)
+            etag = response.headers["etag"]
+        # The same on the small calendar: its re-render costs ~nothing, so this is how
+        # long the signal takes to reach the feed server.
+        etag = http.get(small_url, headers=identity).headers["etag"]
+        for i in range(edits):
+            time.sleep(pause.uniform(0.25, 0.45))
+            http.get(small_url, headers={**identity, "if-none-match": etag})
+            store.set_status(f"soon-{i:03d}", "tentative", "soon")
+            committed = time.perf_counter()
+            while True:
+                response = http.get(small_url, headers={**identity, "if-none-match": etag})
+                if response.status_code == 200:
+                    break
+            small_waits.append(time.perf_counter() - committed)
+            etag = response.headers["etag"]
+        for i in range(edits):
+            time.sleep(pause.uniform(0.25, 0.45))
+            uid = f"soon-{i:03d}"
+            store.set_status(uid, "cancelled", "soon")
+            committed = time.perf_counter()
+            while pending_of(store, uid):
+                if time.perf_counter() - committed > 30:
+                    raise RuntimeError(f"{uid} was not re-planned within 30 s")
+            plan_waits.append(time.perf_counter() - committed)
+    result = {
+        "feed": percentiles(feed_waits),
+        "small_feed": percentiles(small_waits),
+        "replan": percentiles(plan_waits),
+    }
+    print(
+        f"{name}: commit -> feed GET shows it p50 {result['feed']['p50_ms']:.0f} ms, "
+        f"p99 {result['feed']['p99_ms']:.0f} ms ({count} entries); "
+        f"p50 {result['small_feed']['p50_ms']:.0f} ms, "
+        f"p99 {result['small_feed']['p99_ms']:.0f} ms ({edits} entries); "
+        "commit -> delivery re-planned p50 "
+        f"{result['replan']['p50_ms']:.0f} ms, p99 {result['replan']['p99_ms']:.0f} ms",
+        flush=True,
+    )
+    return result
+
+
+@contextmanager
+def pg_database(server: str) -> Iterator[str]:
+    """A database created on ``server`` for this run, dropped after it."""
+    import sqlalchemy as sa
+
+    base = sa.make_url(server)
+    name = f"calendar_svc_bench_{os.getpid()}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": name},
+            )
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+def pg_bench_url(option: str | None) -> Any:
+    server = option or os.environ.get("CALENDAR_SVC_TEST_PG_URL")
+    if not server or server == "none":
+        return None
+    return pg_database(server)
+
+
+def latency_on_new_store(url: str, workdir: Path, count: int, edits: int) -> dict[str, Any]:
+    store = Store(url)
+    store.migrate()
+    with store.write() as session:
+        import_specs(session, [make_spec(count)], now=store.clock())
+    try:
+        return edit_latencies(store, workdir, dialect_of(url), edits)
+    finally:
+        store.close()
+
+
+def dialect_of(url: str) -> str:
+    return "postgresql" if url.startswith("postgresql") else "sqlite"
+
+
+def latency_main(args: argparse.Namespace, count: int) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="calendar-svc-bench-"))
+    load_before = os.getloadavg()[0]
+    figures: dict[str, Any] = {}
+    try:
+        db_url = f"sqlite:///{workdir / 'bench.sqlite3'}"
+        figures["sqlite"] = latency_on_new_store(db_url, workdir, count, args.edits)
+        pg = pg_bench_url(args.pg)
+        if pg is not None:
+            with pg as pg_url:
+                figures["postgresql"] = latency_on_new_store(pg_url, workdir, count, args.edits)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"1-min load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}")
+    print("JSON " + json.dumps(figures, sort_keys=True))
+
+
 # --- main -----------------------------------------------------------------------------
 
 
@@ -313,10 +537,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="500 entries, short loops")
     parser.add_argument("--entries", type=int, help="entries to generate (default 10000)")
+    parser.add_argument("--edits", type=int, default=60, help="edits per latency figure")
+    parser.add_argument(
+        "--pg",
+        help="PostgreSQL server URL for the latency figures "
+        "(default $CALENDAR_SVC_TEST_PG_URL; 'none' to skip)",
+    )
+    parser.add_argument("--no-radicale", action="store_true", help="skip the Radicale peer")
+    parser.add_argument(
+        "--rounds", type=int, help="alternating rate runs of ours and the bare app (default 3)"
+    )
+    parser.add_argument(
+        "--latency-only", action="store_true", help="only the edit latencies, both databases"
+    )
     args = parser.parse_args()
     count = args.entries or (500 if args.quick else 10_000)
+    if args.latency_only:
+        latency_main(args, count)
+        return
     seconds = 2.0 if args.quick else 4.0
-    rounds = 1 if args.quick else 3
+    rounds = args.rounds or (1 if args.quick else 3)
     figures: dict[str, Any] = {
         "entries": count,
         "date": time.strftime("%Y-%m-%d"),
@@ -433,16 +673,39 @@ def main() -> None:
             )
 
             # One entry changed, the next GET: what a subscriber waits for after an edit.
-            waits = []
+            # The server hears of the commit (another process's) within the watcher's
+            # poll (SQLite, 100 ms): GET until the change shows; the time of that last GET
+            # is the figure (re-render + transfer), the whole wait is kept beside it.
+            waits, seen_after = [], []
             for i in range(3 if args.quick else 5):
                 store.set_status(f"bench-{i * 13:05d}", "cancelled", SLUG)
-                started = time.perf_counter()
-                response = http.get(feed_url, headers=identity)
+                committed = time.perf_counter()
+                while True:
+                    started = time.perf_counter()
+                    response = http.get(feed_url, headers=identity)
+                    if response.headers["etag"] != etag:
+                        break
                 waits.append(time.perf_counter() - started)
-                assert response.headers["etag"] != etag
+                seen_after.append(time.perf_counter() - committed)
                 etag = response.headers["etag"]
             figures["get_after_one_edit_s"] = statistics.median(waits)
+            figures["commit_to_changed_get_s"] = statistics.median(seen_after)
             figures["server_peak_rss_mb"] = peak_rss_mb(server.pid)
+            last_body = response.content
+
+        # The same calendar, unchanged, served by a fresh process: what a subscriber
+        # waits for after a restart or deploy (the server above stored its renders).
+        with process(serve, cwd=workdir, env=env), httpx.Client(timeout=600) as http:
+            wait_http(f"http://{HOST}:{port}/healthz")
+            started = time.perf_counter()
+            again = http.get(feed_url, headers=identity)
+            figures["restart_first_get_s"] = time.perf_counter() - started
+            figures["restart_identical"] = again.content == last_body
+        print(
+            f"first GET of a restarted server: {figures['restart_first_get_s']:.3f} s "
+            f"(identical bytes: {figures['restart_identical']})",
+            flush=True,
+        )
 
         out = subprocess.run(
             [sys.executable, "-c", RERENDER, db_url, "5"],
@@ -456,10 +719,20 @@ def main() -> None:
         figures["rerender_one_change_s"] = rerender["median"]
         figures["rerender_one_change_max_s"] = rerender["max"]
 
-        figures["radicale"] = radicale_figures(
-            workdir, body, 3 if args.quick else 4, 30 if args.quick else 90
-        )
+        figures["latency"] = {"sqlite": edit_latencies(store, workdir, "sqlite", args.edits)}
         store.close()
+        pg = pg_bench_url(args.pg)
+        if pg is not None:
+            with pg as pg_url:
+                figures["latency"]["postgresql"] = latency_on_new_store(
+                    pg_url, workdir, count, args.edits
+                )
+
+        figures["radicale"] = (
+            radicale_figures(workdir, body, 3 if args.quick else 4, 30 if args.quick else 90)
+            if not args.no_radicale
+            else {"skipped": "--no-radicale"}
+        )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     figures["load_after"] = os.getloadavg()[0]
@@ -483,11 +756,28 @@ def report(f: dict[str, Any]) -> None:
         f"  conditional GET -> 304, share link          {f['share_not_modified_rps']:8.0f} req/s",
         f"  re-render after one entry changed           {1000 * f['rerender_one_change_s']:8.1f} ms"
         f"  (max {1000 * f['rerender_one_change_max_s']:.1f} ms)",
-        f"  next GET after one entry changed            {1000 * f['get_after_one_edit_s']:8.1f} ms",
+        f"  next GET after one entry changed            {1000 * f['get_after_one_edit_s']:8.1f} ms"
+        f"  (commit -> that GET done: {1000 * f['commit_to_changed_get_s']:.0f} ms)",
         f"  gzip size / identity size                   {100 * f['gzip_ratio']:8.1f} %"
         f"  (first gzip GET {1000 * f['gzip_first_s']:.0f} ms)",
         f"  server peak RSS (VmHWM)                     {f['server_peak_rss_mb']:8.0f} MB",
     ]
+    lines += [
+        f"  first GET of a restarted server (unchanged) {f['restart_first_get_s']:8.3f} s"
+        f"  (icalendar / it = {f['icalendar_build_to_ical_s'] / f['restart_first_get_s']:.0f}x;"
+        f" bytes identical: {f['restart_identical']})",
+        f"  304 ours / bare uvicorn                     "
+        f"{100 * f['not_modified_rps'] / f['bare_not_modified_rps']:8.0f} %",
+    ]
+    for db, lat in f.get("latency", {}).items():
+        lines.append(
+            f"  {db}: commit -> feed GET shows it          p50 {lat['feed']['p50_ms']:.0f} ms,"
+            f" p99 {lat['feed']['p99_ms']:.0f} ms (n={lat['feed']['n']});"
+            f" small calendar p50 {lat['small_feed']['p50_ms']:.0f} ms,"
+            f" p99 {lat['small_feed']['p99_ms']:.0f} ms;"
+            f" commit -> re-planned p50 {lat['replan']['p50_ms']:.0f} ms,"
+            f" p99 {lat['replan']['p99_ms']:.0f} ms"
+        )
     if "skipped" in rad:
         lines.append(f"  Radicale: {rad['skipped']}")
     else:

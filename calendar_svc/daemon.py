@@ -59,6 +59,7 @@ from types import FrameType
 from typing import Any
 
 from calendar_svc import resources, timezones
+from calendar_svc.changes import ChangeWatcher
 from calendar_svc.clock import Clock, ClockStep, Monotonic, StepWatch, boot_monotonic, now_utc
 from calendar_svc.config import Config
 from calendar_svc.db import safe_url, sqlite_file
@@ -164,8 +165,13 @@ class Daemon:
         database = sqlite_file(config.database.url)
         self._lock = DaemonLock(database) if database is not None else None
         self.notifiers: dict[str, Notifier] = {}
+        # Commits by any process, heard at once: the feed's cache and re-planning follow them.
+        self.changes = ChangeWatcher(self.store, self.events)
+        self.changes.subscribe(self._on_change)
         self.feed = (
-            FeedServer(self.store, config, observers=self.observers) if self.feed_enabled else None
+            FeedServer(self.store, config, observers=self.observers, changes=self.changes)
+            if self.feed_enabled
+            else None
         )
         self.planner = Planner(self.store, config.reminders, events=self.events)
         self.dispatcher = Dispatcher(
@@ -235,6 +241,7 @@ class Daemon:
             self._lock.acquire()
         self.store.migrate()
         self.tz.start()  # before anything reads a zone; instants from another release moved
+        self.changes.start()
         if self.reminders_enabled:
             self.notifiers = build_notifiers(self.config, clock=self.store.clock)
             self.dispatcher.replace(self.config, self.notifiers)
@@ -294,6 +301,7 @@ class Daemon:
         deadline = time.monotonic() + timeout
         self.alarms.shutdown()
         self.sources.stop()
+        self.changes.stop()
         # Most of the budget goes to sends in flight; the rest to the feed and cleanup.
         released = self.dispatcher.stop(max(0.5, timeout * 0.9))
         if self.feed is not None:
@@ -480,6 +488,17 @@ class Daemon:
             return repo.recover_leases(
                 session, {i: leases[i] for i in expired}, self.store.clock(), keep=keep
             )
+
+    def _on_change(self, _source: str) -> None:
+        """The store changed (``changes``): re-plan now rather than at the next tick."""
+        if not self.reminders_enabled or self._state is not DaemonState.RUNNING:
+            return
+        with self._tick_lock:  # after a tick in progress, which may have missed this change
+            try:
+                if self.store.change_counter() != self._counter:
+                    self._plan()
+            except Exception:
+                log.exception("daemon.replan_failed")
 
     def _retry_at(self, delivery_id: int, when: datetime) -> None:
         self.alarms.set(delivery_id, when)

@@ -312,6 +312,15 @@ class FeedRendered(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StoreChanged(Event):
+    """A commit changed calendars, entries or share links (``changes.ChangeWatcher``);
+    ``source`` says how it was heard: "notify" (PostgreSQL), "data_version" (SQLite),
+    "poll" (the fallback) or "reconnect" (maybe missed while not listening)."""
+
+    source: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PageAnswered(Event):
     """The subscribers' page (or one entry's .ics from it) answered with HTTP ``status``."""
 

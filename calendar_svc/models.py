@@ -29,6 +29,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -426,3 +427,37 @@ class IdempotentRequest(Base):
     headers: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RenderedEvent(Base):
+    """An entry's serialised VEVENT, kept so that a restarted feed server need not build
+    it again (``feed.stored``). ``digest`` covers everything the bytes were built from
+    (the entry's row, the calendar's slug and inherited offsets, the feed options, the tz
+    database, the code's format version): a row whose digest differs is stale."""
+
+    __tablename__ = "rendered_events"
+    __table_args__ = (Index("ix_rendered_events_calendar", "calendar_id"),)
+
+    entry_id: Mapped[int] = mapped_column(
+        ForeignKey("entries.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    calendar_id: Mapped[int] = mapped_column(ForeignKey("calendars.id", ondelete="CASCADE"))
+    digest: Mapped[str] = mapped_column(String(64))
+    # "start_tz end_tz" ("" for all-day) and the earliest local year: what the feed's
+    # VTIMEZONEs need, without loading the entry.
+    zones: Mapped[str] = mapped_column(String(300))
+    year: Mapped[int] = mapped_column(Integer)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class RenderedZone(Base):
+    """A zone's VTIMEZONE from ``first_year`` on (``tzid`` None: the zone needs none),
+    with the digest of the tz database and format version it was built with."""
+
+    __tablename__ = "rendered_zones"
+
+    zone: Mapped[str] = mapped_column(String(64), primary_key=True)
+    first_year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    digest: Mapped[str] = mapped_column(String(64))
+    tzid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    body: Mapped[bytes] = mapped_column(LargeBinary)

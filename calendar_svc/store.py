@@ -130,6 +130,9 @@ class Store:
         )
         self._writers = sessionmaker(writer, expire_on_commit=False)
         self._held = HeldConnection(self.engine)
+        # Called after each commit of ``write`` (changes.ChangeWatcher: this process's own
+        # writes are seen before ``write`` returns). Replaced, never mutated.
+        self._after_commit: tuple[Callable[[], None], ...] = ()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -163,6 +166,8 @@ class Store:
                     session.rollback()
                 else:
                     session.commit()
+                    for callback in self._after_commit:
+                        callback()
             except SQLAlchemyError as exc:
                 session.rollback()
                 if what is None:
@@ -195,6 +200,13 @@ class Store:
                     raise
                 log.debug("store.retry", extra={"what": what, "attempt": attempt})
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` after every transaction ``write`` commits (quick, no raise)."""
+        self._after_commit = (*self._after_commit, callback)
+
+    def remove_after_commit(self, callback: Callable[[], None]) -> None:
+        self._after_commit = tuple(c for c in self._after_commit if c != callback)
 
     def ping(self) -> bool:
         try:

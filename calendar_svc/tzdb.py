@@ -199,6 +199,12 @@ class TzDatabase:
         }
         return cls(path, version, files=zones, digest=hexdigest, label=label)
 
+    @property
+    def fingerprint(self) -> str:
+        """Version and content digest in one string: what a cache kept outside the process
+        (the feed's stored renders) keys on."""
+        return f"{self.version}:{self._digest}"
+
     # Same folder, version and bytes: the same zones. Caches key on this.
     def _key(self) -> tuple[Path, str, str]:
         return (self.folder, self.version, self._digest)

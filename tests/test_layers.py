@@ -99,6 +99,7 @@ RANKS: dict[str, int] = {
     "feed.*": 4,
     "sources": 4,  # followed ICS feeds: fetch (network), sync (store), the loop thread
     "sources.*": 4,
+    "changes": 3,  # a commit by any process, heard at once (LISTEN/NOTIFY, data_version)
     "shares": 3,  # share links: tokens as digests, fetch statistics
     "entry_edits": 3,  # one entry added, changed or moved (CLI and API), through the validator
     "api_keys": 3,  # the HTTP API's keys: tokens as digests, scope, expiry

@@ -35,11 +35,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from calendar_svc import __version__
+from calendar_svc.changes import ChangeWatcher
 from calendar_svc.config import Config
 from calendar_svc.errors import InputError, StoreError
 from calendar_svc.events import EventBus, FeedAnswered, FeedCacheLookup, FeedRendered
 from calendar_svc.feed.access import Access
 from calendar_svc.feed.cache import FeedCache, RenderedFeed, filter_key, freeze_heap_once
+from calendar_svc.feed.stored import StoredRenders
 from calendar_svc.filters import EntryFilter, parse_query
 from calendar_svc.ics import FeedOptions
 from calendar_svc.logs import log_event, redact_token
@@ -63,17 +65,19 @@ _NOT_FOUND_HEADERS: Headers = [
 # Events are immutable: one of each, built once, serves every request (the hot path).
 _ANSWERED = {code: FeedAnswered(status=code) for code in (200, 304, 400, 404, 503)}
 _HIT, _MISS = FeedCacheLookup(hit=True), FeedCacheLookup(hit=False)
+_MAX_HEADS = 10_000  # calendars' heads kept between changes (unknown slugs are not kept)
 
 
 class _Variant:
     """One encoding of a rendered feed: body and the headers of its 200 and 304 answers."""
 
-    __slots__ = ("body", "etag", "headers_200", "headers_304")
+    __slots__ = ("body", "etag", "etag_bytes", "headers_200", "headers_304")
 
     def __init__(self, feed: RenderedFeed, body: bytes, *, gzip: bool, max_age: int):
         self.body = body
         # A different encoding is a different representation: its strong ETag differs.
         self.etag = f'"{feed.etag}-gz"' if gzip else f'"{feed.etag}"'
+        self.etag_bytes = self.etag.encode()
         common: Headers = [
             (b"etag", self.etag.encode()),
             (b"last-modified", feed.last_modified_http.encode()),
@@ -111,27 +115,62 @@ class _Prepared:
 
 
 class FeedEndpoint:
-    """ASGI endpoint of ``GET``/``HEAD /feeds/{token}/{slug}.ics``."""
+    """ASGI endpoint of ``GET``/``HEAD /feeds/{token}/{slug}.ics``.
 
-    def __init__(self, store: Store, config: Config, events: EventBus):
+    With a running ``changes`` watcher a calendar's head (id, token, version) is read
+    once and kept until the store changes: a poll of an unchanged calendar touches no
+    database. Without one, every request reads it (one indexed SELECT).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        events: EventBus,
+        changes: ChangeWatcher | None = None,
+    ):
         self.store = store
-        self.cache = FeedCache(store, FeedOptions.from_config(config))
+        self.stored = StoredRenders(store)
+        self.cache = FeedCache(store, FeedOptions.from_config(config), stored=self.stored)
+        self.changes = changes
+        self._heads: dict[str, CalendarHead] = {}
+        self._heads_generation = -1
         self.max_age = int(config.feed.refresh_interval.total_seconds())
         self.events = events
         # Whose token it is (the owner's or a share link's); the page asks the same one.
         self.access = Access(store, config)
 
     def close(self) -> None:
-        """Write the share links' last fetch counts (the store's held connection goes with
-        the store)."""
+        """Write the share links' last fetch counts and the render cache's queued rows (the
+        store's held connection goes with the store)."""
         self.access.close()
+        self.stored.close()
+
+    def head(self, slug: str) -> CalendarHead | None:
+        """The calendar's head: kept while the change generation stays, else read."""
+        changes = self.changes
+        if changes is None or not changes.live:
+            return self.store.calendar_head(slug)
+        generation = changes.generation
+        if generation != self._heads_generation:
+            self._heads = {}
+            self._heads_generation = generation
+        head = self._heads.get(slug)
+        if head is None:
+            head = self.store.calendar_head(slug)
+            # Read under this generation: kept only if no change came in the meantime.
+            if head is not None and changes.generation == generation:
+                if len(self._heads) >= _MAX_HEADS:
+                    self._heads = {}
+                self._heads[slug] = head
+        return head
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         params = scope["path_params"]
         token: str = params["token"]
         slug: str = params["slug"]
         try:
-            head = self.store.calendar_head(slug)
+            head = self.head(slug)
             # Known links (the usual case) without an await: this is every poll's path.
             grants = self.access.known(head)
             if grants is None:
@@ -157,7 +196,13 @@ class FeedEndpoint:
             self.events.emit(_ANSWERED[400])
             await _plain(send, 400, f"Bad Request: {exc}\n".encode())
             return
-        feed, prepared = await self._prepare(head, flt)
+        # The usual poll: the feed is cached and its headers are built (no coroutine).
+        cached = self.cache.get(head, filter_key(flt))
+        if cached is not None and isinstance(cached.http, _Prepared):
+            self.events.emit(_HIT)
+            feed, prepared = cached, cached.http
+        else:
+            feed, prepared = await self._prepare(head, flt, cached)
         request_headers = _headers(scope)
         if grant.share_id is not None:
             self.access.fetched(grant, request_headers.get(b"user-agent"))
@@ -166,7 +211,10 @@ class FeedEndpoint:
             if prepared.gzip is None:
                 await run_in_threadpool(prepared.gzipped, feed)
             variant = prepared.gzipped(feed)
-        if _not_modified(request_headers, feed):
+        # A client sends back the ETag it was given: that, byte for byte, needs no parsing.
+        if request_headers.get(b"if-none-match") == variant.etag_bytes or _not_modified(
+            request_headers, feed
+        ):
             self.events.emit(_ANSWERED[304])
             await send(
                 {"type": "http.response.start", "status": 304, "headers": variant.headers_304}
@@ -179,9 +227,8 @@ class FeedEndpoint:
         await send({"type": "http.response.body", "body": body})
 
     async def _prepare(
-        self, head: CalendarHead, flt: EntryFilter
+        self, head: CalendarHead, flt: EntryFilter, cached: RenderedFeed | None
     ) -> tuple[RenderedFeed, _Prepared]:
-        cached = self.cache.get(head, filter_key(flt))
         self.events.emit(_MISS if cached is None else _HIT)
         if cached is not None:
             feed = cached
@@ -217,9 +264,21 @@ def _headers(scope: Scope) -> dict[bytes, bytes]:
     return {name: value for name, value in scope["headers"]}
 
 
+_GZIP_ANSWERS: dict[bytes, bool] = {}  # Accept-Encoding values seen (clients send a few)
+
+
 def _accepts_gzip(value: bytes | None) -> bool:
     if not value:
         return False
+    known = _GZIP_ANSWERS.get(value)
+    if known is None:
+        known = _parse_accepts_gzip(value)
+        if len(_GZIP_ANSWERS) < 256:
+            _GZIP_ANSWERS[value] = known
+    return known
+
+
+def _parse_accepts_gzip(value: bytes) -> bool:
     for part in value.decode("latin-1").lower().split(","):
         coding, _, params = part.strip().partition(";")
         if coding.strip() in ("gzip", "*"):
@@ -306,15 +365,22 @@ class FeedApp(Starlette):
         await super().__call__(scope, receive, send)  # type: ignore[arg-type]
 
 
-def build_app(store: Store, config: Config, observers: Observers | None = None) -> Starlette:
+def build_app(
+    store: Store,
+    config: Config,
+    observers: Observers | None = None,
+    changes: ChangeWatcher | None = None,
+) -> Starlette:
     """The feed app for ``store``; ``app.state.feed`` is the endpoint: ``close()`` it when
     the server has stopped, so the share links' last fetch counts are written.
+
+    ``changes``: a started watcher lets polls of unchanged calendars skip the database.
 
     ``observers``: the bus the app emits to, the health ``/healthz`` reports and the
     metrics ``/metrics`` serves (default: new ones, with no scheduler loop).
     """
     observers = observers if observers is not None else Observers.build()
-    endpoint = FeedEndpoint(store, config, observers.events)
+    endpoint = FeedEndpoint(store, config, observers.events, changes)
     health, metrics = observers.health, observers.metrics
 
     async def healthz(request: Request) -> Response:

@@ -42,6 +42,14 @@ from typing import Any, Final
 from sqlalchemy.orm import Session
 
 from calendar_svc import ics, timezones, vtimezone
+from calendar_svc.feed.stored import (
+    StoredEvent,
+    StoredRenders,
+    calendar_scope,
+    event_digest,
+    feed_scope,
+    zone_digest,
+)
 from calendar_svc.filters import EntryFilter
 from calendar_svc.models import Calendar, Entry
 from calendar_svc.store import CalendarHead, Store
@@ -126,12 +134,26 @@ class FeedCache:
 
     ``max_feeds`` bounds the rendered feeds kept (least recently used go
     first; an older version of the same feed goes as soon as a newer exists).
+    ``stored``: the render cache kept in the database (``feed.stored``), read back on
+    a calendar's first render in this process and written as VEVENTs are rendered;
+    None keeps everything in memory only (a one-shot ``export``).
     """
 
-    def __init__(self, store: Store, options: ics.FeedOptions, *, max_feeds: int = 64):
+    def __init__(
+        self,
+        store: Store,
+        options: ics.FeedOptions,
+        *,
+        max_feeds: int = 64,
+        stored: StoredRenders | None = None,
+    ):
         self.store = store
         self.options = options
         self.max_feeds = max_feeds
+        self.stored = stored
+        # (zone, first year) -> (TZID, VTIMEZONE bytes) or None, for the tz database in use.
+        self._zone_blocks: dict[tuple[str, int], tuple[str, bytes] | None] = {}
+        self._stored_zones: dict[tuple[str, int], tuple[str, str | None, bytes]] | None = None
         self._feeds: OrderedDict[tuple[int, int, FilterKey], RenderedFeed] = OrderedDict()
         self._events: dict[int, dict[int, _CachedEvent]] = {}
         # Per calendar: the reminder offsets its entries inherit, which its VALARMs show.
@@ -149,7 +171,8 @@ class FeedCache:
     def get(self, head: CalendarHead, key: FilterKey) -> RenderedFeed | None:
         tz = timezones.current()
         with self._lock:
-            if tz != self._feeds_tz:  # rendered with another tz database: all stale
+            # "is" first: the same object on every poll, and __eq__ is Python code.
+            if tz is not self._feeds_tz and tz != self._feeds_tz:  # another tz database
                 self._feeds.clear()
                 self._feeds_tz = tz
             feed = self._feeds.get((head.id, head.version, key))
@@ -166,6 +189,7 @@ class FeedCache:
             tz = timezones.current()
             if tz != self._events_tz:
                 self._events.clear()
+                self._zone_blocks.clear()
                 self._events_tz = tz
             with self.store.read() as session:
                 calendar = self.store.calendar_by_id(session, calendar_id)
@@ -175,7 +199,7 @@ class FeedCache:
                         cached = self._feeds.get((calendar.id, calendar.version, key))
                 if cached is not None:
                     return cached
-                rows = self.store.entry_keys(session, calendar.id)
+                rows = every_row = self.store.entry_keys(session, calendar.id)
                 preloaded: dict[int, Entry] = {}
                 if not _is_whole(flt):
                     # The store's filter is the one truth about what a filter selects
@@ -188,11 +212,17 @@ class FeedCache:
                     by_id = {row[0]: row for row in rows}
                     rows = [by_id[entry.id] for entry in selected if entry.id in by_id]
                 events = self._events_for(
-                    session, calendar, rows, whole=_is_whole(flt), preloaded=preloaded
+                    session,
+                    calendar,
+                    rows,
+                    whole=_is_whole(flt),
+                    preloaded=preloaded,
+                    every_row=every_row,
+                    tz=tz,
                 )
             body = ics.assemble(
                 ics.header_bytes(calendar, self.options),
-                ics.timezone_blocks(_zones_of(events), _first_year(events)),
+                self._timezone_blocks(_zones_of(events), _first_year(events), tz),
                 map(itemgetter(_BODY), events),
             )
             feed = RenderedFeed(
@@ -229,13 +259,26 @@ class FeedCache:
         *,
         whole: bool,
         preloaded: dict[int, Entry],
+        every_row: Sequence[tuple[Any, ...]],
+        tz: TzDatabase,
     ) -> list[_CachedEvent]:
-        """The cached VEVENTs of ``rows`` (in order), serialising only new or changed ones."""
+        """The cached VEVENTs of ``rows`` (in order), serialising only new or changed ones.
+
+        ``every_row``: the keys of every entry of the calendar; on its first render in
+        this process the stored renders of all of them are read back (``feed.stored``).
+        """
         inherited = tuple(calendar.reminders) if calendar.reminders is not None else None
         if self._inherited.get(calendar.id, inherited) != inherited:
             self._events.pop(calendar.id, None)  # every inheriting VALARM changed
         self._inherited[calendar.id] = inherited
-        known = self._events.setdefault(calendar.id, {})
+        scope = ""
+        if self.stored is not None:
+            scope = calendar_scope(feed_scope(self.options, tz), calendar.slug, inherited)
+        known = self._events.get(calendar.id)
+        if known is None:
+            known = self._events[calendar.id] = {}
+            if self.stored is not None:
+                self._restore(calendar.id, every_row, known, scope)
         # Comprehensions over driver tuples: at 10,000 rows this is a re-render's main cost.
         lookup = known.get
         stale = {
@@ -244,6 +287,7 @@ class FeedCache:
         if stale:
             loaded = [preloaded[i] for i in stale if i in preloaded]
             missing = [i for i in stale if i not in preloaded]
+            fresh: list[tuple[int, StoredEvent]] = []
             for entry in [*loaded, *self.store.entries_by_id(session, missing)]:
                 row = stale[entry.id]
                 zones = "" if entry.all_day else f"{entry.start_tz} {entry.end_tz}"
@@ -252,6 +296,11 @@ class FeedCache:
                 )
                 body = ics.event_bytes(entry, calendar, self.options)
                 known[entry.id] = (row, self._zones.setdefault(zones, zones), year, body)
+                if self.stored is not None:
+                    digest = event_digest(scope, row, entry.version)
+                    fresh.append((entry.id, StoredEvent(digest, zones, year, body)))
+            if self.stored is not None:
+                self.stored.save_events(calendar.id, fresh)
         if whole and len(known) > len(rows):
             # An unfiltered feed lists every entry: forget deleted ones.
             present = {row[0] for row in rows}
@@ -259,6 +308,59 @@ class FeedCache:
                 del known[entry_id]
         # An entry deleted between the two queries is simply left out.
         return [known[row[0]] for row in rows if row[0] in known]
+
+    def _restore(
+        self,
+        calendar_id: int,
+        rows: Sequence[tuple[Any, ...]],
+        known: dict[int, _CachedEvent],
+        scope: str,
+    ) -> None:
+        """Fill ``known`` with the stored VEVENTs of ``rows`` whose digest still matches."""
+        assert self.stored is not None
+        stored = self.stored.events(calendar_id)
+        if not stored:
+            return
+        intern = self._zones.setdefault
+        for row in rows:
+            found = stored.get(row[0])
+            if found is None:
+                continue
+            event, version = found
+            if event.digest == event_digest(scope, row, version):
+                known[row[0]] = (row, intern(event.zones, event.zones), event.year, event.body)
+
+    def _timezone_blocks(
+        self, zones: Sequence[str], first_year: int, tz: TzDatabase
+    ) -> list[bytes]:
+        """``ics.timezone_blocks(zones, first_year)``, from memory or the stored renders."""
+        blocks: dict[str, bytes] = {}
+        for zone in zones:
+            block = self._zone_block(zone, first_year, tz)
+            if block is not None:
+                blocks[block[0]] = block[1]
+        return [blocks[tzid] for tzid in sorted(blocks)]
+
+    def _zone_block(self, zone: str, first_year: int, tz: TzDatabase) -> tuple[str, bytes] | None:
+        key = (zone, first_year)
+        if key in self._zone_blocks:
+            return self._zone_blocks[key]
+        if self.stored is None:
+            block = ics.timezone_block(zone, first_year)
+        else:
+            if self._stored_zones is None:
+                self._stored_zones = self.stored.zones()
+            digest = zone_digest(tz, zone, first_year)
+            found = self._stored_zones.get(key)
+            if found is not None and found[0] == digest:
+                block = None if found[1] is None else (found[1], found[2])
+            else:
+                block = ics.timezone_block(zone, first_year)
+                tzid, body = block if block is not None else (None, b"")
+                self._stored_zones[key] = (digest, tzid, body)
+                self.stored.save_zone(zone, first_year, digest, tzid, body)
+        self._zone_blocks[key] = block
+        return block
 
 
 def _zones_of(events: Sequence[_CachedEvent]) -> list[str]:

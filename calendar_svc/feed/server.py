@@ -28,6 +28,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
+from calendar_svc.changes import ChangeWatcher
 from calendar_svc.config import Config
 from calendar_svc.errors import CalendarSvcError
 from calendar_svc.feed.app import build_app
@@ -113,14 +114,18 @@ class FeedServer:
         host: str | None = None,
         port: int | None = None,
         observers: Observers | None = None,
+        changes: ChangeWatcher | None = None,
     ):
         self.store = store
+        # The daemon's own watcher, or one this server starts and stops itself.
+        self._own_changes = changes is None
+        self.changes = changes if changes is not None else ChangeWatcher(store)
         self.config = config
         self.host = host if host is not None else config.feed.host
         self._requested_port = port if port is not None else config.feed.port
         self.port: int = self._requested_port
         self.observers = observers if observers is not None else Observers.build()
-        self.app = build_app(store, config, self.observers)
+        self.app = build_app(store, config, self.observers, self.changes)
         self._serving = _Swappable(self.app)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -144,6 +149,8 @@ class FeedServer:
         if self._thread is not None:
             raise RuntimeError("FeedServer.start() called twice")
         _silence_access_log()
+        if self._own_changes:
+            self.changes.start()
         self._socket = _bind(self.host, self._requested_port)
         self.port = int(self._socket.getsockname()[1])
         self.limits = feed_limits(self.config)
@@ -185,7 +192,7 @@ class FeedServer:
         """Serve with ``config`` from now on; returns the ``[feed]`` keys that changed but
         take effect only on restart (``RESTART_KEYS``), which keep their old values."""
         old = self.app
-        self.app = build_app(self.store, config, self.observers)
+        self.app = build_app(self.store, config, self.observers, self.changes)
         self._serving.current = self.app
         started = {key: getattr(self._started_with, key) for key in RESTART_KEYS}
         started.update(host=self.host, port=self._requested_port)
@@ -211,6 +218,8 @@ class FeedServer:
             self._socket = None
         # After the last request: the share links' fetch counts of this process are written.
         self.app.state.feed.close()
+        if self._own_changes:
+            self.changes.stop()
         self._server = None
         self._thread = None
 
