@@ -214,7 +214,12 @@ def test_the_keys_every_notifier_has_are_accepted() -> None:
 
     keys = common_notifier_keys()
     assert "type" in keys and len(keys) >= 3
-    values = {"type": "console", "title_template": "$title", "body_template": "$when"}
+    values = {
+        "type": "console",
+        "title_template": "$title",
+        "body_template": "$when",
+        "concurrency": 4,
+    }
     assert set(keys) <= set(values), f"a common key this test has no value for: {keys}"
     build_notifier("docs", {k: values[k] for k in keys}).close()
 

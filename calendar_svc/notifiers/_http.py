@@ -1,17 +1,19 @@
-"""What the HTTP notifiers (webhook, ntfy) share: status mapping, Retry-After, safe URLs."""
+"""What the HTTP notifiers (webhook, ntfy) share: a pooled client, status mapping,
+Retry-After, safe URLs."""
 
 from __future__ import annotations
 
 import ipaddress
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
+from calendar_svc import __version__
 from calendar_svc.errors import NotifierError
 from calendar_svc.notifiers.base import Notifier
 from calendar_svc.timezones import UTC
@@ -24,6 +26,25 @@ MAX_ADDRESSES = 4
 
 # Cloud metadata endpoints not already covered by "not a global address".
 _METADATA = {ipaddress.ip_address("100.100.100.200"), ipaddress.ip_address("fd00:ec2::254")}
+
+
+def client(notifier: Notifier, *, timeout: float, headers: Mapping[str, str]) -> httpx.Client:
+    """The one client a channel sends through, for its whole life (closed by ``close``).
+
+    Its pool holds as many connections as the channel has sends in flight at once
+    (``notifier.concurrency``), all kept alive: a burst of reminders reuses them instead
+    of paying a TCP (and TLS) handshake per request, and no send waits for a connection
+    another send of the same channel holds.
+    """
+    size = notifier.concurrency
+    return httpx.Client(
+        timeout=timeout,
+        follow_redirects=False,
+        headers={"user-agent": f"{USER_AGENT}/{__version__}", **headers},
+        limits=httpx.Limits(
+            max_connections=size, max_keepalive_connections=size, keepalive_expiry=30.0
+        ),
+    )
 
 
 def origin(url: httpx.URL) -> str:

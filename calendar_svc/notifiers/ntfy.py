@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 
 import httpx
 
-from calendar_svc import __version__
 from calendar_svc.notifiers import _http
 from calendar_svc.notifiers.base import Notifier
 from calendar_svc.notifiers.keys import Key
@@ -75,11 +74,7 @@ class NtfyNotifier(Notifier):
         if s["timeout"] <= 0:
             raise self.config_error("timeout", "must be more than 0 seconds")
         auth = {"authorization": f"Bearer {s['token']}"} if s["token"] else {}
-        self.client = httpx.Client(
-            timeout=s["timeout"],
-            follow_redirects=False,
-            headers={"user-agent": f"{_http.USER_AGENT}/{__version__}", **auth},
-        )
+        self.client = _http.client(self, timeout=s["timeout"], headers=auth)
 
     def _priority(self, value: object) -> int:
         if isinstance(value, str) and value.lower() in PRIORITIES:

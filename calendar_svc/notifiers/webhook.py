@@ -26,7 +26,6 @@ from typing import Any, ClassVar
 
 import httpx
 
-from calendar_svc import __version__
 from calendar_svc.notifiers import _http
 from calendar_svc.notifiers.base import Notifier
 from calendar_svc.notifiers.keys import Key
@@ -100,11 +99,7 @@ class WebhookNotifier(Notifier):
                     "headers",
                     f"the value of {name!r} must be printable ASCII (no newlines or accents)",
                 )
-        self.client = httpx.Client(
-            timeout=s["timeout"],
-            follow_redirects=False,
-            headers={"user-agent": f"{_http.USER_AGENT}/{__version__}", **s["headers"]},
-        )
+        self.client = _http.client(self, timeout=s["timeout"], headers=s["headers"])
 
     def _check_literal_host(self) -> None:
         try:
