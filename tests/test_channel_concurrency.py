@@ -113,20 +113,31 @@ def test_a_hung_receiver_holds_up_only_its_own_channel(store: Store, clock, hung
     assert len({r.peer for r in slow_receiver.requests}) <= 2
 
 
-def test_the_pooled_client_is_reused_and_closed_with_the_notifier() -> None:
+def test_connections_are_kept_alive_per_send_thread_and_closed_with_the_notifier() -> None:
+    """A channel holds at most one connection per send thread, reused send after send,
+    and closing the notifier (shutdown, reload) closes every one of them."""
     with HttpReceiver() as receiver:
-        notifier = webhook("hook", receiver.url, concurrency=4)
-        client = notifier.client  # type: ignore[attr-defined]
-        for _ in range(5):
-            notifier.send(peers.reminder(key="rem-1"))
-        requests = receiver.wait_for(5)
-        # One kept-alive connection carried all five sends, one after the other.
-        assert len({r.peer for r in requests}) == 1
-        assert notifier.client is client  # type: ignore[attr-defined]
-        assert client._transport._pool._max_connections == 4  # sized by concurrency
+        notifier = webhook("hook", receiver.url, concurrency=3)
+        clients = notifier.clients  # type: ignore[attr-defined]
+
+        def five_sends() -> None:
+            for i in range(5):
+                notifier.send(peers.reminder(key=f"rem-{threading.get_ident()}-{i}"))
+
+        threads = [threading.Thread(target=five_sends) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+        requests = receiver.wait_for(15)
+        # Three threads, three connections: each carried its thread's five sends.
+        peers_used = {r.peer for r in requests}
+        assert len(peers_used) == 3 and clients.open == 3
+        five_sends()  # a thread's second burst reuses its connection
+        assert len({r.peer for r in receiver.wait_for(20)}) == 4
         notifier.close()
-        assert client.is_closed
-        receiver.wait_closed({requests[0].peer})
+        assert clients.open == 0
+        receiver.wait_closed({r.peer for r in receiver.requests})
 
 
 @pytest.mark.parametrize("value", [0, -1, 257, "8", 2.5, True])

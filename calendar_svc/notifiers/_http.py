@@ -1,10 +1,12 @@
-"""What the HTTP notifiers (webhook, ntfy) share: a pooled client, status mapping,
+"""What the HTTP notifiers (webhook, ntfy) share: kept-alive clients, status mapping,
 Retry-After, safe URLs."""
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -28,23 +30,70 @@ MAX_ADDRESSES = 4
 _METADATA = {ipaddress.ip_address("100.100.100.200"), ipaddress.ip_address("fd00:ec2::254")}
 
 
-def client(notifier: Notifier, *, timeout: float, headers: Mapping[str, str]) -> httpx.Client:
-    """The one client a channel sends through, for its whole life (closed by ``close``).
+class Clients:
+    """A channel's HTTP clients: one per thread that sends, each keeping its connection
+    alive, all closed together by ``close`` (the notifier's).
 
-    Its pool holds as many connections as the channel has sends in flight at once
-    (``notifier.concurrency``), all kept alive: a burst of reminders reuses them instead
-    of paying a TCP (and TLS) handshake per request, and no send waits for a connection
-    another send of the same channel holds.
+    The channel's sends run on ``concurrency`` threads of its own, so it holds at most
+    that many connections, reused by every reminder of a burst instead of a TCP (and
+    TLS) handshake each. Not one client shared by those threads: httpcore's pool runs
+    every request's start and end under one lock, and at 32 threads that lock, not the
+    network, held a burst to a third of the rate one client per thread reaches
+    (bench/RESULTS.md).
     """
-    size = notifier.concurrency
-    return httpx.Client(
-        timeout=timeout,
-        follow_redirects=False,
-        headers={"user-agent": f"{USER_AGENT}/{__version__}", **headers},
-        limits=httpx.Limits(
-            max_connections=size, max_keepalive_connections=size, keepalive_expiry=30.0
-        ),
-    )
+
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        headers: Mapping[str, str],
+        verify: ssl.SSLContext | bool = True,
+    ):
+        """``verify``: the TLS context to trust (default: the system's CAs)."""
+        self._timeout = timeout
+        self._verify = verify
+        self._headers = {"user-agent": f"{USER_AGENT}/{__version__}", **headers}
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[httpx.Client] = []
+        self._closed = False
+
+    def get(self) -> httpx.Client:
+        """This thread's client (made on its first send)."""
+        client: httpx.Client | None = getattr(self._local, "client", None)
+        if client is not None:
+            return client
+        client = httpx.Client(
+            timeout=self._timeout,
+            follow_redirects=False,
+            headers=self._headers,
+            verify=self._verify,
+            # One request at a time per thread; a second connection only while ``post``
+            # moves on to the next address of a name.
+            limits=httpx.Limits(
+                max_connections=2, max_keepalive_connections=1, keepalive_expiry=30.0
+            ),
+        )
+        with self._lock:
+            if self._closed:
+                client.close()
+                raise RuntimeError("the notifier is closed")
+            self._all.append(client)
+        self._local.client = client
+        return client
+
+    @property
+    def open(self) -> int:
+        """Clients made and not closed."""
+        with self._lock:
+            return 0 if self._closed else len(self._all)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            clients, self._all = self._all, []
+        for client in clients:
+            client.close()
 
 
 def origin(url: httpx.URL) -> str:

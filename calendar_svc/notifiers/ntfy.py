@@ -74,7 +74,7 @@ class NtfyNotifier(Notifier):
         if s["timeout"] <= 0:
             raise self.config_error("timeout", "must be more than 0 seconds")
         auth = {"authorization": f"Bearer {s['token']}"} if s["token"] else {}
-        self.client = _http.client(self, timeout=s["timeout"], headers=auth)
+        self.clients = _http.Clients(timeout=s["timeout"], headers=auth)
 
     def _priority(self, value: object) -> int:
         if isinstance(value, str) and value.lower() in PRIORITIES:
@@ -105,7 +105,7 @@ class NtfyNotifier(Notifier):
         now = self.clock()
         _http.post(
             self,
-            self.client,
+            self.clients.get(),
             self.url,
             content=body.encode("utf-8"),
             headers={"content-type": "text/plain; charset=utf-8", **self.headers(reminder, title)},
@@ -113,4 +113,4 @@ class NtfyNotifier(Notifier):
         )
 
     def close(self) -> None:
-        self.client.close()
+        self.clients.close()

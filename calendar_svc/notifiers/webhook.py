@@ -99,7 +99,7 @@ class WebhookNotifier(Notifier):
                     "headers",
                     f"the value of {name!r} must be printable ASCII (no newlines or accents)",
                 )
-        self.client = _http.client(self, timeout=s["timeout"], headers=s["headers"])
+        self.clients = _http.Clients(timeout=s["timeout"], headers=s["headers"])
 
     def _check_literal_host(self) -> None:
         try:
@@ -159,7 +159,7 @@ class WebhookNotifier(Notifier):
         headers = self.headers(msg_id, int(now.timestamp()), body)
         _http.post(
             self,
-            self.client,
+            self.clients.get(),
             self.url,
             content=body,
             headers=headers,
@@ -168,4 +168,4 @@ class WebhookNotifier(Notifier):
         )
 
     def close(self) -> None:
-        self.client.close()
+        self.clients.close()
