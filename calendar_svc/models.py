@@ -175,6 +175,13 @@ class Entry(Base):
         Index("ix_entries_start_utc", "start_utc"),
         # Feed order with each entry's change key, read from the index alone (0003).
         Index("ix_entries_feed_order", "calendar_id", "start_utc", "uid", "updated_at", "sequence"),
+        # Recurring entries only: the planner reads them whatever their first start (0010).
+        Index(
+            "ix_entries_recurring",
+            "start_utc",
+            sqlite_where=text("rrule IS NOT NULL"),
+            postgresql_where=text("rrule IS NOT NULL"),
+        ),
         CheckConstraint(_one_of("status", EntryStatus), name="ck_entries_status"),
     )
 
