@@ -231,7 +231,7 @@ def cli(folder: Path, db: Path, day: date) -> dict[str, Any]:
         "--from",
         str(day),
         "--to",
-        str(day + timedelta(days=1)),
+        str(day),  # --to is inclusive: one day
     ]
     started = time.perf_counter()
     out = subprocess.run(command, capture_output=True, text=True, timeout=300)

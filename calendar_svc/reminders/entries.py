@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Text, and_, cast, or_, select
-from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy.orm import Session, contains_eager, selectinload
 
 from calendar_svc.isolation import problem
 from calendar_svc.models import Calendar, Entry
@@ -40,10 +40,10 @@ def entries_for_window(
     # difference is seconds on every planner pass and every ``calendar-svc reminders``.
     found: dict[int, Entry] = {}
     for where in (and_(widest, or_(timed, all_day)), Entry.rrule.is_not(None)):
-        query = (
-            select(Entry).join(Entry.calendar).options(contains_eager(Entry.calendar)).where(where)
-        )
-        found.update((entry.id, entry) for entry in session.scalars(query).unique())
+        # No join: joined to calendars, SQLite walked a calendar's whole feed-order index
+        # for the recurring ones. The few calendars come in one more SELECT.
+        query = select(Entry).options(selectinload(Entry.calendar)).where(where)
+        found.update((entry.id, entry) for entry in session.scalars(query))
     return sorted(found.values(), key=lambda entry: (entry.start_utc, entry.id))
 
 
