@@ -175,17 +175,20 @@ class FeedCache:
                         cached = self._feeds.get((calendar.id, calendar.version, key))
                 if cached is not None:
                     return cached
-                rows = self.store.entry_keys(session, calendar.id)
                 preloaded: dict[int, Entry] = {}
-                if not _is_whole(flt):
+                if _is_whole(flt):
+                    rows = self.store.entry_keys(session, calendar.id)
+                else:
                     # The store's filter is the one truth about what a filter selects
-                    # (zones, recurrences, case folding); it costs a full read, but
-                    # only for filtered feeds and only once per calendar version.
+                    # (zones, recurrences, case folding); it is read once per calendar
+                    # version, and only the selected entries' keys with it (a week of a
+                    # million-entry calendar: a week's keys, not a million).
                     selected = self.store.select_entries(
                         session, replace(flt, calendar=calendar.slug)
                     )
                     preloaded = {entry.id: entry for entry in selected}
-                    by_id = {row[0]: row for row in rows}
+                    keys = self.store.entry_keys_of(session, list(preloaded))
+                    by_id = {row[0]: row for row in keys}
                     rows = [by_id[entry.id] for entry in selected if entry.id in by_id]
                 events = self._events_for(
                     session, calendar, rows, whole=_is_whole(flt), preloaded=preloaded
