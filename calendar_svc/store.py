@@ -36,7 +36,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import ColumnElement, Engine, Select, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 from sqlalchemy.sql import bindparam
@@ -101,6 +101,25 @@ _ENTRY_KEYS = (
     .where(Entry.calendar_id == bindparam("calendar_id"))
     .order_by(Entry.start_utc, Entry.uid)
 )
+
+
+def _selection(flt: EntryFilter, join: ColumnElement[bool]) -> Select[Entry]:
+    """The entries ``flt`` may select, in list order, by what SQL can tell (its calendar,
+    cancelled or not, the end of its span); ``matches`` decides exactly."""
+    query = (
+        select(Entry)
+        .join(Calendar, join)
+        .options(selectinload(Entry.calendar))
+        .order_by(Entry.start_utc, Calendar.slug, Entry.uid)
+    )
+    if flt.calendar:
+        query = query.where(Calendar.slug == flt.calendar)
+    if not flt.include_cancelled:
+        query = query.where(Entry.status != EntryStatus.CANCELLED)
+    # Day bounds depend on each entry's zone: widen by 14 h in SQL, then filter exactly.
+    if flt.end:
+        query = query.where(Entry.start_utc < day_start_utc(next_day(flt.end), "Etc/GMT+12"))
+    return query
 
 
 class Store:
@@ -267,36 +286,28 @@ class Store:
         use (``screen``). With ``every``, a listing with no filter but the calendar also
         shows the others (``calendar-svc list``: what is stored, to be fixed)."""
         flt = flt or EntryFilter()
-        query = (
-            select(Entry)
-            .join(Entry.calendar)
-            .options(selectinload(Entry.calendar))
-            .order_by(Entry.start_utc, Calendar.slug, Entry.uid)
-        )
-        if flt.calendar:
-            query = query.where(Calendar.slug == flt.calendar)
-        if not flt.include_cancelled:
-            query = query.where(Entry.status != EntryStatus.CANCELLED)
-        # Day bounds depend on each entry's zone: widen by 14 h in SQL, then filter exactly.
-        if flt.end:
-            query = query.where(Entry.start_utc < day_start_utc(next_day(flt.end), "Etc/GMT+12"))
         if (
             flt.calendar
             and session.scalar(select(Calendar.id).where(Calendar.slug == flt.calendar)) is None
         ):
             raise NotFoundError(f"no calendar {flt.calendar!r} ({_known_slugs(session)})")
-        if flt.start:
+        if not flt.start:
+            found = list(session.scalars(_selection(flt, Calendar.id == Entry.calendar_id)))
+        else:
             # The entries that end after the start, and the recurring ones (their later
             # occurrences end after their first): two reads, each on an index
             # (ix_entries_span, ix_entries_recurring), as one OR would read every entry
             # that starts before the end, at a million entries most of a week's feed.
+            # The join is on ``calendar_id + 0`` so that SQLite cannot take the
+            # feed-order index (calendar_id first), which visits every row that starts
+            # before the end for its end_utc.
+            join = Calendar.id == Entry.calendar_id + 0
             ended = Entry.end_utc >= day_start_utc(flt.start, "Etc/GMT-14")
             unique: dict[int, Entry] = {}
-            for part in (query.where(ended), query.where(recurring())):
-                unique.update((entry.id, entry) for entry in session.scalars(part))
+            for condition in (ended, recurring()):
+                query = _selection(flt, join).where(condition)
+                unique.update((entry.id, entry) for entry in session.scalars(query))
             found = sorted(unique.values(), key=lambda e: (e.start_utc, e.calendar.slug, e.uid))
-        else:
-            found = list(session.scalars(query))
         plain = replace(flt, calendar=None, include_cancelled=True) == EntryFilter()
         if every and plain:
             return found
