@@ -52,6 +52,9 @@ class Clients:
         """``verify``: the TLS context to trust (default: the system's CAs)."""
         self._timeout = timeout
         self._verify = verify
+        # One TLS context for all of the channel's clients, made on the first send:
+        # loading the CA bundle costs milliseconds of CPU, per client if each made its own.
+        self._tls: ssl.SSLContext | None = verify if isinstance(verify, ssl.SSLContext) else None
         self._headers = {"user-agent": f"{USER_AGENT}/{__version__}", **headers}
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -63,11 +66,15 @@ class Clients:
         client: httpx.Client | None = getattr(self._local, "client", None)
         if client is not None:
             return client
+        with self._lock:
+            if self._tls is None:
+                self._tls = httpx.create_ssl_context(verify=self._verify)
+            tls = self._tls
         client = httpx.Client(
             timeout=self._timeout,
             follow_redirects=False,
             headers=self._headers,
-            verify=self._verify,
+            verify=tls,
             # One request at a time per thread; a second connection only while ``post``
             # moves on to the next address of a name.
             limits=httpx.Limits(
