@@ -24,8 +24,8 @@ from sqlalchemy.orm import Session
 from calendar_svc.errors import InputError, NotFoundError
 from calendar_svc.models import ApiKey, Calendar
 from calendar_svc.store import Store
+from calendar_svc.validation import holder_name
 
-NAME_MAX = 200
 TOKEN_PREFIX = "csk_"
 
 
@@ -76,15 +76,6 @@ def _info(row: ApiKey) -> KeyInfo:
     )
 
 
-def _check_name(name: str) -> str:
-    cleaned = " ".join(name.split())
-    if not cleaned:
-        raise InputError('--name must not be empty: say who or what the key is for ("booking")')
-    if len(cleaned) > NAME_MAX:
-        raise InputError(f"--name is {len(cleaned)} characters long; at most {NAME_MAX}")
-    return cleaned
-
-
 class ApiKeys:
     """The API keys of a store: create, list, revoke, and ``authenticate`` for the API."""
 
@@ -104,7 +95,7 @@ class ApiKeys:
         ``calendars``: the slugs it is scoped to (each must exist), None for all.
         InputError for a name a live key already has or an expiry in the past.
         """
-        name = _check_name(name)
+        name = holder_name(name, example='who or what the key is for ("booking")')
         now = self.store.clock()
         if expires_at is not None and expires_at <= now:
             raise InputError("--expires is not in the future")

@@ -121,6 +121,14 @@ class FeedConfig:
     page: bool = setting(boolean, True)
     # How often share links' fetch statistics are written (counted in memory in between).
     stats_interval: timedelta = setting(duration(positive=True), timedelta(minutes=1))
+    # What one client may hold (feed.limits): open connections (lowered at start to leave
+    # the process's descriptor reserve free), time to send a request's line and headers,
+    # idle time between requests, and the sizes of the head and of the request line.
+    max_connections: int = setting(integer(1, 1_000_000), 1000)
+    header_timeout: timedelta = setting(duration(positive=True), timedelta(seconds=10))
+    keep_alive_timeout: timedelta = setting(duration(positive=True), timedelta(seconds=5))
+    max_header_size: int = setting(integer(1024, 1 << 20), 32 * 1024)
+    max_request_line: int = setting(integer(256, 1 << 20), 8 * 1024)
 
 
 @dataclass(frozen=True)

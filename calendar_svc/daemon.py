@@ -17,18 +17,28 @@ migrations, notifiers, schedule files, the feed port, a first planner pass,
 then READY=1 with a status line, and a log line saying what comes next (or
 that nothing is due).
 
-Running: a tick every ``poll_interval`` (or ``WATCHDOG_USEC``/2, when shorter)
+Running: a tick every ``poll_interval`` (or ``WATCHDOG_USEC``/2, when shorter),
+counted on the monotonic clock so that no step of the wall clock can stop it,
 pings the watchdog when systemd asked for it, re-imports the
 schedule files when one changed, re-plans when the store's change counter
 moved (a CLI edit in another process) and at least every ``rescan_interval``,
-and puts rows whose lease ran out back to pending. Date jobs wake the
+and puts rows whose lease ran out back to pending (``leases``: on the monotonic
+clock as well as the wall). Each tick also compares the wall clock with the
+monotonic one (``clock.StepWatch``): after a step of more than a few seconds it
+tells ``ClockStepped`` (the ``clock.step`` line, ``/healthz``, ``/metrics``),
+puts back to pending the rows marked missed while the clock ran ahead that are
+still worth sending (``repository.revive_missed_ahead``), and re-plans at
+once. The wall clock is only compared with due instants. Date jobs wake the
 dispatcher at each due instant; the dispatcher also looks for due work every
 second on its own, so a lost wake-up, SIGSTOP or clock jump costs seconds.
 
 Signals (handled in the main thread): SIGTERM/SIGINT stop planning and
 claiming, let sends in flight finish within ``stop_timeout``, put unfinished
-rows back to pending and exit 0. SIGHUP reloads config, notifiers and
-schedule files; a broken config keeps the old one running and says why.
+rows back to pending and exit 0. SIGHUP reloads config, notifiers, schedule
+files, the loop's interval and the feed's settings (a new ``[feed]`` host,
+port, ``enabled`` or connection limit needs a restart, and
+``config.restart_needed`` says so); a
+broken config keeps the old one running and says why.
 
 What happens is told as events on the daemon's own bus (``observers``):
 health, metrics and the log lines listen there.
@@ -48,17 +58,23 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from calendar_svc import timezones
+from calendar_svc import resources, timezones
+from calendar_svc.clock import Clock, ClockStep, Monotonic, StepWatch, boot_monotonic, now_utc
 from calendar_svc.config import Config
 from calendar_svc.db import safe_url, sqlite_file
 from calendar_svc.errors import CalendarSvcError, DaemonStateError
 from calendar_svc.events import (
+    ClockStepped,
     DaemonStarted,
     DaemonStartFailed,
     DaemonStopped,
     DaemonStopping,
+    DeliveryFinished,
+    Event,
     LoopTicked,
+    OutcomeKind,
     PendingChanged,
+    PlannerGap,
 )
 from calendar_svc.feed.server import FeedServer
 from calendar_svc.logs import log_event, setup_logging
@@ -69,6 +85,7 @@ from calendar_svc.reminders import reports
 from calendar_svc.reminders import repository as repo
 from calendar_svc.reminders.alarms import Alarms
 from calendar_svc.reminders.dispatcher import Dispatcher
+from calendar_svc.reminders.leases import LeaseWatch
 from calendar_svc.reminders.lock import DaemonLock
 from calendar_svc.reminders.planner import Planner
 from calendar_svc.reminders.retire import retire
@@ -102,7 +119,9 @@ class Daemon:
     """The daemon of ``calendar-svc run``; ``run()`` blocks until a stop and returns 0.
 
     ``service`` is how systemd is told (default: ``$NOTIFY_SOCKET``, a no-op
-    outside systemd).
+    outside systemd). ``clock`` (the wall clock, compared with due instants) and
+    ``monotonic`` (what the loop, the lease watch and step detection measure with)
+    are injected so tests can step one against the other.
     """
 
     def __init__(
@@ -113,6 +132,8 @@ class Daemon:
         feed: bool = True,
         reminders: bool = True,
         service: ServiceNotifier | None = None,
+        clock: Clock = now_utc,
+        monotonic: Monotonic = boot_monotonic,
     ):
         self.config = config
         self._load_config = load_config
@@ -122,7 +143,7 @@ class Daemon:
         # Seconds between WATCHDOG=1 pings, or None when systemd did not ask this process.
         self._watchdog_every: float | None = self.service.watchdog_interval() or None
         self.tick_every = tick_interval(config.reminders.poll_interval, self._watchdog_every)
-        self.observers = Observers.build(tick_every=self.tick_every)
+        self.observers = Observers.build(tick_every=self.tick_every, monotonic=monotonic)
         self.events = self.observers.events
 
         self._state = DaemonState.NEW
@@ -139,7 +160,7 @@ class Daemon:
 
         # Every collaborator exists from here on; start() and stop() only start and stop.
         self.watch = ScheduleWatch(config.schedule_files)
-        self.store = Store(config.database.url, events=self.events)
+        self.store = Store(config.database.url, events=self.events, clock=clock)
         database = sqlite_file(config.database.url)
         self._lock = DaemonLock(database) if database is not None else None
         self.notifiers: dict[str, Notifier] = {}
@@ -151,6 +172,13 @@ class Daemon:
             self.store, config, self.notifiers, events=self.events, on_retry=self._retry_at
         )
         self.alarms = Alarms(wake=self.dispatcher.wake, tick=self._tick, tick_every=self.tick_every)
+        # The wall clock against the monotonic one, looked at every tick.
+        self.steps = StepWatch(wall=clock, monotonic=monotonic)
+        self.leases = LeaseWatch(config.reminders.lease, monotonic=monotonic)
+        # Set when a reminder was recorded missed since the last tick: a step forward and
+        # back between two ticks is invisible to ``steps``, so the tick looks anyway.
+        self._missed_lately = threading.Event()
+        self.events.add_listener(self._on_missed, [DeliveryFinished, PlannerGap])
         # [[sources]]: followed ICS feeds, synced in threads of their own.
         self.sources = SourceLoop(self.store, config, self.events)
         # The config's tz database, and the store's instants kept derived with it.
@@ -181,6 +209,9 @@ class Daemon:
         """
         self._enter(DaemonState.STARTING, only_from=(DaemonState.NEW,))
         setup_logging(self.config.logging.level, self.config.logging.format)
+        # Descriptors up to the hard limit, and lazily imported codecs imported now, before
+        # a flood of feed connections could make either fail (issue 12).
+        resources.secure(log)
         self._install_signals()
         try:
             self._start()
@@ -226,8 +257,10 @@ class Daemon:
                         why="left sending by a daemon that stopped; sent again with "
                         "the same idempotency key",
                     )
+            self._revive_missed_ahead()
             self._plan()
             self.dispatcher.start()
+        self.steps.check()  # the first look: steps are counted from here
         # The loop's first tick is one interval away; /healthz counts staleness from here.
         self.events.emit(DaemonStarted(at=self.store.clock()))
         self.alarms.start()
@@ -323,6 +356,7 @@ class Daemon:
             self.service.ready("reload failed: kept the previous config")
             return
         setup_logging(new.logging.level, new.logging.format)
+        restart = self._reload_loop_and_feed(new)
         old = self.dispatcher.replace(new, notifiers)
         self.notifiers = notifiers
         self.planner.config = new.reminders
@@ -332,8 +366,32 @@ class Daemon:
         self.tz.reset(new.tz, new.tz_database)  # the next tick follows another tz database
         threading.Thread(target=retire, args=(self.dispatcher.in_use, old), daemon=True).start()
         log_event(log, "config.reloaded", channels=",".join(sorted(notifiers)))
+        if restart:
+            log_event(
+                log,
+                "config.restart_needed",
+                logging.WARNING,
+                keys=",".join(restart),
+                hint="these settings take effect on restart; the running daemon keeps "
+                "the old ones (the rest of the new config is in use)",
+            )
         self._counter = -1  # re-plan on the next tick: offsets, channels or horizon may differ
+        self.alarms.tick_now()  # which is now, whatever the old interval was
         self.service.ready(self._status_text())
+
+    def _reload_loop_and_feed(self, new: Config) -> list[str]:
+        """A reload's new loop interval, lease and ``[feed]`` settings, applied to what runs;
+        returns the keys that need a restart instead."""
+        self.tick_every = tick_interval(new.reminders.poll_interval, self._watchdog_every)
+        self.alarms.tick_every = self.tick_every  # from the next wait of the loop on
+        self.observers.health.watch_loop(self.tick_every)
+        self.leases.lease = new.reminders.lease
+        restart: list[str] = []
+        if self.feed is not None:
+            restart += [f"feed.{key}" for key in self.feed.reconfigure(new)]
+        if new.feed.enabled != self.config.feed.enabled:
+            restart.append("feed.enabled")
+        return restart
 
     # --- the tick --------------------------------------------------------------------
 
@@ -344,6 +402,13 @@ class Daemon:
             if self._watchdog_every is not None:
                 self.service.watchdog()
             self.events.emit(LoopTicked(at=self.store.clock()))
+            step = self.steps.check()
+            if step is not None:
+                self._clock_stepped(step)
+            elif self._missed_lately.is_set() and self.reminders_enabled:
+                self._missed_lately.clear()
+                if self._revive_missed_ahead():  # a step shorter than a tick, put right
+                    self._counter = -1
             if self.tz.check() is not None:  # another tz database: instants derived again
                 self._counter = -1  # re-plan now, even if no instant moved
             changed = self.watch.changed()
@@ -359,17 +424,62 @@ class Daemon:
             elif self.dispatcher.finished != self._finished_seen:
                 # Sends ended since: "next reminder" and the counts in STATUS moved.
                 self._refresh(self.store.clock())
-            with self.store.write() as session:
-                recovered = repo.recover_expired(
-                    session, self.store.clock(), keep=self.dispatcher.claimer
-                )
+            recovered = self._recover_leases()
             for row_id in recovered:
                 log_event(log, "reminder.lease_expired", logging.WARNING, delivery=row_id)
             self.dispatcher.wake()
-        except Exception:  # a database hiccup must not end the tick job; the next one retries
+        except Exception:  # a database hiccup must not end the loop; the next tick retries
             log.exception("daemon.tick_failed")
         finally:
             self._tick_lock.release()
+
+    def _on_missed(self, event: Event) -> None:
+        if isinstance(event, PlannerGap) or (
+            isinstance(event, DeliveryFinished) and event.outcome is OutcomeKind.MISSED
+        ):
+            self._missed_lately.set()
+
+    def _clock_stepped(self, step: ClockStep) -> None:
+        """The wall clock stepped: tell it, revive what a clock running ahead marked missed,
+        and re-plan now (the horizon and the missed window moved with the clock)."""
+        self.leases.stepped(step.seconds)
+        self._missed_lately.clear()
+        revived = self._revive_missed_ahead(quiet=True) if self.reminders_enabled else []
+        self.events.emit(ClockStepped(seconds=step.seconds, at=step.at, revived=len(revived)))
+        self._counter = -1  # re-plan in this very tick
+        self._last_rescan = 0.0
+        self.alarms.rewake()
+
+    def _revive_missed_ahead(self, *, quiet: bool = False) -> list[int]:
+        """Rows recorded missed at a wall time still to come (the clock ran ahead then)
+        that are still worth sending: back to pending. At start too: the daemon may have
+        been restarted after the clock was put right."""
+        now = self.store.clock()
+        with self.store.write() as session:
+            revived = repo.revive_missed_ahead(session, now, self.config.reminders.grace)
+        if revived and not quiet:
+            log_event(
+                log,
+                "reminder.revived",
+                logging.WARNING,
+                count=len(revived),
+                why="recorded missed while the wall clock ran ahead; still due, sent once",
+            )
+        return revived
+
+    def _recover_leases(self) -> list[int]:
+        """Rows other processes left ``sending`` whose lease ran out (``leases.LeaseWatch``:
+        by the wall clock, or by this process's monotonic watch after a clock step)."""
+        keep = self.dispatcher.claimer
+        with self.store.read() as session:
+            leases = repo.foreign_leases(session, keep=keep)
+        expired = self.leases.expired(leases, self.store.clock())
+        if not expired:
+            return []
+        with self.store.write() as session:
+            return repo.recover_leases(
+                session, {i: leases[i] for i in expired}, self.store.clock(), keep=keep
+            )
 
     def _retry_at(self, delivery_id: int, when: datetime) -> None:
         self.alarms.set(delivery_id, when)
@@ -411,6 +521,7 @@ class Daemon:
             "database": safe_url(self.config.database.url),
             "channels": ",".join(sorted(self.notifiers)) or "none",
             "tz": timezones.version(),
+            "nofile": resources.soft_nofile(),  # raised to the hard limit at start
         }
         if not self.reminders_enabled:
             log_event(log, "daemon.ready", reminders="off", **fields)

@@ -24,6 +24,9 @@ The hierarchy::
     │   └── AlreadyRunningError      a second daemon on one SQLite file
     ├── ApiProblem                   an HTTP API request refused (status, RFC 9457 problem)
     ├── DaemonStateError             a daemon call that does not fit its state (a bug)
+    ├── AddressError                 a peer's host may not be connected to (``addresses``)
+    │   ├── UnresolvedHostError      its name does not resolve (perhaps only for now)
+    │   └── NonPublicAddressError    it is, or resolves to, a non-public address
     ├── SourceError                  a source (a followed ICS feed) could not be fetched
     └── NotifierError                a reminder could not be delivered
         ├── RetryableNotifierError   try again later (network, 5xx, timeout, 429)
@@ -235,6 +238,18 @@ class ApiProblem(CalendarSvcError):
 class DaemonStateError(CalendarSvcError, RuntimeError):
     """A ``Daemon`` method was called in a state that refuses it: ``run()`` a second
     time, ``reload()`` before it runs or after it stopped."""
+
+
+class AddressError(CalendarSvcError):
+    """A peer's host may not be connected to; each user maps it to its own error."""
+
+
+class UnresolvedHostError(AddressError):
+    """The host name does not resolve (a DNS failure may pass: worth trying again)."""
+
+
+class NonPublicAddressError(AddressError):
+    """The host is, or resolves to, an address that is not public (and no allow_private)."""
 
 
 class SourceError(CalendarSvcError):

@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from calendar_svc.events import (
+    ClockStepped,
     DaemonStartFailed,
     DaemonStopped,
     DaemonStopping,
@@ -49,6 +50,7 @@ KINDS: tuple[type[Event], ...] = (
     FeedRendered,
     SourceFetched,
     SourceFailed,
+    ClockStepped,
 )
 
 # Per-reminder lines for one gap (the planner.gap line gives the full count).
@@ -176,6 +178,18 @@ class EventLog:
                     failures=event.failures,
                     last_success=iso_utc(event.last_success) if event.last_success else "never",
                     hint="its entries stay as last fetched; tried again at the next interval",
+                )
+            case ClockStepped():
+                log_event(
+                    _daemon,
+                    "clock.step",
+                    logging.WARNING,
+                    seconds=event.seconds,
+                    direction="forward" if event.seconds > 0 else "back",
+                    at=iso_utc(event.at),
+                    revived=event.revived,
+                    hint="the wall clock stepped (NTP, a restored VM, a manual change); "
+                    "re-planned at once",
                 )
             case FeedRendered():
                 log_event(

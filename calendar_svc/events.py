@@ -80,6 +80,18 @@ class LoopTicked(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ClockStepped(Event):
+    """The loop saw the wall clock step ``seconds`` (signed: negative is back) against the
+    monotonic clock; ``at`` is the wall time after it. The daemon re-planned at once and,
+    on a step back, put ``revived`` rows marked missed while the clock ran ahead back to
+    pending."""
+
+    seconds: float
+    at: datetime
+    revived: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PendingChanged(Event):
     """The pending deliveries of the horizon, counted after a planner pass or sends."""
 

@@ -11,7 +11,8 @@ None there and only the database is checked.
 The loop counts as stuck when the scheduler runs and has not ticked for
 ``stuck_after``, measured on the monotonic clock: a step of the wall clock
 (NTP, a restored VM) must neither hide a stuck loop nor fake one. The wall
-times in the snapshot are for people reading it.
+times in the snapshot are for people reading it; ``last_clock_step`` says the
+size (signed seconds) and wall time of the last step the loop saw.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 from calendar_svc import timezones
 from calendar_svc.events import (
     ChannelFailing,
+    ClockStepped,
     DaemonStarted,
     DaemonStopping,
     DeliveryFinished,
@@ -52,6 +54,7 @@ KINDS: tuple[type[Event], ...] = (
     DaemonStarted,
     DaemonStopping,
     LoopTicked,
+    ClockStepped,
     PlannerPassed,
     PendingChanged,
     ChannelFailing,
@@ -76,9 +79,8 @@ class Health:
         tick_every: timedelta | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ):
-        self.stuck_after: timedelta | None = (
-            max(MIN_STUCK_AFTER, MISSED_TICKS * tick_every) if tick_every is not None else None
-        )
+        self.stuck_after: timedelta | None = None
+        self.watch_loop(tick_every)
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self.scheduler_running: bool | None = None
@@ -86,11 +88,19 @@ class Health:
         self.last_loop_tick: datetime | None = None
         self._last_tick_monotonic: float | None = None
         self.next_reminder: datetime | None = None
+        # The last step of the wall clock the loop saw: its size (signed seconds), when.
+        self.last_clock_step: ClockStepped | None = None
         self._failing: dict[str, str] = {}
         # Source name -> what /healthz shows of it (last success, last error, failures).
         self._sources: dict[str, dict[str, Any]] = {}
         # (calendar, uid) -> why the engine cannot use the entry: left out, and listed.
         self._isolated: dict[tuple[str, str], str] = {}
+
+    def watch_loop(self, tick_every: timedelta | None) -> None:
+        """The loop ticks every ``tick_every`` from now on (a reload changed it)."""
+        self.stuck_after = (
+            max(MIN_STUCK_AFTER, MISSED_TICKS * tick_every) if tick_every is not None else None
+        )
 
     def attach(self, bus: EventBus) -> None:
         """Listen to ``bus`` from now on."""
@@ -105,6 +115,8 @@ class Health:
                     self._ticked(at)
                 case LoopTicked(at=at):
                     self._ticked(at)
+                case ClockStepped():
+                    self.last_clock_step = event
                 case DaemonStopping():
                     self.scheduler_running = False
                 case PlannerPassed(at=at):
@@ -156,6 +168,7 @@ class Health:
                 "last_planner_run": _iso(self.last_planner_run),
                 "last_loop_tick": _iso(self.last_loop_tick),
                 "next_reminder": _iso(self.next_reminder),
+                "last_clock_step": _step(self.last_clock_step),
                 "failing_channels": dict(self._failing),
                 # Followed feeds whose last fetch failed keep their last good copy.
                 "sources": {name: dict(state) for name, state in self._sources.items()},
@@ -170,6 +183,12 @@ class Health:
         """Whether an entry is isolated (left out: the rest runs, but not everything)."""
         with self._lock:
             return bool(self._isolated)
+
+
+def _step(step: ClockStepped | None) -> dict[str, Any] | None:
+    if step is None:
+        return None
+    return {"seconds": step.seconds, "at": iso_utc(step.at), "revived": step.revived}
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from calendar_svc.events import (
+    ClockStepped,
     DeliveryFinished,
     EntryIsolated,
     EntryRestored,
@@ -42,6 +43,7 @@ KINDS: tuple[type[Event], ...] = (
     PendingChanged,
     SourceFetched,
     SourceFailed,
+    ClockStepped,
 )
 
 # DeliveryFinished.outcome -> the ``outcome`` label of calendar_svc_reminders_total. A
@@ -134,6 +136,18 @@ class Metrics:
             "they hold (see /healthz and the entry.isolated log line).",
             registry=self.registry,
         )
+        self.clock_steps = Counter(
+            "calendar_svc_clock_steps",
+            "Steps of the wall clock the daemon's loop saw (wall vs monotonic drift beyond "
+            "a few seconds), by direction (forward or back).",
+            ["direction"],
+            registry=self.registry,
+        )
+        self.clock_last_step = Gauge(
+            "calendar_svc_clock_last_step_seconds",
+            "Size of the last step of the wall clock, in seconds (negative: back).",
+            registry=self.registry,
+        )
         self._isolated: set[tuple[str, str]] = set()
         # Every feed request counts: the children of the usual labels are looked up once.
         self._status = {
@@ -180,6 +194,9 @@ class Metrics:
                 self.source_fetches.labels(name, "changed" if changed else "unchanged").inc()
                 self.source_last_success.labels(name).set(at.timestamp())
                 self.source_failures.labels(name).set(0)
+            case ClockStepped(seconds=seconds):
+                self.clock_steps.labels("forward" if seconds > 0 else "back").inc()
+                self.clock_last_step.set(seconds)
             case SourceFailed(name=name, failures=failures):
                 self.source_fetches.labels(name, "failed").inc()
                 self.source_failures.labels(name).set(failures)

@@ -38,8 +38,8 @@ from calendar_svc.filters import EntryFilter, parse_day
 from calendar_svc.models import Calendar, ShareLink, UTCDateTime
 from calendar_svc.store import Store
 from calendar_svc.timezones import day_start_utc, ensure_utc, to_utc
+from calendar_svc.validation import holder_name
 
-NAME_MAX = 200
 # How much of a User-Agent is kept: enough to tell Google, iOS and Outlook apart.
 USER_AGENT_MAX = 300
 
@@ -176,15 +176,6 @@ def _pick(
     return tuple(picked)
 
 
-def _check_name(name: str) -> str:
-    cleaned = " ".join(name.split())
-    if not cleaned:
-        raise InputError('--name must not be empty: say who the link is for ("Press office")')
-    if len(cleaned) > NAME_MAX:
-        raise InputError(f"--name is {len(cleaned)} characters long; at most {NAME_MAX}")
-    return cleaned
-
-
 class ShareLinks:
     """The share links of a store's calendars: create, list, revoke, and what servers read."""
 
@@ -206,7 +197,7 @@ class ShareLinks:
         case; stored as the calendar spells them). Raises InputError for a name that
         a live link of the calendar already has.
         """
-        name = _check_name(name)
+        name = holder_name(name, example='who the link is for ("Press office")')
         calendar = self.store.get_calendar(slug)
         entries = self.store.entries(EntryFilter(calendar=slug))
         picked_cities = _pick(cities, (e.city for e in entries), ("city", "cities"), slug)

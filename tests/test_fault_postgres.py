@@ -36,7 +36,6 @@ from faults import (
     webhook,
     write_calendar,
     write_config,
-    xfail_today,
 )
 
 pytestmark = pytest.mark.postgres
@@ -65,7 +64,6 @@ def _due_rows(count: int, now: datetime) -> list[dict[str, Any]]:
     ]
 
 
-@xfail_today("5. on PostgreSQL claim_due(limit=64) claims every due row")
 def test_claim_due_never_takes_more_than_its_limit(pg_url: str) -> None:
     from calendar_svc.models import Delivery
     from calendar_svc.reminders import repository as repo
@@ -78,8 +76,10 @@ def test_claim_due_never_takes_more_than_its_limit(pg_url: str) -> None:
         with store.write() as session:
             session.execute(sa.insert(Delivery), _due_rows(2000, now))
         lease = timedelta(minutes=5)
-        first = repo.claim_due(store, now=now, limit=64, claimer="daemon-a", lease=lease)
-        second = repo.claim_due(store, now=now, limit=64, claimer="daemon-b", lease=lease)
+        with store.write() as session:
+            first = repo.claim_due(session, now=now, limit=64, claimer="daemon-a", lease=lease)
+        with store.write() as session:
+            second = repo.claim_due(session, now=now, limit=64, claimer="daemon-b", lease=lease)
         with store.read() as session:
             held: dict[str, int] = dict(
                 session.execute(
@@ -142,7 +142,6 @@ def _pid(claimer: str) -> int:
 
 
 @pytest.mark.slow
-@xfail_today("5. one daemon's claim takes the whole burst; the others stay idle")
 def test_three_daemons_share_a_burst_and_send_a_killed_ones_rows(
     pg_url: str, tmp_path: Path
 ) -> None:

@@ -28,7 +28,6 @@ from faults import (
     daemons_killed,
     umask,
     write_config,
-    xfail_today,
 )
 
 # --- file modes -------------------------------------------------------------------------------
@@ -83,8 +82,6 @@ EMBEDDED = [
     # Teredo: server 65.54.227.120, client 127.0.0.1 (stored inverted: 80ff:fffe).
     pytest.param("[2001:0:4136:e378:8000:63bf:80ff:fffe]", id="teredo"),
 ]
-# Refused today by the webhook: the mapped form (unwrapped) and Teredo (not global).
-WEBHOOK_REFUSES_TODAY = {"ipv4-mapped", "teredo"}
 
 
 def _table(kind: str, base: str, **extra: Any) -> dict[str, Any]:
@@ -94,24 +91,11 @@ def _table(kind: str, base: str, **extra: Any) -> dict[str, Any]:
 
 
 def _embedded_cases() -> list[Any]:
-    cases = []
-    for kind in ("webhook", "ntfy"):
-        for param in EMBEDDED:
-            (host,) = param.values
-            refused = kind == "webhook" and param.id in WEBHOOK_REFUSES_TODAY
-            marks = (
-                []
-                if refused
-                else [
-                    xfail_today(
-                        f"7. {kind} accepts {host}, IPv4 loopback embedded in IPv6"
-                        if kind == "webhook"
-                        else "7. ntfy has no private-address check at all"
-                    )
-                ]
-            )
-            cases.append(pytest.param(kind, host, id=f"{kind}-{param.id}", marks=marks))
-    return cases
+    return [
+        pytest.param(kind, *param.values, id=f"{kind}-{param.id}")
+        for kind in ("webhook", "ntfy")
+        for param in EMBEDDED
+    ]
 
 
 @pytest.mark.parametrize(("kind", "host"), _embedded_cases())
@@ -128,10 +112,7 @@ def test_http_notifiers_refuse_ipv4_hidden_in_ipv6(tmp_path: Path, kind: str, ho
 
 @pytest.mark.parametrize(
     "kind",
-    [
-        pytest.param("webhook"),
-        pytest.param("ntfy", marks=xfail_today("7. ntfy has no allow_private key")),
-    ],
+    ["webhook", "ntfy"],
 )
 def test_allow_private_lets_a_mapped_loopback_address_through(tmp_path: Path, kind: str) -> None:
     with Inbox() as inbox:
@@ -151,7 +132,6 @@ def test_allow_private_lets_a_mapped_loopback_address_through(tmp_path: Path, ki
             "https://hooks.invalid/h",
             "/h",
             id="short-path",
-            marks=xfail_today("7. scrubbing the path '/h' mangles 'https://hooks' in errors"),
         ),
         pytest.param(
             "https://hooks.invalid/services/T0001/B0002/s3cr3tT0k3nV4lu3", "s3cr3t", id="long-path"

@@ -53,6 +53,8 @@ RANKS: dict[str, int] = {
     "sdnotify": 1,
     "metrics": 1,
     "health": 1,
+    "resources": 1,  # descriptor limit and lazily imported codecs, secured at start
+    "addresses": 1,  # which peer addresses are public (DNS and the IPv4-in-IPv6 forms)
     # 2 rules and texts: pure functions of entries, config and time
     "reminders": 2,  # the package's docstring only
     "reminders.rules": 2,
@@ -107,6 +109,7 @@ RANKS: dict[str, int] = {
     "reminders.planner": 4,
     "reminders.alarms": 4,
     "reminders.watch": 4,
+    "reminders.leases": 4,  # other daemons' leases, watched on the monotonic clock
     "reminders.lock": 4,
     "reminders.workers": 4,
     "reminders.retire": 4,

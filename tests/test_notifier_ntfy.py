@@ -53,12 +53,14 @@ def _close_notifiers() -> Iterator[None]:
 
 
 def notifier(server_url: str, **overrides: Any) -> NtfyNotifier:
+    """An ntfy channel; the receivers are on loopback, which only ``allow_private`` permits."""
     table = {
         "type": "ntfy",
         "server": server_url,
         "topic": TOPIC,
         "token": TOKEN,
         "timeout": 2,
+        "allow_private": True,
         **overrides,
     }
     built = NtfyNotifier("phone", table)
@@ -132,6 +134,7 @@ def test_topic_from_env(ntfy: Any, monkeypatch: pytest.MonkeyPatch) -> None:
         "topic_env": "TEST_NTFY_TOPIC",
         "token": TOKEN,
         "timeout": 2,
+        "allow_private": True,
     }
     built = NtfyNotifier("phone", table)
     _open.append(built)
@@ -155,3 +158,16 @@ def test_config_errors(overrides: dict[str, Any], key: str) -> None:
         notifier("https://ntfy.example.org", **overrides)
     assert caught.value.key == key
     assert "has/slash" not in str(caught.value)
+
+
+def test_a_private_server_is_refused_unless_allowed(ntfy: Any) -> None:
+    """Like the webhook: a literal loopback server at start, a name resolving to loopback
+    at send (permanent: retrying cannot make it public); nothing reaches the server."""
+    _, receiver = ntfy
+    with pytest.raises(ConfigError, match="allow_private") as caught:
+        notifier(receiver.url, allow_private=False)
+    assert caught.value.key == "notifiers.phone.server"
+    named = notifier(f"http://localhost:{receiver.port}", allow_private=False)
+    with pytest.raises(PermanentNotifierError, match="non-public"):
+        named.send(reminder())
+    assert receiver.requests == []

@@ -17,6 +17,7 @@ import pytest
 from click.testing import Result
 from standardwebhooks import Webhook
 
+from calendar_svc import addresses as addresses_module
 from calendar_svc.clock import now_utc
 from calendar_svc.config import DisplayConfig
 from calendar_svc.errors import ConfigError, PermanentNotifierError, RetryableNotifierError
@@ -188,7 +189,7 @@ def test_the_request_goes_to_the_address_that_was_checked(
         return real("127.0.0.1" if len(lookups) == 1 else "127.0.0.2", port, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", rebinding)
-    monkeypatch.setattr(_http, "is_public", lambda address: str(address) == "127.0.0.1")
+    monkeypatch.setattr(addresses_module, "is_public", lambda address: str(address) == "127.0.0.1")
     with peers.HttpReceiver(verifying) as receiver:
         n = notifier(f"http://hook.test:{receiver.port}/in", allow_private=False)
         n.send(reminder())
@@ -208,7 +209,7 @@ def _resolving(monkeypatch: pytest.MonkeyPatch, name: str, addresses: list[str])
         return [info for a in addresses for info in real(a, port, *args, **kwargs)]
 
     monkeypatch.setattr(socket, "getaddrinfo", resolve)
-    monkeypatch.setattr(_http, "is_public", lambda address: str(address) in addresses)
+    monkeypatch.setattr(addresses_module, "is_public", lambda address: str(address) in addresses)
 
 
 def test_a_dead_address_falls_back_to_the_next_checked_one(

@@ -548,3 +548,54 @@ def test_healthz_is_503_when_the_scheduler_loop_is_stuck(tmp_path: Path) -> None
         assert get_healthz().status_code == 200
     finally:
         store.close()
+
+
+def test_sighup_applies_the_feed_settings_and_says_which_need_a_restart(
+    tmp_path: Path, services: list[Service]
+) -> None:
+    """Review bug: a reload re-read [feed] but the running feed kept its old FeedOptions.
+    After SIGHUP the feed answers with the new refresh interval (Cache-Control, the
+    REFRESH-INTERVAL), include_alarms and domain; a new port is logged as needing a
+    restart and the old one keeps serving."""
+    import urllib.request
+
+    db = tmp_path / "var" / "cal.sqlite3"
+    config = tmp_path / "config.toml"
+
+    def write(feed_extra: str, port: int = 0) -> None:
+        text = config_text(db, port=port)
+        config.write_text(text.replace("[feed]\n", f"[feed]\n{feed_extra}", 1))
+
+    write('refresh_interval = "PT1H"\ninclude_alarms = true\ndomain = "old.example"\n')
+    (tmp_path / "schedules").mkdir()
+    later = soon(3600 * 24)
+    (tmp_path / "schedules" / "f.toml").write_text(schedule_text("feedcal", {"one": later}))
+    service = Service(config)
+    services.append(service.start())
+    port = service.feed_port()
+    service.wait_stderr("msg=daemon.ready")
+    url = f"http://{LOOPBACK}:{port}/feeds/{feed_token(db, 'feedcal')}/feedcal.ics"
+
+    def get() -> tuple[str, str]:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.headers["cache-control"], response.read().decode()
+
+    cache, body = get()
+    assert cache == "private, max-age=3600" and "BEGIN:VALARM" in body
+    assert ".old.example" in body
+
+    write(
+        'refresh_interval = "PT30M"\ninclude_alarms = false\ndomain = "new.example"\n'
+        'header_timeout = "PT3S"\n',
+        1,
+    )
+    service.signal(signal.SIGHUP)
+    err = service.wait_stderr("msg=config.reloaded")
+    needed = next(line for line in err.splitlines() if "msg=config.restart_needed" in line)
+    assert "port" in needed and "header_timeout" in needed, needed
+    assert "refresh_interval" not in needed and "domain" not in needed, needed
+    cache, body = get()  # the old port still serves: a new bind needs a restart
+    assert cache == "private, max-age=1800", cache
+    assert "BEGIN:VALARM" not in body and ".new.example" in body
+    assert "PT30M" in body
+    assert service.alive()

@@ -157,7 +157,7 @@ def test_commands_use_the_config_s_database_before_reading_schedules(
     result = run_cli("import", "drift.toml")
     assert result.exit_code == 0, result.output
     listed = json.loads(run_cli("list", "--calendar", "drift", "--json").output)
-    assert listed[0]["start_utc"] == "2027-01-05T10:01:00Z"
+    assert listed[0]["start_utc"] == "2027-01-05T09:59:00Z"
     assert tz.version() == "test-b"
 
 

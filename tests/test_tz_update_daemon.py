@@ -199,9 +199,9 @@ class Recorder:
 def test_a_release_swapped_in_under_the_running_daemon_moves_the_reminder(
     tmp_path: Path, services: list[Service]
 ) -> None:
-    """Test/Drift is +00 in release A and -00:01 in B: the entry's instant moves one minute
-    later. Swapped in while the daemon runs, its reminder arrives once, at the new instant
-    (the old one would have come first)."""
+    """Test/Drift is +00 in release A and +00:01 in B: the entry's instant moves one minute
+    earlier. Swapped in while the daemon runs, its reminder arrives once, at the new
+    instant, a minute before the old one would have come."""
     a = compile_release(tmp_path / "releases" / "a", RELEASE_A, "test-a")
     b = compile_release(tmp_path / "releases" / "b", RELEASE_B, "test-b")
     link = tmp_path / "tzdata"
@@ -225,10 +225,11 @@ def test_a_release_swapped_in_under_the_running_daemon_moves_the_reminder(
             )
             + f'\n[time]\ntzdir = "{link}"\n'
         )
-        wall = (now_utc() + timedelta(seconds=20)).replace(microsecond=0, tzinfo=None)
+        # Under B the wall time is 25 s away; under A, a minute and 25 s.
+        wall = (now_utc() + timedelta(seconds=85)).replace(microsecond=0, tzinfo=None)
         old_due = instant(a, "Test/Drift", wall)
         new_due = instant(b, "Test/Drift", wall)
-        assert new_due == old_due + timedelta(minutes=1)
+        assert new_due == old_due - timedelta(minutes=1)
         (tmp_path / "schedules").mkdir()
         (tmp_path / "schedules" / "drift.toml").write_text(
             '[calendar]\nslug = "drift"\nname = "Drift"\ntimezone = "Test/Drift"\n\n'
@@ -242,22 +243,22 @@ def test_a_release_swapped_in_under_the_running_daemon_moves_the_reminder(
         assert healthz(port)[1]["tz_database"] == "test-a"
 
         swap(link, b)
-        before_old = (old_due - now_utc()).total_seconds() - 2
-        assert before_old > 3, "the daemon took too long to start for this test's timing"
-        service.wait_stderr("msg=time.rules_changed uid=meeting", timeout=before_old)
+        before_new = (new_due - now_utc()).total_seconds() - 2
+        assert before_new > 3, "the daemon took too long to start for this test's timing"
+        service.wait_stderr("msg=time.rules_changed uid=meeting", timeout=before_new)
         assert "msg=time.database_switched tz=test-b previous=test-a" in service.stderr()
         wait_for(
             lambda: (
                 deliveries(db, "meeting")
-                == [(utc_text(old_due), "cancelled"), (utc_text(new_due), "pending")]
+                == [(utc_text(new_due), "pending"), (utc_text(old_due), "cancelled")]
             ),
-            before_old,
+            before_new,
             "the old reminder cancelled and the new one planned",
             [service],
         )
-        assert now_utc() < old_due  # all of that before the old instant came
+        assert now_utc() < new_due  # all of that before the new instant came
 
-        wait_for(lambda: recorder.got, 120, "the reminder at its new instant", [service])
+        wait_for(lambda: recorder.got, 60, "the reminder at its new instant", [service])
         arrived, payload, webhook_id = recorder.got[0]
         assert arrived >= new_due
         assert payload["data"]["start_utc"] == new_due.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -267,13 +268,13 @@ def test_a_release_swapped_in_under_the_running_daemon_moves_the_reminder(
         wait_for(
             lambda: (
                 deliveries(db, "meeting")
-                == [(utc_text(old_due), "cancelled"), (utc_text(new_due), "sent")]
+                == [(utc_text(new_due), "sent"), (utc_text(old_due), "cancelled")]
             ),
             20,
             "the new reminder recorded sent",
             [service],
         )
-        assert len(recorder.got) == 1  # once, and never at the old instant
+        assert len(recorder.got) == 1  # once; the old instant's row is cancelled, never sent
         assert healthz(port)[1]["tz_database"] == "test-b"
         _, events = feed_events(port, db, "drift")
         assert events["meeting"]["SEQUENCE"] == 1

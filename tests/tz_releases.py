@@ -11,7 +11,7 @@ government forces on it:
   now on moves an hour;
 * ``America/New_York``: the same US rules in both (entries there do not move);
 * ``Europe/Berlin``: in A only (a zone that is gone in B);
-* ``Test/Drift``: +00 in A, -00:01 from 2020 in B: an instant one minute later,
+* ``Test/Drift``: +00 in A, +00:01 from 2020 in B: an instant one minute earlier,
   for a test that waits for a reminder at its new instant;
 * ``UTC``.
 
@@ -68,7 +68,7 @@ Zone	America/Guayaquil	-5:19:20 -	LMT	1890
 			-5:00	-	-05	2024
 			-4:00	-	-04
 Zone	Test/Drift	0	-	+00	2020
-			-0:01	-	-0001
+			0:01	-	+0001
 """
 )
 

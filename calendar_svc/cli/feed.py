@@ -108,12 +108,17 @@ def serve(ctx: CliContext, host: str | None, port: int | None) -> None:
       calendar-svc serve --host 0.0.0.0 --port 8080
       calendar-svc feed-url        # the URL to give subscribers
     """
+    import logging
+
+    from calendar_svc import resources
     from calendar_svc.feed.server import FeedServer
     from calendar_svc.logs import setup_logging
     from calendar_svc.observers import Observers
 
     config = ctx.config
     setup_logging(config.logging.level, config.logging.format)
+    # As the daemon does: descriptors up to the hard limit before the feed sizes its limit.
+    resources.secure(logging.getLogger("calendar_svc.daemon"))
     # No scheduler loop runs here: /healthz checks the database alone (and lists the
     # entries the store's screen leaves out, told on its bus).
     observers = Observers.build(events=ctx.store.events)

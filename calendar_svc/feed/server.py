@@ -4,6 +4,15 @@
 ``calendar-svc serve`` calls ``serve_forever()``. The socket is bound here,
 before uvicorn starts, so a port taken or refused fails ``start()`` at once
 with a clear error, and ``port`` is the real port when the config says 0.
+Every connection is held to ``[feed]``'s limits (``feed.limits``: connections,
+header read time, idle time, header and request line sizes), so that no client
+can take the descriptors the reminders need.
+
+A reload (SIGHUP) hands the server a new config (``reconfigure``): the app is
+built again from it and swapped in behind the one uvicorn serves, so the new
+``[feed]`` settings (refresh interval, alarms, domain, page, ...) and reminder
+offsets apply to the next request. What was fixed when the socket was bound
+(``host``, ``port``) needs a restart; ``reconfigure`` says which.
 """
 
 from __future__ import annotations
@@ -13,14 +22,19 @@ import signal
 import socket
 import threading
 from types import FrameType
+from typing import Any
 
 import uvicorn
+from starlette.applications import Starlette
+from starlette.types import Receive, Scope, Send
 
 from calendar_svc.config import Config
 from calendar_svc.errors import CalendarSvcError
 from calendar_svc.feed.app import build_app
+from calendar_svc.feed.limits import Limits, RefusalLog
 from calendar_svc.logs import log_event
 from calendar_svc.observers import Observers
+from calendar_svc.resources import descriptors_for_connections
 from calendar_svc.store import Store
 
 log = logging.getLogger("calendar_svc.feed")
@@ -60,6 +74,30 @@ def _silence_access_log() -> None:
         access.addFilter(_DropAll())
 
 
+class _Swappable:
+    """The ASGI app uvicorn serves: hands each request to ``current``, which a reload
+    replaces; a request already running finishes on the app it started on."""
+
+    def __init__(self, app: Starlette):
+        self.current = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.current(scope, receive, send)
+
+
+# [feed] settings fixed for the life of the server: the socket was bound with the first
+# two, and uvicorn's connections are held to the others from the start.
+RESTART_KEYS = (
+    "host",
+    "port",
+    "max_connections",
+    "header_timeout",
+    "keep_alive_timeout",
+    "max_header_size",
+    "max_request_line",
+)
+
+
 class FeedServer:
     """The feed app on ``host:port`` (default: ``[feed]`` in the config).
 
@@ -83,9 +121,13 @@ class FeedServer:
         self.port: int = self._requested_port
         self.observers = observers if observers is not None else Observers.build()
         self.app = build_app(store, config, self.observers)
+        self._serving = _Swappable(self.app)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
+        self.limits: Limits | None = None  # in force once started
+        self._started_with = config.feed  # what RESTART_KEYS keep until a restart
+        self.refusals = RefusalLog()
 
     @property
     def url(self) -> str:
@@ -104,13 +146,19 @@ class FeedServer:
         _silence_access_log()
         self._socket = _bind(self.host, self._requested_port)
         self.port = int(self._socket.getsockname()[1])
+        self.limits = feed_limits(self.config)
+        self._started_with = self.config.feed
         uv_config = uvicorn.Config(
-            self.app,
+            self._serving,
             log_config=None,  # our logging (logs.setup_logging) stays as configured
             access_log=False,  # request paths hold feed tokens
             lifespan="off",
             server_header=False,
             timeout_graceful_shutdown=5,
+            timeout_keep_alive=max(1, round(self.limits.keep_alive_timeout)),
+            # The h11 parser's own cap (used only where httptools is not installed).
+            h11_max_incomplete_event_size=self.limits.max_header_size,
+            **_protocol(self.limits, self.refusals),
         )
         self._server = _Server(uv_config)
         self._thread = threading.Thread(
@@ -130,7 +178,23 @@ class FeedServer:
             host=self.host,
             port=self.port,
             http=_implementation(uv_config),
+            max_connections=self.limits.max_connections,
         )
+
+    def reconfigure(self, config: Config) -> list[str]:
+        """Serve with ``config`` from now on; returns the ``[feed]`` keys that changed but
+        take effect only on restart (``RESTART_KEYS``), which keep their old values."""
+        old = self.app
+        self.app = build_app(self.store, config, self.observers)
+        self._serving.current = self.app
+        started = {key: getattr(self._started_with, key) for key in RESTART_KEYS}
+        started.update(host=self.host, port=self._requested_port)
+        restart = [key for key in RESTART_KEYS if getattr(config.feed, key) != started[key]]
+        self.config = config
+        # The old app's share-link counts are written (a fetch counted by a request still
+        # on it after this is lost: a count, never a feed).
+        old.state.feed.close()
+        return restart
 
     def stop(self, timeout: float) -> None:
         """Stop taking connections, let requests in flight finish for up to ``timeout`` s."""
@@ -173,6 +237,36 @@ class FeedServer:
             self.stop(stop_timeout)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def feed_limits(config: Config) -> Limits:
+    """``[feed]``'s limits, with the connection limit lowered so that the process's
+    descriptor reserve stays free under the soft limit in force now."""
+    feed = config.feed
+    return Limits(
+        max_connections=descriptors_for_connections(feed.max_connections),
+        header_timeout=feed.header_timeout.total_seconds(),
+        keep_alive_timeout=feed.keep_alive_timeout.total_seconds(),
+        max_header_size=feed.max_header_size,
+        max_request_line=feed.max_request_line,
+    )
+
+
+def _protocol(limits: Limits, refusals: RefusalLog) -> dict[str, Any]:
+    """uvicorn's ``http`` option: the limited httptools protocol when httptools is there
+    (it is a dependency on CPython); else uvicorn's h11 with its size cap and keep-alive
+    timeout only, and a warning."""
+    try:
+        from calendar_svc.feed.protocol import limited_protocol
+    except ImportError:
+        log_event(
+            log,
+            "feed.limits_partial",
+            logging.WARNING,
+            why="httptools is not installed: no connection limit or header read timeout",
+        )
+        return {"http": "h11"}
+    return {"http": limited_protocol(limits, refusals)}
 
 
 def _implementation(config: uvicorn.Config) -> str:

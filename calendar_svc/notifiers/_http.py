@@ -3,8 +3,6 @@ Retry-After, safe URLs."""
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 import ssl
 import threading
 import time
@@ -15,8 +13,8 @@ from typing import Any
 
 import httpx
 
-from calendar_svc import __version__
-from calendar_svc.errors import NotifierError
+from calendar_svc import __version__, addresses
+from calendar_svc.errors import NonPublicAddressError, NotifierError, UnresolvedHostError
 from calendar_svc.notifiers.base import Notifier
 from calendar_svc.timezones import UTC
 
@@ -25,9 +23,6 @@ USER_AGENT = "calendar-svc"
 # At most this many of a name's checked addresses are tried, in the resolver's order,
 # when connecting to the earlier ones fails (one dead address, or no IPv6 route).
 MAX_ADDRESSES = 4
-
-# Cloud metadata endpoints not already covered by "not a global address".
-_METADATA = {ipaddress.ip_address("100.100.100.200"), ipaddress.ip_address("fd00:ec2::254")}
 
 
 class Clients:
@@ -143,41 +138,21 @@ def raise_for_status(
     raise notifier.permanent(reason)
 
 
-def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """False for loopback, private, link-local, shared, reserved and metadata addresses."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return address.is_global and not address.is_multicast and address not in _METADATA
-
-
 def check_public_host(notifier: Notifier, url: httpx.URL) -> list[str]:
     """Refuse (permanently) a URL whose host resolves to any non-public address.
 
-    Every resolved address is checked; the distinct addresses are returned in the
-    resolver's order, and ``post`` connects to exactly those (``connect_to``), so a
-    name that resolves differently a moment later (DNS rebinding) cannot send the
-    request somewhere unchecked.
+    The check is ``addresses.public_addresses``; the distinct addresses are
+    returned, and ``post`` connects to exactly those (``connect_to``), so a name
+    that resolves differently a moment later (DNS rebinding) cannot send the
+    request somewhere unchecked. A failed lookup is retryable.
     """
-    # The ASCII (IDNA 2008) form that Host and TLS SNI carry: the Unicode form would be
-    # encoded by the resolver with IDNA 2003, which maps some names elsewhere (faß -> fass).
-    host = url.raw_host.decode("ascii")
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise notifier.retryable(f"{origin(url)}: cannot resolve host: {exc}") from None
-    addresses: list[str] = []
-    for info in infos:
-        text = str(info[4][0]).split("%", 1)[0]
-        address = ipaddress.ip_address(text)
-        if not is_public(address):
-            raise notifier.permanent(
-                f"{origin(url)} resolves to the non-public address {address}; "
-                "set allow_private = true if this is intended"
-            )
-        if text not in addresses:
-            addresses.append(text)
-    return addresses
+        return addresses.public_addresses(url.raw_host.decode("ascii"), port, where=origin(url))
+    except UnresolvedHostError as exc:
+        raise notifier.retryable(str(exc)) from None
+    except NonPublicAddressError as exc:
+        raise notifier.permanent(str(exc)) from None
 
 
 def post(

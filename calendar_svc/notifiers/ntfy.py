@@ -8,6 +8,11 @@ replaces the notification on the phone instead of adding a second one.
 On ntfy.sh a topic name is the only thing between a stranger and your phone,
 so the topic is a secret: it may come from ``topic_env`` / ``topic_credential``
 and is never logged.
+
+The server URL comes from config, and like the webhook's it may not point at a
+non-public address (loopback, the LAN, metadata endpoints, IPv4 hidden in
+IPv6: ``addresses``) unless the channel sets ``allow_private = true`` (a
+self-hosted ntfy on the LAN); the request goes to the address that was checked.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from typing import Any, ClassVar
 
 import httpx
 
+from calendar_svc import addresses
+from calendar_svc.errors import NonPublicAddressError
 from calendar_svc.notifiers import _http
 from calendar_svc.notifiers.base import Notifier
 from calendar_svc.notifiers.keys import Key
@@ -44,7 +51,8 @@ class NtfyNotifier(Notifier):
     """Keys: ``server`` (default ``https://ntfy.sh``), ``topic`` (secret: ``topic_env`` /
     ``topic_credential``), ``token`` (secret, access token sent as a bearer), ``priority``
     (1–5 or min/low/default/high/max), ``tags`` (list), ``click`` (URL opened on tap; default
-    the entry's URL, else the calendar's feed), ``timeout`` (seconds, default 15).
+    the entry's URL, else the calendar's feed), ``timeout`` (seconds, default 15),
+    ``allow_private`` (default false: a server at a non-public address is refused).
     """
 
     keys: ClassVar = {
@@ -55,6 +63,7 @@ class NtfyNotifier(Notifier):
         "tags": Key(list, ["calendar"]),
         "click": Key(str, None),
         "timeout": Key(float, 15.0),
+        "allow_private": Key(bool, False),
     }
 
     def __init__(self, name: str, table: Any, **kwargs: Any) -> None:
@@ -70,6 +79,13 @@ class NtfyNotifier(Notifier):
         if server.scheme not in ("http", "https") or not server.host:
             raise self.config_error("server", "expected an http:// or https:// URL")
         self.url = server.join(server.path.rstrip("/") + "/" + s["topic"])
+        self.allow_private: bool = s["allow_private"]
+        if not self.allow_private:
+            # A name is checked on every send, since what it resolves to can change.
+            try:
+                addresses.check_literal(server.host)
+            except NonPublicAddressError as exc:
+                raise self.config_error("server", str(exc)) from None
         self.priority = self._priority(s["priority"])
         if s["timeout"] <= 0:
             raise self.config_error("timeout", "must be more than 0 seconds")
@@ -101,6 +117,7 @@ class NtfyNotifier(Notifier):
         return headers
 
     def send(self, reminder: Reminder) -> None:
+        connect_to = [] if self.allow_private else _http.check_public_host(self, self.url)
         title, body = self.render(reminder)
         now = self.clock()
         _http.post(
@@ -110,6 +127,7 @@ class NtfyNotifier(Notifier):
             content=body.encode("utf-8"),
             headers={"content-type": "text/plain; charset=utf-8", **self.headers(reminder, title)},
             now=now,
+            connect_to=connect_to,
         )
 
     def close(self) -> None:

@@ -9,14 +9,38 @@ the records of those libraries' loggers before any handler sees them.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
+
+# Characters that continue a word or a name (separators such as / = & : ? do not): a
+# secret that begins (or ends) with one is only that secret where no such character comes
+# right before (after). A dot continues a name only when more of it follows
+# ("hooks.invalid"); a dot that ends a sentence must not let a secret through.
+_TOKEN = "-A-Za-z0-9_~"
+_TOKEN_CHAR = re.compile(f"[{_TOKEN}.]")
+_BEFORE = f"(?<![{_TOKEN}.])"
+_AFTER = f"(?![{_TOKEN}]|\\.[{_TOKEN}])"
+
+
+def _whole(value: str) -> str:
+    """A pattern for ``value`` standing alone, not as a piece of a longer token.
+
+    A webhook path ``/h`` is a secret, but the ``/h`` inside ``https://hooks`` is
+    not it: a plain replace turned the error's origin into ``https:/***ooks``.
+    """
+    pattern = re.escape(value)
+    if _TOKEN_CHAR.match(value[0]):
+        pattern = _BEFORE + pattern
+    if _TOKEN_CHAR.match(value[-1]):
+        pattern += _AFTER
+    return pattern
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with each of ``secrets`` replaced by ``***`` (longest first, so a secret
-    that contains another is not left half-shown)."""
-    for value in sorted(secrets, key=len, reverse=True):
-        text = text.replace(value, "***")
+    """``text`` with each whole occurrence of ``secrets`` replaced by ``***`` (longest
+    first, so a secret that contains another is not left half-shown)."""
+    for value in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = re.sub(_whole(value), "***", text)
     return text
 
 

@@ -8,7 +8,8 @@ its ``whsec_<base64>`` form. Any Standard Webhooks library verifies it.
 
 A webhook URL comes from config, but it is still the classic server-side
 request forgery hole: URLs resolving to loopback, private, link-local or cloud
-metadata addresses are refused unless the channel sets ``allow_private = true``.
+metadata addresses, or to IPv6 forms that embed such an IPv4 address
+(``addresses``), are refused unless the channel sets ``allow_private = true``.
 The request goes to the very address that was checked (not to a second lookup
 of the name), and redirects are not followed, for the same reason.
 """
@@ -19,13 +20,14 @@ import base64
 import binascii
 import hashlib
 import hmac
-import ipaddress
 import json
 import re
 from typing import Any, ClassVar
 
 import httpx
 
+from calendar_svc import addresses
+from calendar_svc.errors import NonPublicAddressError
 from calendar_svc.notifiers import _http
 from calendar_svc.notifiers.base import Notifier
 from calendar_svc.notifiers.keys import Key
@@ -102,15 +104,12 @@ class WebhookNotifier(Notifier):
         self.clients = _http.Clients(timeout=s["timeout"], headers=s["headers"])
 
     def _check_literal_host(self) -> None:
-        try:
-            address = ipaddress.ip_address(self.url.host)
-        except ValueError:
-            return  # a name: checked on every send, since what it resolves to can change
-        if not self.allow_private and not _http.is_public(address):
-            raise self.config_error(
-                "url",
-                f"{address} is not a public address; set allow_private = true if this is intended",
-            )
+        # A name is checked on every send, since what it resolves to can change.
+        if not self.allow_private:
+            try:
+                addresses.check_literal(self.url.host)
+            except NonPublicAddressError as exc:
+                raise self.config_error("url", str(exc)) from None
 
     def _signing_key(self, secret: str | None) -> bytes | None:
         if secret is None:

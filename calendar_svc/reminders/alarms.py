@@ -1,4 +1,5 @@
-"""APScheduler 3 as an alarm clock: one date job per pending delivery of the horizon, plus the tick.
+"""APScheduler 3 as an alarm clock (one date job per pending delivery of the horizon), and
+the daemon's loop, which ticks on the monotonic clock.
 
 APScheduler holds only the near horizon, in a memory job store: the
 deliveries table is the durable record and decides what was sent (a date job
@@ -15,6 +16,11 @@ The traps of APScheduler 3 are set deliberately here:
   tick (ten missed ticks are one).
 * ``shutdown(wait=False)``: its ``wait=True`` joins the executor without a bound;
   the daemon bounds the wait itself.
+* The tick is NOT an APScheduler job: an interval trigger computes its next run
+  on the wall clock, so after the wall clock stepped back an hour it would not
+  run for an hour (issue 12). The loop is a thread of its own that waits on the
+  monotonic clock (``threading.Event.wait``); ``tick_now()`` runs it at once,
+  and ``rewake()`` makes APScheduler recompute its wait after a clock step.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
@@ -30,20 +37,29 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 
+from calendar_svc.clock import Monotonic
 from calendar_svc.timezones import UTC
 
 log = logging.getLogger(__name__)
 
-TICK_JOB = "tick"
-
 
 class Alarms:
     def __init__(
-        self, *, wake: Callable[[], None], tick: Callable[[], None], tick_every: timedelta
+        self,
+        *,
+        wake: Callable[[], None],
+        tick: Callable[[], None],
+        tick_every: timedelta,
+        monotonic: Monotonic = time.monotonic,
     ):
         self._wake = wake
+        self._tick = tick
+        self.tick_every = tick_every
+        self._monotonic = monotonic
+        self._poke = threading.Event()
+        self._stopping = threading.Event()
+        self._loop: threading.Thread | None = None
         self._known: dict[int, datetime] = {}
         self._lock = threading.Lock()
         self.scheduler = BackgroundScheduler(
@@ -53,20 +69,42 @@ class Alarms:
             job_defaults={"misfire_grace_time": None, "coalesce": False, "max_instances": 1},
             timezone=UTC,
         )
-        self.scheduler.add_job(
-            tick,
-            IntervalTrigger(seconds=tick_every.total_seconds(), timezone=UTC),
-            id=TICK_JOB,
-            coalesce=True,
-            max_instances=1,
-        )
 
     def start(self) -> None:
         self.scheduler.start()
+        self._loop = threading.Thread(target=self._run_loop, name="daemon-loop", daemon=True)
+        self._loop.start()
 
     def shutdown(self) -> None:
+        self._stopping.set()
+        self._poke.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+
+    def tick_now(self) -> None:
+        """Run the tick as soon as the loop is free (a reload, a test)."""
+        self._poke.set()
+
+    def rewake(self) -> None:
+        """The wall clock stepped: APScheduler's wait for the next date job, computed on the
+        wall clock, is wrong; make it compute again."""
+        if self.scheduler.running:
+            self.scheduler.wakeup()
+
+    def _run_loop(self) -> None:
+        """Tick every ``tick_every`` on the monotonic clock until ``shutdown``; ticks that
+        fall behind (a long tick, SIGSTOP) are one, as a coalescing trigger would do."""
+        due = self._monotonic() + self.tick_every.total_seconds()
+        while not self._stopping.is_set():
+            self._poke.wait(max(0.0, due - self._monotonic()))
+            if self._stopping.is_set():
+                return
+            self._poke.clear()
+            due = self._monotonic() + self.tick_every.total_seconds()
+            try:
+                self._tick()
+            except Exception:  # the tick logs its own failures; the loop must outlive any
+                log.exception("daemon.tick_failed")
 
     def set(self, delivery_id: int, when: datetime) -> None:
         """(Re)schedule the alarm of one delivery (job id = delivery id)."""

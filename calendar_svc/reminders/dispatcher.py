@@ -224,6 +224,9 @@ class Dispatcher:
         if not notifiers:  # nothing can be sent; rows are still ended (no notifier)
             return QUEUE_PER_WORKER
         held = Counter(row.channel for row in self._inflight.values())
+        # Rows that ended since the last flush are still `sending` in the table until the
+        # next flush: they count, or this process would hold more than its channels' room.
+        held.update(ended.row.channel for ended in self._ended)
         return sum(
             max(0, self.concurrency(n) * QUEUE_PER_WORKER - held[name])
             for name, n in notifiers.items()

@@ -9,7 +9,9 @@ the table, not any process's memory, is the truth:
   (on PostgreSQL ``FOR UPDATE SKIP LOCKED``, so several daemons split a burst
   instead of queueing on each other's row locks);
 * finish/release: only rows still ``sending`` *and* claimed by this process;
-* lease recovery: ``sending`` rows whose lease ran out go back to ``pending``.
+* lease recovery: ``sending`` rows whose lease ran out go back to ``pending``;
+* after the wall clock stepped back: rows marked ``missed`` while it ran ahead
+  and still worth sending go back to ``pending``.
 
 Every function takes a session and runs in the caller's transaction: the
 caller (planner, dispatcher, daemon) decides what belongs together and opens
@@ -28,10 +30,12 @@ from typing import Any, NamedTuple
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from calendar_svc.db import is_sqlite
 from calendar_svc.models import Delivery, DeliveryStatus
 from calendar_svc.reminders.outcome import ClaimedRow, Outcome
+from calendar_svc.reminders.policy import Timing, timing
 from calendar_svc.reminders.rules import PlannedReminder
 
 TABLE = Delivery.metadata.tables["deliveries"]
@@ -170,7 +174,12 @@ def claim_due(
 ) -> list[ClaimedRow]:
     """Claim up to ``limit`` due pending rows for ``claimer``; only claimed rows may be sent.
 
-    The claim holds once the caller's write transaction commits.
+    The claim holds once the caller's write transaction commits. It never takes
+    more than ``limit`` rows: on PostgreSQL the ``LIMIT … FOR UPDATE SKIP LOCKED``
+    choice is a ``MATERIALIZED`` CTE, run exactly once. As ``id IN (subquery)``
+    the planner may re-run it inside a nested loop, every run locking the next
+    ``limit`` rows, and one claim took a whole burst of 2,000 rows (issue 12),
+    leaving the other daemons idle and stranding everything if this one died.
     """
     if limit <= 0:
         return []
@@ -180,11 +189,15 @@ def claim_due(
         .order_by(T.next_attempt_at, T.id)
         .limit(limit)
     )
-    if not is_sqlite(session):
-        due = due.with_for_update(skip_locked=True)
+    if is_sqlite(session):
+        # One writer at a time (BEGIN IMMEDIATE): the subquery runs once, as it always did.
+        chosen: ColumnElement[bool] = T.id.in_(due.scalar_subquery())
+    else:
+        batch = due.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
+        chosen = T.id == batch.c.id
     stmt = (
         update(TABLE)
-        .where(T.id.in_(due.scalar_subquery()), T.status == DeliveryStatus.PENDING)
+        .where(chosen, T.status == DeliveryStatus.PENDING)
         .values(
             status=DeliveryStatus.SENDING,
             claimed_by=claimer,
@@ -336,3 +349,66 @@ def schedule_of_pending(session: Session, until: datetime) -> dict[int, datetime
         T.status == DeliveryStatus.PENDING, T.next_attempt_at <= until
     )
     return {row_id: when for row_id, when in session.execute(query)}
+
+
+# --- after a step of the wall clock ------------------------------------------------------
+
+
+def revive_missed_ahead(session: Session, now: datetime, grace: timedelta) -> list[int]:
+    """Rows recorded ``missed`` at a wall time later than ``now`` become pending again when,
+    by ``now``, they are still worth sending; returns their ids.
+
+    A row can only have been marked at a time still in the future if the wall clock ran
+    ahead when it was marked (a forward step since reversed): it was judged "too late" by
+    a clock that was wrong. Judged again by the right one (``policy.timing``: not past
+    its entry's start and the grace), it goes out once, at its due time, with the same
+    idempotency key; one that came due and ran out of grace meanwhile stays missed.
+    """
+    query = select(T.id, T.due_at, T.occurrence_utc).where(
+        T.status == DeliveryStatus.MISSED, T.updated_at > now
+    )
+    ids = [
+        row_id
+        for row_id, due_at, occurrence in session.execute(query)
+        if timing(now, due_at, occurrence, grace) is not Timing.MISSED
+    ]
+    for start in range(0, len(ids), INSERT_CHUNK):
+        session.execute(
+            update(TABLE)
+            .where(T.id.in_(ids[start : start + INSERT_CHUNK]), T.status == DeliveryStatus.MISSED)
+            .values(
+                status=DeliveryStatus.PENDING,
+                attempts=0,
+                next_attempt_at=T.due_at,
+                last_error="revived: recorded missed while the wall clock ran ahead",
+                claimed_by=None,
+                claimed_at=None,
+                lease_until=None,
+                late=False,
+                updated_at=now,
+            )
+        )
+    return ids
+
+
+def foreign_leases(session: Session, *, keep: str) -> dict[int, datetime | None]:
+    """``id -> lease_until`` of the rows other processes than ``keep`` are sending."""
+    query = select(T.id, T.lease_until).where(
+        T.status == DeliveryStatus.SENDING, T.claimed_by != keep
+    )
+    return {row_id: until for row_id, until in session.execute(query)}
+
+
+def recover_leases(
+    session: Session, leases: dict[int, datetime | None], now: datetime, *, keep: str
+) -> list[int]:
+    """Rows of ``leases`` still ``sending`` under the same lease (not renewed since it was
+    read) become pending again: their daemon stopped renewing them."""
+    recovered: list[int] = []
+    reason = "lease expired: the claiming daemon stopped or hung"
+    for row_id, until in sorted(leases.items()):
+        same = T.lease_until.is_(None) if until is None else T.lease_until == until
+        recovered += _back_to_pending(
+            session, now, reason, T.id == row_id, T.claimed_by != keep, same
+        )
+    return recovered

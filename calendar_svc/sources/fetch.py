@@ -11,7 +11,7 @@
 * **Redirects**: at most ``MAX_REDIRECTS``, each to http(s) only and checked
   like the first URL.
 * **Addresses**: unless ``allow_private``, every address a host resolves to
-  must be public (the webhook notifier's check, ``notifiers._http``), and the
+  must be public (the notifiers' check, ``addresses``), and the
   request goes to exactly the addresses checked (DNS rebinding).
 """
 
@@ -21,15 +21,15 @@ import base64
 import time
 import zlib
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import httpx
 
 from calendar_svc import __version__
+from calendar_svc.addresses import public_addresses
 from calendar_svc.config import SourceConfig
-from calendar_svc.errors import ConfigError, SourceError
+from calendar_svc.errors import AddressError, ConfigError, SourceError
 from calendar_svc.notifiers import _http
-from calendar_svc.notifiers.base import Notifier
 from calendar_svc.secrets import read_credential, read_env
 from calendar_svc.validation import Place
 
@@ -46,17 +46,6 @@ class Fetched:
     etag: str | None
     last_modified: str | None
     url: str  # after redirects
-
-
-class _Errors:
-    """What ``_http.check_public_host`` asks of a notifier: errors to raise. Both kinds are
-    a ``SourceError`` here (the next fetch tries again either way)."""
-
-    def retryable(self, message: str, **_: Any) -> SourceError:
-        return SourceError(message)
-
-    def permanent(self, message: str, **_: Any) -> SourceError:
-        return SourceError(message)
 
 
 def safe_url(url: str) -> str:
@@ -186,7 +175,11 @@ def _get(
     }
     addresses: list[str] = []
     if not source.allow_private:
-        addresses = _http.check_public_host(cast(Notifier, _Errors()), url)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            addresses = public_addresses(url.raw_host.decode("ascii"), port, where=_where(url))
+        except AddressError as exc:  # either kind: the next fetch tries again
+            raise SourceError(str(exc)) from None
     targets: list[tuple[httpx.URL, dict[str, str], dict[str, Any]]] = []
     if addresses:
         extensions: dict[str, Any] = {}

@@ -1,0 +1,140 @@
+"""uvicorn's httptools protocol, enforcing ``feed.limits.Limits`` on each connection.
+
+Kept apart from ``feed.limits`` because it imports httptools, which is only a
+dependency on CPython (``feed.server`` falls back to uvicorn's h11 without it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from calendar_svc.feed.limits import Limits, RefusalLog
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing a request that is refused."""
+
+
+_REASONS = {
+    414: b"URI Too Long",
+    431: b"Request Header Fields Too Large",
+    503: b"Service Unavailable",
+}
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with ``limits`` (see the module docstring).
+
+    ``limited_protocol`` makes a subclass per server with its ``limits`` and
+    ``refusals``: uvicorn builds the protocol from a class and its own config.
+    """
+
+    limits: ClassVar[Limits]
+    refusals: ClassVar[RefusalLog]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = True
+        self._heads = 0
+        self._head_bytes = 0
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._refusal: int | None = None
+
+    # --- the connection ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            self._respond_and_close(503, b"too many connections", retry_after=True)
+            self.refusals("connections")
+            return
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return  # refused: nothing more is read
+        heads, reading_head = self._heads, self._in_head
+        super().data_received(data)
+        if reading_head and self._in_head and self._heads == heads:
+            # Still inside the same request's head: all of this chunk belongs to it.
+            self._head_bytes += len(data)
+            if self._head_bytes > self.limits.max_header_size and not self.transport.is_closing():
+                self._refuse(431, "header")
+
+    # --- parser callbacks ----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._head_bytes = 0
+        self._arm_head_timer()
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        if len(self.url) > self.limits.max_request_line:
+            self._refusal = 414
+            raise _Refused  # stops the parser; uvicorn then calls send_400_response
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._heads += 1
+        self._cancel_head_timer()
+        super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        if self._refusal is not None:
+            self._refuse(self._refusal, "request_line")
+        else:
+            super().send_400_response(msg)
+
+    # --- timers and refusals -------------------------------------------------------------
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(
+                self.limits.header_timeout, self._head_timed_out
+            )
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self.refusals("header_timeout")
+            self.transport.close()
+
+    def _refuse(self, status: int, reason: str) -> None:
+        self.refusals(reason)
+        self._respond_and_close(status, _REASONS[status].lower())
+
+    def _respond_and_close(self, status: int, body: bytes, *, retry_after: bool = False) -> None:
+        self._cancel_head_timer()
+        head = [
+            b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status]),
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n",
+        ]
+        if retry_after:
+            head.append(b"retry-after: 5\r\n")
+        self.transport.write(b"".join([*head, b"\r\n", body]))
+        self.transport.close()
+
+
+def limited_protocol(limits: Limits, refusals: RefusalLog) -> type[LimitedHttpToolsProtocol]:
+    """A protocol class for one server, bound to its ``limits`` and ``refusals``."""
+    return type(
+        "LimitedHttpToolsProtocol",
+        (LimitedHttpToolsProtocol,),
+        {"limits": limits, "refusals": refusals},
+    )
