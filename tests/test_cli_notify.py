@@ -53,7 +53,7 @@ def test_failure_is_one_line_exit_1_without_secret(tmp_path: Path) -> None:
     code, out, err = run(
         tmp_path,
         f'[notifiers.phone]\ntype = "ntfy"\nserver = "http://127.0.0.1:{port}"\n'
-        'topic = "very_secret_topic"\ntimeout = 1\n',
+        'topic = "very_secret_topic"\ntimeout = 1\nallow_private = true\n',
         "phone",
     )
     assert code == 1
