@@ -227,10 +227,16 @@ class Dispatcher:
         # Rows that ended since the last flush are still `sending` in the table until the
         # next flush: they count, or this process would hold more than its channels' room.
         held.update(ended.row.channel for ended in self._ended)
-        return sum(
-            max(0, self.concurrency(n) * QUEUE_PER_WORKER - held[name])
-            for name, n in notifiers.items()
-        )
+        room = 0
+        for name, notifier in notifiers.items():
+            threads = self.concurrency(notifier)
+            free = threads * QUEUE_PER_WORKER - held[name]
+            # In batches of at least a lane's worth: while three lanes' worth wait here,
+            # its threads stay busy, and a burst costs a claim per `threads` rows rather
+            # than a claim (and an entry read and a flush) for every send that ended.
+            if free >= threads:
+                room += free
+        return room
 
     def _claim_and_start(self, room: int, config: Config, notifiers: Mapping[str, Notifier]) -> int:
         self._renew(config)
