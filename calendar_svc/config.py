@@ -16,8 +16,9 @@ The schema is declared once: each section is a dataclass below whose fields
 are its keys, with their defaults and readers (``validation.setting``).
 Every problem is one ``ConfigError`` naming the file and the dotted key.
 A ``[notifiers.<name>]`` table is checked here for its ``type``
-(``channel_type``) and for its own keys by the notifier class, so a plugin
-owns its keys.
+(``channel_type``) and ``concurrency`` (``channel_concurrency``), the keys every
+channel has, and for its own keys by the notifier class, so a plugin owns its
+keys.
 """
 
 from __future__ import annotations
@@ -315,6 +316,28 @@ class Config:
         raise ConfigError(f"no source {name!r} in [[sources]] ({known})")
 
 
+#: Sends one channel may have in flight at once when its table sets no ``concurrency``:
+#: what the single shared pool of sends allowed every channel before the key existed.
+DEFAULT_CONCURRENCY = 16
+#: A channel's own send threads and pooled connections: past this a receiver, not the
+#: daemon, is the limit, and a typo (``3200``) would start thousands of threads.
+MAX_CONCURRENCY = 256
+
+
+def channel_concurrency(name: str, channel: Mapping[str, Any], *, file: str | None = None) -> int:
+    """How many sends channel ``name`` may have in flight at once: its ``concurrency``.
+
+    Each channel sends through its own threads, so a slow receiver holds up only its
+    own channel's reminders. The one check of the key, for the config loader and the
+    notifier base class alike (every notifier accepts it).
+    """
+    place = Place(ConfigError, file, f"notifiers.{name}")
+    value: int = Table(dict(channel), place).read(
+        "concurrency", integer(1, MAX_CONCURRENCY), DEFAULT_CONCURRENCY
+    )
+    return value
+
+
 def channel_type(name: str, channel: Mapping[str, Any], *, file: str | None = None) -> str:
     """The notifier type of channel ``name``: the ``type`` of its table, a string.
 
@@ -465,6 +488,7 @@ def parse_config(
     for name, raw in raw_notifiers.items():
         channel = Table(raw, place.within(f"notifiers.{name}")).values
         channel_type(name, channel, file=file)
+        channel_concurrency(name, channel, file=file)
         notifiers[name] = dict(channel)
     top.done()
 

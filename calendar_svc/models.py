@@ -23,6 +23,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    ColumnElement,
     DateTime,
     Dialect,
     Float,
@@ -33,6 +34,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    or_,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.sql import text
@@ -176,6 +178,15 @@ class Entry(Base):
         Index("ix_entries_start_utc", "start_utc"),
         # Feed order with each entry's change key, read from the index alone (0003).
         Index("ix_entries_feed_order", "calendar_id", "start_utc", "uid", "updated_at", "sequence"),
+        # Recurring entries only: read whatever their first start (0011).
+        Index(
+            "ix_entries_recurring",
+            "start_utc",
+            sqlite_where=text("rrule IS NOT NULL OR rdates IS NOT NULL"),
+            postgresql_where=text("rrule IS NOT NULL OR rdates IS NOT NULL"),
+        ),
+        # The entries overlapping a span of time, from the index alone (0011).
+        Index("ix_entries_span", "start_utc", "end_utc"),
         CheckConstraint(_one_of("status", EntryStatus), name="ck_entries_status"),
     )
 
@@ -256,6 +267,12 @@ class Entry(Base):
         if self.origin_kind is None:
             return None
         return Origin(OriginKind(self.origin_kind), self.origin_name or "")
+
+
+def recurring() -> ColumnElement[bool]:
+    """Entries with more than one occurrence (an RRULE or RDATEs): the condition of
+    ``ix_entries_recurring`` in the same words, so that SQLite reads that index for it."""
+    return or_(Entry.rrule.is_not(None), Entry.rdates.is_not(None))
 
 
 class Delivery(Base):

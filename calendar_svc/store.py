@@ -36,7 +36,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, func, or_, select
+from sqlalchemy import ColumnElement, Engine, Select, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 from sqlalchemy.sql import bindparam
@@ -56,7 +56,7 @@ from calendar_svc.errors import InputError, NotFoundError, ReadOnlyEntryError, S
 from calendar_svc.events import EventBus
 from calendar_svc.filters import EntryFilter, matches, next_day
 from calendar_svc.isolation import Screen, keys_of
-from calendar_svc.models import Calendar, Entry, EntryStatus, OriginKind
+from calendar_svc.models import Calendar, Entry, EntryStatus, OriginKind, recurring
 from calendar_svc.timezones import day_start_utc, ensure_utc
 
 _LOAD_CHUNK = 500  # ids per IN (...) when loading entries by id
@@ -101,6 +101,25 @@ _ENTRY_KEYS = (
     .where(Entry.calendar_id == bindparam("calendar_id"))
     .order_by(Entry.start_utc, Entry.uid)
 )
+
+
+def _selection(flt: EntryFilter, join: ColumnElement[bool]) -> Select[Entry]:
+    """The entries ``flt`` may select, in list order, by what SQL can tell (its calendar,
+    cancelled or not, the end of its span); ``matches`` decides exactly."""
+    query = (
+        select(Entry)
+        .join(Calendar, join)
+        .options(selectinload(Entry.calendar))
+        .order_by(Entry.start_utc, Calendar.slug, Entry.uid)
+    )
+    if flt.calendar:
+        query = query.where(Calendar.slug == flt.calendar)
+    if not flt.include_cancelled:
+        query = query.where(Entry.status != EntryStatus.CANCELLED)
+    # Day bounds depend on each entry's zone: widen by 14 h in SQL, then filter exactly.
+    if flt.end:
+        query = query.where(Entry.start_utc < day_start_utc(next_day(flt.end), "Etc/GMT+12"))
+    return query
 
 
 class Store:
@@ -279,34 +298,28 @@ class Store:
         use (``screen``). With ``every``, a listing with no filter but the calendar also
         shows the others (``calendar-svc list``: what is stored, to be fixed)."""
         flt = flt or EntryFilter()
-        query = (
-            select(Entry)
-            .join(Entry.calendar)
-            .options(selectinload(Entry.calendar))
-            .order_by(Entry.start_utc, Calendar.slug, Entry.uid)
-        )
-        if flt.calendar:
-            query = query.where(Calendar.slug == flt.calendar)
-        if not flt.include_cancelled:
-            query = query.where(Entry.status != EntryStatus.CANCELLED)
-        # Day bounds depend on each entry's zone: widen by 14 h in SQL, then filter exactly.
-        if flt.start:
-            # A recurring entry's later occurrences end after its first one: keep it for now.
-            query = query.where(
-                or_(
-                    Entry.rrule.is_not(None),
-                    Entry.rdates.is_not(None),
-                    Entry.end_utc >= day_start_utc(flt.start, "Etc/GMT-14"),
-                )
-            )
-        if flt.end:
-            query = query.where(Entry.start_utc < day_start_utc(next_day(flt.end), "Etc/GMT+12"))
         if (
             flt.calendar
             and session.scalar(select(Calendar.id).where(Calendar.slug == flt.calendar)) is None
         ):
             raise NotFoundError(f"no calendar {flt.calendar!r} ({_known_slugs(session)})")
-        found = list(session.scalars(query))
+        if not flt.start:
+            found = list(session.scalars(_selection(flt, Calendar.id == Entry.calendar_id)))
+        else:
+            # The entries that end after the start, and the recurring ones (their later
+            # occurrences end after their first): two reads, each on an index
+            # (ix_entries_span, ix_entries_recurring), as one OR would read every entry
+            # that starts before the end, at a million entries most of a week's feed.
+            # The join is on ``calendar_id + 0`` so that SQLite cannot take the
+            # feed-order index (calendar_id first), which visits every row that starts
+            # before the end for its end_utc.
+            join = Calendar.id == Entry.calendar_id + 0
+            ended = Entry.end_utc >= day_start_utc(flt.start, "Etc/GMT-14")
+            unique: dict[int, Entry] = {}
+            for condition in (ended, recurring()):
+                query = _selection(flt, join).where(condition)
+                unique.update((entry.id, entry) for entry in session.scalars(query))
+            found = sorted(unique.values(), key=lambda e: (e.start_utc, e.calendar.slug, e.uid))
         plain = replace(flt, calendar=None, include_cancelled=True) == EntryFilter()
         if every and plain:
             return found
@@ -362,6 +375,20 @@ class Store:
         return self._entry_keys_query.rows(
             session.connection().connection, {"calendar_id": calendar_id}
         )
+
+    def entry_keys_of(self, session: Session, ids: Sequence[int]) -> list[tuple[Any, ...]]:
+        """``entry_keys`` of these entries only (any order): a feed filtered to a week of a
+        million-entry calendar compares a week's keys, not a million."""
+        found: list[tuple[Any, ...]] = []
+        for start in range(0, len(ids), _LOAD_CHUNK):
+            # Integers, so written into the SQL; the rows come back as the driver gives
+            # them, the very values ``entry_keys`` gives, to compare with the cached ones.
+            listed = ", ".join(str(int(i)) for i in ids[start : start + _LOAD_CHUNK])
+            rows = session.connection().exec_driver_sql(
+                f"SELECT id, uid, updated_at, sequence FROM entries WHERE id IN ({listed})"
+            )
+            found.extend(tuple(row) for row in rows)
+        return found
 
     def entries_by_id(self, session: Session, ids: Sequence[int]) -> Iterator[Entry]:
         """The usable entries with these ids, in ``session``'s transaction (any order)."""

@@ -50,6 +50,8 @@ class HttpRequest:
     path: str
     headers: dict[str, str]
     body: bytes
+    # The client's (address, port): one port for many requests is one kept-alive connection.
+    peer: tuple[str, int] = ("", 0)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -86,6 +88,8 @@ class HttpReceiver:
         """``tls``: serve https with this server context (see ``make_tls``)."""
         self.responder = responder
         self.requests: list[HttpRequest] = []
+        # The clients' (address, port) of the connections that ended (the client closed).
+        self.closed: list[tuple[str, int]] = []
         self._changed = threading.Condition()
         receiver = self
 
@@ -99,6 +103,7 @@ class HttpReceiver:
                     path=self.path,
                     headers={k.lower(): v for k, v in self.headers.items()},
                     body=self.rfile.read(length),
+                    peer=(str(self.client_address[0]), int(self.client_address[1])),
                 )
                 with receiver._changed:
                     receiver.requests.append(request)
@@ -125,6 +130,14 @@ class HttpReceiver:
                     self.close_connection = True  # the client gave up (its timeout) or left
 
             do_POST = do_PUT = do_GET = _handle
+
+            def finish(self) -> None:
+                super().finish()
+                with receiver._changed:
+                    receiver.closed.append(
+                        (str(self.client_address[0]), int(self.client_address[1]))
+                    )
+                    receiver._changed.notify_all()
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # keep test output clean
@@ -153,6 +166,12 @@ class HttpReceiver:
             if not self._changed.wait_for(lambda: len(self.requests) >= count, timeout):
                 raise AssertionError(f"expected {count} request(s), got {len(self.requests)}")
             return list(self.requests)
+
+    def wait_closed(self, peers: set[tuple[str, int]], timeout: float = 5.0) -> None:
+        """Wait until the connections from ``peers`` have all ended."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: peers <= set(self.closed), timeout):
+                raise AssertionError(f"still open: {sorted(peers - set(self.closed))}")
 
 
 # --- SMTP ---------------------------------------------------------------------------------

@@ -100,8 +100,10 @@ def test_the_status_checks_upgrade_a_database_with_rows(db_url: str) -> None:
             )
         assert entries == {"e0": "confirmed", "e1": "tentative", "e2": "cancelled"}
         assert sorted(deliveries.values()) == sorted(DeliveryStatus)
-        # SQLite rebuilt the tables: the indexes (and the unique dedupe key) came along.
-        assert {t: index_names(engine, t) for t in indexes} == indexes
+        # SQLite rebuilt the tables: the indexes (and the unique dedupe key) came along
+        # (later revisions add more).
+        after = {t: index_names(engine, t) for t in indexes}
+        assert all(indexes[t] <= after[t] for t in indexes), after
         with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
             conn.execute(sa.text("UPDATE deliveries SET dedupe_key = 'k0' WHERE id = 2"))
 

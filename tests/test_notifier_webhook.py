@@ -339,9 +339,9 @@ def test_https_to_a_checked_address_verifies_the_name_s_certificate(
     with peers.HttpReceiver(verifying, tls=tls.server_context) as receiver:
         _resolving(monkeypatch, "hook.test", ["127.0.0.1"])
         n = notifier(f"https://hook.test:{receiver.port}/in", allow_private=False)
-        n.client.close()
-        n.client = httpx.Client(  # trusts the test CA instead of the system's
-            verify=ssl.create_default_context(cafile=str(tls.ca_file)), timeout=5
+        n.clients.close()
+        n.clients = _http.Clients(  # trusts the test CA instead of the system's
+            timeout=5, headers={}, verify=ssl.create_default_context(cafile=str(tls.ca_file))
         )
         n.send(reminder())
         [request] = receiver.wait_for(1)

@@ -474,3 +474,30 @@ def test_a_uid_with_a_bar_is_cancelled_by_its_columns(trip_store: Store, clock, 
     assert len(report.cancelled) == 2
     assert {(e.calendar, e.uid, e.channel) for e in told} == {(spec.slug, uid, "console")}
     assert {r.status for r in rows(trip_store)} == {"cancelled"}
+
+
+def test_an_entry_with_only_rdates_is_planned_for_a_later_occurrence(store: Store, clock) -> None:
+    """An entry whose first start is long past but which has an RDATE in the horizon (no
+    RRULE) is recurring too: its reminder there is planned. The planner read only entries
+    starting in the window or carrying an RRULE, so this one was never looked at."""
+    from calendar_svc.schedule_files import parse_schedule
+
+    schedule = {
+        "calendar": {"slug": "extra", "name": "Extra", "timezone": "America/Guayaquil"},
+        "entries": [
+            {
+                "uid": "briefing",
+                "title": "Briefing",
+                "start": datetime(2025, 6, 2, 9, 0),
+                "rdate": [datetime(2025, 9, 2, 9, 0)],
+                "reminders": ["PT1H"],
+            }
+        ],
+    }
+    with store.write() as session:
+        import_specs(session, [parse_schedule(schedule, source="test")], now=store.clock())
+    clock.set(Z("2025-09-02T12:00:00Z"))  # 07:00 in Quito; the RDATE is at 09:00 (14:00Z)
+    Planner(store, RemindersConfig(channels=("console",))).plan()
+    assert [(r.entry_uid, r.due_at) for r in rows(store)] == [
+        ("briefing", Z("2025-09-02T13:00:00Z"))
+    ]

@@ -11,7 +11,6 @@ from typing import Any
 import click
 
 from calendar_svc.cli.context import CliContext, echo_json, pass_ctx
-from calendar_svc.cli.sources import source_line, source_rows
 from calendar_svc.clock import now_utc
 from calendar_svc.config import Config, load_config
 from calendar_svc.db import sqlite_file
@@ -247,6 +246,10 @@ def status(ctx: CliContext, as_json: bool, limit: int) -> None:
         "recent": [row(d) for d in recent],
         "failures": [row(d) for d in failures],
     }
+    # Here, not at the top: the sources' HTTP client and ICS reader are for this command
+    # alone, and `reminders` (a million entries: under a second) should not load them.
+    from calendar_svc.cli.sources import source_line, source_rows
+
     followed = source_rows(ctx.config, store)
     data["sources"] = followed
     if as_json:

@@ -156,6 +156,8 @@ class FeedCache:
         self._stored_zones: dict[tuple[str, int], tuple[str, str | None, bytes]] | None = None
         self._feeds: OrderedDict[tuple[int, int, FilterKey], RenderedFeed] = OrderedDict()
         self._events: dict[int, dict[int, _CachedEvent]] = {}
+        # Calendars whose stored renders were read back for every entry (see _events_for).
+        self._restored_whole: set[int] = set()
         # Per calendar: the reminder offsets its entries inherit, which its VALARMs show.
         self._inherited: dict[int, tuple[str, ...] | None] = {}
         self._zones: dict[str, str] = {}  # one shared string per zone pair
@@ -199,17 +201,20 @@ class FeedCache:
                         cached = self._feeds.get((calendar.id, calendar.version, key))
                 if cached is not None:
                     return cached
-                rows = every_row = self.store.entry_keys(session, calendar.id)
                 preloaded: dict[int, Entry] = {}
-                if not _is_whole(flt):
+                if _is_whole(flt):
+                    rows = self.store.entry_keys(session, calendar.id)
+                else:
                     # The store's filter is the one truth about what a filter selects
-                    # (zones, recurrences, case folding); it costs a full read, but
-                    # only for filtered feeds and only once per calendar version.
+                    # (zones, recurrences, case folding); it is read once per calendar
+                    # version, and only the selected entries' keys with it (a week of a
+                    # million-entry calendar: a week's keys, not a million).
                     selected = self.store.select_entries(
                         session, replace(flt, calendar=calendar.slug)
                     )
                     preloaded = {entry.id: entry for entry in selected}
-                    by_id = {row[0]: row for row in rows}
+                    keys = self.store.entry_keys_of(session, list(preloaded))
+                    by_id = {row[0]: row for row in keys}
                     rows = [by_id[entry.id] for entry in selected if entry.id in by_id]
                 events = self._events_for(
                     session,
@@ -217,7 +222,6 @@ class FeedCache:
                     rows,
                     whole=_is_whole(flt),
                     preloaded=preloaded,
-                    every_row=every_row,
                     tz=tz,
                 )
             body = ics.assemble(
@@ -259,13 +263,14 @@ class FeedCache:
         *,
         whole: bool,
         preloaded: dict[int, Entry],
-        every_row: Sequence[tuple[Any, ...]],
         tz: TzDatabase,
     ) -> list[_CachedEvent]:
         """The cached VEVENTs of ``rows`` (in order), serialising only new or changed ones.
 
-        ``every_row``: the keys of every entry of the calendar; on its first render in
-        this process the stored renders of all of them are read back (``feed.stored``).
+        The stored renders (``feed.stored``) are read back on a calendar's first render in
+        this process, for the entries it lists, and once more on its first whole render: a
+        filtered first render (a week of a million entries) checks only its own entries,
+        and a later whole one still starts from the stored bytes, not from a cold render.
         """
         inherited = tuple(calendar.reminders) if calendar.reminders is not None else None
         if self._inherited.get(calendar.id, inherited) != inherited:
@@ -277,8 +282,15 @@ class FeedCache:
         known = self._events.get(calendar.id)
         if known is None:
             known = self._events[calendar.id] = {}
-            if self.stored is not None:
-                self._restore(calendar.id, every_row, known, scope)
+            self._restored_whole.discard(calendar.id)
+        if (
+            self.stored is not None
+            and calendar.id not in self._restored_whole
+            and (whole or not known)
+        ):
+            self._restore(calendar.id, rows, known, scope)
+            if whole:
+                self._restored_whole.add(calendar.id)
         # Comprehensions over driver tuples: at 10,000 rows this is a re-render's main cost.
         lookup = known.get
         stale = {

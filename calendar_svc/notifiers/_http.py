@@ -1,16 +1,19 @@
-"""What the HTTP notifiers (webhook, ntfy) share: status mapping, Retry-After, safe URLs."""
+"""What the HTTP notifiers (webhook, ntfy) share: kept-alive clients, status mapping,
+Retry-After, safe URLs."""
 
 from __future__ import annotations
 
+import ssl
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
-from calendar_svc import addresses
+from calendar_svc import __version__, addresses
 from calendar_svc.errors import NonPublicAddressError, NotifierError, UnresolvedHostError
 from calendar_svc.notifiers.base import Notifier
 from calendar_svc.timezones import UTC
@@ -20,6 +23,79 @@ USER_AGENT = "calendar-svc"
 # At most this many of a name's checked addresses are tried, in the resolver's order,
 # when connecting to the earlier ones fails (one dead address, or no IPv6 route).
 MAX_ADDRESSES = 4
+
+
+class Clients:
+    """A channel's HTTP clients: one per thread that sends, each keeping its connection
+    alive, all closed together by ``close`` (the notifier's).
+
+    The channel's sends run on ``concurrency`` threads of its own, so it holds at most
+    that many connections, reused by every reminder of a burst instead of a TCP (and
+    TLS) handshake each. Not one client shared by those threads: httpcore's pool runs
+    every request's start and end under one lock, and at 32 threads that lock, not the
+    network, held a burst to a third of the rate one client per thread reaches
+    (bench/RESULTS.md).
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        headers: Mapping[str, str],
+        verify: ssl.SSLContext | bool = True,
+    ):
+        """``verify``: the TLS context to trust (default: the system's CAs)."""
+        self._timeout = timeout
+        self._verify = verify
+        # One TLS context for all of the channel's clients, made on the first send:
+        # loading the CA bundle costs milliseconds of CPU, per client if each made its own.
+        self._tls: ssl.SSLContext | None = verify if isinstance(verify, ssl.SSLContext) else None
+        self._headers = {"user-agent": f"{USER_AGENT}/{__version__}", **headers}
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[httpx.Client] = []
+        self._closed = False
+
+    def get(self) -> httpx.Client:
+        """This thread's client (made on its first send)."""
+        client: httpx.Client | None = getattr(self._local, "client", None)
+        if client is not None:
+            return client
+        with self._lock:
+            if self._tls is None:
+                self._tls = httpx.create_ssl_context(verify=self._verify)
+            tls = self._tls
+        client = httpx.Client(
+            timeout=self._timeout,
+            follow_redirects=False,
+            headers=self._headers,
+            verify=tls,
+            # One request at a time per thread; a second connection only while ``post``
+            # moves on to the next address of a name.
+            limits=httpx.Limits(
+                max_connections=2, max_keepalive_connections=1, keepalive_expiry=30.0
+            ),
+        )
+        with self._lock:
+            if self._closed:
+                client.close()
+                raise RuntimeError("the notifier is closed")
+            self._all.append(client)
+        self._local.client = client
+        return client
+
+    @property
+    def open(self) -> int:
+        """Clients made and not closed."""
+        with self._lock:
+            return 0 if self._closed else len(self._all)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            clients, self._all = self._all, []
+        for client in clients:
+            client.close()
 
 
 def origin(url: httpx.URL) -> str:

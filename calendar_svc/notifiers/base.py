@@ -51,6 +51,10 @@ class Notifier(ABC):
     checks in ``__init__`` after calling ``super().__init__`` and raise
     ``self.config_error(...)``.
 
+    ``concurrency`` (a key every channel has, default 16) is how many sends of
+    the channel the dispatcher runs at once, on threads of the channel's own, so
+    a slow receiver delays only its own channel; size any connection pool by it.
+
     ``send(reminder)`` delivers one reminder and returns None. It must not
     return a status: it raises
 
@@ -95,6 +99,9 @@ class Notifier(ABC):
             config_path=config_path,
             hide=self.hide,
         )
+        #: Sends of this channel in flight at once at most (its own send threads; an
+        #: HTTP notifier sizes its connection pool by it).
+        self.concurrency: int = self.settings["concurrency"]
         self.title_template = self._template("title_template")
         self.body_template = self._template("body_template")
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from calendar_svc import secrets, validation
+from calendar_svc.config import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
 from calendar_svc.errors import ConfigError
 from calendar_svc.validation import REQUIRED, Place, Reader, Table
 
@@ -78,6 +79,8 @@ class Key:
 COMMON_KEYS: Mapping[str, Key] = {
     "title_template": Key(str, None),
     "body_template": Key(str, None),
+    # Also checked by the config loader (``config.channel_concurrency``), with these bounds.
+    "concurrency": Key(int, DEFAULT_CONCURRENCY, bounds=(1, MAX_CONCURRENCY)),
 }
 
 

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from calendar_svc import __version__, addresses
+from calendar_svc import addresses
 from calendar_svc.errors import NonPublicAddressError
 from calendar_svc.notifiers import _http
 from calendar_svc.notifiers.base import Notifier
@@ -90,11 +90,7 @@ class NtfyNotifier(Notifier):
         if s["timeout"] <= 0:
             raise self.config_error("timeout", "must be more than 0 seconds")
         auth = {"authorization": f"Bearer {s['token']}"} if s["token"] else {}
-        self.client = httpx.Client(
-            timeout=s["timeout"],
-            follow_redirects=False,
-            headers={"user-agent": f"{_http.USER_AGENT}/{__version__}", **auth},
-        )
+        self.clients = _http.Clients(timeout=s["timeout"], headers=auth)
 
     def _priority(self, value: object) -> int:
         if isinstance(value, str) and value.lower() in PRIORITIES:
@@ -126,7 +122,7 @@ class NtfyNotifier(Notifier):
         now = self.clock()
         _http.post(
             self,
-            self.client,
+            self.clients.get(),
             self.url,
             content=body.encode("utf-8"),
             headers={"content-type": "text/plain; charset=utf-8", **self.headers(reminder, title)},
@@ -135,4 +131,4 @@ class NtfyNotifier(Notifier):
         )
 
     def close(self) -> None:
-        self.client.close()
+        self.clients.close()

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from calendar_svc import __version__, addresses
+from calendar_svc import addresses
 from calendar_svc.errors import NonPublicAddressError
 from calendar_svc.notifiers import _http
 from calendar_svc.notifiers.base import Notifier
@@ -101,11 +101,7 @@ class WebhookNotifier(Notifier):
                     "headers",
                     f"the value of {name!r} must be printable ASCII (no newlines or accents)",
                 )
-        self.client = httpx.Client(
-            timeout=s["timeout"],
-            follow_redirects=False,
-            headers={"user-agent": f"{_http.USER_AGENT}/{__version__}", **s["headers"]},
-        )
+        self.clients = _http.Clients(timeout=s["timeout"], headers=s["headers"])
 
     def _check_literal_host(self) -> None:
         # A name is checked on every send, since what it resolves to can change.
@@ -162,7 +158,7 @@ class WebhookNotifier(Notifier):
         headers = self.headers(msg_id, int(now.timestamp()), body)
         _http.post(
             self,
-            self.client,
+            self.clients.get(),
             self.url,
             content=body,
             headers=headers,
@@ -171,4 +167,4 @@ class WebhookNotifier(Notifier):
         )
 
     def close(self) -> None:
-        self.client.close()
+        self.clients.close()

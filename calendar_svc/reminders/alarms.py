@@ -1,4 +1,5 @@
-"""APScheduler 3 as an alarm clock (one date job per pending delivery of the horizon), and
+"""APScheduler 3 as an alarm clock (one date job per instant a pending delivery of the
+horizon is due at), and
 the daemon's loop, which ticks on the monotonic clock.
 
 APScheduler holds only the near horizon, in a memory job store: the
@@ -61,6 +62,8 @@ class Alarms:
         self._stopping = threading.Event()
         self._loop: threading.Thread | None = None
         self._known: dict[int, datetime] = {}
+        # The deliveries due at each instant: one APScheduler job per instant.
+        self._at: dict[datetime, set[int]] = {}
         self._lock = threading.Lock()
         self.scheduler = BackgroundScheduler(
             jobstores={"default": MemoryJobStore()},
@@ -107,18 +110,32 @@ class Alarms:
                 log.exception("daemon.tick_failed")
 
     def set(self, delivery_id: int, when: datetime) -> None:
-        """(Re)schedule the alarm of one delivery (job id = delivery id)."""
+        """(Re)schedule the alarm of one delivery.
+
+        One APScheduler job per distinct instant, not per delivery: ten thousand
+        reminders due in the same second are one job that wakes the dispatcher once,
+        rather than ten thousand jobs run by APScheduler's threads while the sends of
+        that very burst need the CPU.
+        """
         with self._lock:
-            if self._known.get(delivery_id) == when:
+            before = self._known.get(delivery_id)
+            if before == when:
                 return
             self._known[delivery_id] = when
-        self.scheduler.add_job(
-            self._fire,
-            DateTrigger(run_date=when, timezone=UTC),
-            args=[delivery_id],
-            id=str(delivery_id),
-            replace_existing=True,
-        )
+            drop = self._leave(delivery_id, before)
+            ids = self._at.setdefault(when, set())
+            new = not ids
+            ids.add(delivery_id)
+        if drop is not None:
+            self._remove_job(drop)
+        if new:
+            self.scheduler.add_job(
+                self._fire,
+                DateTrigger(run_date=when, timezone=UTC),
+                args=[when],
+                id=_job_id(when),
+                replace_existing=True,
+            )
 
     def sync(self, schedule: Mapping[int, datetime]) -> tuple[int, int]:
         """Make the alarms match ``schedule`` (id -> next attempt); returns (added, removed)."""
@@ -127,18 +144,42 @@ class Alarms:
             changed = {i: w for i, w in schedule.items() if self._known.get(i) != w}
         for delivery_id in gone:
             with self._lock:
-                self._known.pop(delivery_id, None)
-            with contextlib.suppress(JobLookupError):  # it fired meanwhile
-                self.scheduler.remove_job(str(delivery_id))
+                drop = self._leave(delivery_id, self._known.pop(delivery_id, None))
+            if drop is not None:
+                self._remove_job(drop)
         for delivery_id, when in changed.items():
             self.set(delivery_id, when)
         return len(changed), len(gone)
+
+    def _leave(self, delivery_id: int, when: datetime | None) -> datetime | None:
+        """Take ``delivery_id`` out of the instant ``when`` (lock held); returns the instant
+        when no delivery is left at it, whose job is then to be removed."""
+        if when is None:
+            return None
+        ids = self._at.get(when)
+        if ids is None:
+            return None
+        ids.discard(delivery_id)
+        if ids:
+            return None
+        del self._at[when]
+        return when
+
+    def _remove_job(self, when: datetime) -> None:
+        with contextlib.suppress(JobLookupError):  # it fired meanwhile
+            self.scheduler.remove_job(_job_id(when))
 
     def count(self) -> int:
         with self._lock:
             return len(self._known)
 
-    def _fire(self, delivery_id: int) -> None:
+    def _fire(self, when: datetime) -> None:
         with self._lock:
-            self._known.pop(delivery_id, None)
+            for delivery_id in self._at.pop(when, set()):
+                if self._known.get(delivery_id) == when:
+                    del self._known[delivery_id]
         self._wake()
+
+
+def _job_id(when: datetime) -> str:
+    return f"at:{when.isoformat()}"

@@ -1,15 +1,21 @@
 """The dispatcher: claims due deliveries, sends them through their notifier, records outcomes.
 
 One *pump* thread does every write (claim, outcomes) so that a burst costs a
-handful of transactions rather than two per reminder, and sends run on a
-bounded pool of worker threads. The pump wakes when an APScheduler date job
+handful of transactions rather than two per reminder, and sends run on worker
+threads of their channel's own (``workers.Lanes``): as many per channel as its
+notifier's ``concurrency``, so a slow receiver on one channel never holds up
+another channel's reminders. The pump wakes when an APScheduler date job
 of a delivery fires (``wake()``), when a send finishes, and at least every
 ``IDLE_WAIT`` anyway, so due work is found even without a job in memory (a
 row planned by another daemon, a retry, a clock jump).
 
-It claims no more rows than it can start sending soon (``capacity``): a
-claimed row is leased, and one waiting in a long local queue would outlive its
-lease and be sent again by another daemon.
+It claims no more rows than its channels can start sending soon (each
+channel's ``concurrency`` times ``QUEUE_PER_WORKER``, less what it already
+holds): a claimed row is leased, so a burst is shared with the other daemons
+rather than queued in one. Rows waiting here keep their lease fresh (``_renew``).
+The claim takes due rows in due order whatever their channel, so while one
+channel is full the room of the others may bring in more of its rows; they
+wait in its lane, leased, and never block another channel's sends.
 
 Only rows this process claimed are sent, and each outcome is written with a
 condition on ``claimed_by``: if the lease ran out and another daemon took the
@@ -35,6 +41,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,15 +58,20 @@ from calendar_svc.reminders.decision import Send, after_failure, decide, superse
 from calendar_svc.reminders.entries import entries_by_key
 from calendar_svc.reminders.outcome import ClaimedRow, Outcome, finished_event
 from calendar_svc.reminders.retire import NotifiersInUse
-from calendar_svc.reminders.workers import WorkerPool
+from calendar_svc.reminders.workers import Lanes
 from calendar_svc.store import Store
 
 log = logging.getLogger(__name__)
 
 IDLE_WAIT = 1.0
-WORKERS = 16
-# Rows claimed per worker: enough to keep workers busy between pump rounds.
+# How long a woken pump waits for more sends to end before its round: nothing a person
+# notices, and at a thousand sends a second it makes each round's writes cover twenty.
+GATHER = 0.02
+# Rows claimed per send a channel may have in flight: enough to keep its threads busy
+# between pump rounds.
 QUEUE_PER_WORKER = 4
+# Leases renewed per statement (a channel's lane may hold many rows).
+RENEW_CHUNK = 400
 
 
 def default_claimer() -> str:
@@ -69,7 +81,8 @@ def default_claimer() -> str:
 
 
 class Dispatcher:
-    """Sends due deliveries through ``notifiers`` (a pump thread and ``workers`` senders).
+    """Sends due deliveries through ``notifiers`` (a pump thread, and per channel as many
+    senders as its notifier's ``concurrency``, at most ``workers`` when given: tests).
 
     ``events``: the bus each attempt's end is told on (default: one that only logs).
     ``on_retry(id, when)`` is called once a retry's next attempt time is written.
@@ -83,7 +96,7 @@ class Dispatcher:
         *,
         events: EventBus | None = None,
         claimer: str | None = None,
-        workers: int = WORKERS,
+        workers: int | None = None,
         on_retry: Callable[[int, datetime], None] | None = None,
     ):
         self.store = store
@@ -91,9 +104,9 @@ class Dispatcher:
         self.notifiers = dict(notifiers)
         self.events = events if events is not None else logging_bus()
         self.claimer = claimer or default_claimer()
-        self.capacity = workers * QUEUE_PER_WORKER
+        self.max_workers = workers
         self.on_retry = on_retry
-        self._pool = WorkerPool(workers)
+        self._lanes = Lanes()
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         # The rows being sent (or queued to be) by this process, by id.
@@ -155,7 +168,7 @@ class Dispatcher:
             with self._lock:
                 self._given_back.update(row.id for row in unfinished)
             self._tell(released, owned)
-        self._pool.shutdown()
+        self._lanes.shutdown()
         return [row.id for row in unfinished]
 
     def wait_idle(self, timeout: float) -> bool:
@@ -178,7 +191,10 @@ class Dispatcher:
 
     def _run_pump(self) -> None:
         while not self._stopping.is_set():
-            self._wake.wait(IDLE_WAIT)
+            if self._wake.wait(IDLE_WAIT):
+                # Woken (a send ended, an alarm): gather what else ends meanwhile, so that
+                # a burst writes its outcomes and claims its rows in batches, not per send.
+                self._stopping.wait(GATHER)
             self._wake.clear()
             if self._stopping.is_set():
                 break
@@ -198,12 +214,35 @@ class Dispatcher:
         if self._stopping.is_set():
             return 0
         with self._lock:
-            # Rows that ended since the flush above are still `sending` in the table until
-            # the next flush: they count, or this process would hold more than its capacity.
-            room = self.capacity - len(self._inflight) - len(self._ended)
             config, notifiers = self.config, self.notifiers
+            room = self._room(notifiers)
         with self.in_use.round(notifiers):
             return self._claim_and_start(room, config, notifiers)
+
+    def concurrency(self, notifier: Notifier) -> int:
+        """Sends of ``notifier``'s channel this process runs at once."""
+        limit = notifier.concurrency
+        return limit if self.max_workers is None else min(limit, self.max_workers)
+
+    def _room(self, notifiers: Mapping[str, Notifier]) -> int:
+        """Rows to claim now: what each channel's lane can start soon, less what it holds.
+        A full channel gives nothing, and takes nothing from the others' room."""
+        if not notifiers:  # nothing can be sent; rows are still ended (no notifier)
+            return QUEUE_PER_WORKER
+        held = Counter(row.channel for row in self._inflight.values())
+        # Rows that ended since the last flush are still `sending` in the table until the
+        # next flush: they count, or this process would hold more than its channels' room.
+        held.update(ended.row.channel for ended in self._ended)
+        room = 0
+        for name, notifier in notifiers.items():
+            threads = self.concurrency(notifier)
+            free = threads * QUEUE_PER_WORKER - held[name]
+            # In batches of at least a lane's worth: while three lanes' worth wait here,
+            # its threads stay busy, and a burst costs a claim per `threads` rows rather
+            # than a claim (and an entry read and a flush) for every send that ended.
+            if free >= threads:
+                room += free
+        return room
 
     def _claim_and_start(self, room: int, config: Config, notifiers: Mapping[str, Notifier]) -> int:
         self._renew(config)
@@ -243,10 +282,14 @@ class Dispatcher:
             return
         with self._lock:
             ids = sorted(self._inflight)
-        if ids:
+        for start in range(0, len(ids), RENEW_CHUNK):
             with self.store.write() as session:
                 repo.renew_leases(
-                    session, ids, claimer=self.claimer, now=self.store.clock(), lease=lease
+                    session,
+                    ids[start : start + RENEW_CHUNK],
+                    claimer=self.claimer,
+                    now=self.store.clock(),
+                    lease=lease,
                 )
         self._renewed = time.monotonic()
 
@@ -271,7 +314,9 @@ class Dispatcher:
                 return
             self._inflight[row.id] = row
         self.in_use.hold(row.id, what.notifier)
-        self._pool.submit(lambda: self._send(row, what, config))
+        self._lanes.submit(
+            row.channel, self.concurrency(what.notifier), lambda: self._send(row, what, config)
+        )
 
     def _send(self, row: ClaimedRow, send: Send, config: Config) -> None:
         if self._stopping.is_set():

@@ -16,10 +16,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Text, and_, cast, or_, select
-from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy.orm import Session, contains_eager, selectinload
 
 from calendar_svc.isolation import problem
-from calendar_svc.models import Calendar, Entry
+from calendar_svc.models import Calendar, Entry, recurring
 from calendar_svc.validation import offset
 
 
@@ -29,23 +29,22 @@ def entries_for_window(
     """Entries that may have reminders due in ``[start, end]`` (calendar loaded).
 
     A timed entry's reminders are due at most ``lead`` before it starts, an
-    all-day entry's at most ``all_day_lead``; recurring entries are all
-    returned, their occurrences are found by the rules.
+    all-day entry's at most ``all_day_lead``; recurring entries (an RRULE or
+    RDATEs) are all returned, their occurrences are found by the rules.
     """
-    query = (
-        select(Entry)
-        .join(Entry.calendar)
-        .options(contains_eager(Entry.calendar))
-        .where(
-            or_(
-                and_(Entry.all_day.is_(False), Entry.start_utc.between(start, end + lead)),
-                and_(Entry.all_day.is_(True), Entry.start_utc.between(start, end + all_day_lead)),
-                Entry.rrule.is_not(None),
-            )
-        )
-        .order_by(Entry.start_utc)
-    )
-    return list(session.scalars(query).unique())
+    timed = and_(Entry.all_day.is_(False), Entry.start_utc.between(start, end + lead))
+    all_day = and_(Entry.all_day.is_(True), Entry.start_utc.between(start, end + all_day_lead))
+    widest = Entry.start_utc.between(start, end + max(lead, all_day_lead))
+    # Two reads, each on an index (``start_utc``; ``ix_entries_recurring``, 0011), rather
+    # than one OR that SQLite answers by scanning every entry: at a million entries the
+    # difference is seconds on every planner pass and every ``calendar-svc reminders``.
+    found: dict[int, Entry] = {}
+    for where in (and_(widest, or_(timed, all_day)), recurring()):
+        # No join: joined to calendars, SQLite walked a calendar's whole feed-order index
+        # for the recurring ones. The few calendars come in one more SELECT.
+        query = select(Entry).options(selectinload(Entry.calendar)).where(where)
+        found.update((entry.id, entry) for entry in session.scalars(query))
+    return sorted(found.values(), key=lambda entry: (entry.start_utc, entry.id))
 
 
 def entries_by_key(
