@@ -7,7 +7,7 @@ import logging
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from calendar_svc.config import RemindersConfig
 from calendar_svc.importer import import_specs
@@ -501,3 +501,43 @@ def test_an_entry_with_only_rdates_is_planned_for_a_later_occurrence(store: Stor
     assert [(r.entry_uid, r.due_at) for r in rows(store)] == [
         ("briefing", Z("2025-09-02T13:00:00Z"))
     ]
+
+
+def test_the_longest_offset_is_read_from_every_distinct_override_list(store: Store) -> None:
+    """The planner looks ahead by the longest offset any entry can have: the config's, a
+    calendar's, or an entry's own list (read as the distinct lists through an index, one
+    seek each). A list the engine cannot use counts for nothing."""
+    from calendar_svc.reminders.entries import longest_offset
+    from calendar_svc.schedule_files import parse_schedule
+
+    def entry(uid: str, **extra: object) -> dict[str, object]:
+        return {"uid": uid, "title": uid, "start": datetime(2025, 9, 2, 9, 0), **extra}
+
+    schedule = {
+        "calendar": {
+            "slug": "lists",
+            "name": "Lists",
+            "timezone": "America/Guayaquil",
+            "reminders": ["PT3H"],
+        },
+        "entries": [
+            entry("inherits"),
+            entry("none", reminders=[]),
+            entry("day", reminders=["P1D", "PT15M"]),
+            entry("also-day", reminders=["P1D", "PT15M"]),
+            entry("two-days", reminders=["P2D"]),
+            entry("hour", reminders=["PT1H"]),
+        ],
+    }
+    with store.write() as session:
+        import_specs(session, [parse_schedule(schedule, source="test")], now=store.clock())
+    with store.read() as session:
+        assert longest_offset(session, [timedelta(minutes=30)]) == timedelta(days=2)
+        assert longest_offset(session, [timedelta(days=5)]) == timedelta(days=5)
+    with store.write() as session:  # a hand edit the engine cannot use
+        session.execute(
+            text("UPDATE entries SET reminders = CAST(:bad AS JSON) WHERE uid = 'two-days'"),
+            {"bad": '["P99999999999D"]'},
+        )
+    with store.read() as session:
+        assert longest_offset(session, [timedelta(minutes=30)]) == timedelta(days=1)
