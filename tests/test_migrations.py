@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -10,7 +13,14 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
 
-from calendar_svc.db import MIGRATIONS, current_revision, head_revision, make_engine, migrate
+from calendar_svc.db import (
+    MIGRATIONS,
+    alembic_head,
+    current_revision,
+    head_revision,
+    make_engine,
+    migrate,
+)
 from calendar_svc.models import DeliveryStatus, EntryStatus
 from calendar_svc.store import Store
 from calendar_svc.timezones import UTC
@@ -130,3 +140,45 @@ def test_the_models_refuse_an_unknown_status_before_the_database(trip_store: Sto
     with pytest.raises(sa.exc.StatementError, match="postponed"):
         trip_store.set_status("noboa-meeting", "postponed")
     assert trip_store.find_entry("noboa-meeting").status is EntryStatus.CONFIRMED
+
+
+def test_the_numbered_head_is_alembic_s_head() -> None:
+    """Commands tell a database at the newest schema by the highest-numbered script, without
+    loading Alembic: that number must be the end of the scripts' own revision chain (a
+    script named out of turn, or a second head, would make every start migrate or not)."""
+    assert head_revision() == alembic_head()
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    assert heads == [head_revision()]
+
+
+def test_a_command_on_a_database_at_the_head_does_not_load_alembic(tmp_path: Path) -> None:
+    """The schema check every command makes is one SELECT when nothing is to migrate; a
+    database behind still migrates (and says so)."""
+    db = tmp_path / "calendar.sqlite3"
+    url = f"sqlite:///{db}"
+    probe = (
+        "import sys\n"
+        "from calendar_svc.store import Store\n"
+        f"store = Store({url!r})\n"
+        "print(store.migrate(), 'alembic' in sys.modules)\n"
+    )
+
+    def run() -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+        )
+        return done.stdout.strip()
+
+    assert run() == "True True"  # a new database: migrated
+    assert run() == "False False"  # at the head: one SELECT
+    engine = make_engine(url)
+    try:
+        cfg = alembic_config()
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "-1")
+    finally:
+        engine.dispose()
+    assert current_revision(make_engine(url)) != head_revision()
+    assert run() == "True True"  # one revision behind: migrated again
+    assert current_revision(make_engine(url)) == head_revision()

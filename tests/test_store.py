@@ -49,8 +49,14 @@ def test_models_match_migrations(store: Store) -> None:
 
     from calendar_svc.models import Base
 
+    def declared(obj: object, name: str | None, kind: str, *_: object) -> bool:
+        # The one index of a different shape per dialect (on the column in SQLite, on its
+        # text in PostgreSQL, whose json has no ordering) is the migration's alone (0011).
+        return not (kind == "index" and name == "ix_entries_reminder_lists")
+
     with store.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        context = MigrationContext.configure(conn, opts={"include_object": declared})
+        diff = compare_metadata(context, Base.metadata)
     assert diff == []
 
 
