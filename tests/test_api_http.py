@@ -551,18 +551,20 @@ def test_an_api_edit_moves_a_reminder_the_daemon_sends_once_at_the_new_time(
     assert [s["start_utc"] for s in sent] == [moved_to.strftime("%Y-%m-%dT%H:%M:%SZ")]
     received_at = now_utc()
     assert received_at >= moved_to
-    with live.store.read() as session:
-        statuses = dict(
-            session.execute(
+
+    def statuses() -> dict[datetime, str]:
+        with live.store.read() as session:
+            rows = session.execute(
                 sa.select(Delivery.occurrence_utc, Delivery.status).where(
                     Delivery.calendar_slug == slug
                 )
             ).all()
-        )
-    assert {k.astimezone(UTC): str(v) for k, v in statuses.items()} == {
-        first: "cancelled",
-        moved_to: "sent",
-    }
+        return {k.astimezone(UTC): str(v) for k, v in rows}
+
+    # The receiver has answered; the daemon records the send right after (in its next
+    # write-back), so wait until the rows are final rather than read them once.
+    final = {first: "cancelled", moved_to: "sent"}
+    wait_for(lambda: statuses() == final, 10, lambda: f"rows {statuses()}", [live.service])
     # The feed shows the new time and the new SEQUENCE on the next poll.
     token = _feed_token(live, slug)
     status, body = http_get(f"{live.base}/feeds/{token}/{slug}.ics")
