@@ -41,6 +41,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._heads = 0
         self._head_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
+        self._head_since = 0.0  # loop time the head being read began
         self._refusal: int | None = None
 
     # --- the connection ------------------------------------------------------------------
@@ -85,7 +86,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._heads += 1
-        self._cancel_head_timer()
         super().on_headers_complete()
 
     def send_400_response(self, msg: str) -> None:
@@ -96,7 +96,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     # --- timers and refusals -------------------------------------------------------------
 
+    # A poll answered 304 is the feed's hot path, and a keep-alive connection sends one head
+    # after another: a timer per head (made, then cancelled) would cost more than the rest of
+    # the limits. So a head only notes when it began; one timer per connection is left
+    # running and, when it fires, closes the connection if a head is still being read past
+    # the timeout, or else waits again for what is left of the head in progress (or for
+    # the next head's start to arm it anew).
+
     def _arm_head_timer(self) -> None:
+        self._head_since = self.loop.time()
         if self._head_timer is None:
             self._head_timer = self.loop.call_later(
                 self.limits.header_timeout, self._head_timed_out
@@ -109,9 +117,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        if not self.transport.is_closing():
-            self.refusals("header_timeout")
-            self.transport.close()
+        if self.transport.is_closing() or not self._in_head:
+            return  # the next head's start arms the timer again
+        left = self._head_since + self.limits.header_timeout - self.loop.time()
+        if left > 0:  # a later head, still within its own time
+            self._head_timer = self.loop.call_later(left, self._head_timed_out)
+            return
+        self.refusals("header_timeout")
+        self.transport.close()
 
     def _refuse(self, status: int, reason: str) -> None:
         self.refusals(reason)
