@@ -72,8 +72,10 @@ def edit_title(store: Store, trip_path: Path, uid: str, title: str) -> None:
 
 def test_start_binds_a_real_port(server: FeedServer) -> None:
     assert server.port > 0 and server.url == f"http://127.0.0.1:{server.port}"
+    second = FeedServer(server.store, server.config, host="127.0.0.1", port=server.port)
     with pytest.raises(CalendarSvcError, match="cannot listen"):
-        FeedServer(server.store, server.config, host="127.0.0.1", port=server.port).start()
+        second.start()
+    assert not second.changes.live  # a failed start leaves no change watcher behind
 
 
 def test_feed_headers(client: httpx.Client, trip_store: Store) -> None:

@@ -149,10 +149,10 @@ class FeedServer:
         if self._thread is not None:
             raise RuntimeError("FeedServer.start() called twice")
         _silence_access_log()
-        if self._own_changes:
-            self.changes.start()
         self._socket = _bind(self.host, self._requested_port)
         self.port = int(self._socket.getsockname()[1])
+        if self._own_changes:  # once the port is ours: a failed bind leaves no thread behind
+            self.changes.start()
         self.limits = feed_limits(self.config)
         self._started_with = self.config.feed
         uv_config = uvicorn.Config(
