@@ -22,9 +22,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from calendar_svc.errors import InputError, NotFoundError
+from calendar_svc.holders import holder_name, token_state
 from calendar_svc.models import ApiKey, Calendar
 from calendar_svc.store import Store
-from calendar_svc.validation import holder_name
 
 TOKEN_PREFIX = "csk_"
 
@@ -53,11 +53,7 @@ class KeyInfo:
 
     def state(self, now: datetime) -> str:
         """``active``, ``expired`` or ``revoked``."""
-        if self.revoked_at is not None:
-            return "revoked"
-        if self.expires_at is not None and now >= self.expires_at:
-            return "expired"
-        return "active"
+        return token_state(now, expires_at=self.expires_at, revoked_at=self.revoked_at)
 
     def sees(self, slug: str) -> bool:
         """Whether the key's scope includes calendar ``slug``."""

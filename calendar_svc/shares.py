@@ -35,10 +35,10 @@ from sqlalchemy.orm import Session
 from calendar_svc.durations import parse_duration
 from calendar_svc.errors import InputError, NotFoundError, TimeInputError
 from calendar_svc.filters import EntryFilter, parse_day
+from calendar_svc.holders import holder_name, token_state
 from calendar_svc.models import Calendar, ShareLink, UTCDateTime
 from calendar_svc.store import Store
 from calendar_svc.timezones import day_start_utc, ensure_utc, to_utc
-from calendar_svc.validation import holder_name
 
 # How much of a User-Agent is kept: enough to tell Google, iOS and Outlook apart.
 USER_AGENT_MAX = 300
@@ -113,11 +113,7 @@ class ShareInfo:
 
     def state(self, now: datetime) -> str:
         """``active``, ``expired`` or ``revoked``."""
-        if self.revoked_at is not None:
-            return "revoked"
-        if self.expires_at is not None and now >= self.expires_at:
-            return "expired"
-        return "active"
+        return token_state(now, expires_at=self.expires_at, revoked_at=self.revoked_at)
 
     def current(self, now: datetime, refresh_interval: timedelta) -> bool:
         """Whether its client keeps up: it fetched within twice the refresh interval apps are

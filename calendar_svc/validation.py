@@ -61,23 +61,6 @@ _NAMES: Final[Mapping[type, tuple[str, str]]] = {
 }
 
 
-HOLDER_NAME_MAX: Final = 200
-
-
-def holder_name(name: str, *, example: str) -> str:
-    """A ``--name`` for whoever holds a token (an API key, a share link), spaces collapsed.
-
-    The name is how an operator later lists and revokes the token, so an empty one is
-    refused with an ``example`` of what to write.
-    """
-    cleaned = " ".join(name.split())
-    if not cleaned:
-        raise InputError(f"--name must not be empty: say {example}")
-    if len(cleaned) > HOLDER_NAME_MAX:
-        raise InputError(f"--name is {len(cleaned)} characters long; at most {HOLDER_NAME_MAX}")
-    return cleaned
-
-
 def type_name(value: Any) -> str:
     """What ``value`` is, in TOML's words: ``string``, ``integer``, ``table``, …"""
     return _NAMES.get(type(value), ("", type(value).__name__))[1]

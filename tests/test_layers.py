@@ -41,6 +41,7 @@ RANKS: dict[str, int] = {
     "durations": 0,
     "events": 0,  # event types and the listener interface
     "validation": 0,  # typed readers of what people write in TOML
+    "holders": 0,  # API keys' and share links' names and states
     "recurrence": 0,  # RRULE expansion
     # 1 services every layer above may use; observers subscribe to events
     "models": 1,
