@@ -583,10 +583,8 @@ def peer_wire(db: Path, count: int, lead: float) -> dict[str, Any]:
     (default executor: 10 threads; default 1 s misfire grace)."""
     import httpx
     from apscheduler.events import EVENT_JOB_MISSED
-    from apscheduler.job import Job
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
     from apscheduler.schedulers.background import BackgroundScheduler
-    from apscheduler.triggers.date import DateTrigger
 
     proc, hook = start_receiver()
     try:
@@ -601,27 +599,7 @@ def peer_wire(db: Path, count: int, lead: float) -> dict[str, Any]:
         due = (datetime.now(UTC) + timedelta(seconds=lead)).replace(microsecond=0)
         rows = []
         for i in range(count):  # written directly: adding 10,000 one by one takes a minute
-            job = Job(
-                scheduler,
-                id=f"w{i}",
-                func=_post,
-                args=[f"w{i}"],
-                kwargs={},
-                trigger=DateTrigger(run_date=due, timezone=UTC),
-                executor="default",
-                misfire_grace_time=1,
-                coalesce=True,
-                max_instances=1,
-                next_run_time=due,
-                name="reminder",
-            )
-            rows.append(
-                {
-                    "id": job.id,
-                    "next_run_time": due.timestamp(),
-                    "job_state": pickle.dumps(job.__getstate__(), store.pickle_protocol),
-                }
-            )
+            rows.append(peer_job_row(scheduler, store, f"w{i}", _post, f"w{i}", due))
         with store.engine.begin() as conn:
             conn.execute(store.jobs_t.insert(), rows)
         scheduler.resume()
@@ -693,12 +671,40 @@ def peer_add(db: Path, jobs: int, total: int) -> dict[str, Any]:
     }
 
 
+def peer_job_row(
+    scheduler: Any, store: Any, job_id: str, func: Any, arg: Any, run: datetime
+) -> dict[str, Any]:
+    """One reminder as APScheduler's SQLAlchemy job store keeps it (a date job, a second of
+    misfire grace, as `add_job` would make it), to write many in one INSERT: adding jobs one
+    by one takes minutes at these counts."""
+    from apscheduler.job import Job
+    from apscheduler.triggers.date import DateTrigger
+
+    job = Job(
+        scheduler,
+        id=job_id,
+        func=func,
+        args=[arg],
+        kwargs={},
+        trigger=DateTrigger(run_date=run, timezone=UTC),
+        executor="default",
+        misfire_grace_time=1,
+        coalesce=True,
+        max_instances=1,
+        next_run_time=run,
+        name="reminder",
+    )
+    return {
+        "id": job.id,
+        "next_run_time": run.timestamp(),
+        "job_state": pickle.dumps(job.__getstate__(), store.pickle_protocol),
+    }
+
+
 def peer_fill(db: Path, total: int) -> dict[str, Any]:
     """A full job table, written directly (adding one by one would take many minutes)."""
-    from apscheduler.job import Job
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
     from apscheduler.schedulers.background import BackgroundScheduler
-    from apscheduler.triggers.date import DateTrigger
 
     store = SQLAlchemyJobStore(f"sqlite:///{db}")
     scheduler = BackgroundScheduler(jobstores={"default": store}, timezone=UTC)
@@ -708,27 +714,7 @@ def peer_fill(db: Path, total: int) -> dict[str, Any]:
     started = time.perf_counter()
     for i in range(total):
         run = base + timedelta(seconds=13 * i)
-        job = Job(
-            scheduler,
-            id=f"r{i}",
-            func=_noop,
-            args=[i],
-            kwargs={},
-            trigger=DateTrigger(run_date=run, timezone=UTC),
-            executor="default",
-            misfire_grace_time=1,
-            coalesce=True,
-            max_instances=1,
-            next_run_time=run,
-            name="reminder",
-        )
-        rows.append(
-            {
-                "id": job.id,
-                "next_run_time": run.timestamp(),
-                "job_state": pickle.dumps(job.__getstate__(), store.pickle_protocol),
-            }
-        )
+        rows.append(peer_job_row(scheduler, store, f"r{i}", _noop, i, run))
         if len(rows) == 10000:
             with store.engine.begin() as conn:
                 conn.execute(store.jobs_t.insert(), rows)
