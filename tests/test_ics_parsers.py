@@ -21,7 +21,7 @@ from feed_zones import expected_instants, future_entries, read_by_vtimezones
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from icalendar import Calendar as ICalendar
-from ics_lib import ics_calendar
+from ics_lib import OLD_DATEUTIL, ics_calendar, reads_zones_past_2037
 from test_ics import make_calendar, make_entry, render_pieces
 
 from calendar_svc import ics
@@ -366,13 +366,8 @@ def test_future_instants_and_the_weekly_series_in_vobject(future_feed: bytes) ->
 
 
 def test_future_instants_in_ics(future_feed: bytes) -> None:
-    import dateutil
-
-    if int(dateutil.__version__.split(".")[0]) < 3:
-        # ics looks zones up by name in the system's TZif files through dateutil's
-        # tzfile, which before dateutil 3 ignores the files' footer rule: its reading past
-        # 2037 is then dateutil's, not of our feed (the bench extra pins dateutil < 3).
-        pytest.skip(f"dateutil {dateutil.__version__} reads TZif files without their footer")
+    if not reads_zones_past_2037():
+        pytest.skip(OLD_DATEUTIL)
 
     expected = expected_instants()
     for event in ics_calendar(future_feed.decode()).events:
