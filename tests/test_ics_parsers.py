@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 
 import pytest
 from feed_zones import expected_instants, future_entries, read_by_vtimezones
@@ -24,7 +24,7 @@ from icalendar import Calendar as ICalendar
 from ics_lib import OLD_DATEUTIL, ics_calendar, reads_zones_past_2037
 from test_ics import make_calendar, make_entry, render_pieces
 
-from calendar_svc import ics
+from calendar_svc import ics, timezones
 from calendar_svc.feed.cache import render_feed
 from calendar_svc.filters import EntryFilter
 from calendar_svc.importer import import_specs
@@ -287,6 +287,111 @@ def test_event_bytes_match_icalendar_at_every_length_around_the_fold(tail: str) 
         entry = make_entry(description="a" * (length - len(tail)) + tail)
         event = ics.build_event(entry, calendar, OPTIONS)
         assert ics.event_bytes(entry, calendar, OPTIONS) == event.to_ical(sorted=True), length
+
+
+# Zones with DST in each hemisphere, half-hour steps, none at all, UTC by two names, and
+# one the tz database does not have (an entry kept after its zone went away: UTC).
+_ZONES = (
+    "America/Mexico_City",
+    "America/Guayaquil",
+    "Europe/Berlin",
+    "Australia/Lord_Howe",
+    "Asia/Kathmandu",
+    "UTC",
+    "Etc/UTC",
+    "Mars/Olympus_Mons",
+)
+_CHANGE_DAYS = tuple(
+    date.fromisoformat(day)
+    for day in (
+        "2025-03-30",
+        "2025-10-26",
+        "2040-03-25",
+        "2040-10-28",
+        "2021-04-04",
+        "2021-10-31",
+        "2025-04-06",
+        "2025-10-05",
+    )
+)
+
+
+@st.composite
+def any_entry(draw: st.DrawFn) -> Entry:
+    """An entry of any shape ``build_event`` writes: all-day or timed, in a fold, in a gap,
+    in a zone without a VTIMEZONE, a series with RDATEs and EXDATEs, with GEO, URL,
+    categories, any status, sequence and reminders."""
+    zone = draw(st.sampled_from(_ZONES))
+    end_zone = draw(st.sampled_from((zone, *_ZONES)))
+    # Days of DST changes (Berlin, Mexico City before 2022, Lord Howe) as often as any day.
+    day = draw(
+        st.sampled_from(_CHANGE_DAYS)
+        | st.dates(min_value=date(1901, 1, 1), max_value=date(2199, 12, 30))
+    )
+    # Around 01:00-03:59, where DST changes fall, more often than not.
+    clock = draw(st.times(max_value=time(3, 59)) | st.times()).replace(microsecond=0)
+    start = datetime.combine(day, clock)
+    end = start + draw(st.sampled_from((timedelta(0), timedelta(minutes=45), timedelta(days=1))))
+    fold = draw(st.sampled_from((0, 1)))
+
+    def instant(wall: datetime, where: str) -> datetime:
+        known = where if timezones.is_zone(where) else "UTC"
+        return timezones.to_utc(wall, known, fold=fold)
+
+    rrule = draw(st.sampled_from((None, "FREQ=WEEKLY;COUNT=3", "FREQ=DAILY;BYHOUR=9,17")))
+    all_day = draw(st.booleans())
+    walls = st.lists(
+        st.integers(1, 40).map(
+            lambda n: (
+                f"{(start + timedelta(days=n)).date()}"
+                if all_day
+                else f"{start + timedelta(days=n):%Y-%m-%dT%H:%M:%S}"
+            )
+        ),
+        max_size=3,
+        unique=True,
+    )
+    return make_entry(
+        uid=draw(st.from_regex(r"[A-Za-z0-9._;,\\-]{1,30}", fullmatch=True)),
+        title=draw(texts),
+        description=draw(st.text(max_size=90)),
+        location=draw(st.text(max_size=40)),
+        geo_lat=draw(st.none() | st.floats(-90, 90)),
+        geo_lon=draw(st.floats(-180, 180)),
+        url=draw(st.sampled_from(("", "https://example.org/a?b=c,d;e", "https://ex.org/ü"))),
+        categories=draw(st.lists(st.text(min_size=1, max_size=12), max_size=3)),
+        status=draw(st.sampled_from(("confirmed", "tentative", "cancelled"))),
+        transparency=draw(st.sampled_from(("opaque", "transparent"))),
+        sequence=draw(st.integers(0, 10_000)),
+        all_day=all_day,
+        start=start,
+        end=end,
+        zone="UTC",  # (make_entry's own instants; the entry's zones and instants follow)
+        start_tz=zone,
+        end_tz=end_zone,
+        start_fold=fold,
+        end_fold=fold,
+        start_utc=instant(start, zone),
+        end_utc=instant(end, end_zone),
+        rrule=rrule,
+        # (A series in a zone the tz database lacks is isolated before any feed: see
+        # calendar_svc.isolation.)
+        rdates=draw(walls) or None if rrule and timezones.is_zone(zone) else None,
+        exdates=draw(walls) or None if rrule and timezones.is_zone(zone) else None,
+        reminders=draw(st.sampled_from((None, [], ["PT15M"], ["P1D", "PT1H"], ["P2DT3H"]))),
+        updated_at=draw(st.datetimes(min_value=datetime(2000, 1, 1), timezones=st.just(UTC))),
+    )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(entry=any_entry(), include_alarms=st.booleans())
+def test_event_bytes_of_any_entry_are_icalendar_s(entry: Entry, include_alarms: bool) -> None:
+    """``event_bytes`` writes the lines itself (asking icalendar how each kind of value is
+    written once): for every kind of entry they are icalendar's own ``to_ical`` bytes."""
+    options = ics.FeedOptions(include_alarms=include_alarms)
+    calendar = make_calendar(reminders=["PT1H", "P1D"])
+    event = ics.build_event(entry, calendar, options)
+    assert ics.event_bytes(entry, calendar, options) == event.to_ical(sorted=True)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
