@@ -107,6 +107,9 @@ class ChangeWatcher:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._live = False
+        with self._lock:
+            # What was read under the last generation is no longer known to be current.
+            self.generation += 1
         thread, self._thread = self._thread, None
         teller, self._teller = self._teller, None
         self._stop.set()

@@ -288,9 +288,12 @@ class ChannelFailing(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FeedAnswered(Event):
-    """The feed route answered a request with HTTP ``status``."""
+    """The feed route answered ``count`` requests with HTTP ``status``: one, or the polls of
+    unchanged feeds answered from memory in one turn of the server's event loop, told at
+    once when it ends."""
 
     status: int
+    count: int = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -7,7 +7,12 @@ labels are documented in the README (HTTP) and stay as they are.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from calendar_svc.events import (
     ClockStepped,
@@ -63,12 +68,11 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.feed_requests = Counter(
-            "calendar_svc_feed_requests",
-            "Feed HTTP requests by status code.",
-            ["status"],
-            registry=self.registry,
+        # Counted on every feed request, an unchanged feed's poll included: plain numbers.
+        self.feed_requests = _Tally(
+            "calendar_svc_feed_requests", "Feed HTTP requests by status code.", "status"
         )
+        self.registry.register(self.feed_requests)
         self.page_requests = Counter(
             "calendar_svc_page_requests",
             "Subscribers' page requests (pages and per-entry .ics) by status code.",
@@ -81,12 +85,10 @@ class Metrics:
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10),
             registry=self.registry,
         )
-        self.feed_cache = Counter(
-            "calendar_svc_feed_cache",
-            "Feed cache lookups by result (hit or miss).",
-            ["result"],
-            registry=self.registry,
+        self.feed_cache = _Tally(
+            "calendar_svc_feed_cache", "Feed cache lookups by result (hit or miss).", "result"
         )
+        self.registry.register(self.feed_cache)
         self.reminders = Counter(
             "calendar_svc_reminders",
             "Reminder deliveries by outcome (planned, sent, retried, failed, missed, cancelled)"
@@ -149,12 +151,6 @@ class Metrics:
             registry=self.registry,
         )
         self._isolated: set[tuple[str, str]] = set()
-        # Every feed request counts: the children of the usual labels are looked up once.
-        self._status = {
-            code: self.feed_requests.labels(status=str(code)) for code in (200, 304, 400, 404, 503)
-        }
-        self._hit = self.feed_cache.labels(result="hit")
-        self._miss = self.feed_cache.labels(result="miss")
 
     def attach(self, bus: EventBus) -> None:
         """Count the events of ``bus`` from now on."""
@@ -162,15 +158,12 @@ class Metrics:
 
     def on_event(self, event: Event) -> None:
         match event:
-            case FeedAnswered(status=status):
-                child = self._status.get(status)
-                if child is None:
-                    child = self.feed_requests.labels(status=str(status))
-                child.inc()
+            case FeedAnswered(status=status, count=count):
+                self.feed_requests.inc(_STATUS_LABELS.get(status) or str(status), count)
             case PageAnswered(status=status):
                 self.page_requests.labels(status=str(status)).inc()
             case FeedCacheLookup(hit=hit):
-                (self._hit if hit else self._miss).inc()
+                self.feed_cache.inc("hit" if hit else "miss")
             case FeedRendered(seconds=seconds):
                 self.feed_render_seconds.observe(seconds)
             case ReminderPlanned(channel=channel):
@@ -213,3 +206,35 @@ class Metrics:
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
+
+
+_STATUS_LABELS = {code: str(code) for code in (200, 304, 400, 404, 503)}
+
+
+class _Tally(Collector):
+    """A counter by one label, kept in plain integers and exposed as a Prometheus counter
+    when scraped: a feed poll is counted on every request, and a ``Counter`` child's
+    ``inc`` (checks and a lock of its own per call) costs several times this."""
+
+    def __init__(self, name: str, documentation: str, label: str):
+        self._name, self._documentation, self._label = name, documentation, label
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def inc(self, value: str, amount: int = 1) -> None:
+        with self._lock:
+            self._counts[value] = self._counts.get(value, 0) + amount
+
+    def _family(self) -> CounterMetricFamily:
+        return CounterMetricFamily(self._name, self._documentation, labels=[self._label])
+
+    def describe(self) -> Iterator[Metric]:
+        yield self._family()
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        with self._lock:
+            counts = sorted(self._counts.items())
+        for value, count in counts:
+            family.add_metric([value], count)
+        yield family

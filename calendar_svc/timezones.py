@@ -80,6 +80,9 @@ _current: TzDatabase | None = None
 def current() -> TzDatabase:
     """The tz database every conversion in the process uses (pytz's unless switched)."""
     global _current
+    database = _current  # replaced whole, never changed: read without the lock (hot path)
+    if database is not None:
+        return database
     with _state_lock:
         if _current is None:
             _current = bundled()

@@ -21,10 +21,11 @@ narrowed to its cities and categories, and its fetches are counted.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -34,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from calendar_svc import __version__
+from calendar_svc import __version__, timezones
 from calendar_svc.changes import ChangeWatcher
 from calendar_svc.config import Config
 from calendar_svc.errors import InputError, StoreError
@@ -66,6 +67,9 @@ _NOT_FOUND_HEADERS: Headers = [
 _ANSWERED = {code: FeedAnswered(status=code) for code in (200, 304, 400, 404, 503)}
 _HIT, _MISS = FeedCacheLookup(hit=True), FeedCacheLookup(hit=False)
 _MAX_HEADS = 10_000  # calendars' heads kept between changes (unknown slugs are not kept)
+_MAX_POLLS = 10_000  # owners' 304 answers kept between changes
+# (raw path, query string, If-None-Match, Accept-Encoding) of a poll
+_PollKey = tuple[bytes, bytes, bytes, bytes | None]
 
 
 class _Variant:
@@ -78,20 +82,48 @@ class _Variant:
         # A different encoding is a different representation: its strong ETag differs.
         self.etag = f'"{feed.etag}-gz"' if gzip else f'"{feed.etag}"'
         self.etag_bytes = self.etag.encode()
-        common: Headers = [
+        # RFC 9110 (15.4.5): a 304 carries the 200's ETag, Cache-Control and Vary (Date is
+        # uvicorn's), and no other representation metadata: a client has Last-Modified
+        # from the 200, and each header costs a poll time on the server's hot path.
+        self.headers_304: Headers = [
             (b"etag", self.etag.encode()),
-            (b"last-modified", feed.last_modified_http.encode()),
             (b"cache-control", f"private, max-age={max_age}".encode()),
             (b"vary", b"Accept-Encoding"),
         ]
-        self.headers_304 = common
         self.headers_200 = [
             (b"content-type", b"text/calendar; charset=utf-8"),
             (b"content-disposition", f'inline; filename="{feed.slug}.ics"'.encode()),
             (b"content-length", str(len(body)).encode()),
-            *common,
+            (b"last-modified", feed.last_modified_http.encode()),
+            *self.headers_304,
             *([(b"content-encoding", b"gzip")] if gzip else []),
         ]
+
+
+class KnownAnswer:
+    """A poll's 304, kept while the store's change ``generation`` and the tz database
+    (``tz``) stay those it was answered under: its headers, and as the bytes of a
+    response head after the status line (for ``feed.protocol``, which writes it)."""
+
+    __slots__ = ("block", "generation", "headers", "tz")
+
+    def __init__(self, generation: int, tz: object, headers: Headers):
+        self.generation = generation
+        self.tz = tz
+        self.headers = headers
+        self.block = b"".join(b"%s: %s\r\n" % header for header in headers) + b"\r\n"
+
+
+def _conditions(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes | None, bytes | None]:
+    """(If-None-Match, Accept-Encoding) of a request's headers (names in lower case, as
+    uvicorn gives them; the last of a repeated one, as ``_headers`` reads them)."""
+    match = encoding = None
+    for name, value in headers:
+        if name == b"if-none-match":
+            match = value
+        elif name == b"accept-encoding":
+            encoding = value
+    return match, encoding
 
 
 class _Prepared:
@@ -135,6 +167,11 @@ class FeedEndpoint:
         self.changes = changes
         self._heads: dict[str, CalendarHead] = {}
         self._heads_generation = -1
+        # Owners' polls answered 304, by what decided the answer (path, query,
+        # If-None-Match, Accept-Encoding): the 304's headers, while the store's change
+        # generation and the tz database stay those they were answered under.
+        self._polls: dict[_PollKey, KnownAnswer] = {}
+        self._unreported = 0  # polls answered from ``_polls`` not yet told (event loop only)
         self.max_age = int(config.feed.refresh_interval.total_seconds())
         self.events = events
         # Whose token it is (the owner's or a share link's); the page asks the same one.
@@ -145,6 +182,47 @@ class FeedEndpoint:
         store's held connection goes with the store)."""
         self.access.close()
         self.stored.close()
+
+    def known_poll(
+        self, raw_path: bytes, query: bytes, headers: Iterable[tuple[bytes, bytes]]
+    ) -> KnownAnswer | None:
+        """The 304 of a poll answered before (by raw path, query, If-None-Match and
+        Accept-Encoding), when nothing it was decided on has changed since (the store's
+        generation, the tz database): then the answer is the same, and nothing else needs
+        doing. The hot path of an unchanged feed, asked by the app and, before any ASGI
+        request exists, by the server's protocol (``feed.protocol``)."""
+        changes = self.changes
+        if changes is None or not self._polls:
+            return None
+        match, encoding = _conditions(headers)
+        if match is None:
+            return None
+        known = self._polls.get((raw_path, query, match, encoding))
+        # (A watcher's stop raises its generation: none of these outlives its watcher.)
+        if known is None or known.generation != changes.generation:
+            return None
+        if known.tz is not timezones.current():
+            return None
+        # Counted (no render cache lookup was made) once this turn of the event loop ends:
+        # under load a turn answers several polls, and one event tells them all.
+        if not self._unreported:
+            asyncio.get_running_loop().call_soon(self._report_polls)
+        self._unreported += 1
+        return known
+
+    def _report_polls(self) -> None:
+        count, self._unreported = self._unreported, 0
+        self.events.emit(FeedAnswered(status=304, count=count))
+
+    def _keep_poll(self, scope: Scope, generation: int, tz: object, headers: Headers) -> None:
+        match, encoding = _conditions(scope["headers"])
+        raw_path = scope.get("raw_path")  # (optional in ASGI; uvicorn gives it)
+        if match is None or raw_path is None:
+            return
+        if len(self._polls) >= _MAX_POLLS:
+            self._polls = {}
+        key = (raw_path, scope.get("query_string", b""), match, encoding)
+        self._polls[key] = KnownAnswer(generation, tz, headers)
 
     def head(self, slug: str) -> CalendarHead | None:
         """The calendar's head: kept while the change generation stays, else read."""
@@ -169,6 +247,9 @@ class FeedEndpoint:
         params = scope["path_params"]
         token: str = params["token"]
         slug: str = params["slug"]
+        # What a 304 kept for later is valid under: read before anything it depends on.
+        generation = self.changes.generation if self.changes is not None else -1
+        tz = timezones.current()
         try:
             head = self.head(slug)
             # Known links (the usual case) without an await: this is every poll's path.
@@ -216,6 +297,9 @@ class FeedEndpoint:
             request_headers, feed
         ):
             self.events.emit(_ANSWERED[304])
+            if grant is OWNER and self.changes is not None and self.changes.live:
+                # (A share link's poll is counted and may expire: it always comes here.)
+                self._keep_poll(scope, generation, tz, variant.headers_304)
             await send(
                 {"type": "http.response.start", "status": 304, "headers": variant.headers_304}
             )
@@ -350,6 +434,19 @@ class FeedApp(Starlette):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            # A poll answered 304 before, with nothing changed since: answered again.
+            raw_path = scope.get("raw_path")
+            known = (
+                None
+                if raw_path is None
+                else self.feed_endpoint.known_poll(
+                    raw_path, scope.get("query_string", b""), scope["headers"]
+                )
+            )
+            if known is not None:
+                await send({"type": "http.response.start", "status": 304, "headers": known.headers})
+                await send({"type": "http.response.body", "body": b""})
+                return
             parts = scope["path"].split("/")
             # ["", "feeds", token, "<slug>.ics"]
             if (
@@ -370,7 +467,7 @@ def build_app(
     config: Config,
     observers: Observers | None = None,
     changes: ChangeWatcher | None = None,
-) -> Starlette:
+) -> FeedApp:
     """The feed app for ``store``; ``app.state.feed`` is the endpoint: ``close()`` it when
     the server has stopped, so the share links' last fetch counts are written.
 

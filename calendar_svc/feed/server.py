@@ -21,18 +21,21 @@ import logging
 import signal
 import socket
 import threading
+from collections.abc import Awaitable
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
 from calendar_svc.changes import ChangeWatcher
 from calendar_svc.config import Config
 from calendar_svc.errors import CalendarSvcError
-from calendar_svc.feed.app import build_app
+from calendar_svc.feed.app import FeedApp, build_app
 from calendar_svc.feed.limits import Limits, RefusalLog
+
+if TYPE_CHECKING:
+    from calendar_svc.feed.protocol import KnownPolls
 from calendar_svc.logs import log_event
 from calendar_svc.observers import Observers
 from calendar_svc.resources import descriptors_for_connections
@@ -79,11 +82,12 @@ class _Swappable:
     """The ASGI app uvicorn serves: hands each request to ``current``, which a reload
     replaces; a request already running finishes on the app it started on."""
 
-    def __init__(self, app: Starlette):
+    def __init__(self, app: FeedApp):
         self.current = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.current(scope, receive, send)
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # The app's own coroutine, not one of this hop's around it (every poll passes here).
+        return self.current(scope, receive, send)
 
 
 # [feed] settings fixed for the life of the server: the socket was bound with the first
@@ -160,12 +164,14 @@ class FeedServer:
             log_config=None,  # our logging (logs.setup_logging) stays as configured
             access_log=False,  # request paths hold feed tokens
             lifespan="off",
+            # (uvicorn would guess ASGI 2 from a __call__ that is not a coroutine function)
+            interface="asgi3",
             server_header=False,
             timeout_graceful_shutdown=5,
             timeout_keep_alive=max(1, round(self.limits.keep_alive_timeout)),
             # The h11 parser's own cap (used only where httptools is not installed).
             h11_max_incomplete_event_size=self.limits.max_header_size,
-            **_protocol(self.limits, self.refusals),
+            **_protocol(self.limits, self.refusals, self._known_poll),
         )
         self._server = _Server(uv_config)
         self._thread = threading.Thread(
@@ -187,6 +193,13 @@ class FeedServer:
             http=_implementation(uv_config),
             max_connections=self.limits.max_connections,
         )
+
+    def _known_poll(
+        self, raw_path: bytes, query: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> bytes | None:
+        """For the protocol: the response head of a known poll of the app serving now."""
+        known = self._serving.current.feed_endpoint.known_poll(raw_path, query, headers)
+        return None if known is None else known.block
 
     def reconfigure(self, config: Config) -> list[str]:
         """Serve with ``config`` from now on; returns the ``[feed]`` keys that changed but
@@ -261,10 +274,10 @@ def feed_limits(config: Config) -> Limits:
     )
 
 
-def _protocol(limits: Limits, refusals: RefusalLog) -> dict[str, Any]:
-    """uvicorn's ``http`` option: the limited httptools protocol when httptools is there
-    (it is a dependency on CPython); else uvicorn's h11 with its size cap and keep-alive
-    timeout only, and a warning."""
+def _protocol(limits: Limits, refusals: RefusalLog, known: KnownPolls) -> dict[str, Any]:
+    """uvicorn's ``http`` option: the limited httptools protocol, answering ``known`` polls
+    itself, when httptools is there (it is a dependency on CPython); else uvicorn's h11
+    with its size cap and keep-alive timeout only, and a warning."""
     try:
         from calendar_svc.feed.protocol import limited_protocol
     except ImportError:
@@ -275,7 +288,7 @@ def _protocol(limits: Limits, refusals: RefusalLog) -> dict[str, Any]:
             why="httptools is not installed: no connection limit or header read timeout",
         )
         return {"http": "h11"}
-    return {"http": limited_protocol(limits, refusals)}
+    return {"http": limited_protocol(limits, refusals, known)}
 
 
 def _implementation(config: uvicorn.Config) -> str:
