@@ -178,6 +178,10 @@ def daemon(folder: Path, db: Path, week: date) -> dict[str, Any]:
     config = config_file(folder, db, port)
     con = sqlite3.connect(db)
     token, slug = con.execute("select feed_token, slug from calendars").fetchone()
+    # The week's feed is a cold render: nothing kept by an earlier run (--keep).
+    con.execute("delete from rendered_events")
+    con.execute("delete from rendered_zones")
+    con.commit()
     con.close()
     sock, path = _notify_socket(folder)
     log = folder / "daemon.log"

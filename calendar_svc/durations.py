@@ -1,37 +1,61 @@
-"""ISO 8601 durations (``PT1H``, ``P1D``, ``PT15M``) <-> timedelta, via icalendar's parser."""
+"""ISO 8601 durations (``PT1H``, ``P1D``, ``PT15M``) <-> timedelta, in RFC 5545's form.
+
+Read and written here (the shape is RFC 5545's, and the rest is arithmetic), exactly
+as icalendar's ``vDuration`` reads and writes them (tests compare the two): commands
+that only show offsets (``reminders``, ``list``) need not load icalendar for it.
+"""
 
 from __future__ import annotations
 
 import re
 from datetime import timedelta
+from functools import lru_cache
 
-from icalendar import vDuration
-
-# icalendar's parser accepts some sloppy forms; require the RFC 5545 shape first.
-_SHAPE = re.compile(r"^P(?:\d+W|(?:\d+D)?(?:T(?=\d)(?:\d+H)?(?:\d+M)?(?:\d+S)?)?)$")
+# RFC 5545's dur-value without a sign (weeks alone, or days and/or a time part).
+_SHAPE = re.compile(
+    r"^P(?:(?P<weeks>\d+)W|(?:(?P<days>\d+)D)?"
+    r"(?:T(?=\d)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?)$"
+)
 
 
 def parse_duration(text: object) -> timedelta:
     """``"PT1H"`` -> ``timedelta(hours=1)``; ValueError with a readable reason otherwise."""
     if not isinstance(text, str):
         raise ValueError(f"expected an ISO 8601 duration string such as 'PT1H', got {text!r}")
+    return _parse(text)
+
+
+@lru_cache(maxsize=1024)
+def _parse(text: str) -> timedelta:
+    # Cached: every entry's reminder offsets are read again wherever they are used.
     candidate = text.strip().upper()
-    if candidate in ("P", "PT") or not _SHAPE.match(candidate):
+    match = _SHAPE.match(candidate)
+    if candidate in ("P", "PT") or match is None:
         raise ValueError(
             f"{text!r} is not an ISO 8601 duration (examples: 'PT15M', 'PT1H', 'P1D', 'P1W')"
         )
-    value = vDuration.from_ical(candidate)  # type: ignore[no-untyped-call]
-    if not isinstance(value, timedelta):  # pragma: no cover - icalendar returns timedelta here
-        raise ValueError(f"{text!r} is not a fixed-length duration")
-    return value
+    parts = {unit: int(value) for unit, value in match.groupdict().items() if value}
+    try:
+        return timedelta(**parts)
+    except OverflowError:
+        raise ValueError(f"{text!r} is longer than any duration can be") from None
 
 
 def format_duration(value: timedelta) -> str:
-    """``timedelta(hours=1)`` -> ``"PT1H"`` (the canonical RFC 5545 form)."""
+    """``timedelta(hours=1)`` -> ``"PT1H"``: the canonical RFC 5545 form, as icalendar's
+    ``vDuration`` writes it (a test compares the two; sub-second parts are dropped)."""
     if value < timedelta(0):
         raise ValueError("durations here are never negative")
-    text: bytes = vDuration(value).to_ical()  # type: ignore[no-untyped-call]
-    return text.decode("ascii")
+    days, seconds = value.days, value.seconds
+    time = ""
+    if seconds:
+        hours, minutes, rest = seconds // 3600, seconds % 3600 // 60, seconds % 60
+        time = "T" + (f"{hours}H" if hours else "")
+        time += f"{minutes}M" if minutes or (hours and rest) else ""
+        time += f"{rest}S" if rest else ""
+    if days == 0 and time:
+        return f"P{time}"
+    return f"P{days}D{time}"
 
 
 def humanize(value: timedelta) -> str:

@@ -412,6 +412,8 @@ def _property_lines(kind: type[Component], name: str, value: object) -> list[str
     if isinstance(value, _Text):
         return [f"{name}:{value.escaped()}"]
     if isinstance(value, str):
+        if name in _CONSTANT_TEXT:
+            return [_constant_text_line(kind, name, value)]
         if _is_text(kind, name):
             return [f"{name}:{vText(value).to_ical().decode()}"]
     elif isinstance(value, datetime):
@@ -432,6 +434,15 @@ def _property_lines(kind: type[Component], name: str, value: object) -> list[str
     elif isinstance(value, timedelta):
         return _lines_of_value(kind, name, value)
     return _icalendar_lines(kind, name, value)
+
+
+# Properties whose few values repeat in every VEVENT and VALARM: their lines are kept.
+_CONSTANT_TEXT = frozenset(("STATUS", "TRANSP", "ACTION"))
+
+
+@lru_cache(maxsize=64)
+def _constant_text_line(kind: type[Component], name: str, value: str) -> str:
+    return _icalendar_lines(kind, name, value)[0]
 
 
 @lru_cache(maxsize=64)

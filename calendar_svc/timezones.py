@@ -347,6 +347,13 @@ def wall_time(instant: datetime, zone_name: str) -> tuple[datetime, int | None]:
 
 def day_start_utc(day: date, zone_name: str) -> datetime:
     """The instant a calendar day starts in the zone (midnight, or the end of a gap)."""
+    return _day_start(current(), day, zone_name)
+
+
+@lru_cache(maxsize=4096)
+def _day_start(database: TzDatabase, day: date, zone_name: str) -> datetime:
+    # Cached: a feed filtered to some days asks this of every entry in a few zones.
+    del database  # part of the cache key only: another tz database, another answer
     return to_utc(datetime.combine(day, time()), zone_name, fold=0)
 
 
