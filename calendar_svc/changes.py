@@ -97,19 +97,17 @@ class ChangeWatcher:
             return
         self._stop.clear()
         self.store.after_commit(self._local)
+        # Live before the thread runs: a thread that fails at once must leave it false.
+        self._live = True
         self._thread = threading.Thread(target=self._run, name="calendar-svc-changes", daemon=True)
         self._thread.start()
         self._teller = threading.Thread(
             target=self._tell, name="calendar-svc-changes-listeners", daemon=True
         )
         self._teller.start()
-        self._live = True
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._live = False
-        with self._lock:
-            # What was read under the last generation is no longer known to be current.
-            self.generation += 1
+        self._end_live()
         thread, self._thread = self._thread, None
         teller, self._teller = self._teller, None
         self._stop.set()
@@ -159,8 +157,14 @@ class ChangeWatcher:
             log.exception("changes.watcher_failed")
         finally:
             # Nobody keeps the generation current any more: readers go to the database.
-            self._live = False
+            self._end_live()
             self._close()
+
+    def _end_live(self) -> None:
+        self._live = False
+        with self._lock:
+            # What was read under the last generation is no longer known to be current.
+            self.generation += 1
 
     def _run_sqlite(self) -> None:
         last: int | None = None

@@ -212,3 +212,30 @@ def test_the_daemon_replans_on_a_commit_without_waiting_for_its_tick(
     done = subprocess.run(cli, capture_output=True, env=base_env(), timeout=60)
     assert done.returncode == 0, done.stderr
     wait_for(lambda: _pending(db_url, "later") == 0, 30, "the cancel to be re-planned", services)
+
+
+def test_a_watcher_that_ends_makes_what_was_read_under_it_stale(
+    trip_store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whatever a server kept under a generation (calendar heads, remembered 304s) is only
+    good while the watcher runs: its stop, or its thread failing, raises the generation
+    once more, and ``live`` turns false (readers go back to the database)."""
+    stopped = ChangeWatcher(trip_store, interval=0.05)
+    stopped.start()
+    before = stopped.generation
+    stopped.stop()
+    assert not stopped.live and stopped.generation > before
+
+    def fail() -> None:
+        raise RuntimeError("the watcher's connection is gone for good")
+
+    failing = ChangeWatcher(trip_store, interval=0.05)
+    monkeypatch.setattr(failing, "_run_sqlite", fail)
+    monkeypatch.setattr(failing, "_run_postgres", fail)
+    before = failing.generation
+    with caplog.at_level(logging.ERROR, logger="calendar_svc.changes"):
+        failing.start()
+        wait_for(lambda: not failing.live, 10, "the failed watcher still says it is live")
+    assert failing.generation > before
+    assert "changes.watcher_failed" in caplog.text
+    failing.stop()

@@ -33,13 +33,13 @@ from calendar_svc.config import Config
 from calendar_svc.errors import CalendarSvcError
 from calendar_svc.feed.app import FeedApp, build_app
 from calendar_svc.feed.limits import Limits, RefusalLog
-
-if TYPE_CHECKING:
-    from calendar_svc.feed.protocol import KnownPolls
 from calendar_svc.logs import log_event
 from calendar_svc.observers import Observers
 from calendar_svc.resources import descriptors_for_connections
 from calendar_svc.store import Store
+
+if TYPE_CHECKING:  # (it imports httptools, which may be missing: see _protocol)
+    from calendar_svc.feed.protocol import KnownPolls
 
 log = logging.getLogger("calendar_svc.feed")
 
