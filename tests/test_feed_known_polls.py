@@ -83,6 +83,16 @@ def known_etag(server: FeedServer, target: str) -> str:
     return str(etag)
 
 
+@pytest.fixture
+def known(
+    served: tuple[FeedServer, CountingApp], trip_store: Store
+) -> tuple[FeedServer, CountingApp, str, str]:
+    """(server, its counting app, the feed's path, its ETag), the poll already known."""
+    server, app = served
+    target = path(trip_store)
+    return server, app, target, known_etag(server, target)
+
+
 def request(target: str, *headers: str, method: str = "GET", version: str = "1.1") -> bytes:
     lines = [
         f"{method} {target} HTTP/{version}",
@@ -121,11 +131,9 @@ def test_a_known_poll_is_answered_again_and_again_without_the_app(
 
 
 def test_pipelined_polls_get_their_answers_in_order(
-    served: tuple[FeedServer, CountingApp], trip_store: Store
+    known: tuple[FeedServer, CountingApp, str, str],
 ) -> None:
-    server, app = served
-    target = path(trip_store)
-    etag = known_etag(server, target)
+    server, app, target, etag = known
     before = app.calls
     raw = (
         request(target, f"If-None-Match: {etag}")
@@ -150,11 +158,9 @@ def test_pipelined_polls_get_their_answers_in_order(
 
 
 def test_a_poll_with_a_body_is_answered_and_the_next_request_read(
-    served: tuple[FeedServer, CountingApp], trip_store: Store
+    known: tuple[FeedServer, CountingApp, str, str],
 ) -> None:
-    server, app = served
-    target = path(trip_store)
-    etag = known_etag(server, target)
+    server, app, target, etag = known
     before = app.calls
     raw = (
         request(target, f"If-None-Match: {etag}", "Content-Length: 5")
@@ -171,11 +177,9 @@ def test_a_poll_with_a_body_is_answered_and_the_next_request_read(
     ("version", "extra"), [("1.0", ()), ("1.1", ("Connection: close",))], ids=["1.0", "close"]
 )
 def test_polls_that_end_their_connection_get_the_same_answer(
-    served: tuple[FeedServer, CountingApp], trip_store: Store, version: str, extra: tuple[str]
+    known: tuple[FeedServer, CountingApp, str, str], version: str, extra: tuple[str]
 ) -> None:
-    server, _ = served
-    target = path(trip_store)
-    etag = known_etag(server, target)
+    server, _, target, etag = known
     reply = exchange(server, request(target, f"If-None-Match: {etag}", *extra, version=version))
     # (uvicorn answers HTTP/1.0 in 1.1, as servers do; the connection ends either way)
     assert reply.startswith(b"HTTP/1.1 304 Not Modified\r\n")
