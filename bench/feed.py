@@ -70,6 +70,27 @@ HOST = "127.0.0.1"
 # --- data -----------------------------------------------------------------------------
 
 
+def timed_entry(
+    uid: str, title: str, start: datetime, length: timedelta, zone: str, **extra: Any
+) -> EntrySpec:
+    """An entry from ``start`` (wall time in ``zone``, not in a DST change) for ``length``."""
+    end = start + length
+    return EntrySpec(
+        uid=uid,
+        title=title,
+        all_day=False,
+        start_local=start,
+        start_tz=zone,
+        start_fold=None,
+        end_local=end,
+        end_tz=zone,
+        end_fold=None,
+        start_utc=to_utc(start, zone),
+        end_utc=to_utc(end, zone),
+        **extra,
+    )
+
+
 def make_spec(count: int) -> CalendarSpec:
     """``count`` entries, round-robin over three zones, two reminders each, 10 a day 08-17h."""
     entries = []
@@ -77,20 +98,13 @@ def make_spec(count: int) -> CalendarSpec:
         zone = ZONES[i % 3]
         slot = i // 3
         start = datetime(2025, 9, 1, 8) + timedelta(days=slot // 10, hours=slot % 10)
-        end = start + timedelta(minutes=90)
         entries.append(
-            EntrySpec(
-                uid=f"bench-{i:05d}",
-                title=f"Meeting {i}: security, trade; follow-up",
-                all_day=False,
-                start_local=start,
-                start_tz=zone,
-                start_fold=None,
-                end_local=end,
-                end_tz=zone,
-                end_fold=None,
-                start_utc=to_utc(start, zone),
-                end_utc=to_utc(end, zone),
+            timed_entry(
+                f"bench-{i:05d}",
+                f"Meeting {i}: security, trade; follow-up",
+                start,
+                timedelta(minutes=90),
+                zone,
                 description="Agenda:\nmigration, fentanyl; tariffs under the USMCA.",
                 location="Palacio Nacional, Mexico City",
                 city=("Mexico City", "Quito", "Washington")[i % 3],
@@ -330,20 +344,13 @@ def soon_spec(count: int) -> CalendarSpec:
     entries = []
     for i in range(count):
         start = to_local(first + timedelta(minutes=i), zone).replace(tzinfo=None)
-        end = start + timedelta(minutes=30)
         entries.append(
-            EntrySpec(
-                uid=f"soon-{i:03d}",
-                title=f"Soon {i}",
-                all_day=False,
-                start_local=start,
-                start_tz=zone,
-                start_fold=None,
-                end_local=end,
-                end_tz=zone,
-                end_fold=None,
-                start_utc=to_utc(start, zone),
-                end_utc=to_utc(end, zone),
+            timed_entry(
+                f"soon-{i:03d}",
+                f"Soon {i}",
+                start,
+                timedelta(minutes=30),
+                zone,
                 reminders=("PT1H",),
             )
         )

@@ -63,31 +63,58 @@ def burst_entries(
     bulk INSERT: a burst built in a second, not through the importer."""
     wall = due.replace(tzinfo=None)
     return [
-        {
-            "calendar_id": cal_id,
-            "uid": f"burst{i:0{width}d}",
-            "title": "Burst",
-            "description": "",
-            "location": "",
-            "city": "",
-            "url": "",
-            "categories": [],
-            "status": "confirmed",
-            "transparency": "opaque",
-            "sequence": 0,
-            "all_day": False,
-            "start_local": wall,
-            "start_tz": "UTC",
-            "end_local": wall,
-            "end_tz": "UTC",
-            "start_utc": due,
-            "end_utc": due,
-            "reminders": reminders,
-            "created_at": now,
-            "updated_at": now,
-        }
+        entry_row(
+            cal_id,
+            f"burst{i:0{width}d}",
+            "Burst",
+            wall,
+            "UTC",
+            due,
+            timedelta(0),
+            now,
+            reminders=reminders,
+        )
         for i in range(count)
     ]
+
+
+def entry_row(
+    cal_id: int,
+    uid: str,
+    title: str,
+    wall: datetime,
+    zone: str,
+    start_utc: datetime,
+    length: timedelta,
+    now: datetime,
+    *,
+    reminders: list[str] | None = None,
+    location: str = "",
+) -> dict[str, Any]:
+    """One ``entries`` row for a bulk INSERT (wall time ``wall`` in ``zone`` is ``start_utc``)."""
+    return {
+        "calendar_id": cal_id,
+        "uid": uid,
+        "title": title,
+        "description": "",
+        "location": location,
+        "city": "",
+        "url": "",
+        "categories": [],
+        "status": "confirmed",
+        "transparency": "opaque",
+        "sequence": 0,
+        "all_day": False,
+        "start_local": wall,
+        "start_tz": zone,
+        "end_local": wall + length,
+        "end_tz": zone,
+        "start_utc": start_utc,
+        "end_utc": start_utc + length,
+        "reminders": reminders,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def peak_rss_mb(pid: int | str = "self") -> float:
@@ -148,29 +175,17 @@ def fill(db: Path, entries: int) -> dict[str, Any]:
             wall = to_local(instant, zone).replace(tzinfo=None, second=0, microsecond=0)
             start_utc = to_utc(wall, zone, fold=0)
             rows.append(
-                {
-                    "calendar_id": cal_id,
-                    "uid": f"e{i:06d}",
-                    "title": f"Entry {i}",
-                    "description": "",
-                    "location": "Somewhere",
-                    "city": "",
-                    "url": "",
-                    "categories": [],
-                    "status": "confirmed",
-                    "transparency": "opaque",
-                    "sequence": 0,
-                    "all_day": False,
-                    "start_local": wall,
-                    "start_tz": zone,
-                    "end_local": wall + timedelta(hours=1),
-                    "end_tz": zone,
-                    "start_utc": start_utc,
-                    "end_utc": start_utc + timedelta(hours=1),
-                    "reminders": None,
-                    "created_at": now,
-                    "updated_at": now,
-                }
+                entry_row(
+                    cal_id,
+                    f"e{i:06d}",
+                    f"Entry {i}",
+                    wall,
+                    zone,
+                    start_utc,
+                    timedelta(hours=1),
+                    now,
+                    location="Somewhere",
+                )
             )
             if len(rows) == 5000:
                 session.execute(insert(Entry), rows)

@@ -17,9 +17,11 @@ and its server cannot be used, they fail instead: it was asked for.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shutil
+import signal
 import socket
 import textwrap
 from collections.abc import Callable, Iterator
@@ -56,6 +58,22 @@ class FakeClock:
 
     def set(self, value: datetime) -> None:
         self.now = value
+
+
+@pytest.fixture
+def process_state() -> Iterator[None]:
+    """A daemon's ``run()`` installs signal handlers and logging for the whole process: put
+    them back after the test (modules that run daemons in-process use it for every test)."""
+    handlers = {
+        sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    }
+    root = logging.getLogger()
+    root_handlers, level = list(root.handlers), root.level
+    yield
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+    root.handlers[:] = root_handlers
+    root.setLevel(level)
 
 
 @pytest.fixture

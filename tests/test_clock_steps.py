@@ -12,8 +12,6 @@ tests/test_fault_clock.py does the same to a real process under libfaketime.
 from __future__ import annotations
 
 import dataclasses
-import logging
-import signal
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,6 +21,7 @@ from typing import ClassVar
 import pytest
 from conftest import FakeClock
 from sqlalchemy import select, update
+from test_dispatcher import drain
 
 from calendar_svc.clock import StepWatch
 from calendar_svc.config import default_config, parse_config
@@ -32,11 +31,13 @@ from calendar_svc.models import Delivery
 from calendar_svc.notifiers.base import Notifier, Reminder
 from calendar_svc.observers import Observers
 from calendar_svc.reminders import repository as repo
-from calendar_svc.reminders.dispatcher import Dispatcher
 from calendar_svc.reminders.leases import LeaseWatch
 from calendar_svc.reminders.planner import Planner
 from calendar_svc.sdnotify import ServiceNotifier
 from calendar_svc.store import Store
+
+# run() installs signal handlers and logging for the whole process: put back after each test.
+pytestmark = pytest.mark.usefixtures("process_state")
 
 HOUR = 3600.0
 T0 = datetime(2025, 9, 2, 12, 0, tzinfo=UTC)
@@ -63,16 +64,6 @@ class Recorder(Notifier):
     def send(self, reminder: Reminder) -> None:
         with self.lock:
             self.got.append(reminder)
-
-
-def drain(dispatcher: Dispatcher) -> None:
-    """Claim and send everything due now, synchronously (no pump thread)."""
-    while True:
-        claimed = dispatcher.run_once()
-        assert dispatcher.wait_idle(10)
-        dispatcher.flush()
-        if not claimed:
-            return
 
 
 # --- the step detector ------------------------------------------------------------------
@@ -230,18 +221,6 @@ def test_only_rows_judged_by_a_clock_running_ahead_are_revived(
 
 
 # --- the daemon, with both clocks injected -------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _restore_process_state() -> Iterator[None]:
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    root = logging.getLogger()
-    root_handlers, level = list(root.handlers), root.level
-    yield
-    for sig, handler in handlers.items():
-        signal.signal(sig, handler)
-    root.handlers[:] = root_handlers
-    root.setLevel(level)
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ tests/test_service.py, with real processes.
 from __future__ import annotations
 
 import logging
-import signal
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -29,20 +27,8 @@ from calendar_svc.reminders.lock import DaemonLock
 from calendar_svc.sdnotify import ServiceNotifier
 from calendar_svc.timezones import UTC
 
-
-@pytest.fixture(autouse=True)
-def _restore_process_state() -> Iterator[None]:
-    """``run()`` installs signal handlers and logging for the whole process: put them back."""
-    handlers = {
-        sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-    }
-    root = logging.getLogger()
-    root_handlers, level = list(root.handlers), root.level
-    yield
-    for sig, handler in handlers.items():
-        signal.signal(sig, handler)
-    root.handlers[:] = root_handlers
-    root.setLevel(level)
+# run() installs signal handlers and logging for the whole process: put back after each test.
+pytestmark = pytest.mark.usefixtures("process_state")
 
 
 def daemon_config(tmp_path: Path) -> Config:

@@ -214,8 +214,16 @@ class FeedEndpoint:
         count, self._unreported = self._unreported, 0
         self.events.emit(FeedAnswered(status=304, count=count))
 
-    def _keep_poll(self, scope: Scope, generation: int, tz: object, headers: Headers) -> None:
-        match, encoding = _conditions(scope["headers"])
+    def _keep_poll(
+        self,
+        scope: Scope,
+        request_headers: dict[bytes, bytes],
+        generation: int,
+        tz: object,
+        headers: Headers,
+    ) -> None:
+        match = request_headers.get(b"if-none-match")
+        encoding = request_headers.get(b"accept-encoding")
         raw_path = scope.get("raw_path")  # (optional in ASGI; uvicorn gives it)
         if match is None or raw_path is None:
             return
@@ -299,7 +307,7 @@ class FeedEndpoint:
             self.events.emit(_ANSWERED[304])
             if grant is OWNER and self.changes is not None and self.changes.live:
                 # (A share link's poll is counted and may expire: it always comes here.)
-                self._keep_poll(scope, generation, tz, variant.headers_304)
+                self._keep_poll(scope, request_headers, generation, tz, variant.headers_304)
             await send(
                 {"type": "http.response.start", "status": 304, "headers": variant.headers_304}
             )
